@@ -1,0 +1,51 @@
+# NeuroSeg-3D: `make demo` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# CPU wheel by default; GPU users: `make install TORCH=torch` (or use environment.yml).
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.neuroseg-installed
+KERNEL := neuroseg
+DEMO_DATA := data/demo
+
+.PHONY: help install demo test test-all sync readme lab bench clean-demo
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): settings.ini setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (neuroseg)" >/dev/null
+	@touch $@
+
+install: $(STAMP)  ## create .venv: torch first, then neuroseg[dev] and the Jupyter kernel
+
+test: $(STAMP)  ## nbdev hygiene + every notebook's tests + report templates; ends with `N passed, M failed`
+	$(BIN)/python tools/run_tests.py
+
+test-all: $(STAMP)  ## the tests, including the cells flagged slow
+	$(BIN)/python tools/run_tests.py --flags slow
+
+sync: $(STAMP)  ## nbdev_clean + nbdev_export + README from nbs/index.ipynb (run before committing)
+	$(BIN)/nbdev_clean && $(BIN)/nbdev_export && $(BIN)/python tools/readme.py
+
+readme: $(STAMP)  ## regenerate README.md from nbs/index.ipynb
+	$(BIN)/python tools/readme.py
+
+demo: $(STAMP)  ## synthesise the demo dataset, validate it, write a preview figure
+	@test -f $(DEMO_DATA)/dataset.json || $(BIN)/neuroseg_synth --out $(DEMO_DATA) --n 24 --shape 96 96 64 --seed 0
+	$(BIN)/python -m neuroseg.demo --data $(DEMO_DATA)
+
+lab: $(STAMP)  ## JupyterLab with the project's kernel
+	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install -q jupyterlab
+	$(BIN)/jupyter lab --notebook-dir=nbs
+
+bench: $(STAMP)  ## benchmarks against the original's MONAI pipeline (grows with the benchmark issue)
+	$(BIN)/python tools/bench.py
+
+clean-demo:  ## remove the demo data and runs
+	rm -rf $(DEMO_DATA) runs/demo reports/demo
