@@ -36,9 +36,8 @@ sync: $(STAMP)  ## nbdev_clean + nbdev_export + README from nbs/index.ipynb (run
 readme: $(STAMP)  ## regenerate README.md from nbs/index.ipynb
 	$(BIN)/python tools/readme.py
 
-demo: $(STAMP)  ## synthesise the demo dataset, validate it, write a preview figure
-	@test -f $(DEMO_DATA)/dataset.json || $(BIN)/neuroseg_synth --out $(DEMO_DATA) --n 24 --shape 96 96 64 --seed 0
-	$(BIN)/python -m neuroseg.demo --data $(DEMO_DATA)
+demo: $(STAMP)  ## synthesise the demo dataset, validate it with the MSD reader, write a preview figure
+	$(BIN)/neuroseg_synth --out $(DEMO_DATA) --n 24 --shape 96 96 64 --seed 0 --overwrite --preview reports/demo/data_preview.png
 
 lab: $(STAMP)  ## JupyterLab with the project's kernel
 	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install -q jupyterlab
