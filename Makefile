@@ -8,9 +8,10 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.neuroseg-installed
 KERNEL := neuroseg
+SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_DATA := data/demo
 
-.PHONY: help install demo test test-all sync readme lab bench clean-demo
+.PHONY: help install demo test test-all check-reports sync readme lab bench clean-demo
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,14 +31,29 @@ test: $(STAMP)  ## nbdev hygiene + every notebook's tests + report templates; en
 test-all: $(STAMP)  ## the tests, including the cells flagged slow
 	$(BIN)/python tools/run_tests.py --flags slow
 
+check-reports: $(STAMP)  ## render both reports on a tiny run, open them in headless Chromium (installs Debian's chromium)
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+	$(BIN)/python tools/check_reports.py --browser yes --out reports/check
+
 sync: $(STAMP)  ## nbdev_clean + nbdev_export + README from nbs/index.ipynb (run before committing)
 	$(BIN)/nbdev_clean && $(BIN)/nbdev_export && $(BIN)/python tools/readme.py
 
 readme: $(STAMP)  ## regenerate README.md from nbs/index.ipynb
 	$(BIN)/python tools/readme.py
 
-demo: $(STAMP)  ## synthesise the demo dataset, validate it with the MSD reader, write a preview figure
+DEMO_RUN := runs/demo
+
+demo: $(STAMP)  ## synthetic data -> train -> infer on held-out cases -> evaluate -> HTML reports (CPU, minutes)
 	$(BIN)/neuroseg_synth --out $(DEMO_DATA) --n 24 --shape 96 96 64 --seed 0 --overwrite --preview reports/demo/data_preview.png
+	rm -rf $(DEMO_RUN)
+	$(BIN)/neuroseg_train --config configs/demo.yaml data.root=$(DEMO_DATA) train.out_dir=$(DEMO_RUN)
+	$(BIN)/neuroseg_infer --ckpt $(DEMO_RUN)/checkpoints/best.pt --input $(DEMO_DATA)/imagesTr --split $(DEMO_RUN)/split.json \
+	    --out $(DEMO_RUN)/predictions --save-entropy
+	$(BIN)/neuroseg_evaluate --pred $(DEMO_RUN)/predictions --ref $(DEMO_DATA)/labelsTr --split $(DEMO_RUN)/split.json \
+	    --convention msd --out $(DEMO_RUN)/evaluation
+	$(BIN)/neuroseg_report train --config configs/demo.yaml train.out_dir=$(DEMO_RUN) --name demo
+	$(BIN)/neuroseg_report evaluate --config configs/demo.yaml train.out_dir=$(DEMO_RUN) --name demo
+	@echo; echo "demo done: reports/demo/train.html, reports/demo/evaluate.html (3D views beside them), run in $(DEMO_RUN)"
 
 lab: $(STAMP)  ## JupyterLab with the project's kernel
 	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install -q jupyterlab

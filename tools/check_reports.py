@@ -1,0 +1,123 @@
+"""Render both report templates on a tiny real run, with the console scripts a user would type, and check the HTML.
+
+Synthetic data (neuroseg_synth), a tiny network trained for a few epochs (neuroseg_train), predictions on the
+held-out test cases (neuroseg_infer), their scores (neuroseg_evaluate), then `neuroseg_report train` and
+`neuroseg_report evaluate`; the HTML must hold every section heading and the research-use disclaimer, no code, and
+load no script or style from the network. With --browser, headless Chromium also opens the evaluation report and the
+3D page (tools/browser_check.py). `make test` runs this; `make check-reports` runs it with --browser yes.
+
+    python tools/check_reports.py [--out DIR] [--browser auto|yes|no]
+"""
+import argparse, json, os, re, shutil, subprocess, sys, tempfile, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SECTIONS = {
+    "train": ["Training report", "Research use only", "Parameters and environment", "Configuration", "Data split",
+              "Learning curves", "Timings", "Training hardware", "Weights &amp; Biases run"],
+    "evaluate": ["Evaluation report", "Research use only", "Parameters and environment", "Summary per region",
+                 "Per-case metrics", "Distributions per region", "Best, median and worst cases", "3D view", "Uncertainty"],
+}
+MARKER = ".check_reports"   # marks a --out folder as ours, so that a later run may replace it
+TINY_CONFIG = """\
+# tools/check_reports.py: a network and data small enough to train in seconds on two CPU cores
+data: {{root: {data}, format: msd, spacing_mm: [1.5, 1.5, 1.5], roi_size: [16, 16, 16], num_samples: 2,
+       num_workers: 0, cache: memory, num_folds: 4, fold: 0, test_fraction: 0.375}}
+model: {{name: unet, head: regions, channels: [8, 16, 32], strides: [2, 2], num_res_units: 1}}
+train: {{epochs: 6, iters_per_epoch: 4, batch_size: 2, lr: 0.01, warmup_epochs: 1, val_every: 2, device: cpu,
+        seed: 0, out_dir: {run}}}
+infer: {{overlap: 0.25, sw_batch_size: 4}}
+tracking: {{mode: offline, project: neuroseg-check}}
+"""
+
+def run(*cmd, env=None):
+    "Run a console script; on failure print its output and stop."
+    start = time.time()
+    done = subprocess.run([str(c) for c in cmd], cwd=ROOT, capture_output=True, text=True, env=env)
+    print(f"  {time.time() - start:5.1f} s  {Path(str(cmd[0])).name} {' '.join(str(c) for c in cmd[1:])[:110]}")
+    if done.returncode != 0:
+        sys.stdout.write(done.stdout + done.stderr)
+        raise SystemExit(f"check_reports: {Path(str(cmd[0])).name} failed with exit code {done.returncode}")
+    return done.stdout
+
+def link_cases(ids:list, source:Path, dest:Path) -> Path:
+    "A folder of symbolic links to the `<id>.nii.gz` files of `source`: the held-out cases only."
+    dest.mkdir(parents=True)
+    for i in ids: (dest/f"{i}.nii.gz").symlink_to(source/f"{i}.nii.gz")
+    return dest
+
+def pipeline(work:Path) -> dict:
+    "Data, training, inference, evaluation and both reports in `work`; the paths of what they wrote."
+    data, run_dir, config = work/"data", work/"runs"/"tiny", work/"tiny.yaml"
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
+    run(BIN/"neuroseg_synth", "--out", data, "--n", 8, "--shape", 32, 32, 24, "--seed", 0)
+    config.write_text(TINY_CONFIG.format(data=data, run=run_dir))
+    run(BIN/"neuroseg_train", "--config", config, env=env)
+    test_ids = json.loads((run_dir/"split.json").read_text())["test"]
+    images = link_cases(test_ids, data/"imagesTr", work/"test"/"images")
+    labels = link_cases(test_ids, data/"labelsTr", work/"test"/"labels")
+    run(BIN/"neuroseg_infer", "--ckpt", run_dir/"checkpoints"/"best.pt", "--input", images, "--out", run_dir/"predictions")
+    run(BIN/"neuroseg_evaluate", "--pred", run_dir/"predictions", "--ref", labels, "--convention", "msd", "--out", run_dir/"evaluation")
+    reports = work/"reports"
+    run(BIN/"neuroseg_report", "train", "--config", config, "--out", reports)
+    run(BIN/"neuroseg_report", "evaluate", "--config", config, "-p", "case", largest_prediction(run_dir/"evaluation"), "--out", reports)
+    return dict(train=reports/"tiny"/"train.html", evaluate=reports/"tiny"/"evaluate.html", test_ids=test_ids)
+
+def largest_prediction(eval_dir:Path) -> str:
+    "The test case with the largest predicted whole tumour: the one the 3D view shows (a tiny model may predict little)."
+    import csv
+    rows = [r for r in csv.DictReader(open(eval_dir/"metrics.csv")) if r["region"] == "WT"]
+    return max(rows, key=lambda r: float(r["pred_volume_ml"] or 0))["case"]
+
+def html_problems(page:Path, report:str) -> list:
+    "What is wrong with a rendered report: missing sections, code shown, a script or style fetched from the network."
+    if not page.is_file(): return [f"{page}: not written"]
+    text, problems = page.read_text(), []
+    problems += [f"{page.name}: no section {s!r}" for s in SECTIONS[report] if s not in text]
+    if not page.with_suffix(".ipynb").is_file(): problems.append(f"{page.name}: no executed notebook beside it")
+    if "from neuroseg.report import" in text: problems.append(f"{page.name}: shows code cells")
+    if re.search(r"""<(script|link|img)\b[^>]*\b(src|href)=["']?(https?:)?//""", text): problems.append(f"{page.name}: loads from the network")
+    if "Traceback" in text or 'data-mime-type="application/vnd.jupyter.stderr"' in text: problems.append(f"{page.name}: shows an error or stderr output")
+    return problems
+
+def mesh_page(report_dir:Path) -> Path|None:
+    "The 3D page the evaluation report links to."
+    pages = sorted(report_dir.glob("*_mesh.html"))
+    return pages[0] if pages else None
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=None, help="keep everything in this folder (default: a temporary one, removed)")
+    ap.add_argument("--browser", choices=["auto", "yes", "no"], default="auto",
+                    help="also open the evaluation report and the 3D page in headless Chromium (auto: when installed)")
+    args = ap.parse_args()
+    start = time.time()
+    work = args.out or Path(tempfile.mkdtemp(prefix="neuroseg-check-reports-"))
+    if args.out and work.exists():
+        if any(work.iterdir()) and not (work/MARKER).is_file():
+            raise SystemExit(f"check_reports: {work} exists and was not written by check_reports; give another --out")
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    (work/MARKER).write_text("written by tools/check_reports.py; replaced on its next run\n")
+    try:
+        print(f"check_reports: tiny run in {work}")
+        pages = pipeline(work)
+        problems = html_problems(pages["train"], "train") + html_problems(pages["evaluate"], "evaluate")
+        mesh = mesh_page(pages["evaluate"].parent)
+        if mesh is None: problems.append("evaluate.html: no <case>_mesh.html page beside it")
+        browser = args.browser == "yes" or (args.browser == "auto" and any(shutil.which(b) for b in ("chromium", "google-chrome")))
+        if browser and mesh is not None:
+            sys.path.insert(0, str(ROOT/"tools"))
+            import browser_check
+            code = browser_check.main([str(pages["evaluate"]), str(mesh), "--require-3d", "--screenshots", str(work/"screenshots")])
+            if code: problems.append("browser check failed (see above)")
+        elif args.browser == "auto": print("check_reports: no chromium, browser check skipped (make check-reports installs it)")
+        for p in problems: print(f"FAIL {p}")
+        print(f"check_reports: {'ok' if not problems else 'FAILED'} in {time.time() - start:.0f} s")
+        return 1 if problems else 0
+    finally:
+        if not args.out: shutil.rmtree(work, ignore_errors=True)
+
+if __name__ == "__main__":
+    sys.exit(main())
