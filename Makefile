@@ -51,8 +51,8 @@ demo: $(STAMP)  ## synthetic data -> train -> infer on held-out cases -> evaluat
 	    --out $(DEMO_RUN)/predictions --save-entropy
 	$(BIN)/neuroseg_evaluate --pred $(DEMO_RUN)/predictions --ref $(DEMO_DATA)/labelsTr --split $(DEMO_RUN)/split.json \
 	    --convention msd --out $(DEMO_RUN)/evaluation
-	$(BIN)/neuroseg_report train --config configs/demo.yaml train.out_dir=$(DEMO_RUN) --name demo
-	$(BIN)/neuroseg_report evaluate --config configs/demo.yaml train.out_dir=$(DEMO_RUN) --name demo
+	$(BIN)/neuroseg_report train train.out_dir=$(DEMO_RUN) --config configs/demo.yaml --name demo
+	$(BIN)/neuroseg_report evaluate train.out_dir=$(DEMO_RUN) --config configs/demo.yaml --name demo
 	@echo; echo "demo done: reports/demo/train.html, reports/demo/evaluate.html (3D views beside them), run in $(DEMO_RUN)"
 
 lab: $(STAMP)  ## JupyterLab with the project's kernel
