@@ -1,0 +1,63 @@
+"""`make bench`: the benchmarks against the original NeuroSeg-3D pipeline, on this machine.
+
+Runs the template reports/bench.ipynb with papermill (the project's `neuroseg` kernel); the notebook writes
+reports/bench/<device>.json and this script writes reports/bench/<device>.html from it (nbconvert, no code, no CDN).
+The synthetic cases, the shared weights and the disk cache stay in .cache/neuroseg/bench and are reused, so the first
+run is the slow one (about 15 minutes on 2 CPU cores), later ones about 10. Measure on a quiet machine: the load
+average is recorded with the numbers, and a warning is printed when it is above 1.5.
+
+    python tools/bench.py [--device cpu|cuda] [--tiny] [--out DIR] [--wait MINUTES] [-p NAME VALUE ...]
+
+--tiny runs every comparison on small inputs (a check that the template works, in a few minutes; its numbers mean
+nothing) and writes into .cache/neuroseg/bench-tiny unless --out is given.
+"""
+import argparse, os, sys, tempfile, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(work_dir=".cache/neuroseg/bench-tiny", n_cases=4, shape=[48, 40, 32], train_roi=[32, 32, 32], num_workers=0,
+            warmup_steps=1, train_steps=2, floor_steps=1, weights_steps=2, weights_roi=[32, 32, 32], metrics_repeats=1,
+            preprocess_cases=2)
+
+def parameters(args) -> dict:
+    "The template's parameters: the device, the tiny sizes with --tiny, the output folder, and each -p NAME VALUE."
+    import yaml
+    from neuroseg.report import template_parameters
+    declared = template_parameters(ROOT/"reports"/"bench.ipynb")
+    params = dict(device=args.device, out_dir=str(args.out), **(TINY if args.tiny else {}))
+    for name, text in args.p or []:
+        if name not in declared: raise SystemExit(f"bench: no parameter {name!r} (its parameters: {', '.join(declared)})")
+        params[name] = text if declared[name][0] == "str" else yaml.safe_load(text)
+    return params
+
+def wait_for_quiet(minutes:float, below:float=1.5):
+    "Wait up to `minutes` for the 1-minute load average to fall below `below` (a shared machine gives noisy timings)."
+    deadline = time.time() + 60 * minutes
+    while os.getloadavg()[0] >= below and time.time() < deadline: time.sleep(15)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--tiny", action="store_true", help="small inputs: checks the template, measures nothing useful")
+    ap.add_argument("--out", type=Path, default=None, help="folder of <device>.json and .html (default reports/bench)")
+    ap.add_argument("--wait", type=float, default=0, help="wait up to this many minutes for the load average to fall below 1.5")
+    ap.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), help="a template parameter, e.g. -p train_steps 10")
+    args = ap.parse_args()
+    args.out = args.out or (ROOT/".cache"/"neuroseg"/"bench-tiny"/"reports" if args.tiny else ROOT/"reports"/"bench")
+    os.chdir(ROOT)
+    from neuroseg.bench import device_label
+    from neuroseg.core import write_text_atomic
+    from neuroseg.report import execute_template, notebook_html
+    wait_for_quiet(args.wait)
+    load = os.getloadavg()[0]
+    if load > 1.5: print(f"bench: warning: load average {load:.2f} on {os.cpu_count()} cores; the numbers will be slow and noisy", file=sys.stderr)
+    label, start = device_label(args.device), time.time()
+    with tempfile.TemporaryDirectory(prefix="neuroseg-bench-") as tmp:
+        executed = Path(tmp)/"bench.ipynb"
+        execute_template(ROOT/"reports"/"bench.ipynb", executed, parameters(args))
+        page = args.out/f"{label}.html"
+        write_text_atomic(page, notebook_html(executed))
+    print(f"bench: wrote {args.out/f'{label}.json'} and {page} in {(time.time() - start) / 60:.1f} min")
+
+if __name__ == "__main__":
+    main()
