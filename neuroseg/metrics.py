@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import nibabel as nib
 from scipy import ndimage
+from scipy.spatial import cKDTree
 from fastcore.script import call_parse, Param
 from .core import NeurosegError, cli_errors, write_text_atomic, write_json_atomic
 from .labels import REGIONS, labels_to_regions, get_convention
@@ -130,12 +131,9 @@ def compute_surface_distances(pred:np.ndarray, # predicted mask, non-empty
     pred, ref = _as_mask(pred), _as_mask(ref)
     if not (pred.any() and ref.any()):
         raise ValueError("compute_surface_distances needs two non-empty masks; compute_hd95 applies the empty-region rules")
-    box = foreground_bbox(pred, ref)
-    pred_surface, ref_surface = mask_surface(pred[box]), mask_surface(ref[box])
-    sampling = tuple(float(s) for s in spacing)
-    to_ref = ndimage.distance_transform_edt(~ref_surface, sampling=sampling)[pred_surface]
-    to_pred = ndimage.distance_transform_edt(~pred_surface, sampling=sampling)[ref_surface]
-    return to_ref, to_pred
+    box, mm = foreground_bbox(pred, ref, margin=1), np.asarray(spacing, dtype=float)
+    pred_points, ref_points = (np.argwhere(mask_surface(m[box])) * mm for m in (pred, ref))
+    return cKDTree(ref_points).query(pred_points)[0], cKDTree(pred_points).query(ref_points)[0]
 
 # %% ../nbs/05_metrics.ipynb #0733c339
 def hd95_from_distances(to_ref:np.ndarray, # distances from the prediction's surface to the reference's
