@@ -246,7 +246,8 @@ class Run:
 def train_step(run:Run, ts:TrainState, batch:dict) -> torch.Tensor:
     "One optimiser step on `batch`; returns the loss (a detached tensor)."
     device = run.di.device
-    image, target = batch["image"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
+    image = batch["image"].to(device, non_blocking=True)
+    target = batch["label"].to(device, non_blocking=True).float()   # uint8 in the loader (a quarter of the copy)
     ts.optimizer.zero_grad(set_to_none=True)
     with autocast(device, run.dtype): loss = run.loss_fn(run.net(image), target)
     ts.scaler.scale(loss).backward()

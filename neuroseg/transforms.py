@@ -22,7 +22,7 @@ from .labels import get_convention, LabelsToRegionsd, LabelsToClassesd
 
 # %% auto #0
 __all__ = ['MSD_CHANNELS', 'CROP_MARGIN', 'CACHE_SAFE_GLOBALS', 'modality_indices', 'SelectChannels', 'SelectChannelsd',
-           'nonzero', 'label_targets', 'deterministic_transforms', 'random_transforms', 'train_transforms',
+           'nonzero', 'Compactd', 'label_targets', 'deterministic_transforms', 'random_transforms', 'train_transforms',
            'val_transforms', 'preprocessing_settings', 'preprocessing_key', 'case_hash', 'cache_dir',
            'MetaPersistentDataset', 'make_dataset', 'make_loader']
 
@@ -67,6 +67,22 @@ def nonzero(x:torch.Tensor) -> torch.Tensor:
     "Foreground of a skull-stripped image: every non-zero voxel (some scanners store negative intensities)."
     return x != 0
 
+class Compactd(MapTransform):
+    "Copy each tensor under `keys` into storage of its own size (a crop is a view of the uncropped volume); labels as uint8."
+    backend = [monai.utils.TransformBackends.TORCH]
+
+    def __init__(self, keys:KeysCollection, label_keys:KeysCollection=("label",), allow_missing_keys:bool=True):
+        super().__init__(keys, allow_missing_keys)
+        self.label_keys = set(label_keys)   # keys stored as uint8
+
+    def __call__(self, data:Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            x = d[key]
+            if key in self.label_keys: d[key] = x.to(torch.uint8)
+            elif x.untyped_storage().nbytes() > x.numel() * x.element_size() or not x.is_contiguous(): d[key] = x.clone(memory_format=torch.contiguous_format)
+        return d
+
 def label_targets(cfg:Config, # uses model.head
                   convention:str, # label convention of the label files
                  ) -> MapTransform:
@@ -87,7 +103,7 @@ def deterministic_transforms(cfg:Config, # uses data.modalities, data.spacing_mm
              CropForegroundd(keys, source_key="image", select_fn=nonzero, margin=CROP_MARGIN, allow_smaller=True,
                              start_coord_key=None, end_coord_key=None),
              NormalizeIntensityd("image", nonzero=True, channel_wise=True)]
-    return Compose(steps + ([label_targets(cfg, convention)] if with_label else []))
+    return Compose(steps + ([label_targets(cfg, convention)] if with_label else []) + [Compactd(keys)])
 
 # %% ../nbs/02b_transforms.ipynb #6b6965b5
 def random_transforms(cfg:Config, # uses data.roi_size, data.num_samples, data.pos_fraction

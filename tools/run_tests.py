@@ -3,7 +3,7 @@
 Notebooks are run with nbdev's own `test_nb` (what `nbdev_test` calls), in parallel, so that each notebook
 counts as one test unit; the closing line reads `N passed, M failed`.
 
-    python tools/run_tests.py [--flags "slow cuda"] [--only PATTERN] [--workers N]
+    python tools/run_tests.py [--flags "slow cuda"] [--only PATTERN ...] [--workers N]
 """
 import argparse, hashlib, os, subprocess, sys, time
 from pathlib import Path
@@ -25,10 +25,10 @@ def check_sync() -> tuple[bool, str]:
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     return not changed, "would change: " + ", ".join(changed) if changed else "clean"
 
-def notebooks(only:str|None) -> list[Path]:
-    "Library notebooks to test (scratch notebooks start with `_`)."
+def notebooks(only:list[str]|None) -> list[Path]:
+    "Library notebooks to test (scratch notebooks start with `_`), those whose name contains one of `only` if given."
     nbs = sorted(p for p in (ROOT/"nbs").glob("*.ipynb") if not p.name.startswith(("_", ".")))
-    return [p for p in nbs if not only or only in p.name]
+    return [p for p in nbs if not only or any(o in p.name for o in only)]
 
 def run_notebooks(files:list[Path], flags:str, workers:int) -> list[tuple[str, bool, float]]:
     "Run each notebook's tests with nbdev's test_nb, `workers` at a time."
@@ -51,7 +51,7 @@ def run_templates() -> list[tuple[str, bool, float]]:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flags", default="", help="test flags to run that are normally skipped, e.g. 'slow'")
-    ap.add_argument("--only", default=None, help="only notebooks whose name contains this")
+    ap.add_argument("--only", nargs="+", default=None, help="only notebooks whose name contains one of these")
     ap.add_argument("--skip-sync", action="store_true", help="skip the nbdev clean/export check (local iteration only)")
     ap.add_argument("--workers", type=int, default=int(os.environ.get("NEUROSEG_TEST_WORKERS", 2)))
     args = ap.parse_args()
