@@ -60,7 +60,7 @@ lab: $(STAMP)  ## JupyterLab with the project's kernel
 	$(BIN)/jupyter lab --notebook-dir=nbs
 
 bench: $(STAMP)  ## benchmarks against the original's MONAI pipeline (grows with the benchmark issue)
-	$(BIN)/python tools/bench.py
+	$(BIN)/python tools/bench.py --wait 10
 
 clean-demo:  ## remove the demo data and runs
 	rm -rf $(DEMO_DATA) runs/demo reports/demo

@@ -13,10 +13,10 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['NeurosegError', 'user_error', 'cli_errors', 'atomic_path', 'write_text_atomic', 'write_json_atomic', 'atomic_dir',
-           'DataConfig', 'ModelConfig', 'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides',
-           'config_from_dict', 'load_config', 'find_config', 'project_root', 'real_data_dir', 'seed_everything',
-           'get_device', 'environment_info']
+__all__ = ['NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'console_script', 'atomic_path', 'write_text_atomic',
+           'write_json_atomic', 'atomic_dir', 'DataConfig', 'ModelConfig', 'TrainConfig', 'InferConfig',
+           'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config', 'find_config',
+           'project_root', 'real_data_dir', 'seed_everything', 'get_device', 'environment_info']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -42,6 +42,29 @@ def cli_errors(func):
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
     return _wrapper
+
+# %% ../nbs/00_core.ipynb #c0a5e7b2
+def underscore_option(arg:str) -> str:
+    "`--per-label` -> `--per_label`, `--sw-batch-size=2` -> `--sw_batch_size=2`: an option's name only, never a value."
+    if not arg.startswith("--") or arg == "--": return arg
+    name, eq, value = arg.partition("=")
+    return "--" + name[2:].replace("-", "_") + eq + value
+
+def console_script(func=None, # the command: its signature is the command line; wrap it in `cli_errors` first
+                   prog:str|None=None, # the program's name in help and errors (default: the function's name)
+                  ):
+    "A console script from `func`: options with dashes or underscores, positional arguments before or after options."
+    if func is None: return functools.partial(console_script, prog=prog)
+    from fastcore.script import anno_parser
+    @functools.wraps(func)
+    def _main(argv:list|None=None, # command-line arguments (default: `sys.argv[1:]`)
+             ):
+        parser = anno_parser(func, prog=prog or func.__name__)
+        parser.epilog = "Options may be written with dashes or underscores (--per-label or --per_label)."
+        args = vars(parser.parse_intermixed_args([underscore_option(str(a)) for a in (sys.argv[1:] if argv is None else argv)]))
+        for key in ("pdb", "xtra"): args.pop(key, None)   # anno_parser's own options
+        return func(**args)
+    return _main
 
 # %% ../nbs/00_core.ipynb #4d6654ea
 def _umask() -> int:

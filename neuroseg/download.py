@@ -6,10 +6,9 @@
 from __future__ import annotations
 import os, re, shutil, tarfile, tempfile, http.client, urllib.request, urllib.error
 from pathlib import Path
-from fastcore.script import call_parse
 from tqdm import tqdm
 from monai.apps.utils import check_hash, extractall
-from .core import NeurosegError, cli_errors
+from .core import NeurosegError, cli_errors, console_script
 
 # %% auto #0
 __all__ = ['MSD_TASK', 'MSD_URL', 'MSD_MD5', 'is_task_folder', 'verify_md5', 'fetch_resumable', 'extract_atomic', 'download_msd',
@@ -152,7 +151,7 @@ def ensure_msd(root:str|Path, # data.root: the dataset folder, or the folder tha
     return download_msd(root.parent if root.name == task else root, url, md5, task, progress)
 
 # %% ../nbs/02a_download.ipynb #4f3ac433
-@call_parse
+@console_script
 @cli_errors
 def neuroseg_download(root:str="data", # folder that will hold Task01_BrainTumour/
                       url:str=MSD_URL, # address of the archive

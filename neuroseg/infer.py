@@ -15,11 +15,11 @@ import scipy.ndimage
 import torch
 from torch import nn, Tensor
 from tqdm import tqdm
-from fastcore.script import Param, store_true, anno_parser
+from fastcore.script import Param, store_true
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged, EnsureChannelFirstd
 from monai.utils import convert_to_tensor
-from .core import NeurosegError, Config, atomic_path, cli_errors, config_from_dict, get_device, user_error
+from .core import NeurosegError, Config, atomic_path, cli_errors, console_script, config_from_dict, get_device, user_error
 from .labels import REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels
 from .data import open_nifti, grid_mismatch, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
 from .transforms import MSD_CHANNELS, deterministic_transforms
@@ -28,13 +28,13 @@ from .checkpoint import model_from_checkpoint
 from .train import predict_volume, amp_dtype
 
 # %% auto #0
-__all__ = ['SPATIAL_FLIPS', 'OUTPUT_SUFFIXES', 'case_id', 'resolve_case', 'open_input', 'input_paths', 'check_headers',
-           'loading_steps', 'load_voxels', 'channel_sources', 'check_voxels', 'load_input', 'InferenceModel',
-           'load_inference_model', 'inference_config', 'flip_tta', 'network_probs', 'invert_to_input', 'region_masks',
-           'small_components', 'drop_small_components', 'replace_small_enhancing', 'Postprocess', 'shannon_entropy',
-           'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml', 'predict_probs', 'labels_from_probs',
-           'Prediction', 'predict', 'nifti_like', 'output_paths', 'check_outputs', 'save_prediction',
-           'predict_to_files', 'is_batch', 'find_cases', 'predict_folder', 'infer_command', 'neuroseg_infer']
+__all__ = ['SPATIAL_FLIPS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'case_id', 'resolve_case', 'open_input', 'input_paths',
+           'check_headers', 'loading_steps', 'load_voxels', 'channel_sources', 'check_voxels', 'load_input',
+           'InferenceModel', 'load_inference_model', 'inference_config', 'flip_tta', 'network_probs', 'invert_to_input',
+           'region_masks', 'small_components', 'drop_small_components', 'replace_small_enhancing', 'Postprocess',
+           'shannon_entropy', 'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml', 'predict_probs',
+           'labels_from_probs', 'Prediction', 'predict', 'nifti_like', 'output_paths', 'check_outputs',
+           'save_prediction', 'predict_to_files', 'is_batch', 'find_cases', 'predict_folder', 'infer_command']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
 def case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
@@ -583,17 +583,4 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt)", str, 
     return 0
 
 # %% ../nbs/07_infer.ipynb #6521bd58
-def _underscored(arg:str) -> str:
-    "`--save-probs` -> `--save_probs`: the option name only, not its value."
-    if not arg.startswith("--"): return arg
-    name, eq, value = arg.partition("=")
-    return "--" + name[2:].replace("-", "_") + eq + value
-
-def neuroseg_infer(argv:list|None=None, # command-line arguments; None: `sys.argv[1:]`
-                  ) -> int:
-    "Console script `neuroseg_infer`: parse the options with fastcore's `anno_parser` and run `infer_command`."
-    parser = anno_parser(infer_command, prog="neuroseg_infer")
-    parser.epilog = "Options may be written with dashes too (--save-probs, --sw-batch-size, --min-size-wt, --et-min-volume)."
-    args = vars(parser.parse_args([_underscored(a) for a in (sys.argv[1:] if argv is None else argv)]))
-    for key in ("pdb", "xtra"): args.pop(key, None)
-    return infer_command(**args)
+neuroseg_infer = console_script(infer_command, prog="neuroseg_infer")   # dashes or underscores: --save-probs, --min-size-wt

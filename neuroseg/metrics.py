@@ -11,8 +11,8 @@ import numpy as np
 import nibabel as nib
 from scipy import ndimage
 from scipy.spatial import cKDTree
-from fastcore.script import call_parse, Param
-from .core import NeurosegError, cli_errors, write_text_atomic, write_json_atomic
+from fastcore.script import Param
+from .core import NeurosegError, cli_errors, console_script, write_text_atomic, write_json_atomic
 from .labels import REGIONS, labels_to_regions, get_convention
 from .data import SUBSETS, split_subset_ids
 
@@ -502,7 +502,7 @@ def write_evaluation(rows:list, summary:dict, out_dir:str|Path) -> tuple[Path, P
     return out_dir/"metrics.csv", out_dir/"summary.json"
 
 # %% ../nbs/05_metrics.ipynb #08976447
-@call_parse
+@console_script
 @cli_errors
 def neuroseg_evaluate(pred:Param("prediction NIfTI file, or directory of them", str, required=True)=None,
                       ref:Param("reference NIfTI file, or directory of them (or of BraTS case folders)", str, required=True)=None,

@@ -12,9 +12,9 @@ import yaml
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from IPython.display import HTML
-from fastcore.script import call_parse, Param
+from fastcore.script import Param
 from . import __version__
-from .core import (Config, NeurosegError, cli_errors, load_config, find_config, project_root, environment_info,
+from .core import (Config, NeurosegError, cli_errors, console_script, load_config, find_config, project_root, environment_info,
                            write_text_atomic)
 from .labels import REGIONS
 from .data import read_dataset, split_cases, open_nifti
@@ -561,10 +561,10 @@ class ShortParam(Param):
     def pre(self): return "-"
 
 # %% ../nbs/09_report.ipynb #20896dbf
-@call_parse
+@console_script
 @cli_errors
 def neuroseg_report(report:Param("which report: train or evaluate", str, opt=False, choices=list(REPORTS))=None,
-                    overrides:Param("section.key=value settings over the config, right after the report name", str, opt=False, nargs="*")=None,
+                    overrides:Param("section.key=value settings over the config", str, opt=False, nargs="*")=None,
                     config:Param("YAML config file, or the name of one in configs/ (demo, msd)", str)=None,
                     p:ShortParam("template parameter, e.g. -p pred_dir runs/demo/predictions (repeatable; see the template's parameters cell)",
                                  str, nargs=2, action="append", metavar=("NAME", "VALUE"))=None,

@@ -8,8 +8,8 @@ import contextlib, io, json, os, shutil, tempfile
 from pathlib import Path
 import numpy as np
 import nibabel as nib
-from fastcore.script import call_parse, Param
-from .core import NeurosegError, cli_errors, atomic_path, atomic_dir, write_json_atomic, real_data_dir
+from fastcore.script import Param
+from .core import NeurosegError, cli_errors, console_script, atomic_path, atomic_dir, write_json_atomic, real_data_dir
 from .data import read_dataset, validate_dataset
 
 # %% auto #0
@@ -393,7 +393,7 @@ def check_dataset(root:str|Path, # dataset folder
     return f"validated {len(cases)} cases in {root}: MSD layout, label convention {convention}"
 
 # %% ../nbs/03_synth.ipynb #2cc8aaa6
-@call_parse
+@console_script
 @cli_errors
 def neuroseg_synth(out:Param("output folder, written in the MSD Task01 layout", str, required=True)=None,
                    n:int=8, # number of cases

@@ -14,19 +14,19 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, DistributedSampler
-from fastcore.script import call_parse, Param
+from fastcore.script import Param
 from tqdm import tqdm
 import matplotlib.pyplot as plt
 from monai.data.utils import set_rnd
 from monai.inferers import sliding_window_inference
 from monai.metrics import compute_dice
 import neuroseg
-from .core import (NeurosegError, Config, cli_errors, load_config, find_config, seed_everything, get_device,
+from .core import (NeurosegError, Config, cli_errors, console_script, load_config, find_config, seed_everything, get_device,
                            write_json_atomic)
 from .labels import REGIONS, labels_to_regions, classes_to_labels
 from .data import read_dataset, split_for_config, split_cases
 from .download import MSD_TASK, is_task_folder, ensure_msd
-from .transforms import make_dataset, make_loader
+from .transforms import make_dataset, make_loader, fill_disk_cache
 from .model import build_model, build_loss, probabilities, predict_labels
 from .checkpoint import (FORMAT_VERSION, LAST, PREVIOUS, BEST, save_checkpoint, load_checkpoint, save_last,
                                  load_resumable, rng_state, set_rng_state, weights_digest)
@@ -138,10 +138,22 @@ def build_data(cfg:Config, di:DistInfo) -> tuple[DataLoader, DataLoader|None, st
     train_cases, val_cases, _ = split_cases(cases, split, cfg.data.fold)
     if len(train_cases) < di.world: raise NeurosegError(f"{cfg.data.root}: {len(train_cases)} training cases for {di.world} processes")
     train_ds = make_dataset(train_cases, cfg, convention, train=True)
+    val_ds = make_dataset(val_cases, cfg, convention, train=False) if di.main and val_cases else None
+    _preprocess(cfg, di, train_ds, val_ds)
     sampler = DistributedSampler(train_ds, di.world, di.rank, shuffle=True, seed=cfg.train.seed) if di.world > 1 else None
     train_dl = make_loader(train_ds, cfg, train=True, sampler=sampler, rank=di.rank)
-    val_dl = make_loader(make_dataset(val_cases, cfg, convention, train=False), cfg, train=False) if di.main and val_cases else None
+    val_dl = make_loader(val_ds, cfg, train=False) if val_ds is not None else None
     return train_dl, val_dl, convention, split
+
+def _preprocess(cfg:Config, di:DistInfo, train_ds, val_ds):
+    "Fill the disk cache (`data.cache=disk`) before the first epoch: each process its share of the training cases, rank 0 the validation cases."
+    tick, workers = time.perf_counter(), cfg.data.num_workers
+    n = fill_disk_cache(train_ds, workers, di.rank, di.world, progress=di.main)
+    n += fill_disk_cache(val_ds, workers, progress=di.main) if val_ds is not None else 0
+    if di.world > 1: dist.barrier()
+    if n and di.main:
+        print(f"neuroseg_train: preprocessed {n} case(s) into the disk cache {Path(cfg.data.cache_dir)} in {time.perf_counter() - tick:.0f} s",
+              file=sys.stderr)
 
 # %% ../nbs/06_train.ipynb #cba36bd2
 @dataclass
@@ -594,7 +606,7 @@ def resume_command(config:str|None, overrides:list[str]) -> str:
     return shlex.join([*prog, *(["--config", config] if config else []), *overrides, "--resume", "last"])
 
 # %% ../nbs/06_train.ipynb #ac59b634
-@call_parse
+@console_script
 @cli_errors
 def neuroseg_train(overrides:Param("section.key=value settings over the config, e.g. train.epochs=20", str, opt=False, nargs="*")=None,
                    config:Param("YAML config file, or the name of one in configs/ (demo, msd)", str)=None,
@@ -610,3 +622,7 @@ def neuroseg_train(overrides:Param("section.key=value settings over the config, 
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"neuroseg_train: {summary['epochs']} epochs, {summary['steps']} steps; best mean Dice {summary['best_metric']:.4f} "
               f"at epoch {summary['best_epoch']}; checkpoints in {Path(summary['out_dir'])/'checkpoints'}")
+
+# %% ../nbs/06_train.ipynb #5d1e0c2b
+#| eval: false
+if __name__ == "__main__": neuroseg_train()

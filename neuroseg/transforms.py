@@ -4,7 +4,7 @@
 
 # %% ../nbs/02b_transforms.ipynb #547e279d
 from __future__ import annotations
-import os, json, hashlib, inspect
+import os, copy, json, hashlib, inspect, pickle, warnings
 from pathlib import Path
 from typing import Hashable, Mapping
 import numpy as np
@@ -13,18 +13,20 @@ import monai
 from monai.config import KeysCollection
 from monai.data import Dataset, CacheDataset, PersistentDataset, DataLoader
 from monai.data.utils import worker_init_fn, pickle_hashing
+from monai.utils import convert_to_tensor
+from tqdm import tqdm
 from monai.transforms import (Compose, Transform, MapTransform, LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd,
                               CropForegroundd, NormalizeIntensityd, SpatialPadd, RandCropByPosNegLabeld, RandFlipd,
                               RandScaleIntensityd, RandShiftIntensityd)
 import neuroseg
-from .core import NeurosegError, Config, write_json_atomic
+from .core import NeurosegError, Config, atomic_path, write_json_atomic
 from .labels import get_convention, LabelsToRegionsd, LabelsToClassesd
 
 # %% auto #0
 __all__ = ['MSD_CHANNELS', 'CROP_MARGIN', 'CACHE_SAFE_GLOBALS', 'modality_indices', 'SelectChannels', 'SelectChannelsd',
            'nonzero', 'Compactd', 'label_targets', 'deterministic_transforms', 'random_transforms', 'train_transforms',
            'val_transforms', 'preprocessing_settings', 'preprocessing_key', 'case_hash', 'cache_dir',
-           'MetaPersistentDataset', 'make_dataset', 'make_loader']
+           'MetaPersistentDataset', 'make_dataset', 'fill_disk_cache', 'make_loader']
 
 # %% ../nbs/02b_transforms.ipynb #2cb10055
 MSD_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")  # channel order of every loaded image
@@ -108,10 +110,11 @@ def deterministic_transforms(cfg:Config, # uses data.modalities, data.spacing_mm
 # %% ../nbs/02b_transforms.ipynb #6b6965b5
 def random_transforms(cfg:Config, # uses data.roi_size, data.num_samples, data.pos_fraction
                      ) -> list[Transform]:
-    "Training augmentation after the cache: pad, tumour-aware random patches, flips, intensity scale and shift."
+    "Training augmentation after the cache: tumour-aware random patches (padded where the brain is smaller), flips, intensity scale and shift."
     keys, roi, pos = ["image", "label"], [int(s) for s in cfg.data.roi_size], cfg.data.pos_fraction
-    return [SpatialPadd(keys, spatial_size=roi),
-            RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=pos, neg=1 - pos, num_samples=cfg.data.num_samples),
+    return [RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=pos, neg=1 - pos, num_samples=cfg.data.num_samples,
+                                   allow_smaller=True),
+            SpatialPadd(keys, spatial_size=roi),
             *[RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(3)],
             RandScaleIntensityd("image", factors=0.1, prob=1.0),
             RandShiftIntensityd("image", offsets=0.1, prob=1.0)]
@@ -161,12 +164,26 @@ CACHE_SAFE_GLOBALS = [_np_core.multiarray._reconstruct, np.ndarray, np.dtype, mo
                       *(getattr(np.dtypes, name) for name in getattr(np, "dtypes", np).__dict__.get("__all__", []))]
 
 class MetaPersistentDataset(PersistentDataset):
-    "`PersistentDataset` whose entries keep MetaTensor metadata and load with `weights_only=True`."
+    "`PersistentDataset` whose entries keep MetaTensor metadata, load with `weights_only=True` and are written atomically."
     def __init__(self, data:list, transform:Compose, cache_dir:Path, hash_func=pickle_hashing):
         super().__init__(data, transform, cache_dir=cache_dir, hash_func=hash_func, track_meta=True, weights_only=True)
 
-    def _cachecheck(self, item_transformed):
-        with torch.serialization.safe_globals(CACHE_SAFE_GLOBALS): return super()._cachecheck(item_transformed)
+    def entry_path(self, item:dict) -> Path:
+        "The cache file of one case dict."
+        return Path(self.cache_dir)/f"{self.hash_func(item).decode('utf-8')}{self.transform_hash}.pt"
+
+    def _cachecheck(self, item_transformed:dict) -> dict:
+        "The deterministic part's output for one case: read from its entry, or computed and written atomically."
+        path = self.entry_path(item_transformed)
+        if path.is_file():
+            try:
+                with torch.serialization.safe_globals(CACHE_SAFE_GLOBALS): return torch.load(path, weights_only=True)
+            except PermissionError: raise
+            except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
+                warnings.warn(f"{path}: unreadable disk-cache entry ({str(e).splitlines()[0][:80]}); recomputing it")
+        item = self._pre_transform(copy.deepcopy(item_transformed))   # the case dict itself stays as hashed
+        with atomic_path(path) as tmp: torch.save(convert_to_tensor(item, convert_numeric=False, track_meta=True), tmp)
+        return item
 
 # %% ../nbs/02b_transforms.ipynb #ddb0b8eb
 def _dataset_class(cfg:Config, convention:str):
@@ -188,6 +205,26 @@ def make_dataset(cases:list[dict], # case dicts from neuroseg.data
     data = [c if with_label else {k: v for k, v in c.items() if k != "label"} for c in cases]
     cls, kwargs = _dataset_class(cfg, convention)
     return cls(data=data, transform=transform, **kwargs)
+
+# %% ../nbs/02b_transforms.ipynb #f1a2c3d1
+class _Preprocess(torch.utils.data.Dataset):
+    "The cases of a disk-cached dataset, each read or computed into the cache when asked for (nothing is returned)."
+    def __init__(self, dataset:MetaPersistentDataset, items:list): self.dataset, self.items = dataset, items
+    def __len__(self) -> int: return len(self.items)
+    def __getitem__(self, i:int) -> int: self.dataset._cachecheck(self.items[i]); return i
+
+def fill_disk_cache(dataset:Dataset, # from `make_dataset`; anything but a disk-cached one is left alone
+                    num_workers:int=0, # worker processes (0: this one)
+                    rank:int=0, world:int=1, # this process's share under DDP
+                    progress:bool=True, # a progress bar
+                   ) -> int:
+    "Preprocess into the disk cache every case of `dataset` (this rank's share) whose entry is missing; how many were."
+    if not isinstance(dataset, MetaPersistentDataset): return 0
+    missing = [item for item in dataset.data[rank::world] if not dataset.entry_path(item).is_file()]
+    if missing:
+        loader = torch.utils.data.DataLoader(_Preprocess(dataset, missing), batch_size=None, num_workers=min(num_workers, len(missing)))
+        for _ in tqdm(loader, total=len(missing), desc="preprocessing into the disk cache", disable=not progress, leave=False): pass
+    return len(missing)
 
 # %% ../nbs/02b_transforms.ipynb #bf450d22
 def make_loader(dataset:Dataset, # from `make_dataset`
