@@ -19,7 +19,7 @@ from .core import (Config, NeurosegError, cli_errors, console_script, load_confi
 from .labels import REGIONS
 from .data import read_dataset, split_cases, open_nifti
 from .checkpoint import load_checkpoint, config_from_checkpoint
-from .tracking import offline_run_dirs, _run_records
+from .tracking import offline_run_dirs, read_offline_environment
 from .metrics import METRICS, find_label_files, format_summary
 from .infer import predict, output_paths
 from .xai import (REGION_COLOURS, plot_multiplanar, tumour_mesh_figure, save_mesh_html, offline_html,
@@ -213,11 +213,7 @@ def timing_table(run:TrainingRun) -> HTML:
 def training_environment(run_dir:str|Path, # a training run folder (or its W&B folder)
                         ) -> dict:
     "The W&B environment record of the run's latest W&B run, merged; empty without a W&B run."
-    from google.protobuf.json_format import MessageToDict
-    if not offline_run_dirs(run_dir): return {}
-    env = {}
-    for record in _run_records(run_dir, None, "environment"): env.update(MessageToDict(record, preserving_proto_field_name=True))
-    return env
+    return read_offline_environment(run_dir) if offline_run_dirs(run_dir) else {}
 
 def _gpus(env:dict) -> str:
     "GPU names and memory from a W&B environment record."

@@ -13,7 +13,7 @@ from .core import Config, NeurosegError, atomic_path
 
 # %% auto #0
 __all__ = ['resolve_mode', 'offline_run_dirs', 'Tracker', 'read_offline_history', 'read_offline_config', 'read_offline_artifacts',
-           'download_checkpoint']
+           'read_offline_environment', 'download_checkpoint']
 
 # %% ../nbs/06b_tracking.ipynb #383e5966
 _MODES = ("disabled", "offline", "online")
@@ -274,6 +274,16 @@ def read_offline_artifacts(path:str|Path, # a training run folder, its `wandb/` 
     "The artifacts logged with a W&B run, from its local log: name, type, aliases, metadata and files."
     return [dict(name=a.name, type=a.type, aliases=sorted(a.aliases), metadata=json.loads(a.metadata or "{}"),
                  files={c.path: c.local_path for c in a.manifest.contents}) for a in _run_records(path, run_id, "artifact")]
+
+# %% ../nbs/06b_tracking.ipynb #e7a0b1c1
+def read_offline_environment(path:str|Path, # a training run folder, its `wandb/` folder, or one session folder
+                             run_id:str|None=None, # which W&B run; None: the most recently started one
+                            ) -> dict:
+    "The environment W&B recorded for a run (os, python, cpu_count, gpu_nvidia, ...), from its local log; later sessions win."
+    from google.protobuf.json_format import MessageToDict
+    env = {}
+    for record in _run_records(path, run_id, "environment"): env.update(MessageToDict(record, preserving_proto_field_name=True))
+    return env
 
 # %% ../nbs/06b_tracking.ipynb #a317ede6
 _ARTIFACT_REF = re.compile(r"^(?:wandb:)?([^/:\s]+/[^/:\s]+/[^/:\s]+:[^/:\s]+)$")
