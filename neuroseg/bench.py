@@ -18,7 +18,7 @@ from .core import config_from_dict, environment_info, get_device, seed_everythin
 from .labels import REGIONS, labels_to_regions
 from .data import read_dataset, split_cases, split_for_config, grid_mismatch
 from .synth import write_msd_dataset
-from .transforms import make_dataset
+from .transforms import make_dataset, loader_workers
 from .model import build_loss, check_roi
 from .metrics import compute_dice, evaluate_case
 with warnings.catch_warnings():   # tqdm.auto warns in a kernel without ipywidgets: not report content
@@ -154,7 +154,7 @@ def bench_config(root:str|Path, # dataset from `bench_dataset`
                  roi_size:tuple=ORIGINAL["roi_size"], # training patch
                  batch_size:int=2, # volumes per batch
                  num_samples:int=2, # patches per volume
-                 num_workers:int=2, # loader processes, both loops
+                 num_workers:int=-1, # neuroseg's data.num_workers (-1: its auto rule); the original's are `baseline_training_speed`'s
                  device:str="cpu", # cpu or cuda
                  channels:tuple=ORIGINAL["channels"], strides:tuple=ORIGINAL["strides"], # the network
                 ) -> dict:
@@ -210,13 +210,15 @@ def train_weights(config:dict, # from `bench_config`
 # %% ../nbs/11_bench.ipynb #ea5a1fb4
 def inputs_table(config:dict, # from `bench_config`
                  weights:str, # from `train_weights`
+                 baseline_workers:int=2, # the original loop's loader processes
                 ) -> HTML:
     "A table of the benchmark's inputs: data, network, training settings, and the shared weights' validation Dice."
     d, m, ckpt = config["data"], config["model"], torch.load(weights, map_location="cpu", weights_only=True)
     dice = ", ".join(f"{k[5:]} {v:.3f}" for k, v in ckpt["history"][-1].items() if k.startswith("dice_"))
     rows = [dict(item="dataset", value=f"{d['root']} ({d['num_folds']} synthetic cases, {len(training_cases(config))} train)"),
             dict(item="network", value=f"MONAI UNet {m['channels']}, strides {m['strides']}, {m['num_res_units']} residual units, {m['head']} head"),
-            dict(item="training batch", value=f"{config['train']['batch_size']} volumes x {d['num_samples']} patches of {d['roi_size']}, {d['num_workers']} loader workers"),
+            dict(item="training batch", value=f"{config['train']['batch_size']} volumes x {d['num_samples']} patches of {d['roi_size']}; loader workers: "
+                                                  f"neuroseg {loader_workers(config_from_dict(config))} (data.num_workers={d['num_workers']}), original {baseline_workers}"),
             dict(item="shared weights", value=f"{weights}: {ckpt['step']} steps; validation Dice {dice}")]
     return HTML(table_html(rows, "Inputs"))
 
@@ -346,35 +348,37 @@ def ours_training_speed(config:dict, # from `bench_config`
     batch = next(iter(run.train_dl))   # held in memory; the loader's workers end with their iterator
     floor = median_seconds(lambda: train_step(run, ts, batch).item(), floor_steps, warmup=1)
     return {k: record[k] for k in ("step_s", "patches_per_s", "data_wait_share")} | dict(steps=steps, floor_step_s=floor,
-        setup_s=setup_s, volumes=len(run.train_dl.dataset), torch_threads=torch.get_num_threads(), **gpu_memory(run.di.device))
+        setup_s=setup_s, loader_workers=loader_workers(cfg), volumes=len(run.train_dl.dataset), torch_threads=torch.get_num_threads(), **gpu_memory(run.di.device))
 
 # %% ../nbs/11_bench.ipynb #ec4754d3
 def baseline_training_speed(config:dict, # from `bench_config`
                             warmup:int=2, steps:int=6, floor_steps:int=3,
+                            num_workers:int=2, # the original's loader processes
                            ) -> dict:
-    "The original's loop on the same training cases, network, patch size, batch and workers: speed of `steps` steps; its floor."
+    "The original's loop on the same training cases, network, patch size and batch: speed of `steps` steps; its floor."
     cfg, cases = config_from_dict(config), training_cases(config)
     seed_everything(cfg.train.seed)
     device, tick = get_device(cfg.train.device), time.perf_counter()
-    loader = original_loader(cases, cfg.data.roi_size, cfg.data.num_samples, cfg.train.batch_size, cfg.data.num_workers, cfg.train.seed)
+    loader = original_loader(cases, cfg.data.roi_size, cfg.data.num_samples, cfg.train.batch_size, num_workers, cfg.train.seed)
     setup_s = time.perf_counter() - tick
     model = original_network(channels=cfg.model.channels, strides=cfg.model.strides).to(device)
     optimizer, scaler = original_optimizer(model), torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     original_epoch(model, optimizer, loader, warmup, scaler)
     record, batch, loss_fn = loop_speed(original_epoch(model, optimizer, loader, steps, scaler)), next(iter(loader)), original_loss()
     floor = median_seconds(lambda: original_step(model, optimizer, loss_fn, batch, scaler), floor_steps, warmup=1)
-    return record | dict(floor_step_s=floor, setup_s=setup_s, volumes=len(cases), cached_volumes=loader.dataset.cache_num,
+    return record | dict(floor_step_s=floor, setup_s=setup_s, loader_workers=num_workers, volumes=len(cases), cached_volumes=loader.dataset.cache_num,
                          torch_threads=torch.get_num_threads(), **gpu_memory(device))
 
 # %% ../nbs/11_bench.ipynb #f343c936
 def compare_training(config:dict, # from `bench_config`
                      warmup:int=2, steps:int=6, # steps before, and in, the measured pass
                      floor_steps:int=3, # steps of each loop's compute floor
+                     baseline_workers:int=2, # the original loop's loader processes
                     ) -> tuple[list[dict], dict]:
     "Training throughput and data-wait share of both loops; the rows, and both loops' measurements."
-    load, cpu = os.getloadavg()[0], get_device(config["train"]["device"]).type == "cpu"
-    ours, base = [run_python(f"neuroseg.bench:{side}_training_speed", config=config, warmup=warmup, steps=steps, floor_steps=floor_steps)
-                  for side in ("ours", "baseline")]
+    load, cpu, common = os.getloadavg()[0], get_device(config["train"]["device"]).type == "cpu", dict(warmup=warmup, steps=steps, floor_steps=floor_steps)
+    ours = run_python("neuroseg.bench:ours_training_speed", config=config, **common)
+    base = run_python("neuroseg.bench:baseline_training_speed", config=config, num_workers=baseline_workers, **common)
     hw = hardware_line(config["train"]["device"], load)
     rows = [bench_row("training", "patches per second", ours["patches_per_s"], base["patches_per_s"], "patches/s", "higher",
                       "ratio >= 1.5", hw, ours_loop=ours, baseline_loop=base),

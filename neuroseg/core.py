@@ -150,7 +150,7 @@ class DataConfig:
     num_folds: int = _opt(5, help="k of k-fold cross-validation")
     fold: int = _opt(0, help="validation fold, 0 .. num_folds-1")
     test_fraction: float = _opt(0.2, help="share of cases held out for testing, never trained or validated on")
-    num_workers: int = _opt(2, help="data-loader worker processes")
+    num_workers: int = _opt(-1, help="data-loader worker processes; -1: auto (0 when training on the CPU, up to 8 on a GPU)")
 
 @dataclass
 class ModelConfig:
@@ -267,6 +267,7 @@ def _check_values(cfg:Config, errors:list):
     if not 0 <= d.fold < d.num_folds: errors.append(f"data.fold: must be in 0..{d.num_folds-1}, got {d.fold}")
     if not 0 <= d.test_fraction < 1: errors.append(f"data.test_fraction: must be in [0, 1), got {d.test_fraction}")
     if not 0 <= d.pos_fraction <= 1: errors.append(f"data.pos_fraction: must be in [0, 1], got {d.pos_fraction}")
+    if d.num_workers < -1: errors.append(f"data.num_workers: must be -1 (auto) or at least 0, got {d.num_workers}")
     if not 0 <= i.overlap < 1: errors.append(f"infer.overlap: must be in [0, 1), got {i.overlap}")
     for key in ("epochs", "batch_size", "val_every"):
         if getattr(t, key) < 1: errors.append(f"train.{key}: must be at least 1, got {getattr(t, key)}")

@@ -26,7 +26,7 @@ from .core import (NeurosegError, Config, cli_errors, console_script, load_confi
 from .labels import REGIONS, labels_to_regions, classes_to_labels
 from .data import read_dataset, split_for_config, split_cases
 from .download import MSD_TASK, is_task_folder, ensure_msd
-from .transforms import make_dataset, make_loader, fill_disk_cache
+from .transforms import make_dataset, make_loader, fill_disk_cache, preprocess_workers
 from .model import build_model, build_loss, probabilities, predict_labels
 from .checkpoint import (FORMAT_VERSION, LAST, PREVIOUS, BEST, save_checkpoint, load_checkpoint, save_last,
                                  load_resumable, rng_state, set_rng_state, weights_digest)
@@ -147,7 +147,7 @@ def build_data(cfg:Config, di:DistInfo) -> tuple[DataLoader, DataLoader|None, st
 
 def _preprocess(cfg:Config, di:DistInfo, train_ds, val_ds):
     "Fill the disk cache (`data.cache=disk`) before the first epoch: each process its share of the training cases, rank 0 the validation cases."
-    tick, workers = time.perf_counter(), cfg.data.num_workers
+    tick, workers = time.perf_counter(), preprocess_workers(cfg)
     n = fill_disk_cache(train_ds, workers, di.rank, di.world, progress=di.main)
     n += fill_disk_cache(val_ds, workers, progress=di.main) if val_ds is not None else 0
     if di.world > 1: dist.barrier()

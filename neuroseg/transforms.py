@@ -19,14 +19,15 @@ from monai.transforms import (Compose, Transform, MapTransform, LoadImaged, Ensu
                               CropForegroundd, NormalizeIntensityd, SpatialPadd, RandCropByPosNegLabeld, RandFlipd,
                               RandScaleIntensityd, RandShiftIntensityd)
 import neuroseg
-from .core import NeurosegError, Config, atomic_path, write_json_atomic
+from .core import NeurosegError, Config, atomic_path, get_device, write_json_atomic
 from .labels import get_convention, LabelsToRegionsd, LabelsToClassesd
 
 # %% auto #0
 __all__ = ['MSD_CHANNELS', 'CROP_MARGIN', 'CACHE_SAFE_GLOBALS', 'modality_indices', 'SelectChannels', 'SelectChannelsd',
            'nonzero', 'Compactd', 'label_targets', 'deterministic_transforms', 'random_transforms', 'train_transforms',
            'val_transforms', 'preprocessing_settings', 'preprocessing_key', 'case_hash', 'cache_dir',
-           'MetaPersistentDataset', 'make_dataset', 'fill_disk_cache', 'make_loader']
+           'MetaPersistentDataset', 'loader_workers', 'preprocess_workers', 'make_dataset', 'fill_disk_cache',
+           'make_loader']
 
 # %% ../nbs/02b_transforms.ipynb #2cb10055
 MSD_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")  # channel order of every loaded image
@@ -146,9 +147,15 @@ def preprocessing_key(cfg:Config, convention:str) -> str:
     return hashlib.sha256(json.dumps(preprocessing_settings(cfg, convention), sort_keys=True).encode()).hexdigest()[:16]
 
 # %% ../nbs/02b_transforms.ipynb #88619119
+def _resolved(value):
+    "A file path (or list of them) made absolute, symbolic links resolved; anything else as it is."
+    if isinstance(value, list): return [_resolved(v) for v in value]
+    return os.path.realpath(value) if isinstance(value, str) and os.path.isfile(value) else value
+
 def case_hash(case:dict, # a case dict
              ) -> bytes:
-    "Hash of a case dict and the size and modification time of its files (the disk cache's entry name)."
+    "Hash of a case dict, its files' real paths, sizes and modification times (the disk cache's entry name)."
+    case = {k: _resolved(v) for k, v in case.items()}   # the same files from another working directory: the same entry
     paths = [p for v in case.values() for p in (v if isinstance(v, list) else [v]) if isinstance(p, str) and os.path.isfile(p)]
     return pickle_hashing(dict(case=case, files=[(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]))
 
@@ -185,11 +192,26 @@ class MetaPersistentDataset(PersistentDataset):
         with atomic_path(path) as tmp: torch.save(convert_to_tensor(item, convert_numeric=False, track_meta=True), tmp)
         return item
 
+# %% ../nbs/02b_transforms.ipynb #0c1d2e3f
+def _cores_per_process() -> int:
+    "CPU cores of this machine shared by the processes of one node under torchrun (LOCAL_WORLD_SIZE)."
+    return max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+def loader_workers(cfg:Config, # uses data.num_workers and train.device
+                  ) -> int:
+    "Training/validation loader processes: `data.num_workers`, or for -1 (auto) none on the CPU and up to 8 on a GPU."
+    if cfg.data.num_workers >= 0: return cfg.data.num_workers
+    return 0 if get_device(cfg.train.device).type == "cpu" else min(8, _cores_per_process())
+
+def preprocess_workers(cfg:Config) -> int:
+    "Processes that fill a cache before training, when nothing else runs: `data.num_workers`, or for -1 every core up to 8."
+    return cfg.data.num_workers if cfg.data.num_workers >= 0 else min(8, _cores_per_process())
+
 # %% ../nbs/02b_transforms.ipynb #ddb0b8eb
 def _dataset_class(cfg:Config, convention:str):
     "The MONAI dataset class and its extra arguments for `data.cache`."
     if cfg.data.cache == "none": return Dataset, {}
-    if cfg.data.cache == "memory": return CacheDataset, dict(num_workers=max(1, cfg.data.num_workers), progress=False)
+    if cfg.data.cache == "memory": return CacheDataset, dict(num_workers=max(1, preprocess_workers(cfg)), progress=False)
     return MetaPersistentDataset, dict(cache_dir=cache_dir(cfg, convention), hash_func=case_hash)
 
 def make_dataset(cases:list[dict], # case dicts from neuroseg.data
@@ -228,12 +250,12 @@ def fill_disk_cache(dataset:Dataset, # from `make_dataset`; anything but a disk-
 
 # %% ../nbs/02b_transforms.ipynb #bf450d22
 def make_loader(dataset:Dataset, # from `make_dataset`
-                cfg:Config, # uses train.batch_size, train.seed, data.num_workers
+                cfg:Config, # uses train.batch_size, train.seed, data.num_workers, train.device
                 train:bool=True, # shuffle and use train.batch_size; False: in order, one volume per batch
                 sampler:torch.utils.data.Sampler|None=None, # e.g. a DistributedSampler; replaces shuffling
                 rank:int=0, # process rank under DDP, added to the seed
                ) -> DataLoader:
     "A seeded MONAI DataLoader over `dataset`."
     return DataLoader(dataset, batch_size=cfg.train.batch_size if train else 1, shuffle=train and sampler is None,
-                      sampler=sampler, num_workers=cfg.data.num_workers, worker_init_fn=worker_init_fn,
+                      sampler=sampler, num_workers=loader_workers(cfg), worker_init_fn=worker_init_fn,
                       generator=torch.Generator().manual_seed(cfg.train.seed + rank), pin_memory=torch.cuda.is_available())
