@@ -509,8 +509,11 @@ def execute_template(template:Path, # the template notebook
     "Run a template with papermill in the current folder; a `NeurosegError` inside it becomes one here."
     import papermill as pm
     from jupyter_client.kernelspec import NoSuchKernel
+    # jupyter_client interrupts the kernel before every shutdown; a kernel still busy then (a loaded machine) logs
+    # "KeyboardInterrupt caught in kernel" on our stderr. The kernel's own log is quiet; cell errors still come back.
     try: pm.execute_notebook(str(template), str(out), parameters=parameters, kernel_name=kernel, cwd=os.getcwd(),
-                             progress_bar=False, log_output=False, config=kernel_settings())
+                             progress_bar=False, log_output=False, config=kernel_settings(),
+                             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except NoSuchKernel:
         raise NeurosegError(f"Jupyter kernel {kernel!r} not found: `make install` registers it "
                             f"(python -m ipykernel install --sys-prefix --name {kernel})") from None
