@@ -2,9 +2,9 @@
 
 Runs the template reports/bench.ipynb with papermill (the project's `neuroseg` kernel); the notebook writes
 reports/bench/<device>.json and this script writes reports/bench/<device>.html from it (nbconvert, no code, no CDN).
-The synthetic cases, the shared weights and the disk cache stay in .cache/neuroseg/bench and are reused, so the first
-run is the slow one (about 15 minutes on 2 CPU cores), later ones about 10. Measure on a quiet machine: the load
-average is recorded with the numbers, and a warning is printed when it is above 1.5.
+The synthetic cases, the shared weights and the disk cache stay in .cache/neuroseg/bench and are reused: on a 2-core
+AMD EPYC the first run took 5.3 minutes and later ones 4.7. Measure on a quiet machine (`make bench` waits up to 10
+minutes for one): the load average is recorded with the numbers, and a warning is printed when it is above 1.5.
 
     python tools/bench.py [--device cpu|cuda] [--tiny] [--out DIR] [--wait MINUTES] [-p NAME VALUE ...]
 
