@@ -150,7 +150,8 @@ def _preprocess(cfg:Config, di:DistInfo, train_ds, val_ds):
     tick, workers = time.perf_counter(), preprocess_workers(cfg)
     n = fill_disk_cache(train_ds, workers, di.rank, di.world, progress=di.main)
     n += fill_disk_cache(val_ds, workers, progress=di.main) if val_ds is not None else 0
-    if di.world > 1: dist.barrier()
+    if di.world > 1:   # every rank waits for the others' shares; rank 0 reports them all
+        total = torch.tensor([n], device=di.device); dist.all_reduce(total); n = int(total)   # NCCL: a GPU tensor
     if n and di.main:
         print(f"neuroseg_train: preprocessed {n} case(s) into the disk cache {Path(cfg.data.cache_dir)} in {time.perf_counter() - tick:.0f} s",
               file=sys.stderr)
