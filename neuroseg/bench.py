@@ -19,12 +19,12 @@ from .labels import REGIONS, labels_to_regions
 from .data import read_dataset, split_cases, split_for_config, grid_mismatch
 from .synth import write_msd_dataset
 from .transforms import make_dataset, loader_workers
-from .model import build_loss, check_roi
+from .model import build_loss, check_roi, amp_dtype
 from .metrics import compute_dice, evaluate_case
 with warnings.catch_warnings():   # tqdm.auto warns in a kernel without ipywidgets: not report content
     warnings.filterwarnings("ignore", message="IProgress not found")
     from neuroseg.train import (train, setup_run, train_epoch, epoch_summary, train_step, new_state, init_distributed,
-                                amp_dtype, DistInfo, Run)
+                                DistInfo, Run)
 from .report import table_html
 from .baseline import (ORIGINAL, original_network, original_optimizer, original_loss, original_step, original_loader,
                                original_epoch, original_preprocessing)

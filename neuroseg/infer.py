@@ -23,9 +23,8 @@ from .core import NeurosegError, Config, atomic_path, cli_errors, console_script
 from .labels import REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels
 from .data import open_nifti, grid_mismatch, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
 from .transforms import MSD_CHANNELS, deterministic_transforms
-from .model import check_roi, probabilities, predict_labels
+from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
 from .checkpoint import model_from_checkpoint
-from .train import predict_volume, amp_dtype
 
 # %% auto #0
 __all__ = ['SPATIAL_FLIPS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'case_id', 'resolve_case', 'open_input', 'input_paths',

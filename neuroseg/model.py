@@ -4,19 +4,20 @@
 
 # %% ../nbs/04_model.ipynb #c11d8d2c
 from __future__ import annotations
-import math
+import contextlib, math
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.nn.modules.loss import _Loss
 from monai.networks.nets import UNet, SegResNet, DynUNet
 from monai.losses import DiceLoss, DiceCELoss, DeepSupervisionLoss
+from monai.inferers import sliding_window_inference
 from .core import Config, NeurosegError, load_config
 
 # %% auto #0
 __all__ = ['HEAD_CHANNELS', 'SEGRESNET_BLOCKS_DOWN', 'SEGRESNET_BLOCKS_UP', 'NETWORKS', 'out_channels', 'dynunet_plan',
            'total_stride', 'check_roi', 'build_model', 'count_parameters', 'DiceBCELoss', 'SegmentationLoss',
-           'build_loss', 'probabilities', 'predict_labels']
+           'build_loss', 'probabilities', 'predict_labels', 'amp_dtype', 'autocast', 'predict_volume']
 
 # %% ../nbs/04_model.ipynb #a4ffe66e
 HEAD_CHANNELS = {"regions": 3, "softmax": 4}
@@ -160,3 +161,26 @@ def predict_labels(probs:Tensor, # probabilities, (B, C, D, H, W) or (C, D, H, W
     out_channels(head)
     if head == "regions": return probs > threshold
     return probs.argmax(dim=-4, keepdim=True).to(torch.uint8)
+
+# %% ../nbs/04_model.ipynb #1989c840
+def amp_dtype(amp:str, # train.amp: auto, fp16, bf16 or none
+              device:torch.device,
+             ) -> torch.dtype|None:
+    "The autocast dtype for `amp` on `device`; None (fp32) on CPU or when `amp` is none."
+    if device.type != "cuda" or amp == "none": return None
+    if amp == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}[amp]
+
+def autocast(device:torch.device, dtype:torch.dtype|None):
+    "`torch.autocast` for `dtype`, or a no-op context when `dtype` is None."
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+# %% ../nbs/04_model.ipynb #259fb7a0
+def predict_volume(model:nn.Module, image:torch.Tensor, # (B, C, D, H, W) whole volumes
+                   cfg:Config, # uses data.roi_size, infer.sw_batch_size, infer.overlap, infer.blend
+                   dtype:torch.dtype|None=None, # autocast dtype
+                  ) -> torch.Tensor:
+    "Logits of whole volumes by sliding-window inference with gaussian (or constant) blending."
+    with torch.no_grad(), autocast(image.device, dtype):
+        return sliding_window_inference(image, [int(s) for s in cfg.data.roi_size], cfg.infer.sw_batch_size, model,
+                                        overlap=cfg.infer.overlap, mode=cfg.infer.blend).float()

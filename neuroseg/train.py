@@ -18,7 +18,6 @@ from fastcore.script import Param
 from tqdm import tqdm
 import matplotlib.pyplot as plt
 from monai.data.utils import set_rnd
-from monai.inferers import sliding_window_inference
 from monai.metrics import compute_dice
 import neuroseg
 from .core import (NeurosegError, Config, cli_errors, console_script, load_config, find_config, seed_everything, get_device,
@@ -27,18 +26,17 @@ from .labels import REGIONS, labels_to_regions, classes_to_labels
 from .data import read_dataset, split_for_config, split_cases
 from .download import MSD_TASK, is_task_folder, ensure_msd
 from .transforms import make_dataset, make_loader, fill_disk_cache, preprocess_workers
-from .model import build_model, build_loss, probabilities, predict_labels
+from .model import build_model, build_loss, probabilities, predict_labels, amp_dtype, autocast, predict_volume
 from .checkpoint import (FORMAT_VERSION, LAST, PREVIOUS, BEST, save_checkpoint, load_checkpoint, save_last,
                                  load_resumable, rng_state, set_rng_state, weights_digest)
 from .tracking import Tracker, download_checkpoint
 
 # %% auto #0
-__all__ = ['lr_factor', 'make_scheduler', 'amp_dtype', 'autocast', 'DistInfo', 'init_distributed', 'epoch_seed', 'seed_epoch',
-           'ensure_data', 'build_data', 'TrainState', 'new_state', 'checkpoint_state', 'restore_state', 'StopOnSignal',
-           'TrainingInterrupted', 'Run', 'train_step', 'sync_step', 'epoch_batches', 'train_epoch', 'epoch_summary',
-           'epoch_line', 'plot_history', 'to_regions', 'predict_volume', 'validate', 'overlay_image',
-           'save_run_checkpoints', 'update_best', 'end_epoch', 'resume_checkpoint', 'check_resumable', 'setup_run',
-           'fit', 'train', 'resume_command', 'neuroseg_train']
+__all__ = ['lr_factor', 'make_scheduler', 'DistInfo', 'init_distributed', 'epoch_seed', 'seed_epoch', 'ensure_data', 'build_data',
+           'TrainState', 'new_state', 'checkpoint_state', 'restore_state', 'StopOnSignal', 'TrainingInterrupted', 'Run',
+           'train_step', 'sync_step', 'epoch_batches', 'train_epoch', 'epoch_summary', 'epoch_line', 'plot_history',
+           'to_regions', 'validate', 'overlay_image', 'save_run_checkpoints', 'update_best', 'end_epoch',
+           'resume_checkpoint', 'check_resumable', 'setup_run', 'fit', 'train', 'resume_command', 'neuroseg_train']
 
 # %% ../nbs/06_train.ipynb #6bf50fbf
 def lr_factor(step:int, # optimiser steps done so far
@@ -61,19 +59,6 @@ def make_scheduler(optimizer:torch.optim.Optimizer,
     total = cfg.train.epochs * steps_per_epoch
     warmup = min(cfg.train.warmup_epochs * steps_per_epoch, total - 1)
     return LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup, cfg.train.schedule))
-
-# %% ../nbs/06_train.ipynb #1989c840
-def amp_dtype(amp:str, # train.amp: auto, fp16, bf16 or none
-              device:torch.device,
-             ) -> torch.dtype|None:
-    "The autocast dtype for `amp` on `device`; None (fp32) on CPU or when `amp` is none."
-    if device.type != "cuda" or amp == "none": return None
-    if amp == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp16": torch.float16, "bf16": torch.bfloat16}[amp]
-
-def autocast(device:torch.device, dtype:torch.dtype|None):
-    "`torch.autocast` for `dtype`, or a no-op context when `dtype` is None."
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 # %% ../nbs/06_train.ipynb #b654dcb7
 @dataclass
@@ -379,16 +364,6 @@ def to_regions(x:torch.Tensor, # (B, 3, ...) region masks, or (B, 1, ...) class 
     "Region masks (B, 3, ...) bool, from region masks or a softmax head's class indices."
     if head == "regions": return x.bool()
     return torch.stack([labels_to_regions(classes_to_labels(c[0], convention), convention) for c in x]).bool()
-
-# %% ../nbs/06_train.ipynb #259fb7a0
-def predict_volume(model:nn.Module, image:torch.Tensor, # (B, C, D, H, W) whole volumes
-                   cfg:Config, # uses data.roi_size, infer.sw_batch_size, infer.overlap, infer.blend
-                   dtype:torch.dtype|None=None, # autocast dtype
-                  ) -> torch.Tensor:
-    "Logits of whole volumes by sliding-window inference with gaussian (or constant) blending."
-    with torch.no_grad(), autocast(image.device, dtype):
-        return sliding_window_inference(image, [int(s) for s in cfg.data.roi_size], cfg.infer.sw_batch_size, model,
-                                        overlap=cfg.infer.overlap, mode=cfg.infer.blend).float()
 
 # %% ../nbs/06_train.ipynb #90478a7a
 def validate(model:nn.Module, # the bare network
