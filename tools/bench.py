@@ -6,12 +6,13 @@ The synthetic cases, the shared weights and the disk cache stay in .cache/neuros
 AMD EPYC the first run took 5.3 minutes and later ones 4.7. Measure on a quiet machine (`make bench` waits up to 10
 minutes for one): the load average is recorded with the numbers, and a warning is printed when it is above 1.5.
 
-    python tools/bench.py [--device cpu|cuda] [--tiny] [--out DIR] [--wait MINUTES] [-p NAME VALUE ...]
+    python tools/bench.py [--device cpu|cuda] [--tiny] [--check] [--out DIR] [--wait MINUTES] [-p NAME VALUE ...]
 
---tiny runs every comparison on small inputs (a check that the template works, in a few minutes; its numbers mean
-nothing) and writes into .cache/neuroseg/bench-tiny unless --out is given.
+--tiny runs every comparison on small inputs (a check that the template works, in under a minute; its numbers mean
+nothing) and writes into .cache/neuroseg/bench-tiny unless --out is given. --check then checks what was written: every
+comparison and target in the JSON, no error or stderr output in the HTML; `make test` runs `--tiny --check`.
 """
-import argparse, os, sys, tempfile, time
+import argparse, json, os, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,10 +36,24 @@ def wait_for_quiet(minutes:float, below:float=1.5):
     deadline = time.time() + 60 * minutes
     while os.getloadavg()[0] >= below and time.time() < deadline: time.sleep(15)
 
+COMPARISONS = {"inference", "training", "metrics", "preprocessing", "compute floor"}
+TARGETS = 6   # the issue's: inference time and grid, patches/s, data wait, metrics time, the floor
+
+def output_problems(results:Path, page:Path) -> list:
+    "What is missing or wrong in a benchmark's JSON and HTML (their numbers are not judged)."
+    if not (results.is_file() and page.is_file()): return [f"{results if not results.is_file() else page}: not written"]
+    data, html, problems = json.loads(results.read_text()), page.read_text(), []
+    if missing := COMPARISONS - {r["comparison"] for r in data["rows"]}: problems.append(f"{results.name}: no rows for {sorted(missing)}")
+    if len(data["targets"]) != TARGETS or any(t["met"] is None for t in data["targets"]):
+        problems.append(f"{results.name}: {len(data['targets'])} targets, {sum(t['met'] is None for t in data['targets'])} unmeasured")
+    if "Traceback" in html or 'data-mime-type="application/vnd.jupyter.stderr"' in html: problems.append(f"{page.name}: shows an error or stderr output")
+    return problems
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--tiny", action="store_true", help="small inputs: checks the template, measures nothing useful")
+    ap.add_argument("--check", action="store_true", help="check the JSON and HTML written (exit 1 on a problem)")
     ap.add_argument("--out", type=Path, default=None, help="folder of <device>.json and .html (default reports/bench)")
     ap.add_argument("--wait", type=float, default=0, help="wait up to this many minutes for the load average to fall below 1.5")
     ap.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), help="a template parameter, e.g. -p train_steps 10")
@@ -58,6 +73,9 @@ def main():
         page = args.out/f"{label}.html"
         write_text_atomic(page, notebook_html(executed))
     print(f"bench: wrote {args.out/f'{label}.json'} and {page} in {(time.time() - start) / 60:.1f} min")
+    if args.check:
+        for problem in (problems := output_problems(args.out/f"{label}.json", page)): print(f"bench: FAIL {problem}")
+        return 1 if problems else 0
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

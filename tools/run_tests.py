@@ -1,4 +1,4 @@
-"""The project's test command (`make test`): nbdev hygiene, every notebook's tests, the report templates.
+"""The project's test command (`make test`): nbdev hygiene, every notebook's tests, the report and benchmark templates.
 
 Notebooks are run with nbdev's own `test_nb` (what `nbdev_test` calls), in parallel, so that each notebook
 counts as one test unit; the closing line reads `N passed, M failed`.
@@ -48,6 +48,15 @@ def run_templates() -> list[tuple[str, bool, float]]:
     ok = subprocess.run([sys.executable, str(script)], cwd=ROOT).returncode == 0
     return [("report templates", ok, time.time() - start)]
 
+def run_bench_template() -> list[tuple[str, bool, float]]:
+    "The benchmark template on tiny inputs in a temporary folder (`tools/bench.py --tiny --check`)."
+    import tempfile
+    start = time.time()
+    with tempfile.TemporaryDirectory(prefix="neuroseg-bench-check-") as tmp:
+        cmd = [sys.executable, str(ROOT/"tools"/"bench.py"), "--tiny", "--check", "--out", f"{tmp}/reports", "-p", "work_dir", f"{tmp}/work"]
+        ok = subprocess.run(cmd, cwd=ROOT).returncode == 0
+    return [("benchmark template (tiny)", ok, time.time() - start)]
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flags", default="", help="test flags to run that are normally skipped, e.g. 'slow'")
@@ -62,7 +71,7 @@ def main():
         results.append(("nbdev clean/export/readme in sync", ok, 0.0))
         if not ok: print(f"FAIL nbdev sync: {msg}; run `make sync` and commit", file=sys.stderr)
     results += run_notebooks(notebooks(args.only), args.flags, args.workers)
-    if not args.only: results += run_templates()
+    if not args.only: results += run_templates() + run_bench_template()
     for name, ok, secs in results: print(f"{'ok  ' if ok else 'FAIL'} {name:45s} {secs:6.1f} s")
     n_ok = sum(ok for _, ok, _ in results)
     print(f"total {time.time() - start:.0f} s")
