@@ -13,6 +13,7 @@ nothing) and writes into .cache/neuroseg/bench-tiny unless --out is given. --che
 comparison and target in the JSON, no error or stderr output in the HTML; `make test` runs `--tiny --check`.
 """
 import argparse, json, os, sys, tempfile, time
+from check_reports import shows_error   # this script's folder is on sys.path
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +47,7 @@ def output_problems(results:Path, page:Path) -> list:
     if missing := COMPARISONS - {r["comparison"] for r in data["rows"]}: problems.append(f"{results.name}: no rows for {sorted(missing)}")
     if len(data["targets"]) != TARGETS or any(t["met"] is None for t in data["targets"]):
         problems.append(f"{results.name}: {len(data['targets'])} targets, {sum(t['met'] is None for t in data['targets'])} unmeasured")
-    if "Traceback" in html or 'data-mime-type="application/vnd.jupyter.stderr"' in html: problems.append(f"{page.name}: shows an error or stderr output")
+    if shows_error(html): problems.append(f"{page.name}: shows an error or stderr output")
     return problems
 
 def main():

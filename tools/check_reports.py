@@ -70,6 +70,10 @@ def largest_prediction(eval_dir:Path) -> str:
     rows = [r for r in csv.DictReader(open(eval_dir/"metrics.csv")) if r["region"] == "WT"]
     return max(rows, key=lambda r: float(r["pred_volume_ml"] or 0))["case"]
 
+def shows_error(html:str) -> bool:
+    "Whether a rendered notebook shows a traceback or stderr output."
+    return "Traceback" in html or 'data-mime-type="application/vnd.jupyter.stderr"' in html
+
 def html_problems(page:Path, report:str) -> list:
     "What is wrong with a rendered report: missing sections, code shown, a script or style fetched from the network."
     if not page.is_file(): return [f"{page}: not written"]
@@ -78,7 +82,7 @@ def html_problems(page:Path, report:str) -> list:
     if not page.with_suffix(".ipynb").is_file(): problems.append(f"{page.name}: no executed notebook beside it")
     if "from neuroseg.report import" in text: problems.append(f"{page.name}: shows code cells")
     if re.search(r"""<(script|link|img)\b[^>]*\b(src|href)=["']?(https?:)?//""", text): problems.append(f"{page.name}: loads from the network")
-    if "Traceback" in text or 'data-mime-type="application/vnd.jupyter.stderr"' in text: problems.append(f"{page.name}: shows an error or stderr output")
+    if shows_error(text): problems.append(f"{page.name}: shows an error or stderr output")
     return problems
 
 def mesh_page(report_dir:Path) -> Path|None:

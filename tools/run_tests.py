@@ -5,7 +5,7 @@ counts as one test unit; the closing line reads `N passed, M failed`.
 
     python tools/run_tests.py [--flags "slow cuda"] [--only PATTERN ...] [--workers N]
 """
-import argparse, hashlib, os, subprocess, sys, time
+import argparse, hashlib, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,6 @@ def run_templates() -> list[tuple[str, bool, float]]:
 
 def run_bench_template() -> list[tuple[str, bool, float]]:
     "The benchmark template on tiny inputs in a temporary folder (`tools/bench.py --tiny --check`)."
-    import tempfile
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="neuroseg-bench-check-") as tmp:
         cmd = [sys.executable, str(ROOT/"tools"/"bench.py"), "--tiny", "--check", "--out", f"{tmp}/reports", "-p", "work_dir", f"{tmp}/work"]
