@@ -13,10 +13,10 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'console_script', 'atomic_path', 'write_text_atomic',
-           'write_json_atomic', 'atomic_dir', 'DataConfig', 'ModelConfig', 'TrainConfig', 'InferConfig',
-           'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config', 'find_config',
-           'project_root', 'real_data_dir', 'seed_everything', 'get_device', 'environment_info']
+__all__ = ['NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'console_script', 'fsync_path', 'atomic_path',
+           'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'DataConfig', 'ModelConfig', 'TrainConfig',
+           'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config',
+           'find_config', 'project_root', 'real_data_dir', 'seed_everything', 'get_device', 'environment_info']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -72,6 +72,15 @@ def _umask() -> int:
     mask = os.umask(0); os.umask(mask)
     return mask
 
+def fsync_path(path:str|Path):
+    "Flush a file's or a folder's data and metadata to disk (folders: where the platform allows opening them)."
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) * Path(path).is_dir()
+    try: fd = os.open(path, flags)
+    except (IsADirectoryError, PermissionError): return   # Windows cannot open folders
+    try: os.fsync(fd)
+    except OSError: pass   # some file systems refuse fsync on folders
+    finally: os.close(fd)
+
 @contextlib.contextmanager
 def atomic_path(path:str|Path, # final destination
                ):
@@ -84,7 +93,9 @@ def atomic_path(path:str|Path, # final destination
     os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield Path(tmp)
+        fsync_path(tmp)            # the bytes are on disk before the name points at them (a power cut leaves old or new)
         os.replace(tmp, path)
+        fsync_path(path.parent)    # and the rename itself is on disk
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise

@@ -96,10 +96,11 @@ def label_targets(cfg:Config, # uses model.head
 def deterministic_transforms(cfg:Config, # uses data.modalities, data.spacing_mm, model.head
                              convention:str, # label convention of the label files
                              with_label:bool=True, # also load and convert "label" (False at inference)
+                             load:bool=True, # start from files; False: from channel-first MetaTensors with their affines (generated cases)
                             ) -> Compose:
     "Preprocessing shared by training, validation and inference: load, RAS, spacing, brain crop, z-score, label targets."
     keys, channels = ["image", "label"] if with_label else ["image"], modality_indices(cfg.data.modalities)
-    steps = [LoadImaged(keys, reader="NibabelReader"), EnsureChannelFirstd(keys),
+    steps = [*([LoadImaged(keys, reader="NibabelReader"), EnsureChannelFirstd(keys)] if load else []),
              *([SelectChannelsd("image", channels)] if channels != list(range(len(MSD_CHANNELS))) else []),
              Orientationd(keys, axcodes="RAS", labels=_RAS_LABELS),
              Spacingd(keys, pixdim=[float(s) for s in cfg.data.spacing_mm], mode=["bilinear", "nearest"][:len(keys)]),
