@@ -16,7 +16,8 @@ import yaml
 __all__ = ['NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'console_script', 'fsync_path', 'atomic_path',
            'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'DataConfig', 'ModelConfig', 'TrainConfig',
            'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config',
-           'find_config', 'project_root', 'real_data_dir', 'seed_everything', 'get_device', 'environment_info']
+           'project_root', 'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything', 'get_device',
+           'environment_info']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -155,6 +156,7 @@ class DataConfig:
     roi_size: list = _opt([96, 96, 96], help="training patch and sliding-window size, in voxels")
     num_samples: int = _opt(2, help="random patches drawn per volume per iteration")
     pos_fraction: float = _opt(0.67, help="share of patches centred on tumour")
+    augment: str = _opt("light", ["light", "strong"], "training augmentation: flips and intensity jitter, or nnU-Net-style spatial and intensity")
     cache: str = _opt("memory", ["none", "memory", "disk"], help="cache of the deterministic preprocessing")
     cache_dir: str = _opt(".cache/neuroseg", help="folder of the disk cache")
     split_file: str = _opt("", help="JSON split file; empty: <train.out_dir>/split.json, created if missing")
@@ -194,6 +196,7 @@ class TrainConfig:
     deterministic: bool = _opt(False, help="use deterministic algorithms (bitwise-reproducible, slower)")
     device: str = _opt("auto", help="auto, cpu, cuda or cuda:N")
     out_dir: str = _opt("runs/demo", help="run folder: checkpoints, split, logs")
+    init_from: str = _opt("", help="start from this checkpoint's weights (fresh optimiser and schedule): a file or a shipped model's name")
 
 @dataclass
 class InferConfig:
@@ -337,28 +340,43 @@ def load_config(path:str|Path|None=None, # YAML file; None: the defaults
     extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     return config_from_dict(_merge(raw, extra), source=str(path or "config"))
 
-# %% ../nbs/00_core.ipynb #f38201f4
-def find_config(name:str|Path) -> Path:
-    "Resolve a config path, or the stem of a config shipped in the project's `configs/` folder."
+# %% ../nbs/00_core.ipynb #590f1346
+def project_root() -> Path|None:
+    "The source checkout this package runs from (the folder with `settings.ini` beside `neuroseg/`), or None when installed."
+    if "__file__" in globals(): candidates = [Path(__file__).resolve().parent.parent]   # neuroseg/core.py -> checkout
+    else: here = Path.cwd().resolve(); candidates = [here, *here.parents]             # a notebook in nbs/
+    return next((f for f in candidates if (f/"settings.ini").is_file() and (f/"neuroseg").is_dir()), None)
+
+_CHECKOUT_FOLDERS = dict(configs="configs", templates="reports")   # setup.py's package_dir maps these into the package
+
+def packaged_dir(kind:str, # `configs` or `templates`
+                ) -> Path:
+    "The folder of the files shipped with the package: inside the installed package, else in the source checkout."
+    import neuroseg
+    installed, root = Path(neuroseg.__file__).parent/kind, project_root()
+    if installed.is_dir() or root is None: return installed
+    return root/_CHECKOUT_FOLDERS[kind]
+
+# %% ../nbs/00_core.ipynb #673e02a9
+def find_config(name:str|Path, # a YAML file, or a config's name: `demo` finds ./configs/demo.yaml, else the shipped demo.yaml
+               ) -> Path:
+    "Resolve a config path, or the stem of a config in `./configs/` or among those shipped with the package."
     path = Path(name)
     if path.is_file(): return path
-    for root in (Path.cwd(), project_root()):
-        for cand in (root/"configs"/f"{name}.yaml", root/"configs"/str(name)):
+    for folder in (Path.cwd()/"configs", packaged_dir("configs")):
+        for cand in (folder/f"{name}.yaml", folder/str(name)):
             if cand.is_file(): return cand
-    raise NeurosegError(f"{name}: config file not found (give a path, or the name of a file in configs/)")
+    shipped = ", ".join(sorted(p.stem for p in packaged_dir("configs").glob("*.yaml")))
+    raise NeurosegError(f"{name}: config file not found (give a path, or the name of a shipped config: {shipped})")
 
 # %% ../nbs/00_core.ipynb #9d8e874e
-def project_root() -> Path:
-    "The checkout's root: the first folder upward holding `settings.ini`, from this module (or the working dir)."
-    here = Path(globals().get("__file__", Path.cwd())).resolve()
-    for folder in (here, *here.parents):
-        if (folder/"settings.ini").is_file(): return folder
-    return Path.cwd()
-
 def real_data_dir() -> Path:
-    "Folder of the shared real MRI cases: `$NEUROSEG_REAL_DATA`, else `../shared/data/real` beside the checkout."
+    "Folder of the real MRI test cases: `$NEUROSEG_REAL_DATA`, else `../shared/data/real` beside a checkout, else the cache."
     if os.environ.get("NEUROSEG_REAL_DATA"): return Path(os.environ["NEUROSEG_REAL_DATA"])
-    return project_root().parent/"shared"/"data"/"real"
+    root = project_root()
+    shared = root.parent/"shared"/"data"/"real" if root else None
+    if shared and shared.is_dir(): return shared
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"neuroseg"/"real-data"
 
 # %% ../nbs/00_core.ipynb #dba645d4
 def seed_everything(seed:int=0, # seed for python, numpy and torch (CPU and CUDA)
@@ -386,7 +404,7 @@ def environment_info() -> dict:
     "Versions, git commit and hardware, for logs and reports."
     import platform, subprocess, monai
     try: commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                 cwd=project_root(), timeout=5).stdout.strip()
+                                 cwd=project_root(), timeout=5).stdout.strip() if project_root() else "installed"
     except Exception: commit = ""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return dict(python=platform.python_version(), torch=torch.__version__, monai=monai.__version__,

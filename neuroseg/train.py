@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #182761bb
 from __future__ import annotations
-import os, sys, math, time, shlex, signal, threading, itertools, contextlib, datetime
+import os, sys, math, time, shlex, shutil, signal, threading, itertools, contextlib, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -28,15 +28,16 @@ from .download import MSD_TASK, is_task_folder, ensure_msd
 from .transforms import make_dataset, make_loader, fill_disk_cache, preprocess_workers
 from .model import build_model, build_loss, probabilities, predict_labels, amp_dtype, autocast, predict_volume
 from .checkpoint import (FORMAT_VERSION, LAST, PREVIOUS, BEST, save_checkpoint, load_checkpoint, save_last,
-                                 load_resumable, rng_state, set_rng_state, weights_digest)
+                                 load_resumable, rng_state, set_rng_state, weights_digest, config_from_checkpoint)
 from .tracking import Tracker, download_checkpoint
 
 # %% auto #0
-__all__ = ['lr_factor', 'make_scheduler', 'DistInfo', 'init_distributed', 'epoch_seed', 'seed_epoch', 'ensure_data', 'build_data',
-           'TrainState', 'new_state', 'checkpoint_state', 'restore_state', 'StopOnSignal', 'TrainingInterrupted', 'Run',
-           'train_step', 'sync_step', 'epoch_batches', 'train_epoch', 'epoch_summary', 'epoch_line', 'plot_history',
-           'to_regions', 'validate', 'overlay_image', 'save_run_checkpoints', 'update_best', 'end_epoch',
-           'resume_checkpoint', 'check_resumable', 'setup_run', 'fit', 'train', 'resume_command', 'neuroseg_train']
+__all__ = ['EXISTING', 'lr_factor', 'make_scheduler', 'DistInfo', 'init_distributed', 'epoch_seed', 'seed_epoch', 'ensure_data',
+           'build_data', 'TrainState', 'new_state', 'checkpoint_state', 'restore_state', 'StopOnSignal',
+           'TrainingInterrupted', 'Run', 'train_step', 'sync_step', 'epoch_batches', 'train_epoch', 'epoch_summary',
+           'epoch_line', 'plot_history', 'to_regions', 'validate', 'overlay_image', 'save_run_checkpoints',
+           'update_best', 'end_epoch', 'resume_checkpoint', 'check_resumable', 'holds_run', 'make_room', 'init_weights',
+           'setup_run', 'fit', 'train', 'resume_command', 'neuroseg_train']
 
 # %% ../nbs/06_train.ipynb #6bf50fbf
 def lr_factor(step:int, # optimiser steps done so far
@@ -475,13 +476,50 @@ def resume_checkpoint(resume:str, # last, a checkpoint file or folder, or wandb:
     if resume.startswith("wandb:"):
         path = _first_on_main(di, lambda: download_checkpoint(resume, ckpt_dir/"downloaded", cfg.tracking.mode))
     else: path = Path(resume)
-    return load_resumable(path) if path.is_dir() else load_checkpoint(path), path
+    if path.is_dir(): return load_resumable(path/"checkpoints" if (path/"checkpoints").is_dir() else path)   # a run or checkpoints folder
+    return load_checkpoint(path), path
 
 def check_resumable(ckpt:dict, cfg:Config, source:str):
     "Raise `NeurosegError` when the checkpoint's network or head differs from the config's."
     theirs, ours = ckpt["config"]["model"], cfg.to_dict()["model"]
     diff = [f"model.{k}={theirs.get(k)!r} (config: {v!r})" for k, v in ours.items() if theirs.get(k) != v]
     if diff: raise NeurosegError(f"{source}: checkpoint was trained with {', '.join(diff)}; resume with the same model settings")
+
+# %% ../nbs/06_train.ipynb #b1e0c7a3
+EXISTING = ("refuse", "archive", "replace")
+
+def holds_run(out_dir:str|Path) -> bool:
+    "Whether `out_dir` holds an earlier run: a checkpoint or a training history."
+    out_dir = Path(out_dir)
+    return (out_dir/"history.json").is_file() or any((out_dir/"checkpoints").glob("*.pt"))
+
+def make_room(out_dir:str|Path, # train.out_dir
+              existing:str="refuse", # what to do with an earlier run there: refuse, archive or replace
+             ) -> Path|None:
+    "Clear `out_dir` for a new run as `existing` says; returns where an archived run went."
+    out_dir = Path(out_dir)
+    if existing not in EXISTING: raise NeurosegError(f"--existing {existing!r}: use one of {', '.join(EXISTING)}")
+    if not holds_run(out_dir): return None
+    if existing == "refuse":
+        raise NeurosegError(f"{out_dir}: holds an earlier run; continue it with --resume last, keep it aside with "
+                            f"--existing archive, or delete it with --existing replace")
+    if existing == "replace": shutil.rmtree(out_dir); return None
+    archive = out_dir.with_name(f"{out_dir.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}")
+    out_dir.rename(archive)
+    return archive
+
+# %% ../nbs/06_train.ipynb #b1e0c7a6
+def init_weights(model:nn.Module, # the new run's bare network
+                 cfg:Config, # uses train.init_from and model.*
+                ) -> Path:
+    "Load the weights of the checkpoint `train.init_from` into `model`; returns the checkpoint's path."
+    path = Path(cfg.train.init_from)
+    ckpt = load_checkpoint(path)
+    theirs, ours = config_from_checkpoint(ckpt).to_dict()["model"], cfg.to_dict()["model"]
+    diff = [f"model.{k}={theirs.get(k)!r} (config: {v!r})" for k, v in ours.items() if theirs.get(k) != v]
+    if diff: raise NeurosegError(f"{path}: train.init_from was trained with {', '.join(diff)}; use the same model settings")
+    model.load_state_dict(ckpt["model"])
+    return path
 
 # %% ../nbs/06_train.ipynb #f8a440a8
 def _steps_per_epoch(cfg:Config, loader:DataLoader) -> int:
@@ -496,10 +534,7 @@ def _wrap(model:nn.Module, di:DistInfo) -> nn.Module:
 
 def _checkpoint_to_resume(cfg:Config, di:DistInfo, resume:str|None) -> tuple[dict|None, Path|None]:
     "The checkpoint to resume from (checked against the config), or (None, None) for a new run."
-    if resume is None:
-        if di.main and (Path(cfg.train.out_dir)/"checkpoints"/LAST).is_file():
-            print(f"warning: {cfg.train.out_dir}: starting a new run over an earlier one (--resume last continues it)", file=sys.stderr)
-        return None, None
+    if resume is None: return None, None
     ckpt, source = resume_checkpoint(resume, cfg, di)
     check_resumable(ckpt, cfg, str(source))
     return ckpt, source
@@ -518,6 +553,7 @@ def setup_run(cfg:Config, di:DistInfo, resume:str|None=None) -> tuple[Run, Train
     steps = _steps_per_epoch(cfg, train_dl)
     ts = new_state(cfg, steps, di.device)
     if ckpt: restore_state(ts, ckpt)
+    elif cfg.train.init_from: init_weights(ts.model, cfg)
     run = Run(cfg, di, _wrap(ts.model, di), build_loss(cfg), train_dl, val_dl, convention, steps,
               amp_dtype(cfg.train.amp, di.device), Path(cfg.train.out_dir))
     _start_tracking(run, ts, split["file"], resumed=ckpt is not None)
@@ -557,11 +593,13 @@ def _summary(run:Run, ts:TrainState, stopped_early:bool) -> dict:
 # %% ../nbs/06_train.ipynb #1761a9c0
 def train(cfg:Config, # the run's configuration (`load_config`)
           resume:str|None=None, # None: a new run; last, a checkpoint path, or wandb:ENTITY/PROJECT/NAME:ALIAS
+          existing:str="refuse", # a new run over an earlier one in train.out_dir: refuse, archive or replace it
          ) -> dict:
     "Train (or resume) a segmentation network as `cfg` says; returns a summary. SIGTERM/SIGINT save and raise `TrainingInterrupted`."
     di = init_distributed(cfg.train.device)
     run = None
     try:
+        if resume is None: _first_on_main(di, lambda: make_room(cfg.train.out_dir, existing) if di.main else None)
         with StopOnSignal() as stop:
             run, ts = setup_run(cfg, di, resume)
             run.stop = stop
@@ -586,12 +624,14 @@ def resume_command(config:str|None, overrides:list[str]) -> str:
 @cli_errors
 def neuroseg_train(overrides:Param("section.key=value settings over the config, e.g. train.epochs=20", str, opt=False, nargs="*")=None,
                    config:Param("YAML config file, or the name of one in configs/ (demo, msd)", str)=None,
-                   resume:Param("continue a run: last, a checkpoint file, or wandb:ENTITY/PROJECT/NAME:ALIAS", str)=None,
+                   resume:Param("continue a run: last, a checkpoint file or run folder, or wandb:ENTITY/PROJECT/NAME:ALIAS", str)=None,
+                   existing:Param("a new run where train.out_dir holds one: refuse, archive (move it aside) or replace (delete it)",
+                                  str, choices=EXISTING)="refuse",
                   ):
     "Train a 3D brain-tumour segmentation network; SIGTERM or Ctrl-C saves a checkpoint that --resume continues."
     overrides = list(overrides or [])
     cfg = load_config(find_config(config) if config else None, overrides)
-    try: summary = train(cfg, resume)
+    try: summary = train(cfg, resume, existing)
     except TrainingInterrupted as e:
         if e.checkpoint: print(f"neuroseg_train: {e}\nresume with: {resume_command(config, overrides)}", file=sys.stderr, flush=True)
         sys.exit(128 + e.signum)

@@ -17,17 +17,18 @@ from monai.utils import convert_to_tensor
 from tqdm import tqdm
 from monai.transforms import (Compose, Transform, MapTransform, LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd,
                               CropForegroundd, NormalizeIntensityd, SpatialPadd, RandCropByPosNegLabeld, RandFlipd,
-                              RandScaleIntensityd, RandShiftIntensityd)
+                              RandScaleIntensityd, RandShiftIntensityd, RandAffined, RandGaussianNoised, RandGaussianSmoothd,
+                              RandAdjustContrastd, RandSimulateLowResolutiond, RandBiasFieldd)
 import neuroseg
 from .core import NeurosegError, Config, atomic_path, get_device, write_json_atomic
 from .labels import get_convention, LabelsToRegionsd, LabelsToClassesd
 
 # %% auto #0
 __all__ = ['MSD_CHANNELS', 'CROP_MARGIN', 'CACHE_SAFE_GLOBALS', 'modality_indices', 'SelectChannels', 'SelectChannelsd',
-           'nonzero', 'Compactd', 'label_targets', 'deterministic_transforms', 'random_transforms', 'train_transforms',
-           'val_transforms', 'preprocessing_settings', 'preprocessing_key', 'case_hash', 'cache_dir',
-           'MetaPersistentDataset', 'loader_workers', 'preprocess_workers', 'make_dataset', 'fill_disk_cache',
-           'make_loader']
+           'nonzero', 'Compactd', 'label_targets', 'deterministic_transforms', 'strong_augmentation',
+           'random_transforms', 'train_transforms', 'val_transforms', 'preprocessing_settings', 'preprocessing_key',
+           'case_hash', 'cache_dir', 'MetaPersistentDataset', 'loader_workers', 'preprocess_workers', 'make_dataset',
+           'fill_disk_cache', 'make_loader']
 
 # %% ../nbs/02b_transforms.ipynb #2cb10055
 MSD_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")  # channel order of every loaded image
@@ -110,13 +111,27 @@ def deterministic_transforms(cfg:Config, # uses data.modalities, data.spacing_mm
     return Compose(steps + ([label_targets(cfg, convention)] if with_label else []) + [Compactd(keys)])
 
 # %% ../nbs/02b_transforms.ipynb #6b6965b5
-def random_transforms(cfg:Config, # uses data.roi_size, data.num_samples, data.pos_fraction
+def strong_augmentation(keys:list[str]=("image", "label"), # image first, then the label
+                       ) -> list[Transform]:
+    "nnU-Net's default augmentation in MONAI transforms: rotation and scaling, noise, blur, brightness, contrast, low resolution, gamma, bias field."
+    image = keys[0]
+    return [RandAffined(keys, prob=0.2, rotate_range=[np.pi / 6] * 3, scale_range=[0.3] * 3, mode=("bilinear", "nearest"),
+                        padding_mode="zeros"),
+            RandGaussianNoised(image, prob=0.1, std=0.1),
+            RandGaussianSmoothd(image, prob=0.2, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)),
+            RandScaleIntensityd(image, factors=0.25, prob=0.15),
+            RandAdjustContrastd(image, prob=0.3, gamma=(0.7, 1.5)),
+            RandSimulateLowResolutiond(image, prob=0.25, zoom_range=(0.5, 1.0)),
+            RandBiasFieldd(image, prob=0.2, coeff_range=(0.0, 0.2))]
+
+def random_transforms(cfg:Config, # uses data.roi_size, data.num_samples, data.pos_fraction, data.augment
                      ) -> list[Transform]:
-    "Training augmentation after the cache: tumour-aware random patches (padded where the brain is smaller), flips, intensity scale and shift."
+    "Training augmentation after the cache: tumour-aware random patches (padded where the brain is smaller), flips, intensity jitter, and `strong_augmentation` when asked."
     keys, roi, pos = ["image", "label"], [int(s) for s in cfg.data.roi_size], cfg.data.pos_fraction
     return [RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=pos, neg=1 - pos, num_samples=cfg.data.num_samples,
                                    allow_smaller=True),
             SpatialPadd(keys, spatial_size=roi),
+            *(strong_augmentation(keys) if cfg.data.augment == "strong" else []),
             *[RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(3)],
             RandScaleIntensityd("image", factors=0.1, prob=1.0),
             RandShiftIntensityd("image", offsets=0.1, prob=1.0)]
