@@ -5,6 +5,7 @@
 # %% ../nbs/02b_transforms.ipynb #547e279d
 from __future__ import annotations
 import os, copy, json, hashlib, inspect, pickle, warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Hashable, Mapping
 import numpy as np
@@ -27,8 +28,8 @@ from .labels import get_convention, LabelsToRegionsd, LabelsToClassesd
 __all__ = ['MSD_CHANNELS', 'CROP_MARGIN', 'CACHE_SAFE_GLOBALS', 'modality_indices', 'SelectChannels', 'SelectChannelsd',
            'nonzero', 'Compactd', 'label_targets', 'deterministic_transforms', 'strong_augmentation',
            'random_transforms', 'train_transforms', 'val_transforms', 'preprocessing_settings', 'preprocessing_key',
-           'case_hash', 'cache_dir', 'MetaPersistentDataset', 'loader_workers', 'preprocess_workers', 'make_dataset',
-           'fill_disk_cache', 'make_loader']
+           'case_hash', 'cache_dir', 'MetaPersistentDataset', 'loader_workers', 'preprocess_workers',
+           'MemoryCacheDataset', 'make_dataset', 'fill_disk_cache', 'make_loader']
 
 # %% ../nbs/02b_transforms.ipynb #2cb10055
 MSD_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")  # channel order of every loaded image
@@ -223,11 +224,21 @@ def preprocess_workers(cfg:Config) -> int:
     "Processes that fill a cache before training, when nothing else runs: `data.num_workers`, or for -1 every core up to 8."
     return cfg.data.num_workers if cfg.data.num_workers >= 0 else min(8, _cores_per_process())
 
+# %% ../nbs/02b_transforms.ipynb #c4d1e2a1
+class MemoryCacheDataset(CacheDataset):
+    "`CacheDataset` whose cache fill waits for its threads before it raises (no abort at exit after a bad case)."
+    def _fill_cache(self, indices=None) -> list:
+        if self.cache_num <= 0: return []
+        indices = list(range(self.cache_num)) if indices is None else indices
+        pool = ThreadPoolExecutor(max(1, self.num_workers or 1))
+        try: return list(pool.map(self._load_cache_item, indices))   # the first error in case order
+        finally: pool.shutdown(wait=True, cancel_futures=True)
+
 # %% ../nbs/02b_transforms.ipynb #ddb0b8eb
 def _dataset_class(cfg:Config, convention:str):
     "The MONAI dataset class and its extra arguments for `data.cache`."
     if cfg.data.cache == "none": return Dataset, {}
-    if cfg.data.cache == "memory": return CacheDataset, dict(num_workers=max(1, preprocess_workers(cfg)), progress=False)
+    if cfg.data.cache == "memory": return MemoryCacheDataset, dict(num_workers=max(1, preprocess_workers(cfg)), progress=False)
     return MetaPersistentDataset, dict(cache_dir=cache_dir(cfg, convention), hash_func=case_hash)
 
 def make_dataset(cases:list[dict], # case dicts from neuroseg.data
