@@ -30,6 +30,7 @@ from .model import build_model, build_loss, probabilities, predict_labels, amp_d
 from .checkpoint import (FORMAT_VERSION, LAST, PREVIOUS, BEST, save_checkpoint, load_checkpoint, save_last,
                                  load_resumable, rng_state, set_rng_state, weights_digest, config_from_checkpoint)
 from .tracking import Tracker, download_checkpoint
+from .pretrained import resolve_checkpoint
 
 # %% auto #0
 __all__ = ['EXISTING', 'lr_factor', 'make_scheduler', 'DistInfo', 'init_distributed', 'epoch_seed', 'seed_epoch', 'ensure_data',
@@ -513,7 +514,7 @@ def init_weights(model:nn.Module, # the new run's bare network
                  cfg:Config, # uses train.init_from and model.*
                 ) -> Path:
     "Load the weights of the checkpoint `train.init_from` into `model`; returns the checkpoint's path."
-    path = Path(cfg.train.init_from)
+    path = resolve_checkpoint(cfg.train.init_from)   # a file, or a shipped model's name (pretrained:<name>)
     ckpt = load_checkpoint(path)
     theirs, ours = config_from_checkpoint(ckpt).to_dict()["model"], cfg.to_dict()["model"]
     diff = [f"model.{k}={theirs.get(k)!r} (config: {v!r})" for k, v in ours.items() if theirs.get(k) != v]
