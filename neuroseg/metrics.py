@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_metrics.ipynb #527e15f6
 from __future__ import annotations
-import csv, functools, io, math, re
+import contextlib, csv, functools, io, json, math, os, re, shutil, tempfile
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -12,8 +12,8 @@ import nibabel as nib
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from fastcore.script import Param
-from .core import NeurosegError, cli_errors, console_script, write_text_atomic, write_json_atomic
-from .labels import REGIONS, labels_to_regions, get_convention
+from .core import NeurosegError, cli_errors, console_script, atomic_path, atomic_dir, fsync_path
+from .labels import REGIONS, labels_to_regions, get_convention, check_labels
 from .data import SUBSETS, split_subset_ids
 
 # %% auto #0
@@ -24,7 +24,8 @@ __all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRI
            'label_lesions', 'reference_lesions', 'lesion_scores', 'compute_lesion_wise', 'LabelMap', 'load_label_map',
            'check_same_grid', 'case_id', 'find_label_files', 'pair_label_files', 'convention_from_values',
            'detect_label_convention', 'missing_case_rows', 'evaluate_files', 'describe_values', 'summarise',
-           'format_summary', 'rows_to_csv', 'write_evaluation', 'neuroseg_evaluate']
+           'format_summary', 'OutputError', 'check_writable', 'remove_stale_temps', 'write_all', 'rows_to_csv',
+           'write_evaluation', 'neuroseg_evaluate']
 
 # %% ../nbs/05_metrics.ipynb #19ddcaf4
 HD95_DEFINITIONS = {
@@ -412,6 +413,8 @@ def missing_case_rows(case:str, # case id
     return [row | miss | dict(status=f"missing_{missing}") for row in rows]
 
 # %% ../nbs/05_metrics.ipynb #700ebff7
+_SIDES = dict(pred="prediction", ref="reference")
+
 def evaluate_files(pairs:list, # `(case, pred file or None, ref file or None)` from `pair_label_files`
                    convention:str="auto", # label convention of all files, or auto (see `detect_label_convention`)
                    definition:str="legacy", policy:str|EmptyRegionPolicy="brats", per_label:bool=False, lesion_wise:bool=False,
@@ -424,6 +427,7 @@ def evaluate_files(pairs:list, # `(case, pred file or None, ref file or None)` f
     rows = []
     for case, pred, ref in pairs:
         maps = {side: load_label_map(f) for side, f in (("pred", pred), ("ref", ref)) if f}
+        for side, m in maps.items(): check_labels(m.labels, convention, f"{m.path} ({_SIDES[side]} of case {case})")
         if len(maps) == 2: rows += evaluate_case(maps["pred"].labels, maps["ref"].labels, convention, maps["ref"].spacing, case,
                                                  definition, policy, per_label, lesion_wise)
         else: rows += missing_case_rows(case, *maps.values(), "ref" if "pred" in maps else "pred", convention,
@@ -479,6 +483,51 @@ def format_summary(summary:dict) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     return "\n".join(lines + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table])
 
+# %% ../nbs/05_metrics.ipynb #b229817b
+class OutputError(NeurosegError):
+    "An output could not be written (full disk, read-only or unwritable place): a problem of the machine, not of one case."
+
+def check_writable(folder:str|Path, # where outputs will go; created later if missing
+                   min_free_mb:float=1.0, # less free space than this is a full disk
+                  ) -> Path:
+    "Raise `OutputError` unless files can be created in `folder` (or where it would be created); return that existing folder."
+    folder = Path(folder)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"{existing}: is a file, " + ("not a folder" if existing == folder else f"so {folder} cannot be created in it"))
+    try: fd, probe = tempfile.mkstemp(prefix=".neuroseg-write-check.", dir=existing)
+    except OSError as e: raise OutputError(f"{existing}: cannot write there ({e.strerror or e}); choose another output location") from e
+    os.close(fd); os.unlink(probe)
+    if (free := shutil.disk_usage(existing).free) < min_free_mb * 2**20:
+        raise OutputError(f"{existing}: the disk is full ({free / 2**20:.1f} MiB free); free some space or choose another output location")
+    return existing
+
+# %% ../nbs/05_metrics.ipynb #24a4154d
+def remove_stale_temps(path:str|Path, # a target of `core.atomic_path` (or `core.atomic_dir`)
+                      ) -> list[Path]:
+    "Delete the temporaries that an interrupted atomic write of `path` left beside it; return them."
+    path = Path(path)
+    if not path.parent.is_dir(): return []
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp({re.escape(''.join(path.suffixes))})?")
+    stale = sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+    for p in stale: shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+    return stale
+
+def write_all(writers:dict, # {destination: function that writes the file at the path it is given}
+             ) -> list[Path]:
+    "Write every destination atomically and as one unit (renamed last to first once all are complete); `OutputError` naming the file."
+    current = None
+    try:
+        with contextlib.ExitStack() as stack:
+            for current, write in writers.items():
+                remove_stale_temps(current)
+                write(stack.enter_context(atomic_path(current)))
+            current = None
+    except OSError as e:
+        where = current or e.filename or next(iter(writers))
+        raise OutputError(f"{where}: cannot write ({e.strerror or e}); none of {', '.join(Path(p).name for p in writers)} was written") from e
+    return [Path(p) for p in writers]
+
 # %% ../nbs/05_metrics.ipynb #df469299
 def rows_to_csv(rows:list) -> str:
     "CSV text of the rows, columns in the rows' order; NaN as an empty cell."
@@ -494,11 +543,21 @@ def _json_safe(obj):
     if isinstance(obj, float) and math.isnan(obj): return None
     return obj
 
+def _write_new_folder(out_dir:Path, texts:dict):
+    "Create `out_dir` holding `{name: text}`, all at once (`core.atomic_dir`); `OutputError` on a write error."
+    remove_stale_temps(out_dir)
+    try:
+        with atomic_dir(out_dir) as tmp:
+            for name, text in texts.items(): (tmp/name).write_text(text); fsync_path(tmp/name)
+    except OSError as e:
+        raise OutputError(f"{out_dir/Path(e.filename or '').name}: cannot write ({e.strerror or e}); {out_dir} was not created") from e
+
 def write_evaluation(rows:list, summary:dict, out_dir:str|Path) -> tuple[Path, Path]:
-    "Write `<out_dir>/metrics.csv` (one row per case and region) and `<out_dir>/summary.json`, atomically."
+    "Write `<out_dir>/metrics.csv` (one row per case and region) and `<out_dir>/summary.json` as one unit."
     out_dir = Path(out_dir)
-    write_text_atomic(out_dir/"metrics.csv", rows_to_csv(rows))
-    write_json_atomic(out_dir/"summary.json", _json_safe(summary))
+    texts = {"metrics.csv": rows_to_csv(rows), "summary.json": json.dumps(_json_safe(summary), indent=2) + "\n"}
+    if not out_dir.exists(): _write_new_folder(out_dir, texts)
+    else: write_all({out_dir/name: lambda tmp, text=text: Path(tmp).write_text(text) for name, text in texts.items()})
     return out_dir/"metrics.csv", out_dir/"summary.json"
 
 # %% ../nbs/05_metrics.ipynb #08976447
@@ -518,6 +577,7 @@ def neuroseg_evaluate(pred:Param("prediction NIfTI file, or directory of them", 
                      ):
     "Score predicted label maps against references: Dice, HD95 (mm) and more per case and region, to CSV and JSON."
     if not (pred and ref): raise NeurosegError("neuroseg_evaluate: give both --pred and --ref")
+    check_writable(out)
     cases = split_subset_ids(split, subset, fold) if split else None
     rows = evaluate_files(pair_label_files(pred, ref, cases), convention, hd95, empty, per_label, lesion_wise)
     summary = summarise(rows)
