@@ -4,17 +4,18 @@
 
 # %% ../nbs/06a_checkpoint.ipynb #29f8ad83
 from __future__ import annotations
-import sys, random, hashlib, pickle
+import sys, re, time, errno, random, shutil, hashlib, itertools, textwrap
 from pathlib import Path
 import numpy as np
 import torch
-from .core import NeurosegError, Config, atomic_path, config_from_dict, get_device
+from .core import NeurosegError, Config, atomic_path, fsync_path, config_from_dict, get_device
+from .metrics import OutputError, remove_stale_temps
 from .model import build_model
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'LAST', 'PREVIOUS', 'BEST', 'check_plain', 'save_checkpoint', 'load_checkpoint', 'rng_state',
-           'set_rng_state', 'save_last', 'load_resumable', 'config_from_checkpoint', 'weights_digest',
-           'model_from_checkpoint']
+           'set_rng_state', 'save_last', 'set_aside', 'load_resumable', 'config_from_checkpoint', 'weights_digest',
+           'weights_problem', 'model_from_checkpoint']
 
 # %% ../nbs/06a_checkpoint.ipynb #f134e44d
 FORMAT_VERSION = 1
@@ -41,13 +42,53 @@ def check_plain(state:dict, # what is about to be saved
         raise NeurosegError(f"{source}: {problem}; checkpoints must hold tensors and plain values only")
 
 # %% ../nbs/06a_checkpoint.ipynb #345a01ec
+def _torch_save(state:dict, tmp:Path):
+    "`torch.save`, with its zip writer's report of a failed write (a `RuntimeError`) turned into an `OSError`."
+    try: torch.save(state, tmp)
+    except RuntimeError as e:
+        if shutil.disk_usage(Path(tmp).parent).free < 2**20: raise OSError(errno.ENOSPC, "No space left on device") from e
+        raise OSError(errno.EIO, f"torch.save failed: {_reason(e)}") from e
+
+def _save(path:Path, state:dict, before_rename=lambda: None) -> Path:
+    "Write `state` to `path` atomically (calling `before_rename` once it is complete); `OutputError` naming `path`."
+    check_plain(state, str(path))
+    remove_stale_temps(path)
+    try:
+        with atomic_path(path) as tmp:
+            _torch_save(state, tmp)
+            before_rename()
+    except OSError as e: raise OutputError(f"{path}: cannot write ({e.strerror or e}); the checkpoints already there are kept") from e
+    return path
+
 def save_checkpoint(path:str|Path, # destination, e.g. runs/demo/checkpoints/best.pt
                     state:dict, # tensors and plain values only
                    ) -> Path:
     "Check that `state` is plain, then write it to `path` atomically with `torch.save`."
-    check_plain(state, str(path))
-    with atomic_path(path) as tmp: torch.save(state, tmp)
-    return Path(path)
+    return _save(Path(path), state)
+
+# %% ../nbs/06a_checkpoint.ipynb #b0a0a145
+_ZIP_MAGIC = b"PK\x03\x04"   # torch.save has written zip archives since torch 1.6
+
+def _reason(e:BaseException, # an error from torch or the OS
+            limit:int=120, # longest reason kept, in characters
+           ) -> str:
+    "The first line of `e`'s message, cut at a word boundary (never mid-word) when longer than `limit`; its type if it has none."
+    line = re.sub(r"\x1b\[[0-9;]*m", "", next((l.strip() for l in str(e).splitlines() if l.strip()), ""))
+    if not line: return type(e).__name__
+    short = textwrap.shorten(line, limit, placeholder=" ...")
+    return line if short == "..." else short
+
+def _load_problem(e:Exception, # what `torch.load(weights_only=True)` raised
+                  zip_file:bool, # the file starts as torch's zip archives do
+                 ) -> str:
+    "Why a checkpoint file could not be loaded: it holds pickled objects, it is truncated or corrupt, or it is no checkpoint."
+    text = str(e)
+    if (hit := re.search(r"Unsupported global: GLOBAL (\S+)", text)):
+        return (f"holds pickled Python objects; refusing to load it (found {hit[1]}; checkpoints must hold tensors "
+                "and plain values only)")
+    hit = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    reason = _reason(hit[1] if hit else e)
+    return f"truncated or corrupt checkpoint ({reason})" if zip_file else f"not a PyTorch checkpoint, or corrupt ({reason})"
 
 # %% ../nbs/06a_checkpoint.ipynb #43b6261f
 def load_checkpoint(path:str|Path, # a file written by `save_checkpoint`
@@ -56,13 +97,12 @@ def load_checkpoint(path:str|Path, # a file written by `save_checkpoint`
     "Load a checkpoint with `torch.load(weights_only=True)`; `NeurosegError` if missing, pickled, corrupt or not ours."
     path = Path(path)
     if not path.is_file(): raise NeurosegError(f"{path}: checkpoint not found")
+    try:
+        with open(path, "rb") as f: magic = f.read(4)
+    except OSError as e: raise NeurosegError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from e
+    if not magic: raise NeurosegError(f"{path}: empty file (0 bytes), not a checkpoint; a write was cut short (full disk or a killed job)")
     try: ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "Weights only load failed" not in str(e): raise NeurosegError(f"{path}: corrupt checkpoint ({e})")
-        raise NeurosegError(f"{path}: holds pickled Python objects; refusing to load it "
-                            "(checkpoints must hold tensors and plain values only)")
-    except Exception as e:
-        raise NeurosegError(f"{path}: truncated or corrupt checkpoint ({str(e).splitlines()[0][:120]})")
+    except Exception as e: raise NeurosegError(f"{path}: {_load_problem(e, magic == _ZIP_MAGIC)}") from e
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise NeurosegError(f"{path}: not a neuroseg checkpoint (no 'model' entry)")
     return ckpt
@@ -91,25 +131,35 @@ def save_last(ckpt_dir:str|Path, # the run's checkpoints folder
              ) -> Path:
     "Write `last.pt` atomically, keeping the previous one as `last-1.pt`."
     ckpt_dir = Path(ckpt_dir)
-    check_plain(state, str(ckpt_dir/LAST))
-    with atomic_path(ckpt_dir/LAST) as tmp:
-        torch.save(state, tmp)
+    def rotate():
         if (ckpt_dir/LAST).exists(): (ckpt_dir/LAST).replace(ckpt_dir/PREVIOUS)
-    return ckpt_dir/LAST
+    return _save(ckpt_dir/LAST, state, rotate)
 
 # %% ../nbs/06a_checkpoint.ipynb #02c3c624
+def set_aside(path:Path, # an unusable checkpoint, e.g. runs/demo/checkpoints/last.pt
+             ) -> Path|None:
+    "Rename `path` to `<stem>.corrupt-<UTC time>.pt` beside it; None if it is gone already (another rank set it aside)."
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    names = (path.with_name(f"{path.stem}.corrupt-{stamp}{f'-{n}' if n else ''}{path.suffix}") for n in itertools.count())
+    aside = next(p for p in names if not p.exists())
+    try: path.rename(aside)
+    except FileNotFoundError: return None
+    fsync_path(path.parent)
+    return aside
+
 def load_resumable(ckpt_dir:str|Path, # the run's checkpoints folder
                    map_location:str|torch.device="cpu",
                   ) -> tuple[dict, Path]:
-    "Load `last.pt`, or say on stderr why not and load `last-1.pt`; `NeurosegError` if neither is usable."
-    ckpt_dir, problems = Path(ckpt_dir), []
-    for name in (LAST, PREVIOUS):
-        try: return load_checkpoint(ckpt_dir/name, map_location), ckpt_dir/name
-        except NeurosegError as e:
-            problems.append(str(e))
-            if name == LAST and (ckpt_dir/PREVIOUS).is_file():
-                print(f"warning: {e}; resuming from the previous checkpoint {ckpt_dir/PREVIOUS}", file=sys.stderr)
-    raise NeurosegError(f"{ckpt_dir}: no usable checkpoint to resume from ({'; '.join(problems)})")
+    "Load `last.pt`, else (saying why on stderr, and setting a damaged `last.pt` aside) `last-1.pt`; `NeurosegError` if neither is usable."
+    ckpt_dir = Path(ckpt_dir)
+    try: return load_checkpoint(ckpt_dir/LAST, map_location), ckpt_dir/LAST
+    except NeurosegError as e: last_problem = e
+    try: ckpt = load_checkpoint(ckpt_dir/PREVIOUS, map_location)
+    except NeurosegError as e: raise NeurosegError(f"{ckpt_dir}: no usable checkpoint to resume from ({last_problem}; {e})") from e
+    aside = set_aside(ckpt_dir/LAST) if (ckpt_dir/LAST).exists() else None
+    print(f"warning: {last_problem}" + (f"; set it aside as {aside.name}" if aside else "") +
+          f"; resuming from the previous checkpoint {ckpt_dir/PREVIOUS}", file=sys.stderr)
+    return ckpt, ckpt_dir/PREVIOUS
 
 # %% ../nbs/06a_checkpoint.ipynb #a7fe4881
 def config_from_checkpoint(ckpt:dict, # a loaded checkpoint
@@ -129,6 +179,22 @@ def weights_digest(state_dict:dict, # a model's state dict (or any dict of tenso
     return h.hexdigest()
 
 # %% ../nbs/06a_checkpoint.ipynb #7e5cb243
+def _listed(what:str, names:list) -> str:
+    "`missing 2 tensors: a, b`, the first three named in full and the rest counted."
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"{what} {len(names)} tensor{'s' * (len(names) != 1)}: {', '.join(names[:3])}{more}"
+
+def weights_problem(model:torch.nn.Module, # the network built from the checkpoint's config
+                    state:dict, # the checkpoint's `model` entry
+                   ) -> str|None:
+    "Which tensors of `state` the network misses, does not know or holds in another shape; None when they fit."
+    if not isinstance(state, dict): return f"its 'model' entry is a {type(state).__name__}, not a state dict"
+    want, shape = model.state_dict(), lambda t: "x".join(map(str, getattr(t, "shape", "?"))) or "scalar"
+    found = [("missing", [k for k in want if k not in state]), ("unexpected", [k for k in state if k not in want]),
+             ("wrong shape of", [f"{k} {shape(state[k])} (network: {shape(want[k])})" for k in want
+                                 if k in state and tuple(getattr(state[k], "shape", ())) != tuple(want[k].shape)])]
+    return "; ".join(_listed(what, names) for what, names in found if names) or None
+
 def model_from_checkpoint(ckpt:str|Path|dict, # a checkpoint file, or a loaded checkpoint
                           device:str|torch.device="cpu", # where the model runs
                          ) -> tuple[torch.nn.Module, Config, str]:
@@ -137,7 +203,9 @@ def model_from_checkpoint(ckpt:str|Path|dict, # a checkpoint file, or a loaded c
     if not isinstance(ckpt, dict): ckpt = load_checkpoint(ckpt)
     cfg = config_from_checkpoint(ckpt)
     model = build_model(cfg)
+    if (problem := weights_problem(model, ckpt["model"])):
+        raise NeurosegError(f"{source}: weights do not fit the network of its config ({problem})")
     try: model.load_state_dict(ckpt["model"])
-    except RuntimeError as e: raise NeurosegError(f"{source}: weights do not fit the network of its config ({str(e).splitlines()[0]})")
+    except RuntimeError as e: raise NeurosegError(f"{source}: weights do not fit the network of its config ({_reason(e, 300)})") from e
     device = torch.device(device) if isinstance(device, torch.device) else get_device(device)
     return model.to(device).eval(), cfg, ckpt.get("convention", "msd")
