@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_infer.ipynb #45057f19
 from __future__ import annotations
-import sys, math, time, resource, itertools, contextlib, dataclasses
+import os, sys, math, time, resource, itertools, contextlib, dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +25,7 @@ from .data import open_nifti, grid_mismatch, nifti_stem, match_brats_suffix, rea
 from .transforms import MSD_CHANNELS, deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
 from .checkpoint import model_from_checkpoint
+from .metrics import OutputError, check_writable, remove_stale_temps, write_all
 
 # %% auto #0
 __all__ = ['SPATIAL_FLIPS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'case_id', 'resolve_case', 'open_input', 'input_paths',
@@ -32,8 +33,9 @@ __all__ = ['SPATIAL_FLIPS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'case_id', 'res
            'InferenceModel', 'load_inference_model', 'inference_config', 'flip_tta', 'network_probs', 'invert_to_input',
            'region_masks', 'small_components', 'drop_small_components', 'replace_small_enhancing', 'Postprocess',
            'shannon_entropy', 'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml', 'predict_probs',
-           'labels_from_probs', 'Prediction', 'predict', 'nifti_like', 'output_paths', 'check_outputs',
-           'save_prediction', 'predict_to_files', 'is_batch', 'find_cases', 'predict_folder', 'infer_command']
+           'labels_from_probs', 'Prediction', 'predict', 'nifti_like', 'output_paths', 'check_not_inputs',
+           'check_outputs', 'save_prediction', 'predict_to_files', 'check_batch_out', 'is_batch', 'find_cases',
+           'predict_folder', 'infer_command']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
 def case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
@@ -278,6 +280,14 @@ class Postprocess:
     min_size_ml: tuple = (0.0, 0.0, 0.0)  # smallest component kept per region WT, TC, ET, in mL
     et_min_volume_ml: float = 0.0  # ET below this total volume becomes necrosis, in mL
 
+    def __post_init__(self):
+        "Refuse a negative (or NaN) size, naming the setting and its command-line option."
+        if len(self.min_size_ml) != len(REGIONS): raise NeurosegError(f"min_size_ml: one size per region {', '.join(REGIONS)}, got {self.min_size_ml}")
+        for region, ml in zip(REGIONS, self.min_size_ml):
+            if not ml >= 0: raise NeurosegError(f"--min-size-{region.lower()} (min_size_ml of {region}): {ml:g} mL; sizes must be 0 or more")
+        if not self.et_min_volume_ml >= 0:
+            raise NeurosegError(f"--et-min-volume (et_min_volume_ml): {self.et_min_volume_ml:g} mL; volumes must be 0 or more")
+
     def __call__(self, regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
                  voxel_ml:float, # volume of one voxel in mL
                 ) -> np.ndarray:
@@ -424,12 +434,26 @@ def output_paths(out:str|Path, # a .nii/.nii.gz file, or a folder
     kinds = ["labels"] + ["probs"] * probs + ["entropy"] * entropy
     return {k: labels.with_name(f"{stem}{OUTPUT_SUFFIXES[k]}{labels.name[len(stem):]}") for k in kinds}
 
+def check_not_inputs(paths:dict, # from `output_paths`
+                     inputs:list, # the case's input files
+                    ):
+    "Raise `NeurosegError` when an output is one of the input files (real paths, symlinks followed)."
+    sources = {os.path.realpath(p): p for p in inputs}
+    for path in paths.values():
+        if (hit := sources.get(os.path.realpath(path))):
+            raise NeurosegError(f"{path}: is the input {hit}; an output never replaces an input (choose another --out)")
+
 def check_outputs(paths:dict, # from `output_paths`
                   overwrite:bool=False, # replace existing files
+                  inputs:list=(), # the case's input files: never an output, even with `overwrite`
                  ):
-    "Raise `NeurosegError` when an output exists already and `overwrite` is off."
+    "Raise `NeurosegError` when an output is an input, exists (unless `overwrite`) or is a folder, or cannot be written."
+    check_not_inputs(paths, inputs)
     existing = [p for p in paths.values() if Path(p).exists()]
     if existing and not overwrite: raise NeurosegError(f"{existing[0]}: exists; pass --overwrite (overwrite=True) to replace it")
+    if (folders := [p for p in existing if Path(p).is_dir()]):
+        raise NeurosegError(f"{folders[0]}: is a folder; give a .nii.gz file name, or that folder without one")
+    check_writable(Path(next(iter(paths.values()))).parent)
 
 # %% ../nbs/07_infer.ipynb #6cd3772e
 def _description(pred:Prediction, kind:str) -> str:
@@ -438,15 +462,18 @@ def _description(pred:Prediction, kind:str) -> str:
     what = "WT/TC/ET" if pred.head == "regions" else "classes 0-3, MSD order" if kind == "probs" else "across classes"
     return f"neuroseg {kind} ({what})" + (" in bits" if kind == "entropy" else "")
 
+def _output_image(pred:Prediction, kind:str) -> nib.Nifti1Image:
+    "The NIfTI image of one output: the label map, or a map with its channels last."
+    data = pred.labels if kind == "labels" else getattr(pred, kind)
+    if kind != "labels": data = data[0] if len(data) == 1 else np.moveaxis(data, 0, -1)
+    return nifti_like(data, pred.reference, np.uint8 if kind == "labels" else np.float32, _description(pred, kind))
+
 def save_prediction(pred:Prediction, # from `predict`
                     paths:dict, # from `output_paths`
                    ) -> dict:
-    "Write the outputs in `paths`, each atomically, the label map last (a crash never leaves a label map without its maps)."
-    for kind in sorted(paths, key=lambda k: k == "labels"):
-        data = pred.labels if kind == "labels" else getattr(pred, kind)
-        if kind != "labels": data = data[0] if len(data) == 1 else np.moveaxis(data, 0, -1)
-        image = nifti_like(data, pred.reference, np.uint8 if kind == "labels" else np.float32, _description(pred, kind))
-        with atomic_path(paths[kind]) as tmp: nib.save(image, tmp)
+    "Write the outputs in `paths` as one unit, the label map appearing last; on a write error none is written (`OutputError`)."
+    writer = lambda kind: lambda tmp: nib.save(_output_image(pred, kind), tmp)
+    write_all({paths[kind]: writer(kind) for kind in sorted(paths, key=lambda k: k != "labels")})
     return paths
 
 # %% ../nbs/07_infer.ipynb #2fd1a2cb
@@ -458,16 +485,26 @@ def predict_to_files(image_or_case:str|Path|list|dict, # as for `predict`
                      overwrite:bool=False, # replace existing outputs
                      **kwargs, # more `predict` settings: tta, roi_size, overlap, convention, postprocess, ...
                     ) -> Prediction:
-    "Predict one case and write its outputs; an existing output stops it before any work unless `overwrite`."
+    "Predict one case and write its outputs; an output that is an input, exists (unless `overwrite`) or cannot be written stops it before any work."
     case = resolve_case(image_or_case)
     paths = output_paths(out, case["id"], save_probs, save_entropy)
-    check_outputs(paths, overwrite)
+    check_outputs(paths, overwrite, input_paths(case))
     pred = predict(case, ckpt, **kwargs)
     with StageTimer(pred.timings)("write"): save_prediction(pred, paths)
     pred.meta["outputs"] = {k: str(p) for k, p in paths.items()}
     return pred
 
 # %% ../nbs/07_infer.ipynb #377aeb18
+def check_batch_out(folder:str|Path, # the batch's input folder
+                    out_dir:str|Path, # its output folder
+                   ):
+    "Raise `NeurosegError` when `out_dir` is the input folder or lies inside it (real paths, symlinks followed)."
+    source, target = Path(os.path.realpath(folder)), Path(os.path.realpath(out_dir))
+    if target == source:
+        raise NeurosegError(f"{out_dir}: is the input folder {folder}; predictions would replace or mix with the inputs (choose another --out)")
+    if source in target.parents:
+        raise NeurosegError(f"{out_dir}: lies inside the input folder {folder}, where the next run would take it for a case (choose a folder outside it)")
+
 def is_batch(path:str|Path) -> bool:
     "True when `path` is a folder of cases, not a file or a single BraTS case folder."
     path = Path(path)
@@ -476,13 +513,18 @@ def is_batch(path:str|Path) -> bool:
 def find_cases(folder:str|Path, # MSD 4D files and/or BraTS case folders
                cases:list|None=None, # only these case ids (e.g. a split's test set); each must be there
               ) -> list[Path]:
-    "The inputs of a batch folder: each NIfTI file (an MSD 4D image) and each sub-folder (a BraTS case folder)."
+    "The inputs of a batch folder: each NIfTI file (an MSD 4D image) and each sub-folder (a BraTS case folder), one per case id."
     folder = Path(folder)
     if not folder.is_dir(): raise NeurosegError(f"{folder}: folder not found")
     found = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and (p.is_dir() or nifti_stem(p)))
     if not found: raise NeurosegError(f"{folder}: no cases (expected MSD 4D .nii.gz files or BraTS case folders)")
+    ids = {}
+    for p in found: ids.setdefault(p.name if p.is_dir() else case_id(str(p)), []).append(p)
+    if (twice := next(((c, ps) for c, ps in ids.items() if len(ps) > 1), None)):
+        raise NeurosegError(f"{folder}: {' and '.join(p.name for p in twice[1])} are both case {twice[0]} and would write one "
+                            "output; keep one of them in the folder")
     if cases is None: return found
-    by_id = {p.name if p.is_dir() else case_id(str(p)): p for p in found}
+    by_id = {c: ps[0] for c, ps in ids.items()}
     if missing := sorted(set(cases) - set(by_id)): raise NeurosegError(f"{folder}: no input for case(s) {', '.join(missing)}")
     return [by_id[c] for c in sorted(cases)]
 
@@ -493,9 +535,12 @@ def _batch_case(path:Path, im:InferenceModel, out_dir:str|Path, report:dict, sav
     try:
         case = resolve_case(path)
         paths = output_paths(out_dir, case["id"], save_probs, save_entropy)
+        check_not_inputs(paths, input_paths(case))
+        for p in paths.values(): remove_stale_temps(p)   # also beside a kept case, whose rewrite a kill cut short
         done = not overwrite and all(p.exists() for p in paths.values())
         if not done: predict_to_files(case, im, out_dir, save_probs, save_entropy, overwrite, **kwargs)
         report["skipped" if done else "written"].append(case["id"])
+    except OutputError: raise   # a full disk or an unwritable place: every further case would fail alike
     except Exception as e:
         report["failed"][path.name] = str(user_error(e) or f"{path}: {type(e).__name__}: {e}")
         tqdm.write(f"error: {report['failed'][path.name]}", file=sys.stderr)
@@ -510,11 +555,16 @@ def predict_folder(folder:str|Path, # MSD 4D files and/or BraTS case folders
                    cases:list|None=None, # only these case ids (e.g. a split's test set)
                    **kwargs, # more `predict` settings: tta, roi_size, overlap, convention, postprocess, ...
                   ) -> dict:
-    "Predict every case of `folder`; a failing case is reported and skipped. Returns the `written`, `skipped` and `failed` cases."
-    inputs, im = find_cases(folder, cases), load_inference_model(ckpt, device)
-    report = dict(written=[], skipped=[], failed={})
+    "Predict every case of `folder`; a failing case is reported and skipped, a failing write stops the batch. Returns the `written`, `skipped` and `failed` cases."
+    check_batch_out(folder, out_dir)
+    inputs = find_cases(folder, cases)
+    check_writable(out_dir)
+    im, report = load_inference_model(ckpt, device), dict(written=[], skipped=[], failed={})
     for path in tqdm(inputs, desc="cases", unit="case", disable=not progress, file=sys.stderr):
-        _batch_case(path, im, out_dir, report, save_probs, save_entropy, overwrite, **kwargs)
+        try: _batch_case(path, im, out_dir, report, save_probs, save_entropy, overwrite, **kwargs)
+        except OutputError as e:
+            raise OutputError(f"{e}; the batch stopped after writing {len(report['written'])} case(s), each whole "
+                              "(free some space or fix the output place, then rerun to resume)") from e
     return report
 
 # %% ../nbs/07_infer.ipynb #5dc1d489
