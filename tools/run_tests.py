@@ -48,6 +48,12 @@ def run_templates() -> list[tuple[str, bool, float]]:
     ok = subprocess.run([sys.executable, str(script)], cwd=ROOT).returncode == 0
     return [("report templates", ok, time.time() - start)]
 
+def run_tutorials() -> list[tuple[str, bool, float]]:
+    "Run the tutorial notebooks in nbs/tutorials/ top to bottom with tiny parameters (tools/check_tutorials.py)."
+    start = time.time()
+    ok = subprocess.run([sys.executable, str(ROOT/"tools"/"check_tutorials.py")], cwd=ROOT).returncode == 0
+    return [("tutorial notebooks", ok, time.time() - start)]
+
 def run_bench_template() -> list[tuple[str, bool, float]]:
     "The benchmark template on tiny inputs in a temporary folder (`tools/bench.py --tiny --check`)."
     start = time.time()
@@ -70,7 +76,7 @@ def main():
         results.append(("nbdev clean/export/readme in sync", ok, 0.0))
         if not ok: print(f"FAIL nbdev sync: {msg}; run `make sync` and commit", file=sys.stderr)
     results += run_notebooks(notebooks(args.only), args.flags, args.workers)
-    if not args.only: results += run_templates() + run_bench_template()
+    if not args.only: results += run_templates() + run_tutorials() + run_bench_template()
     for name, ok, secs in results: print(f"{'ok  ' if ok else 'FAIL'} {name:45s} {secs:6.1f} s")
     n_ok = sum(ok for _, ok, _ in results)
     print(f"total {time.time() - start:.0f} s")
