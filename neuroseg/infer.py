@@ -19,12 +19,13 @@ from fastcore.script import Param, store_true
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged, EnsureChannelFirstd
 from monai.utils import convert_to_tensor
-from .core import NeurosegError, Config, atomic_path, cli_errors, console_script, config_from_dict, get_device, user_error
+from .core import NeurosegError, Config, cli_errors, console_script, config_from_dict, get_device, user_error
 from .labels import REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels
 from .data import open_nifti, grid_mismatch, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
 from .transforms import MSD_CHANNELS, deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
 from .checkpoint import model_from_checkpoint
+from .pretrained import resolve_checkpoint
 from .metrics import OutputError, check_writable, remove_stale_temps, write_all
 
 # %% auto #0
@@ -175,6 +176,7 @@ def load_inference_model(ckpt:str|Path|dict|InferenceModel, # checkpoint file, l
     if isinstance(ckpt, InferenceModel): return ckpt
     source = "checkpoint" if isinstance(ckpt, dict) else str(ckpt)
     try:
+        if not isinstance(ckpt, dict): ckpt = resolve_checkpoint(ckpt)   # a shipped model's name: its file, sha256 checked
         model, cfg, convention = model_from_checkpoint(ckpt, get_device(device))
         return InferenceModel(model, cfg, get_convention(convention).name, source)
     except NeurosegError as e: raise _named(e, source) from e
@@ -595,7 +597,7 @@ def _run_batch(folder:str, ckpt:str, out:str, **kwargs) -> int:
 
 # %% ../nbs/07_infer.ipynb #34542eeb
 @cli_errors
-def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt)", str, required=True)=None,
+def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), or a shipped model: pretrained:<name>", str, required=True)=None,
                   out:Param("output: a .nii.gz file (one case), or a folder (<case id>.nii.gz per case)", str, required=True)=None,
                   input:Param("a 4D NIfTI (MSD), a BraTS 2021/2023 case folder, or a folder of cases (batch)", str)=None,
                   flair:Param("FLAIR file (with --t1 --t1gd --t2, instead of --input)", str)=None,
