@@ -384,7 +384,8 @@ def region_mesh(mask:np.ndarray, # 3D bool mask
     if box is None: return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
     pad = 1 + int(np.ceil(2 * smooth_sigma))  # room for the smoothed edge: the surface stays closed
     volume = np.pad(np.asarray(mask[box], dtype=np.float32), pad)
-    if smooth_sigma: volume = ndimage.gaussian_filter(volume, smooth_sigma)
+    smoothed = ndimage.gaussian_filter(volume, smooth_sigma) if smooth_sigma else volume
+    if smoothed.max() > 0.5: volume = smoothed   # a region a few voxels across blurs below the surface level: mesh it as it is
     verts, faces, _, _ = measure.marching_cubes(volume, 0.5, step_size=step_size, allow_degenerate=False)
     verts += np.array([s.start for s in box]) - pad
     if np.linalg.det(affine[:3, :3]) < 0: faces = faces[:, ::-1]
