@@ -11,10 +11,10 @@ KERNEL := neuroseg
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_DATA := data/demo
 
-.PHONY: help install demo test test-all check-reports sync readme lab bench clean-demo
+.PHONY: help install demo test test-all check-reports check-wheel real-data sync readme lab bench clean-demo
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ $(STAMP): settings.ini setup.py
 
 install: $(STAMP)  ## create .venv: torch first, then neuroseg[dev] and the Jupyter kernel
 
-test: $(STAMP)  ## nbdev hygiene + every notebook's tests + report templates; ends with `N passed, M failed`
+test: $(STAMP)  ## nbdev hygiene + every notebook's tests + report templates + the wheel in a fresh venv; ends with `N passed, M failed`
 	$(BIN)/python tools/run_tests.py
 
 test-all: $(STAMP)  ## the tests, including the cells flagged slow
@@ -34,6 +34,12 @@ test-all: $(STAMP)  ## the tests, including the cells flagged slow
 check-reports: $(STAMP)  ## render both reports on a tiny run, open them in headless Chromium (installs Debian's chromium)
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 	$(BIN)/python tools/check_reports.py --browser yes --out reports/check
+
+check-wheel: $(STAMP)  ## build sdist + wheel, install them in a fresh venv outside the checkout, run every console script (make test does this too)
+	$(BIN)/python tools/check_wheel.py
+
+real-data: $(STAMP)  ## download the real MRI test cases (tools/real_data.json: URL, size, sha256) into ~/.cache/neuroseg/real-data
+	$(BIN)/python tools/real_data.py --fetch
 
 sync: $(STAMP)  ## nbdev_clean + nbdev_export + README from nbs/index.ipynb (run before committing)
 	$(BIN)/nbdev_clean && $(BIN)/nbdev_export && $(BIN)/python tools/readme.py
@@ -44,7 +50,7 @@ readme: $(STAMP)  ## regenerate README.md from nbs/index.ipynb
 DEMO_RUN := runs/demo
 
 demo: $(STAMP)  ## synthetic data -> train -> infer on held-out cases -> evaluate -> HTML reports (CPU, minutes)
-	$(BIN)/neuroseg_synth --out $(DEMO_DATA) --n 24 --shape 96 96 64 --seed 0 --overwrite --preview reports/demo/data_preview.png
+	$(BIN)/neuroseg_synth --out $(DEMO_DATA) --kind brain --n 24 --spacing 2 --shape 96 112 80 --seed 0 --overwrite --preview reports/demo/data_preview.png
 	rm -rf $(DEMO_RUN)
 	$(BIN)/neuroseg_train --config configs/demo.yaml data.root=$(DEMO_DATA) train.out_dir=$(DEMO_RUN)
 	$(BIN)/neuroseg_infer --ckpt $(DEMO_RUN)/checkpoints/best.pt --input $(DEMO_DATA)/imagesTr --split $(DEMO_RUN)/split.json \

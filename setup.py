@@ -11,13 +11,18 @@ expected = cfg_keys + "lib_name user branch license status min_python audience l
 for o in expected: assert o in cfg, f"missing expected setting: {o}"
 setup_cfg = {o: cfg[o] for o in cfg_keys}
 
-licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
+licenses = {'apache2': ('Apache-2.0', None)}  # an SPDX expression (license classifiers are deprecated)
 statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature']
 py_versions = '3.10 3.11 3.12 3.13'.split()
 
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 min_python = cfg['min_python']
+# Package data kept where the checkout has it (configs/, reports/) and installed inside the package, so that a wheel,
+# an sdist or a git URL gives a complete install: neuroseg.core.packaged_dir finds them there. New files in configs/
+# (*.yaml, *.json) ship without a change here.
+package_data = {f"{cfg['lib_name']}.configs": ("configs", ["*.yaml", "*.json"]),
+                f"{cfg['lib_name']}.templates": ("reports", ["train.ipynb", "evaluate.ipynb", "bench.ipynb"])}
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 
 setuptools.setup(
@@ -30,7 +35,9 @@ setuptools.setup(
                  ] + ['Programming Language :: Python :: ' + o for o in py_versions[py_versions.index(min_python):]]
                    + (['License :: ' + lic[1]] if lic[1] else []),
     url=cfg['git_url'],
-    packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
+    packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']) + list(package_data),
+    package_dir={pkg: folder for pkg, (folder, _) in package_data.items()},
+    package_data={pkg: files for pkg, (_, files) in package_data.items()},
     include_package_data=True,
     install_requires=requirements,
     extras_require={'dev': dev_requirements},

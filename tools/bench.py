@@ -1,6 +1,6 @@
 """`make bench`: the benchmarks against the original NeuroSeg-3D pipeline, on this machine.
 
-Runs the template reports/bench.ipynb with papermill (the project's `neuroseg` kernel); the notebook writes
+Runs the template reports/bench.ipynb (shipped as neuroseg/templates/bench.ipynb) with papermill in this Python; the notebook writes
 reports/bench/<device>.json and this script writes reports/bench/<device>.html from it (nbconvert, no code, no CDN).
 The synthetic cases, the shared weights and the disk cache stay in .cache/neuroseg/bench and are reused: on a 2-core
 AMD EPYC the first run took 5.3 minutes and later ones 4.7. Measure on a quiet machine (`make bench` waits up to 10
@@ -24,8 +24,8 @@ TINY = dict(work_dir=".cache/neuroseg/bench-tiny", n_cases=4, shape=[48, 40, 32]
 def parameters(args) -> dict:
     "The template's parameters: the device, the tiny sizes with --tiny, the output folder, and each -p NAME VALUE."
     import yaml
-    from neuroseg.report import template_parameters
-    declared = template_parameters(ROOT/"reports"/"bench.ipynb")
+    from neuroseg.report import template_parameters, template_path
+    declared = template_parameters(template_path("bench"))
     params = dict(device=args.device, out_dir=str(args.out), **(TINY if args.tiny else {}))
     for name, text in args.p or []:
         if name not in declared: raise SystemExit(f"bench: no parameter {name!r} (its parameters: {', '.join(declared)})")
@@ -63,14 +63,14 @@ def main():
     os.chdir(ROOT)
     from neuroseg.bench import device_label
     from neuroseg.core import write_text_atomic
-    from neuroseg.report import execute_template, notebook_html
+    from neuroseg.report import execute_template, notebook_html, template_path
     wait_for_quiet(args.wait)
     load = os.getloadavg()[0]
     if load > 1.5: print(f"bench: warning: load average {load:.2f} on {os.cpu_count()} cores; the numbers will be slow and noisy", file=sys.stderr)
     label, start = device_label(args.device), time.time()
     with tempfile.TemporaryDirectory(prefix="neuroseg-bench-") as tmp:
         executed = Path(tmp)/"bench.ipynb"
-        execute_template(ROOT/"reports"/"bench.ipynb", executed, parameters(args))
+        execute_template(template_path("bench"), executed, parameters(args))
         page = args.out/f"{label}.html"
         write_text_atomic(page, notebook_html(executed))
     print(f"bench: wrote {args.out/f'{label}.json'} and {page} in {(time.time() - start) / 60:.1f} min")

@@ -1,15 +1,20 @@
-"""The project's test command (`make test`): nbdev hygiene, every notebook's tests, the report and benchmark templates.
+"""The project's test command (`make test`): nbdev hygiene, every notebook's tests, the report and benchmark templates,
+and the wheel installed into a fresh venv (tools/check_wheel.py).
 
 Notebooks are run with nbdev's own `test_nb` (what `nbdev_test` calls), in parallel, so that each notebook
-counts as one test unit; the closing line reads `N passed, M failed`.
+counts as one test unit; the closing line reads `N passed, M failed`. Cells flagged `#| real` need the real MRI cases
+(tools/real_data.py: $NEUROSEG_REAL_DATA, ../shared/data/real, the cache, or fetched by the manifest): they run when
+a complete copy is found, and are listed as skipped with one line on how to get the data otherwise.
 
-    python tools/run_tests.py [--flags "slow cuda"] [--only PATTERN ...] [--workers N]
+    python tools/run_tests.py [--flags "slow cuda"] [--only PATTERN ...] [--workers N] [--no-fetch] [--no-wheel]
 """
-import argparse, hashlib, os, subprocess, sys, tempfile, time
+import argparse, hashlib, os, re, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT/"tools"))
+import real_data
 
 def _tree_digest() -> dict:
     "Content hashes of everything nbdev_clean, nbdev_export and the README generator may rewrite."
@@ -29,6 +34,28 @@ def notebooks(only:list[str]|None) -> list[Path]:
     "Library notebooks to test (scratch notebooks start with `_`), those whose name contains one of `only` if given."
     nbs = sorted(p for p in (ROOT/"nbs").glob("*.ipynb") if not p.name.startswith(("_", ".")))
     return [p for p in nbs if not only or any(o in p.name for o in only)]
+
+def flagged_cells(files:list[Path], flag:str) -> dict:
+    "Notebook name -> first line after the flag of each code cell whose first line is `#| <flag>`."
+    import nbformat
+    out = {}
+    for f in files:
+        for cell in nbformat.read(f, as_version=4).cells:
+            lines = cell.source.strip().splitlines()
+            if cell.cell_type == "code" and lines and re.fullmatch(rf"#\|\s*{flag}\s*", lines[0]):
+                out.setdefault(f.name, []).append(next((l for l in lines[1:] if not l.startswith("#|")), "").strip())
+    return out
+
+def real_data_flag(files:list[Path], fetch:bool) -> str:
+    "`real` when the real cases are found (or fetched) and checked, exported as NEUROSEG_REAL_DATA; else list the skips."
+    folder = real_data.find_real_data(fetch=fetch)
+    if folder is not None:
+        os.environ["NEUROSEG_REAL_DATA"] = str(folder)
+        return "real"
+    for name, firsts in flagged_cells(files, "real").items():
+        print(f"skip {name}: {len(firsts)} real-data cell(s): " + "; ".join(repr(l[:60]) for l in firsts))
+    print(real_data.HINT)
+    return ""
 
 def run_notebooks(files:list[Path], flags:str, workers:int) -> list[tuple[str, bool, float]]:
     "Run each notebook's tests with nbdev's test_nb, `workers` at a time."
@@ -62,12 +89,20 @@ def run_bench_template() -> list[tuple[str, bool, float]]:
         ok = subprocess.run(cmd, cwd=ROOT).returncode == 0
     return [("benchmark template (tiny)", ok, time.time() - start)]
 
+def run_wheel_check() -> list[tuple[str, bool, float]]:
+    "Build the wheel, install it into a fresh venv outside the checkout and run the console scripts (tools/check_wheel.py)."
+    start = time.time()
+    ok = subprocess.run([sys.executable, str(ROOT/"tools"/"check_wheel.py")], cwd=ROOT).returncode == 0
+    return [("wheel in a fresh venv (check_wheel)", ok, time.time() - start)]
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flags", default="", help="test flags to run that are normally skipped, e.g. 'slow'")
     ap.add_argument("--only", nargs="+", default=None, help="only notebooks whose name contains one of these")
     ap.add_argument("--skip-sync", action="store_true", help="skip the nbdev clean/export check (local iteration only)")
     ap.add_argument("--workers", type=int, default=int(os.environ.get("NEUROSEG_TEST_WORKERS", 2)))
+    ap.add_argument("--no-fetch", action="store_true", help="never download the real cases (use them only where found)")
+    ap.add_argument("--no-wheel", action="store_true", help="skip the wheel check (local iteration only)")
     args = ap.parse_args()
     os.chdir(ROOT)
     start, results = time.time(), []
@@ -75,8 +110,11 @@ def main():
         ok, msg = check_sync()
         results.append(("nbdev clean/export/readme in sync", ok, 0.0))
         if not ok: print(f"FAIL nbdev sync: {msg}; run `make sync` and commit", file=sys.stderr)
-    results += run_notebooks(notebooks(args.only), args.flags, args.workers)
+    files = notebooks(args.only)
+    flags = " ".join([args.flags, real_data_flag(files, fetch=not args.no_fetch)])
+    results += run_notebooks(files, flags, args.workers)
     if not args.only: results += run_templates() + run_tutorials() + run_bench_template()
+    if not args.only and not args.no_wheel: results += run_wheel_check()
     for name, ok, secs in results: print(f"{'ok  ' if ok else 'FAIL'} {name:45s} {secs:6.1f} s")
     n_ok = sum(ok for _, ok, _ in results)
     print(f"total {time.time() - start:.0f} s")
