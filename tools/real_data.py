@@ -45,11 +45,11 @@ def source_url(path:str) -> str:
             return f"https://raw.githubusercontent.com/{repo}/{commit}/{urllib.parse.quote(there)}"
     raise SystemExit(f"real_data: no source known for {path}; add it to SOURCES")
 
-def manifest_files(manifest:Path=MANIFEST) -> list:
-    "The manifest's entries: path, url, size, sha256."
-    return json.loads(manifest.read_text())["files"]
+def manifest_files(manifest:Path|None=None) -> list:
+    "The manifest's entries (default: tools/real_data.json): path, url, size, sha256."
+    return json.loads((manifest or MANIFEST).read_text())["files"]
 
-def write_manifest(folder:Path, manifest:Path=MANIFEST):
+def write_manifest(folder:Path, manifest:Path|None=None):
     "Maintainers: write the manifest from a complete local copy (sizes and sha256 computed here, URLs from SOURCES)."
     from neuroseg.download import sha256_file
     files = [dict(path=p, url=source_url(p), size=(folder/p).stat().st_size, sha256=sha256_file(folder/p))
@@ -59,8 +59,8 @@ def write_manifest(folder:Path, manifest:Path=MANIFEST):
              "1 BraTS 2023 expert-labelled training cases. Byte-identical copies of files in public GitHub repositories "
              "at pinned commits; images and labels remain under the BraTS and TCIA terms (cite BraTS and TCIA when "
              "publishing). Written by `python tools/real_data.py --manifest-from DIR`.")
-    manifest.write_text(json.dumps(dict(about=about, files=files), indent=1) + "\n")
-    print(f"real_data: wrote {manifest} ({len(files)} files, {sum(f['size'] for f in files) / 1e6:.0f} MB)")
+    (manifest or MANIFEST).write_text(json.dumps(dict(about=about, files=files), indent=1) + "\n")
+    print(f"real_data: wrote {manifest or MANIFEST} ({len(files)} files, {sum(f['size'] for f in files) / 1e6:.0f} MB)")
 
 def candidates() -> list:
     "(folder, where it comes from) in the order they are tried."
@@ -81,7 +81,7 @@ def find_real_data(fetch:bool=False, quiet:bool=False) -> Path|None:
             return folder
     if not fetch: return None
     folder, origin = candidates()[0] if os.environ.get("NEUROSEG_REAL_DATA") else candidates()[-1]
-    print(f"real_data: fetching {len(check_manifest(files, folder, sha256=False))} missing files into {folder} ({origin})")
+    print(f"real_data: fetching {len(check_manifest(files, folder))} missing or wrong files into {folder} ({origin})")
     try: return fetch_manifest(files, folder, progress=True)
     except NeurosegError as e:
         print(f"real_data: {e}", file=sys.stderr)
