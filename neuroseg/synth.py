@@ -21,11 +21,11 @@ __all__ = ['MODALITIES', 'MSD_MODALITY', 'MSD_LABELS', 'TUMOUR_CLASSES', 'REAL_C
            'REAL_CONTRASTS', 'T1GD_ENHANCEMENT', 'TISSUE_CONTRASTS', 'BACKGROUND', 'CSF', 'GM', 'WM', 'SKULL', 'SCALP',
            'BRAIN_FRACTION', 'TEXTURE', 'HEAD_CONTRASTS', 'LABEL_COLOURS', 'MNI_FILES', 'TEMPLATE_MARGIN',
            'CONTRAST_ROWS', 'REAL_SETS', 'BRATS_CONTRASTS', 'BRATS_CONTRAST_SPREAD', 'GENERATOR_CONTRASTS',
-           'BRATS_SHAPE', 'KINDS', 'load_real_case', 'relative_contrasts', 'format_contrasts', 'synth_contrasts',
-           'tissue_contrasts', 'grid_mm', 'smooth_field', 'ellipsoid_radius', 'synth_tissue', 'synth_tumour',
-           'class_means', 'synth_intensities', 'ras_affine', 'reorient', 'synth_case', 'tumour_slice', 'plot_cases',
-           'mni_dir', 'mni_template', 'template_at', 'template_half_extent_mm', 'brain_extent_mm', 'brain_pose',
-           'template_to_case', 'coarse_field', 'crop_coords', 'box_around', 'glioma_plan', 'mass_effect',
+           'NORMAL_FRACTIONS', 'BRATS_SHAPE', 'KINDS', 'load_real_case', 'relative_contrasts', 'format_contrasts',
+           'synth_contrasts', 'tissue_contrasts', 'grid_mm', 'smooth_field', 'ellipsoid_radius', 'synth_tissue',
+           'synth_tumour', 'class_means', 'synth_intensities', 'ras_affine', 'reorient', 'synth_case', 'tumour_slice',
+           'plot_cases', 'mni_dir', 'mni_template', 'template_at', 'template_half_extent_mm', 'brain_extent_mm',
+           'brain_pose', 'template_to_case', 'coarse_field', 'crop_coords', 'box_around', 'glioma_plan', 'mass_effect',
            'sample_template', 'tissue_probabilities', 'synth_glioma', 'tissue_classes', 'measure_contrasts',
            'load_labelled_case', 'measure_real_contrasts', 'summarise_contrasts', 'brain_class_means',
            'synth_brain_intensities', 'brats_shape', 'synth_brain_case', 'calibrate_contrasts', 'case_name',
@@ -321,7 +321,7 @@ def _png(fig) -> bytes:
     buffer = io.BytesIO(); fig.savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()
 
-# %% ../nbs/03_synth.ipynb #49be9438
+# %% ../nbs/03_synth.ipynb #f6d312dd
 MNI_FILES = {k: f"mni_icbm152_{k}_tal_nlin_sym_09a_converted.nii.gz" for k in ("t1", "gm", "wm")}
 TEMPLATE_MARGIN = 4   # voxels kept around the template's brain
 
@@ -342,7 +342,7 @@ def mni_template() -> np.ndarray:
     template.flags.writeable = False   # shared by every case
     return template
 
-# %% ../nbs/03_synth.ipynb #369c683b
+# %% ../nbs/03_synth.ipynb #7f49a3a6
 @functools.lru_cache(maxsize=4)
 def template_at(spacing_mm:float, # voxel size of the generated cases
                ) -> torch.Tensor:
@@ -357,7 +357,7 @@ def template_half_extent_mm() -> np.ndarray:
     "Half the distance (mm) between the first and last voxel centres of the template, per axis."
     return (np.array(mni_template().shape[1:], float) - 1) / 2
 
-# %% ../nbs/03_synth.ipynb #5cca8de1
+# %% ../nbs/03_synth.ipynb #d2c4fb35
 def brain_extent_mm() -> np.ndarray:
     "Size of the template's brain in mm (x, y, z)."
     return np.array(mni_template().shape[1:], float) - 2 * TEMPLATE_MARGIN
@@ -375,14 +375,14 @@ def brain_pose(rng:np.random.Generator, # source of randomness
                max_rotation_deg:float=6.0, # about each axis
                max_shift_mm:float=4.0, # along each axis
               ) -> dict:
-    "Scale (3,), rotation (3, 3) and shift (3,) mm placing the template's brain in the field of view (RAS, centred on 0)."
+    "Scale (3,), rotation (3, 3), shift (3,) mm placing the template's brain in the field of view (RAS, centred on 0), and the fit (≤ 1)."
     extent = brain_extent_mm()
     fit = min(1.0, float(np.min(np.asarray(fov_mm) / (extent - [0, 0, 25]))))   # up to 25 mm of brain stem may go
     scales = fit * rng.uniform(*scale, 3)
     shift = rng.uniform(-max_shift_mm, max_shift_mm, 3)
     top_gap = max(2.0, (fov_mm[2] - extent[2] * scales[2]) / 2)   # centred when it fits, else the top kept
     shift[2] += fov_mm[2] / 2 - top_gap - extent[2] * scales[2] / 2
-    return dict(scale=scales, rotation=_rotation(rng, max_rotation_deg), shift=shift)
+    return dict(scale=scales, rotation=_rotation(rng, max_rotation_deg), shift=shift, fit=fit)
 
 def template_to_case(pose:dict, # from `brain_pose`
                      template_mm:np.ndarray, # (N, 3) mm from the template's centre
@@ -390,7 +390,7 @@ def template_to_case(pose:dict, # from `brain_pose`
     "Where points of the template land in the case (mm, RAS, before deformation and mass effect)."
     return pose["shift"] + pose["scale"] * (np.asarray(template_mm) @ pose["rotation"])
 
-# %% ../nbs/03_synth.ipynb #8f62cc8b
+# %% ../nbs/03_synth.ipynb #c55c37d1
 def coarse_field(rng:np.random.Generator, # source of randomness
                  coords:list, # from `grid_mm` (or `crop_coords`)
                  sigma_mm:float, # width in mm, as in `smooth_field`
@@ -416,7 +416,7 @@ def box_around(coords:list, # from `grid_mm`
     return tuple(slice(int(np.searchsorted(c.ravel(), lo)), int(np.searchsorted(c.ravel(), hi, side="right")))
                  for c, lo, hi in zip(coords, low_mm, high_mm))
 
-# %% ../nbs/03_synth.ipynb #b4b986ad
+# %% ../nbs/03_synth.ipynb #005872c9
 @functools.lru_cache(maxsize=1)
 def _deep_white_matter() -> np.ndarray:
     "Template positions (mm from its centre) of white matter at least 3 mm from other tissue, every 7th."
@@ -426,14 +426,14 @@ def _deep_white_matter() -> np.ndarray:
 
 def glioma_plan(rng:np.random.Generator, # source of randomness
                 pose:dict, # from `brain_pose`
-                radius_mm:tuple=(8., 24.), # range of the core's mean radius
+                radius_mm:tuple=(8., 24.), # range of the core's mean radius (in a brain shrunk to fit a small grid: shrunk alike)
                 p_multifocal:float=0.25, # probability of 1-2 satellite foci
                 p_nonenhancing:float=0.25, # probability of a tumour without enhancement (lower-grade look)
                 enhancing:bool|None=None, # force enhancement on or off; None: at random
                ) -> dict:
     "Foci (centre mm, semi-axes mm), enhancement, mass effect, edema extent and rim parameters of one tumour."
     points = _deep_white_matter()
-    centre, radius = template_to_case(pose, points[rng.integers(len(points))]), rng.uniform(*radius_mm)
+    centre, radius = template_to_case(pose, points[rng.integers(len(points))]), rng.uniform(*radius_mm) * pose["fit"]
     foci = [(centre, radius * rng.uniform(0.75, 1.3, 3))]
     for _ in range(rng.integers(1, 3) if rng.random() < p_multifocal else 0):
         direction = rng.normal(size=3)
@@ -458,7 +458,7 @@ def mass_effect(coords:list, # from `grid_mm` (or `crop_coords`)
         position = [float(c) + o * shrink for o, c in zip(offset, centre)]
     return position
 
-# %% ../nbs/03_synth.ipynb #d5367866
+# %% ../nbs/03_synth.ipynb #d1242762
 def sample_template(rng:np.random.Generator, # source of randomness
                     coords:list, # the case's grid (mm), from `grid_mm` or `crop_coords`
                     positions:list, # where each voxel samples the anatomy (mm), from `mass_effect`
@@ -488,7 +488,7 @@ def tissue_probabilities(sampled:np.ndarray, # (3, X, Y, Z) brain mask, GM, WM f
     tissue = np.where(brain > 0.5, probabilities.argmax(0) + 1, BACKGROUND).astype(np.uint8)
     return probabilities, tissue
 
-# %% ../nbs/03_synth.ipynb #aea6eb23
+# %% ../nbs/03_synth.ipynb #b7db5fb6
 def _tumour_fields(rng, coords, foci, spacing_mm):
     "Lumpy core radius, necrosis level, open-rim field and edema envelope on `coords`, for the foci."
     radius = float(np.mean(foci[0][1]))
@@ -519,7 +519,7 @@ def synth_glioma(rng:np.random.Generator, # source of randomness
     label[box] = np.select([enhancing, is_core, edema], [3, 2, 1], 0)
     return label
 
-# %% ../nbs/03_synth.ipynb #2c6ea534
+# %% ../nbs/03_synth.ipynb #5ccec160
 CONTRAST_ROWS = ("CSF", "grey matter", "white matter", "edema", "necrosis / NCR", "enhancing")
 
 def tissue_classes(image:np.ndarray, # (X, Y, Z, 4) in MSD channel order, 0 outside the brain
@@ -550,7 +550,7 @@ def measure_contrasts(image:np.ndarray, # (X, Y, Z, 4) in MSD channel order, 0 o
     means = np.stack([image[m].mean(0) if m.any() else np.full(image.shape[-1], np.nan) for m in masks])
     return means / image[tissue > 0].mean(0)
 
-# %% ../nbs/03_synth.ipynb #9884a7d8
+# %% ../nbs/03_synth.ipynb #12a5bed0
 REAL_SETS = ("brats2021", "brats2023")   # sub-folders of `real_data_dir()` with expert labels
 
 def load_labelled_case(case:dict, # a case dict from `read_brats`
@@ -577,23 +577,23 @@ def summarise_contrasts(tables:np.ndarray, # (n, 6, 4) per-case tables
     median = np.nanmedian(tables, 0)
     return median, 1.4826 * np.nanmedian(np.abs(tables - median), 0)
 
-# %% ../nbs/03_synth.ipynb #14ec1079
+# %% ../nbs/03_synth.ipynb #e6a3b1c7
 BRATS_CONTRASTS = np.array([   # median of 15 expert-labelled BraTS cases; columns FLAIR, T1w, T1gd, T2w (measured above)
-    [0.72, 0.59, 0.71, 1.67],   # CSF
-    [1.03, 0.91, 0.95, 1.08],   # grey matter
-    [1.00, 1.17, 1.10, 0.78],   # white matter
+    [0.76, 0.61, 0.72, 1.67],   # CSF
+    [1.04, 0.92, 0.97, 1.05],   # grey matter
+    [1.00, 1.17, 1.10, 0.77],   # white matter
     [1.68, 1.04, 0.97, 1.32],   # edema
     [1.75, 0.91, 0.91, 1.59],   # necrosis / NCR (BraTS 2018-2021: NCR/NET)
     [1.76, 0.96, 1.56, 1.47]])  # enhancing tumour
 BRATS_CONTRAST_SPREAD = np.array([   # robust SD across the 15 cases
-    [0.21, 0.05, 0.11, 0.23],
-    [0.11, 0.02, 0.02, 0.04],
-    [0.07, 0.09, 0.05, 0.11],
+    [0.21, 0.06, 0.14, 0.28],
+    [0.04, 0.04, 0.04, 0.08],
+    [0.09, 0.05, 0.06, 0.09],
     [0.35, 0.06, 0.11, 0.32],
     [0.55, 0.09, 0.20, 0.16],
     [0.60, 0.11, 0.19, 0.27]])
 
-# %% ../nbs/03_synth.ipynb #cc6d15fa
+# %% ../nbs/03_synth.ipynb #7be87257
 GENERATOR_CONTRASTS = np.array([   # class means of the generator, calibrated so that measured cases match BRATS_CONTRASTS
     [0.468, 0.365, 0.482, 2.738],   # CSF
     [1.068, 0.773, 0.859, 1.251],   # grey matter
@@ -602,15 +602,20 @@ GENERATOR_CONTRASTS = np.array([   # class means of the generator, calibrated so
     [1.771, 0.813, 0.791, 1.834],   # necrosis / NCR
     [1.931, 0.832, 1.544, 1.828]])  # enhancing tumour
 
+NORMAL_FRACTIONS = np.array([0.1, 0.4, 0.5])   # CSF, GM, WM shares of normal brain the mixture finds in real cases (medians)
+
 def brain_class_means(rng:np.random.Generator, # source of randomness
                       contrasts:np.ndarray=GENERATOR_CONTRASTS, # (6, 4) rows as CONTRAST_ROWS
                       spread:np.ndarray=BRATS_CONTRAST_SPREAD, # (6, 4) SD of the per-case jitter
                       jitter:float=1.0, # multiple of `spread` (0: the table itself)
                      ) -> np.ndarray:
-    "One case's class means (6, 4) float32: the table jittered by the spread measured across real cases."
-    return np.clip(contrasts + jitter * spread * rng.standard_normal(contrasts.shape), 0.05, None).astype(np.float32)
+    "One case's class means (6, 4) float32: the table jittered by the real cases' spread (normal, clipped at 2 SD), normal brain's mean kept."
+    deviation = np.clip(rng.standard_normal(contrasts.shape), -2, 2)   # no edema darker than brain on FLAIR, say
+    means = np.clip(contrasts + jitter * spread * deviation, 0.05, None)
+    means[:3] *= (NORMAL_FRACTIONS @ contrasts[:3]) / (NORMAL_FRACTIONS @ means[:3])   # normal brain keeps its mean:
+    return means.astype(np.float32)                                                    # tumour contrasts vary by their own spread
 
-# %% ../nbs/03_synth.ipynb #942d53c6
+# %% ../nbs/03_synth.ipynb #8ceb6615
 def _thick_slices(rng:np.random.Generator, channel:np.ndarray, spacing_mm:tuple) -> np.ndarray:
     "`channel` as if acquired with slices 2-5 mm thick along a random axis, resampled back to the grid."
     axis, thickness = int(rng.integers(3)), rng.uniform(2, 5)
@@ -634,7 +639,7 @@ def synth_brain_intensities(rng:np.random.Generator, # source of randomness
                             spacing_mm:tuple, # voxel size (x, y, z)
                             contrasts:np.ndarray=GENERATOR_CONTRASTS, # (6, 4) class means before the jitter
                             jitter:float=1.0, # multiple of the real spread for the per-case class means
-                            bias:float=0.25, # largest amplitude of the log bias field
+                            bias:float=0.15, # largest SD of the log bias field (BraTS cases are mostly bias-corrected)
                             blur_mm:float=1.0, # largest Gaussian blur (SD, mm)
                             p_thick:float=0.3, # probability of thick slices, per modality
                             gamma:float=0.1, # SD of the log gamma
@@ -655,7 +660,7 @@ def synth_brain_intensities(rng:np.random.Generator, # source of randomness
         image[..., c] = np.where(brain, channel, 0) * rng.uniform(200, 1000)
     return image
 
-# %% ../nbs/03_synth.ipynb #29c90b46
+# %% ../nbs/03_synth.ipynb #8c7cf1d9
 BRATS_SHAPE = (240, 240, 155)   # voxels of a BraTS case at 1 mm
 
 def brats_shape(spacing_mm:float|tuple, # voxel size
@@ -689,7 +694,7 @@ def synth_brain_case(shape:tuple|None=None, # voxels (x, y, z); default `brats_s
     image[box] = synth_brain_intensities(rng, coords, probabilities, tissue, label[box], spacing, contrasts, **intensity_options)
     return reorient(image, label, ras_affine(shape, spacing), orientation)
 
-# %% ../nbs/03_synth.ipynb #6be15966
+# %% ../nbs/03_synth.ipynb #f51da0e4
 def calibrate_contrasts(target:np.ndarray=BRATS_CONTRASTS, # (6, 4) contrasts the measured cases should show
                         n_cases:int=24, # generated cases per round (the same seeds every round)
                         rounds:int=4, # fixed-point steps
@@ -759,7 +764,7 @@ def save_case(root:str|Path, # dataset folder
         (root/folder).mkdir(parents=True, exist_ok=True)
         nib.save(to_nifti(data, affine), root/folder/f"{name}.nii.gz")
 
-# %% ../nbs/03_synth.ipynb #feff0547
+# %% ../nbs/03_synth.ipynb #b1da2b74
 KINDS = ("brain", "ellipsoid")   # realistic MNI152 anatomy; ellipsoid heads (fastest, for unit tests)
 
 def _case_maker(kind:str, shape:tuple|None, spacing_mm:float|None, skull_stripped:bool):
@@ -775,7 +780,7 @@ def _how(kind, n, shape, seed, skull_stripped, spacing_mm) -> str:
     return (f"neuroseg_synth --kind {kind} --n {n}" + (f" --shape {' '.join(map(str, shape))}" if shape else "")
             + (f" --spacing {spacing_mm:g}" if spacing_mm else "") + f" --seed {seed}" + ("" if skull_stripped else " --head"))
 
-# %% ../nbs/03_synth.ipynb #f41e074b
+# %% ../nbs/03_synth.ipynb #5c674305
 def write_msd_dataset(out:str|Path, # dataset folder to create
                       n:int=8, # number of cases
                       shape:tuple|None=None, # voxels per case (x, y, z); default 64 x 64 x 48 (ellipsoid), BraTS' field of view (brain)
@@ -808,7 +813,7 @@ def check_dataset(root:str|Path, # dataset folder
     validate_dataset(cases, convention)
     return f"validated {len(cases)} cases in {root}: MSD layout, label convention {convention}"
 
-# %% ../nbs/03_synth.ipynb #f78a50ed
+# %% ../nbs/03_synth.ipynb #b62ccfd8
 @console_script
 @cli_errors
 def neuroseg_synth(out:Param("output folder, written in the MSD Task01 layout", str, required=True)=None,
