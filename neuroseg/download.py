@@ -45,18 +45,34 @@ def _total_size(response) -> int|None:
     return int(length) if length else None
 
 # %% ../nbs/02a_download.ipynb #06537eaa
+def _write_error(part:Path, e:OSError) -> NeurosegError:
+    "The error of a part that cannot be written (full disk, read-only place): no retry mends it; the part is deleted."
+    try: part.unlink(missing_ok=True)
+    except OSError: pass   # its folder cannot be reached either (a file in its path)
+    return NeurosegError(f"{part}: cannot write ({e.strerror or e}); the partial download was deleted (free some space "
+                         "or download elsewhere, then run again)")
+
+def _write_all(f, chunk:bytes):
+    "Write all of `chunk` to the unbuffered file `f` (a short write is continued)."
+    view = memoryview(chunk)
+    while view: view = view[f.write(view):]
+    return len(chunk)
+
 def _append_from(url:str, # address of the file
                  part:Path, # partial download, extended in place
                  progress:bool=True, # show a progress bar (on a terminal)
                 ) -> bool:
-    "Append to `part` the bytes of `url` it lacks; True when `part` is then complete."
+    "Append to `part` the bytes of `url` it lacks; True when `part` is then complete. A write error is a `NeurosegError`."
     start = part.stat().st_size if part.exists() else 0
     with _request(url, start) as resp:
         if resp.status != 206: start = 0
         total = _total_size(resp)
-        with open(part, "ab" if start else "wb") as f, tqdm(total=total, initial=start, unit="B", unit_scale=True,
-                                                           desc=part.name, disable=None if progress else True) as bar:
-            for chunk in iter(lambda: resp.read(1 << 20), b""): bar.update(f.write(chunk))
+        try: f = open(part, "ab" if start else "wb", buffering=0)   # unbuffered: a full disk fails in write, not in close
+        except OSError as e: raise _write_error(part, e) from e
+        with f, tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=part.name, disable=None if progress else True) as bar:
+            for chunk in iter(lambda: resp.read(1 << 20), b""):
+                try: bar.update(_write_all(f, chunk))
+                except OSError as e: raise _write_error(part, e) from e
     return total is None or part.stat().st_size >= total
 
 # %% ../nbs/02a_download.ipynb #e6ebf146
@@ -108,19 +124,30 @@ def fetch_resumable(url:str, # address of the archive
 def extract_atomic(archive:str|Path, # verified tar archive
                    root:str|Path, # folder that receives `task/`
                    task:str=MSD_TASK, # top folder the archive must hold
+                   delete_bad:bool=False, # delete `archive` when its content is wrong (not when the disk is full)
                   ) -> Path:
     "Extract `archive` beside `root/task`, check `task/dataset.json`, then rename it into place; return `root/task`."
     archive, dest = Path(archive), Path(root)/task
     tmp = Path(tempfile.mkdtemp(prefix=f".{task}.", suffix=".tmp", dir=root))
+    deleted = "; deleted it (run again to download it afresh)" if delete_bad else ""
     try:
         try: extractall(archive, tmp, file_type="tar", has_base=False)
-        except (tarfile.TarError, ValueError, OSError) as e: raise NeurosegError(f"{archive}: cannot extract ({e})")
-        if not is_task_folder(tmp/task): raise NeurosegError(f"{archive}: holds no {task}/dataset.json; not the {task} archive")
+        except OSError as e: raise NeurosegError(f"{archive}: cannot extract into {root} ({e.strerror or e}); the archive is kept") from e
+        except (tarfile.TarError, ValueError) as e:
+            if delete_bad: archive.unlink(missing_ok=True)
+            raise NeurosegError(f"{archive}: cannot extract ({e}), not a tar archive or a corrupt one{deleted}") from e
+        if not is_task_folder(tmp/task):
+            if delete_bad: archive.unlink(missing_ok=True)
+            raise NeurosegError(f"{archive}: holds no {task}/dataset.json; not the {task} archive{deleted}")
         os.replace(tmp/task, dest)
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 # %% ../nbs/02a_download.ipynb #1f620883
+def _missing_folders(path:Path) -> list[Path]:
+    "`path` and its parents that do not exist yet, deepest first: what `mkdir(parents=True)` would create."
+    return [p for p in (path, *path.parents) if not p.exists()]
+
 def download_msd(root:str|Path, # folder that will hold `task/` (and the archive while downloading)
                  url:str=MSD_URL, # address of the archive
                  md5:str=MSD_MD5, # published md5 of the archive
@@ -128,14 +155,24 @@ def download_msd(root:str|Path, # folder that will hold `task/` (and the archive
                  progress:bool=True, # show a progress bar (on a terminal)
                  keep_archive:bool=False, # keep `root/task.tar` after extraction
                 ) -> Path:
-    "Download, verify and extract MSD `task` into `root`; return the dataset folder `root/task`."
+    "Download, verify and extract MSD `task` into `root`; return the dataset folder `root/task`. A failure leaves no folder it created empty."
     root = Path(root); dest, archive = root/task, root/f"{task}.tar"
+    if root.exists() and not root.is_dir(): raise NeurosegError(f"{root}: is a file, not a folder (give --root a folder)")
     if is_task_folder(dest): return dest
     if dest.exists() and any(dest.iterdir()):
         raise NeurosegError(f"{dest}: exists but holds no dataset.json; move it away, then run again")
-    if archive.exists(): verify_md5(archive, md5)
-    else: fetch_resumable(url, archive, md5, progress)
-    extract_atomic(archive, root, task)
+    created = _missing_folders(root)
+    try:
+        try: root.mkdir(parents=True, exist_ok=True)
+        except OSError as e: raise NeurosegError(f"{root}: cannot create the folder ({e.strerror or e}); choose another --root") from e
+        if archive.exists(): verify_md5(archive, md5)
+        else: fetch_resumable(url, archive, md5, progress)
+        extract_atomic(archive, root, task, delete_bad=True)
+    except BaseException:
+        for folder in created:   # deepest first; a folder holding a resumable .part is not empty and stays
+            try: folder.rmdir()
+            except OSError: pass
+        raise
     if not keep_archive: archive.unlink()
     return dest
 
