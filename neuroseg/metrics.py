@@ -25,7 +25,7 @@ __all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRI
            'check_same_grid', 'case_id', 'find_label_files', 'pair_label_files', 'convention_from_values',
            'detect_label_convention', 'missing_case_rows', 'evaluate_files', 'describe_values', 'summarise',
            'format_summary', 'OutputError', 'check_writable', 'remove_stale_temps', 'write_all', 'rows_to_csv',
-           'write_evaluation', 'neuroseg_evaluate']
+           'write_evaluation', 'check_out_not_input', 'neuroseg_evaluate']
 
 # %% ../nbs/05_metrics.ipynb #19ddcaf4
 HD95_DEFINITIONS = {
@@ -561,6 +561,19 @@ def write_evaluation(rows:list, summary:dict, out_dir:str|Path) -> tuple[Path, P
     return out_dir/"metrics.csv", out_dir/"summary.json"
 
 # %% ../nbs/05_metrics.ipynb #08976447
+def check_out_not_input(out:str|Path, # the output folder
+                        **inputs:str|Path, # the inputs by option name, e.g. pred=..., ref=...
+                       ):
+    "Raise `NeurosegError` when `out` is one of the inputs or lies inside an input folder (real paths, symlinks followed)."
+    target = Path(os.path.realpath(out))
+    for option, given in inputs.items():
+        source = Path(os.path.realpath(given))
+        if target == source:
+            raise NeurosegError(f"{out}: is the input --{option} {given}; metrics.csv and summary.json never go among the "
+                                "label maps (choose another --out)")
+        if source.is_dir() and source in target.parents:
+            raise NeurosegError(f"{out}: lies inside the input folder --{option} {given} (choose a folder outside it)")
+
 @console_script
 @cli_errors
 def neuroseg_evaluate(pred:Param("prediction NIfTI file, or directory of them", str, required=True)=None,
@@ -577,6 +590,7 @@ def neuroseg_evaluate(pred:Param("prediction NIfTI file, or directory of them", 
                      ):
     "Score predicted label maps against references: Dice, HD95 (mm) and more per case and region, to CSV and JSON."
     if not (pred and ref): raise NeurosegError("neuroseg_evaluate: give both --pred and --ref")
+    check_out_not_input(out, pred=pred, ref=ref)
     check_writable(out)
     cases = split_subset_ids(split, subset, fold) if split else None
     rows = evaluate_files(pair_label_files(pred, ref, cases), convention, hd95, empty, per_label, lesion_wise)
