@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT/"tools"/"real_data.json"
-HINT = ("real-data tests skipped: no real MRI cases found; run `python tools/real_data.py --fetch` (downloads ~145 MB "
+HINT = ("real-data tests skipped: no real MRI cases found; run `python tools/real_data.py --fetch` (downloads ~150 MB "
         "from public GitHub repositories) or set NEUROSEG_REAL_DATA to a copy (see tools/real_data.json)")
 # Where each file comes from: public repositories at pinned commits (shared/data/real/README.md).
 SOURCES = [   # (path prefix here, repository, commit, folder there, renames {name here: name there})
