@@ -75,6 +75,12 @@ def run_templates() -> list[tuple[str, bool, float]]:
     ok = subprocess.run([sys.executable, str(script)], cwd=ROOT).returncode == 0
     return [("report templates", ok, time.time() - start)]
 
+def run_fault_suite() -> list[tuple[str, bool, float]]:
+    "Hostile inputs and faults against the six console scripts (tools/fault_suite.py): exit 2, one line, nothing left behind."
+    start = time.time()
+    ok = subprocess.run([sys.executable, str(ROOT/"tools"/"fault_suite.py")], cwd=ROOT).returncode == 0
+    return [("fault suite (tools/fault_suite.py)", ok, time.time() - start)]
+
 def run_tutorials() -> list[tuple[str, bool, float]]:
     "Run the tutorial notebooks in nbs/tutorials/ top to bottom with tiny parameters (tools/check_tutorials.py)."
     start = time.time()
@@ -113,7 +119,7 @@ def main():
     files = notebooks(args.only)
     flags = " ".join([args.flags, real_data_flag(files, fetch=not args.no_fetch)])
     results += run_notebooks(files, flags, args.workers)
-    if not args.only: results += run_templates() + run_tutorials() + run_bench_template()
+    if not args.only: results += run_templates() + run_fault_suite() + run_tutorials() + run_bench_template()
     if not args.only and not args.no_wheel: results += run_wheel_check()
     for name, ok, secs in results: print(f"{'ok  ' if ok else 'FAIL'} {name:45s} {secs:6.1f} s")
     n_ok = sum(ok for _, ok, _ in results)
