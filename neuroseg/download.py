@@ -157,6 +157,8 @@ def download_msd(root:str|Path, # folder that will hold `task/` (and the archive
                 ) -> Path:
     "Download, verify and extract MSD `task` into `root`; return the dataset folder `root/task`. A failure leaves no folder it created empty."
     root = Path(root); dest, archive = root/task, root/f"{task}.tar"
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https", "ftp", "file"):
+        raise NeurosegError(f"{url}: not an address to download from (give an http:// or https:// URL)")
     if root.exists() and not root.is_dir(): raise NeurosegError(f"{root}: is a file, not a folder (give --root a folder)")
     if is_task_folder(dest): return dest
     if dest.exists() and any(dest.iterdir()):
@@ -263,4 +265,12 @@ def neuroseg_download(root:str="data", # folder that will hold Task01_BrainTumou
                       quiet:bool=False, # no progress bar
                      ):
     "Download MSD Task01_BrainTumour, verify its md5 and extract it atomically into ROOT."
-    print(download_msd(root, url, md5, progress=not quiet, keep_archive=keep_archive))
+    try: print(download_msd(root, url, md5, progress=not quiet, keep_archive=keep_archive))
+    except KeyboardInterrupt:   # Ctrl-C: one line that says what the next run resumes from, not a traceback
+        import sys
+        archive = Path(root)/f"{MSD_TASK}.tar"
+        part = archive.with_name(archive.name + ".part")
+        kept = (f"; {part} keeps {part.stat().st_size} bytes, which the next run resumes from" if part.is_file() else
+                f"; the verified {archive} is kept for the next run" if archive.is_file() else "")
+        print(f"neuroseg_download: interrupted{kept}", file=sys.stderr)
+        sys.exit(130)
