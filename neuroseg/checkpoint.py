@@ -15,7 +15,7 @@ from .model import build_model
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'LAST', 'PREVIOUS', 'BEST', 'check_plain', 'save_checkpoint', 'load_checkpoint', 'rng_state',
            'set_rng_state', 'save_last', 'set_aside', 'load_resumable', 'config_from_checkpoint', 'weights_digest',
-           'weights_problem', 'model_from_checkpoint']
+           'weights_problem', 'nonfinite_tensors', 'model_from_checkpoint']
 
 # %% ../nbs/06a_checkpoint.ipynb #f134e44d
 FORMAT_VERSION = 1
@@ -195,6 +195,11 @@ def weights_problem(model:torch.nn.Module, # the network built from the checkpoi
                                  if k in state and tuple(getattr(state[k], "shape", ())) != tuple(want[k].shape)])]
     return "; ".join(_listed(what, names) for what, names in found if names) or None
 
+def nonfinite_tensors(state:dict, # a state dict
+                     ) -> list[str]:
+    "Names of the floating-point tensors of `state` that hold NaN or infinite values."
+    return [k for k, t in state.items() if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
 def model_from_checkpoint(ckpt:str|Path|dict, # a checkpoint file, or a loaded checkpoint
                           device:str|torch.device="cpu", # where the model runs
                          ) -> tuple[torch.nn.Module, Config, str]:
@@ -205,6 +210,9 @@ def model_from_checkpoint(ckpt:str|Path|dict, # a checkpoint file, or a loaded c
     model = build_model(cfg)
     if (problem := weights_problem(model, ckpt["model"])):
         raise NeurosegError(f"{source}: weights do not fit the network of its config ({problem})")
+    if (broken := nonfinite_tensors(ckpt["model"])):
+        raise NeurosegError(f"{source}: {_listed('NaN or infinite values in', broken)}; the training diverged or the file "
+                            "was damaged (use an earlier checkpoint)")
     try: model.load_state_dict(ckpt["model"])
     except RuntimeError as e: raise NeurosegError(f"{source}: weights do not fit the network of its config ({_reason(e, 300)})") from e
     device = torch.device(device) if isinstance(device, torch.device) else get_device(device)
