@@ -108,6 +108,12 @@ def _wrong_weights(w):
     ck = torch.load(w/"ckpt.pt", weights_only=True)
     ck["config"]["model"]["channels"] = [8, 16]
     return _torch_bytes(ck)
+def _ckpt_edit(w, change):
+    "The bytes of the row's checkpoint after `change(checkpoint dict)`."
+    import torch
+    ck = torch.load(w/"ckpt.pt", weights_only=True); change(ck)
+    return _torch_bytes(ck)
+def _nan_weight(ck): next(iter(ck["model"].values())).view(-1)[0] = float("nan")
 def _no_config(w): return _torch_bytes({"model": {"w": __import__("torch").zeros(2)}})
 
 def bad_case(change):
@@ -190,6 +196,12 @@ ROWS = [
     Row("ckpt-no-config", "infer", "--ckpt bad.pt --input case.nii.gz --out seg.nii.gz", ("bad.pt", "config"), bad_ckpt(_no_config)),
     Row("ckpt-wrong-weights", "infer", "--ckpt bad.pt --input case.nii.gz --out seg.nii.gz", ("bad.pt", "do not fit"),
         with_(infer_in, lambda w: _w(w/"bad.pt", _wrong_weights(w)))),
+    Row("ckpt-nan-weights", "infer", "--ckpt bad.pt --input case.nii.gz --out seg.nii.gz", ("bad.pt", "NaN"),
+        with_(infer_in, lambda w: _w(w/"bad.pt", _ckpt_edit(w, _nan_weight)))),
+    Row("ckpt-model-not-a-dict", "infer", "--ckpt bad.pt --input case.nii.gz --out seg.nii.gz", ("bad.pt", "model"),
+        with_(infer_in, lambda w: _w(w/"bad.pt", _ckpt_edit(w, lambda ck: ck.update(model=__import__("torch").zeros(3)))))),
+    Row("ckpt-config-unknown-key", "infer", "--ckpt bad.pt --input case.nii.gz --out seg.nii.gz", ("bad.pt", "model.depth"),
+        with_(infer_in, lambda w: _w(w/"bad.pt", _ckpt_edit(w, lambda ck: ck["config"]["model"].update(depth=9))))),
     Row("ckpt-missing", "infer", "--ckpt nothere.pt --input case.nii.gz --out seg.nii.gz", "nothere.pt", case),
     Row("ckpt-is-folder", "infer", "--ckpt sub --input case.nii.gz --out seg.nii.gz", "sub", with_(case, lambda w: (w/"sub").mkdir())),
     Row("train-resume-random-ckpt", "train", "--config tiny.yaml --resume bad.pt", ("bad.pt", "not a PyTorch checkpoint"),
@@ -212,6 +224,9 @@ ROWS = [
         ("m2.nii.gz", "grid"), lambda w, fx: modalities(w, fx, _shift)),
     Row("modalities-shape-differs", "infer", "--ckpt ckpt.pt --flair m0.nii.gz --t1 m1.nii.gz --t1gd m2.nii.gz --t2 m3.nii.gz --out seg.nii.gz",
         ("m3.nii.gz", "grid"), lambda w, fx: modalities(w, fx, _crop)),
+    Row("brats-case-missing-modality", "infer", "--ckpt ckpt.pt --input BraTS2021_00001 --out seg.nii.gz", ("BraTS2021_00001", "t2"),
+        with_(ckpt, lambda w, fx: [_nifti(w/"BraTS2021_00001"/f"BraTS2021_00001_{m}.nii.gz", _load(fx.case)[0][..., i], _load(fx.case)[1])
+                                   for i, m in enumerate(("flair", "t1", "t1ce"))])),
     Row("modalities-4d-as-flair", "infer", "--ckpt ckpt.pt --flair case.nii.gz --t1 m1.nii.gz --t1gd m2.nii.gz --t2 m3.nii.gz --out seg.nii.gz",
         ("case.nii.gz", "4D"), with_(lambda w, fx: modalities(w, fx), case)),
     # --- outputs that are inputs, clashing case ids, unusable output places (neuroseg_infer)
