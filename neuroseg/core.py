@@ -149,7 +149,8 @@ def _opt(default, choices=None, help=""):
 class DataConfig:
     "Where the cases are and how they are preprocessed."
     root: str = _opt("data/demo", help="dataset folder (MSD Task01 layout or BraTS case folders)")
-    format: str = _opt("auto", ["msd", "brats", "auto"], "dataset layout")
+    format: str = _opt("auto", ["msd", "brats", "auto", "synth"], "dataset layout; synth: brains generated on the fly, no data.root")
+    synth_cases: int = _opt(0, help="synthetic brains generated per epoch: the training set with data.format=synth, else mixed with the real cases")
     convention: str = _opt("auto", ["msd", "brats2021", "brats2023", "auto"], "label convention of the label files")
     modalities: list = _opt(["FLAIR", "T1w", "T1gd", "T2w"], help="input channels, in this order")
     spacing_mm: list = _opt([1.0, 1.0, 1.0], help="target voxel spacing in mm (RAS order)")
@@ -282,6 +283,7 @@ def _check_values(cfg:Config, errors:list):
     if not 0 <= d.test_fraction < 1: errors.append(f"data.test_fraction: must be in [0, 1), got {d.test_fraction}")
     if not 0 <= d.pos_fraction <= 1: errors.append(f"data.pos_fraction: must be in [0, 1], got {d.pos_fraction}")
     if d.num_workers < -1: errors.append(f"data.num_workers: must be -1 (auto) or at least 0, got {d.num_workers}")
+    if d.synth_cases < (d.format == "synth"): errors.append(f"data.synth_cases: must be at least {int(d.format == 'synth')} with data.format={d.format}, got {d.synth_cases}")
     if not 0 <= i.overlap < 1: errors.append(f"infer.overlap: must be in [0, 1), got {i.overlap}")
     for key in ("epochs", "batch_size", "val_every"):
         if getattr(t, key) < 1: errors.append(f"train.{key}: must be at least 1, got {getattr(t, key)}")
@@ -338,7 +340,8 @@ def load_config(path:str|Path|None=None, # YAML file; None: the defaults
         except yaml.YAMLError as e: raise NeurosegError(f"{path}: not valid YAML ({str(e).splitlines()[0]})")
         if not isinstance(raw, dict): raise NeurosegError(f"{path}: expected a mapping of sections at the top level")
     extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
-    return config_from_dict(_merge(raw, extra), source=str(path or "config"))
+    if path: config_from_dict(raw, source=str(path))   # the file's own problems are named on the file ...
+    return config_from_dict(_merge(raw, extra), source="overrides" if path else "config")   # ... the rest on the overrides
 
 # %% ../nbs/00_core.ipynb #590f1346
 def project_root() -> Path|None:

@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, ConcatDataset
 from fastcore.script import Param
 from tqdm import tqdm
 import matplotlib.pyplot as plt
@@ -25,7 +25,8 @@ from .core import (NeurosegError, Config, cli_errors, console_script, load_confi
 from .labels import REGIONS, labels_to_regions, classes_to_labels
 from .data import read_dataset, split_for_config, split_cases
 from .download import MSD_TASK, is_task_folder, ensure_msd
-from .transforms import make_dataset, make_loader, fill_disk_cache, preprocess_workers
+from .transforms import make_dataset, make_loader, fill_disk_cache, preprocess_workers, train_transforms, val_transforms
+from .synth_dataset import SynthBrainDataset
 from .model import build_model, build_loss, probabilities, predict_labels, amp_dtype, autocast, predict_volume
 from .checkpoint import (FORMAT_VERSION, LAST, PREVIOUS, BEST, save_checkpoint, load_checkpoint, save_last,
                                  load_resumable, rng_state, set_rng_state, weights_digest, config_from_checkpoint)
@@ -33,12 +34,13 @@ from .tracking import Tracker, download_checkpoint
 from .pretrained import resolve_checkpoint
 
 # %% auto #0
-__all__ = ['EXISTING', 'lr_factor', 'make_scheduler', 'DistInfo', 'init_distributed', 'epoch_seed', 'seed_epoch', 'ensure_data',
-           'build_data', 'TrainState', 'new_state', 'checkpoint_state', 'restore_state', 'StopOnSignal',
-           'TrainingInterrupted', 'Run', 'train_step', 'sync_step', 'epoch_batches', 'train_epoch', 'epoch_summary',
-           'epoch_line', 'plot_history', 'to_regions', 'validate', 'overlay_image', 'save_run_checkpoints',
-           'update_best', 'end_epoch', 'resume_checkpoint', 'check_resumable', 'holds_run', 'make_room', 'init_weights',
-           'setup_run', 'fit', 'train', 'resume_command', 'neuroseg_train']
+__all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'lr_factor', 'make_scheduler', 'DistInfo', 'init_distributed', 'epoch_seed',
+           'seed_epoch', 'ensure_data', 'build_data', 'real_datasets', 'synth_dataset', 'synthetic_datasets',
+           'TrainState', 'new_state', 'checkpoint_state', 'restore_state', 'StopOnSignal', 'TrainingInterrupted', 'Run',
+           'train_step', 'sync_step', 'epoch_batches', 'train_epoch', 'epoch_summary', 'epoch_line', 'plot_history',
+           'to_regions', 'validate', 'overlay_image', 'save_run_checkpoints', 'update_best', 'end_epoch',
+           'resume_checkpoint', 'check_resumable', 'holds_run', 'make_room', 'init_weights', 'setup_run', 'fit',
+           'train', 'resume_command', 'neuroseg_train']
 
 # %% ../nbs/06_train.ipynb #6bf50fbf
 def lr_factor(step:int, # optimiser steps done so far
@@ -120,6 +122,17 @@ def ensure_data(cfg:Config, di:DistInfo) -> Path:
 # %% ../nbs/06_train.ipynb #c3bbc3c4
 def build_data(cfg:Config, di:DistInfo) -> tuple[DataLoader, DataLoader|None, str, dict]:
     "The training loader, the validation loader (rank 0 only), the label convention and the split."
+    train_ds, val_ds, convention, split = (synthetic_datasets if cfg.data.format == "synth" else real_datasets)(cfg, di)
+    if cfg.data.synth_cases:   # fresh synthetic brains: the training set, or added to the real cases
+        brains = synth_dataset(cfg, cfg.data.synth_cases, seed=cfg.train.seed)
+        train_ds = brains if train_ds is None else ConcatDataset([train_ds, brains])
+    sampler = DistributedSampler(train_ds, di.world, di.rank, shuffle=True, seed=cfg.train.seed) if di.world > 1 else None
+    train_dl = make_loader(train_ds, cfg, train=True, sampler=sampler, rank=di.rank)
+    val_dl = make_loader(val_ds, cfg, train=False) if val_ds is not None else None
+    return train_dl, val_dl, convention, split
+
+def real_datasets(cfg:Config, di:DistInfo) -> tuple:
+    "The training and (rank 0) validation datasets of `data.root`'s split, preprocessed into the disk cache; the convention; the split."
     cases, convention = read_dataset(ensure_data(cfg, di), cfg.data.format, cfg.data.convention)
     split = _first_on_main(di, lambda: split_for_config(cases, cfg))
     train_cases, val_cases, _ = split_cases(cases, split, cfg.data.fold)
@@ -127,10 +140,7 @@ def build_data(cfg:Config, di:DistInfo) -> tuple[DataLoader, DataLoader|None, st
     train_ds = make_dataset(train_cases, cfg, convention, train=True)
     val_ds = make_dataset(val_cases, cfg, convention, train=False) if di.main and val_cases else None
     _preprocess(cfg, di, train_ds, val_ds)
-    sampler = DistributedSampler(train_ds, di.world, di.rank, shuffle=True, seed=cfg.train.seed) if di.world > 1 else None
-    train_dl = make_loader(train_ds, cfg, train=True, sampler=sampler, rank=di.rank)
-    val_dl = make_loader(val_ds, cfg, train=False) if val_ds is not None else None
-    return train_dl, val_dl, convention, split
+    return train_ds, val_ds, convention, split
 
 def _preprocess(cfg:Config, di:DistInfo, train_ds, val_ds):
     "Fill the disk cache (`data.cache=disk`) before the first epoch: each process its share of the training cases, rank 0 the validation cases."
@@ -142,6 +152,26 @@ def _preprocess(cfg:Config, di:DistInfo, train_ds, val_ds):
     if n and di.main:
         print(f"neuroseg_train: preprocessed {n} case(s) into the disk cache {Path(cfg.data.cache_dir)} in {time.perf_counter() - tick:.0f} s",
               file=sys.stderr)
+
+# %% ../nbs/06_train.ipynb #d2a4f6b2
+SYNTH_VAL_CASES = 4   # fixed synthetic validation brains of a data.format=synth run
+
+def synth_dataset(cfg:Config, # uses data.spacing_mm and the preprocessing and augmentation settings
+                  length:int, # brains per epoch
+                  train:bool=True, # with augmentation; False: preprocessing only (validation)
+                  seed:int=0, # the first epoch's seed (training loaders re-seed it every epoch)
+                 ) -> SynthBrainDataset:
+    "Synthetic brains generated on the fly at the training spacing, through the run's preprocessing (and augmentation)."
+    transform = (train_transforms if train else val_transforms)(cfg, "msd", load=False)
+    return SynthBrainDataset(length, transform, seed=seed, spacing_mm=min(float(s) for s in cfg.data.spacing_mm))
+
+def synthetic_datasets(cfg:Config, di:DistInfo) -> tuple:
+    "A `data.format=synth` run's data: no real training set, fixed validation brains on rank 0, MSD labels, a split file saying so."
+    split = dict(format="synth", synth_cases=cfg.data.synth_cases, val_cases=SYNTH_VAL_CASES, val_seed=epoch_seed(cfg.train.seed, 2**31 - 1))   # an epoch no run reaches
+    path = Path(cfg.train.out_dir)/"split.json"
+    if di.main: write_json_atomic(path, split)
+    val_ds = synth_dataset(cfg, SYNTH_VAL_CASES, train=False, seed=split["val_seed"]) if di.main else None
+    return None, val_ds, "msd", {**split, "file": str(path)}
 
 # %% ../nbs/06_train.ipynb #cba36bd2
 @dataclass

@@ -138,13 +138,13 @@ def random_transforms(cfg:Config, # uses data.roi_size, data.num_samples, data.p
             RandShiftIntensityd("image", offsets=0.1, prob=1.0)]
 
 # %% ../nbs/02b_transforms.ipynb #d7f12d5b
-def train_transforms(cfg:Config, convention:str) -> Compose:
+def train_transforms(cfg:Config, convention:str, load:bool=True) -> Compose:
     "Deterministic preprocessing, then training augmentation."
-    return Compose([*deterministic_transforms(cfg, convention).transforms, *random_transforms(cfg)])
+    return Compose([*deterministic_transforms(cfg, convention, load=load).transforms, *random_transforms(cfg)])
 
-def val_transforms(cfg:Config, convention:str, with_label:bool=True) -> Compose:
+def val_transforms(cfg:Config, convention:str, with_label:bool=True, load:bool=True) -> Compose:
     "Deterministic preprocessing only (validation and inference)."
-    return deterministic_transforms(cfg, convention, with_label)
+    return deterministic_transforms(cfg, convention, with_label, load)
 
 # %% ../nbs/02b_transforms.ipynb #c188a346
 def _source_hash(func) -> str:
