@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import nibabel as nib
 from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 from fastcore.script import Param
 from .core import NeurosegError, cli_errors, console_script, atomic_path, atomic_dir, fsync_path
@@ -17,15 +18,16 @@ from .labels import REGIONS, labels_to_regions, get_convention, check_labels
 from .data import SUBSETS, split_subset_ids
 
 # %% auto #0
-__all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRICS', 'LESION_WISE', 'NOT_LABEL_SUFFIXES',
-           'check_hd95_definition', 'EmptyRegionPolicy', 'get_empty_policy', 'foreground_bbox', 'compute_dice',
-           'overlap_metrics', 'mask_surface', 'compute_surface_distances', 'hd95_from_distances', 'compute_hd95',
-           'distance_metrics', 'volume_metrics', 'compute_region_metrics', 'region_masks', 'evaluate_case',
-           'label_lesions', 'reference_lesions', 'lesion_scores', 'compute_lesion_wise', 'LabelMap', 'load_label_map',
-           'check_same_grid', 'case_id', 'find_label_files', 'pair_label_files', 'convention_from_values',
-           'detect_label_convention', 'missing_case_rows', 'evaluate_files', 'describe_values', 'summarise',
-           'format_summary', 'OutputError', 'check_writable', 'remove_stale_temps', 'write_all', 'rows_to_csv',
-           'write_evaluation', 'check_out_not_input', 'neuroseg_evaluate']
+__all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRICS', 'LESION_WISE', 'LESION_MATCH_MIN_DICE',
+           'NOT_LABEL_SUFFIXES', 'check_hd95_definition', 'EmptyRegionPolicy', 'get_empty_policy', 'foreground_bbox',
+           'compute_dice', 'overlap_metrics', 'mask_surface', 'compute_surface_distances', 'hd95_from_distances',
+           'compute_hd95', 'distance_metrics', 'volume_metrics', 'compute_region_metrics', 'region_masks',
+           'evaluate_case', 'label_lesions', 'lesion_overlaps', 'match_lesions', 'lesion_pair_scores',
+           'compute_lesion_wise', 'perturb_labels', 'LabelMap', 'load_label_map', 'check_same_grid', 'case_id',
+           'find_label_files', 'pair_label_files', 'convention_from_values', 'detect_label_convention',
+           'missing_case_rows', 'evaluate_files', 'describe_values', 'summarise', 'format_summary', 'OutputError',
+           'check_writable', 'remove_stale_temps', 'write_all', 'rows_to_csv', 'write_evaluation',
+           'check_out_not_input', 'neuroseg_evaluate']
 
 # %% ../nbs/05_metrics.ipynb #19ddcaf4
 HD95_DEFINITIONS = {
@@ -218,8 +220,6 @@ def region_masks(label_map:np.ndarray, # integer label map
     return masks
 
 # %% ../nbs/05_metrics.ipynb #1fcf1cb8
-LESION_WISE = dict(dilation=3, min_volume_mm3=50.0, penalty_mm=374.0)   # BraTS 2023 glioma (BraTS-GLI) settings, see below
-
 def _provenance(definition:str, policy:EmptyRegionPolicy, convention:str, spacing:tuple) -> dict:
     "The columns that say how a row was computed."
     return dict(hd95_definition=definition, empty_regions=policy.name, label_convention=convention,
@@ -233,80 +233,117 @@ def evaluate_case(pred_labels:np.ndarray, # predicted label map
                   definition:str="legacy", # HD95 definition (see `HD95_DEFINITIONS`)
                   policy:str|EmptyRegionPolicy="brats", # empty-region convention
                   per_label:bool=False, # also a row per foreground label
-                  lesion_wise:bool=False, # also BraTS 2023 lesion-wise Dice and HD95 (see `compute_lesion_wise`)
+                  lesion_wise:bool=False, # also lesion-wise Dice and HD95, as the official BraTS evaluator computes them (see `compute_lesion_wise`)
                  ) -> list[dict]:
     "One row of every metric per region (WT, TC, ET, and labels if asked), stating how each was computed."
     pred_labels, ref_labels = np.asarray(pred_labels), np.asarray(ref_labels)
     if pred_labels.shape != ref_labels.shape:
         raise NeurosegError(f"{case or 'case'}: prediction {pred_labels.shape} and reference {ref_labels.shape} differ in shape")
     definition, policy = check_hd95_definition(definition), get_empty_policy(policy)
-    margin = LESION_WISE["dilation"] + 1 if lesion_wise else 1   # lesion matching dilates inside the box
-    box = foreground_bbox(pred_labels, ref_labels, margin=margin) or (slice(0, 1),) * ref_labels.ndim
+    box = foreground_bbox(pred_labels, ref_labels, margin=1) or (slice(0, 1),) * ref_labels.ndim
     preds = region_masks(pred_labels[box], convention, per_label, f"{case} prediction".strip())
     refs = region_masks(ref_labels[box], convention, per_label, f"{case} reference".strip())
     rows = []
     for region in refs:
         row = dict(case=case, region=region, status="ok",
                    **compute_region_metrics(preds[region], refs[region], spacing, definition, policy, n_voxels=ref_labels.size))
-        if lesion_wise: row.update(compute_lesion_wise(preds[region], refs[region], spacing, definition))
+        if lesion_wise: row.update(compute_lesion_wise(preds[region], refs[region], spacing, policy))
         rows.append(row | _provenance(definition, policy, convention, spacing))
     return rows
 
-# %% ../nbs/05_metrics.ipynb #568d7f30
-def label_lesions(mask:np.ndarray) -> tuple[np.ndarray, int]:
-    "Connected lesions of `mask`, 26-connected (8 in 2D) as BraTS 2023 counts them: (labels, count)."
+# %% ../nbs/05_metrics.ipynb #e0d015e3
+LESION_WISE = dict(
+    lesions="26-connected components of each region, prediction and reference alike",
+    matching="one to one, largest total Dice over the pairs that share a voxel (panoptica MaxBipartiteMatching)",
+    scores="means over matched lesions of Dice and HD95 (brats2023 definition); misses and false positives counted",
+    reference="brats-evaluation (official BraTS 2023+ evaluator), config gli")
+LESION_MATCH_MIN_DICE = 1e-6   # panoptica's matching_threshold in brats-evaluation's gli config
+
+def label_lesions(mask:np.ndarray, # boolean mask, any dimension
+                 ) -> tuple[np.ndarray, int]:
+    "Lesions of `mask`: its 26-connected components (8 in 2D), numbered in raster order as cc3d numbers them: (labels, count)."
     mask = _as_mask(mask)
     return ndimage.label(mask, structure=np.ones((3,) * mask.ndim, bool))
 
-def _grow(mask:np.ndarray, iterations:int) -> np.ndarray:
-    "Dilate `mask` by the 18-connected (8 in 2D) structuring element, as the BraTS 2023 scripts do."
-    return ndimage.binary_dilation(mask, ndimage.generate_binary_structure(mask.ndim, 2), iterations=iterations)
+# %% ../nbs/05_metrics.ipynb #638e3e7d
+def lesion_overlaps(pred_lesions:np.ndarray, # predicted lesions, from `label_lesions`
+                    ref_lesions:np.ndarray, # reference lesions, same shape
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Reference lesion, predicted lesion and Dice of every pair that shares a voxel (one pass over the voxels)."
+    both = (pred_lesions > 0) & (ref_lesions > 0)
+    base = int(pred_lesions.max()) + 1
+    pairs, shared = np.unique(ref_lesions[both].astype(np.int64) * base + pred_lesions[both], return_counts=True)
+    ref_ids, pred_ids = np.divmod(pairs, base)
+    ref_size, pred_size = np.bincount(ref_lesions.ravel()), np.bincount(pred_lesions.ravel())
+    return ref_ids, pred_ids, 2.0 * shared / (ref_size[ref_ids] + pred_size[pred_ids])
 
-def reference_lesions(ref:np.ndarray, # reference mask
-                      dilation:int=3, # lesions whose dilations touch are one lesion
-                     ) -> tuple[np.ndarray, int]:
-    "Reference lesions, merged where their dilations touch (BraTS 2023): (labels, count)."
-    ref = _as_mask(ref)
-    grown, n = label_lesions(_grow(ref, dilation))
-    return np.where(ref, grown, 0), n
+def match_lesions(pred_lesions:np.ndarray, n_pred:int, # predicted lesions and their count, from `label_lesions`
+                  ref_lesions:np.ndarray, n_ref:int, # reference lesions and their count
+                  min_dice:float=LESION_MATCH_MIN_DICE, # pairs with a lower Dice are never matched
+                 ) -> list[tuple[int, int, float]]:
+    "(reference lesion, predicted lesion, Dice) matched one to one for the largest total Dice, as panoptica's `MaxBipartiteMatching`."
+    if not (n_pred and n_ref): return []
+    ref_ids, pred_ids, dice = lesion_overlaps(pred_lesions, ref_lesions)
+    keep = dice >= min_dice
+    cost = np.full((n_ref, n_pred), 1.0 + 1e-6)          # panoptica's cost matrix: 1 - Dice, a little over 1 for no overlap
+    cost[ref_ids[keep] - 1, pred_ids[keep] - 1] = 1.0 - dice[keep]
+    dice_of = dict(zip(zip(ref_ids.tolist(), pred_ids.tolist()), dice.tolist()))
+    return [(r + 1, p + 1, dice_of[r + 1, p + 1]) for r, p in zip(*map(np.ndarray.tolist, linear_sum_assignment(cost)))
+            if cost[r, p] < 1.0]
 
-# %% ../nbs/05_metrics.ipynb #b7e08254
-def lesion_scores(pred:np.ndarray, # predicted mask
-                  ref:np.ndarray, # reference mask, same shape
-                  spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
-                  definition:str="legacy", # HD95 definition
-                  dilation:int=3, # matching distance, in dilation iterations
-                  penalty_mm:float=374.0, # HD95 of a missed lesion
-                 ) -> tuple[list[dict], int]:
-    "Per reference lesion: volume (mm³), Dice, HD95 and whether it was found; and the number of unmatched predicted lesions."
-    ref_lesions, n_ref = reference_lesions(ref, dilation)
-    pred_lesions, n_pred = label_lesions(pred)
-    missed = EmptyRegionPolicy("lesion", 1.0, 0.0, 0.0, penalty_mm)
-    scores, matched = [], set()
-    for k in range(1, n_ref + 1):
-        lesion = ref_lesions == k
-        hits = set(np.unique(pred_lesions[_grow(lesion, dilation)]).tolist()) - {0}
-        found, matched = np.isin(pred_lesions, list(hits)), matched | hits
-        scores.append(dict(volume_mm3=np.count_nonzero(lesion) * float(np.prod(spacing)), found=bool(hits),
-                           dice=compute_dice(found, lesion), hd95=compute_hd95(found, lesion, spacing, definition, missed)))
-    return scores, n_pred - len(matched)
+# %% ../nbs/05_metrics.ipynb #49a465f8
+def _union_box(a:tuple, b:tuple, shape:tuple, margin:int=1) -> tuple:
+    "The union of two boxes of slices, plus `margin`, clipped to `shape`."
+    return tuple(slice(max(min(x.start, y.start) - margin, 0), min(max(x.stop, y.stop) + margin, n)) for x, y, n in zip(a, b, shape))
 
-# %% ../nbs/05_metrics.ipynb #58394ec0
+def lesion_pair_scores(pred:np.ndarray, # predicted mask
+                       ref:np.ndarray, # reference mask, same shape
+                       spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
+                      ) -> dict:
+    "Dice and HD95 (brats2023 definition) of each matched pair of lesions, and the counts of matches, misses and false positives."
+    (pred_lesions, n_pred), (ref_lesions, n_ref) = label_lesions(pred), label_lesions(ref)
+    matches = match_lesions(pred_lesions, n_pred, ref_lesions, n_ref)
+    pred_boxes, ref_boxes = ndimage.find_objects(pred_lesions), ndimage.find_objects(ref_lesions)
+    hd95 = []
+    for r, p, _ in matches:   # each pair inside its own box: a 1-voxel margin keeps the surfaces of the full image
+        box = _union_box(ref_boxes[r - 1], pred_boxes[p - 1], ref_lesions.shape)
+        hd95.append(hd95_from_distances(*compute_surface_distances(pred_lesions[box] == p, ref_lesions[box] == r, spacing), "brats2023"))
+    return dict(dice=[d for *_, d in matches], hd95=hd95, tp=len(matches), fn=n_ref - len(matches), fp=n_pred - len(matches))
+
 def compute_lesion_wise(pred:np.ndarray, # predicted mask
                         ref:np.ndarray, # reference mask, same shape
                         spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
-                        definition:str="legacy", # HD95 definition of each lesion
-                        dilation:int=LESION_WISE["dilation"], # matching distance, in dilation iterations
-                        min_volume_mm3:float=LESION_WISE["min_volume_mm3"], # smaller reference lesions are left out
-                        penalty_mm:float=LESION_WISE["penalty_mm"], # HD95 of a missed or false-positive lesion
+                        policy:str|EmptyRegionPolicy="brats", # fills the scores when no lesion is matched
                        ) -> dict:
-    "BraTS 2023 lesion-wise Dice and HD95 (unmatched lesions on either side penalised), with lesion counts."
-    scores, n_fp = lesion_scores(pred, ref, spacing, definition, dilation, penalty_mm)
-    kept = [s for s in scores if s["volume_mm3"] > min_volume_mm3]
-    n, n_tp = len(kept) + n_fp, sum(s["found"] for s in kept)
-    dice = sum(s["dice"] for s in kept) / n if n else 1.0
-    hd95 = (sum(min(s["hd95"], penalty_mm) for s in kept) + n_fp * penalty_mm) / n if n else 0.0
-    return dict(lesion_dice=dice, lesion_hd95=hd95, lesion_tp=n_tp, lesion_fn=len(kept) - n_tp, lesion_fp=n_fp)
+    "Lesion-wise Dice and HD95 as the official BraTS evaluator computes them (means over matched lesions), with the lesion counts."
+    s, policy = lesion_pair_scores(pred, ref, spacing), get_empty_policy(policy)
+    counts = dict(lesion_tp=s["tp"], lesion_fn=s["fn"], lesion_fp=s["fp"])
+    if s["tp"]: return dict(lesion_dice=float(np.mean(s["dice"])), lesion_hd95=float(np.mean(s["hd95"])), **counts)
+    if s["fn"] + s["fp"] == 0: return dict(lesion_dice=policy.dice_both_empty, lesion_hd95=policy.distance_both_empty, **counts)
+    return dict(lesion_dice=policy.dice_one_empty, lesion_hd95=policy.distance_one_empty, **counts)
+
+# %% ../nbs/05_metrics.ipynb #e94f5399
+def perturb_labels(label_map:np.ndarray, # reference label map, 3D, with some tumour
+                   convention:str, # its label convention
+                   seed:int=0, # the same seed gives the same map
+                   shift:int=2, # largest shift, in voxels, along each axis
+                   n_blobs:int=6, # small spurious blobs (1 to 4 voxels wide)
+                  ) -> np.ndarray:
+    "A label map made wrong on purpose, for checking evaluators: shifted, ET eroded, edema grown, split by a cut, blobs added."
+    rng, (edema, core, enhancing) = np.random.default_rng(seed), get_convention(convention).class_labels[1:]
+    out = np.roll(np.asarray(label_map), tuple(rng.integers(-shift, shift + 1, 3)), axis=(0, 1, 2))
+    et = out == enhancing
+    out[et & ~ndimage.binary_erosion(et)] = core
+    out[ndimage.binary_dilation(out > 0) & (out == 0)] = edema
+    box, cut = foreground_bbox(out, margin=0), [slice(None)] * 3
+    axis = int(rng.integers(3)); lo, hi = box[axis].start, box[axis].stop
+    cut[axis] = slice(at := int(rng.integers(lo + (hi - lo) // 3, lo + 2 * (hi - lo) // 3 + 1)), at + 2)
+    out[tuple(cut)] = 0
+    for _ in range(n_blobs):
+        size = int(rng.integers(1, 5))
+        corner = [int(rng.integers(max(b.start - 20, 0), max(min(b.stop + 20, n) - size, 1))) for b, n in zip(box, out.shape)]
+        out[tuple(slice(c, c + size) for c in corner)] = rng.choice([edema, core, enhancing])
+    return out
 
 # %% ../nbs/05_metrics.ipynb #324cc47d
 @dataclass
@@ -409,7 +446,7 @@ def missing_case_rows(case:str, # case id
     rows = evaluate_case(pred, ref, convention, present.spacing, case, definition, policy, per_label, lesion_wise)
     miss = dict(dice=policy.dice_one_empty, sensitivity=policy.dice_one_empty, specificity=policy.dice_one_empty,
                 hd95=policy.distance_one_empty, hd=policy.distance_one_empty, assd=policy.distance_one_empty)
-    if lesion_wise: miss |= dict(lesion_dice=0.0, lesion_hd95=LESION_WISE["penalty_mm"])
+    if lesion_wise: miss |= dict(lesion_dice=policy.dice_one_empty, lesion_hd95=policy.distance_one_empty)
     return [row | miss | dict(status=f"missing_{missing}") for row in rows]
 
 # %% ../nbs/05_metrics.ipynb #700ebff7
@@ -458,11 +495,12 @@ def summarise(rows:list, # rows from `evaluate_case` / `evaluate_files`
     metrics = [k for k in rows[0] if k in METRICS or k.startswith("lesion_")]
     regions = list(dict.fromkeys(r["region"] for r in rows))
     cases = {r["case"]: r["status"] for r in rows}
+    lesion_wise = dict(lesion_wise=LESION_WISE) if "lesion_dice" in rows[0] else {}
     return dict(hd95_definition=definition, hd95_definition_text=HD95_DEFINITIONS[definition],
                 empty_regions=policy.describe(), empty_region_policy=asdict(policy), label_convention=_one(rows, "label_convention"),
                 distances="mm, from each case's voxel spacing (column spacing_mm)", n_cases=len(cases),
                 n_missing_pred=sum(s == "missing_pred" for s in cases.values()), n_missing_ref=sum(s == "missing_ref" for s in cases.values()),
-                regions={g: {k: describe_values([r[k] for r in rows if r["region"] == g]) for k in metrics} for g in regions})
+                regions={g: {k: describe_values([r[k] for r in rows if r["region"] == g]) for k in metrics} for g in regions}, **lesion_wise)
 
 # %% ../nbs/05_metrics.ipynb #79927288
 def _fmt(stats:dict, digits:int) -> str:
@@ -583,7 +621,7 @@ def neuroseg_evaluate(pred:Param("prediction NIfTI file, or directory of them", 
                       hd95:Param("HD95 definition", str, choices=list(HD95_DEFINITIONS))="legacy",
                       empty:Param("empty-region convention", str, choices=list(EMPTY_POLICIES))="brats",
                       per_label:bool=False, # also score each label on its own
-                      lesion_wise:bool=False, # also BraTS 2023 lesion-wise Dice and HD95
+                      lesion_wise:bool=False, # also lesion-wise Dice and HD95, as the official BraTS evaluator (brats-evaluation) computes them
                       split:str=None, # score only one subset of this split file (written by neuroseg_train)
                       subset:Param("which subset of --split", str, choices=list(SUBSETS))="test",
                       fold:int=0, # validation fold of --split, for --subset train or val
