@@ -24,7 +24,7 @@ Ends with `fault suite: N rows, P passed, X expected failures, S skipped, F fail
 """
 from __future__ import annotations
 import argparse, contextlib, dataclasses, gzip, hashlib, io, json, os, re, shlex, shutil, signal, socket, subprocess
-import sys, tempfile, time, traceback
+import importlib, sys, tempfile, threading, time, traceback
 from pathlib import Path
 from typing import Callable
 
@@ -463,6 +463,8 @@ def _hook_sigint_in_evaluate_case():
 
 def _hook_sigterm_at_step_1(): os.environ["NEUROSEG_TEST_SIGNAL_AT_STEP"] = "1"
 
+PRELOADED: set = set()   # the modules of the warm process that forks the commands
+
 HOOKS = {name[len("_hook_"):]: f for name, f in globals().items() if name.startswith("_hook_")}
 
 # ------------------------------------------------------------------------------------------- running a command
@@ -471,9 +473,18 @@ def _entry(script:str):
     from importlib.metadata import entry_points
     return next(e for e in entry_points(group="console_scripts") if e.name == f"neuroseg_{script}").load()
 
-def preload():
-    "Import every console script once, so that forks start warm."
+def preload(modules:list=()):
+    "Import every console script (and `modules`) once, so that forks start warm; returns the modules imported so far."
     for s in SCRIPTS: _entry(s)
+    import torch.distributed, torch._dynamo, torch.nn.parallel   # what a training run imports lazily (3 s per run)
+    for name in modules:
+        with contextlib.suppress(Exception): importlib.import_module(name)
+    return set(sys.modules)
+
+def _report_modules(preloaded:set):
+    "Write the modules this command imported beyond `preloaded` where $NEUROSEG_FAULTS_MODULES says (fixtures only)."
+    if (path := os.environ.get("NEUROSEG_FAULTS_MODULES")):
+        Path(path).write_text("\n".join(sorted(set(sys.modules) - preloaded)))
 
 def _exec(script:str, hook:str, args:list) -> int:
     "Run a console script in this process as the interpreter would: its exit status; an uncaught error prints its traceback."
@@ -488,6 +499,7 @@ def _exec(script:str, hook:str, args:list) -> int:
     except BaseException: traceback.print_exc(); code = 1
     if code is None: code = 0
     elif not isinstance(code, int): print(code, file=sys.stderr); code = 1
+    _report_modules(PRELOADED)
     return code
 
 @dataclasses.dataclass
@@ -643,9 +655,18 @@ def build_fixtures(work:Path, subprocess_mode:bool) -> Fixtures:
     serve_archives(fx)
     steps = [("synth", "--out data --kind ellipsoid --n 4 --shape 32 32 32 --seed 0"), ("train", "--config tiny.yaml")]
     for script, args in steps:
-        r = run_cli(script, shlex.split(args), fx.root, work/"logs"/f"fixture-{script}", subprocess_mode=subprocess_mode)
+        os.environ["NEUROSEG_FAULTS_MODULES"] = str(work/"logs"/f"fixture-{script}.modules")
+        try: r = run_cli(script, shlex.split(args), fx.root, work/"logs"/f"fixture-{script}", subprocess_mode=subprocess_mode)
+        finally: del os.environ["NEUROSEG_FAULTS_MODULES"]
         if r.code != 0: raise RuntimeError(f"fixture neuroseg_{script} {args} failed ({r.code}): {_last_lines(r)}")
     return fx
+
+def warm_up(work:Path):
+    "Import in this process what the fixture commands imported lazily, so that the rows' forks need not (no threads may start)."
+    global PRELOADED
+    names = [n for f in sorted((work/"logs").glob("fixture-*.modules")) for n in f.read_text().split()]
+    PRELOADED = preload(names)
+    if threading.active_count() != 1: print(f"fault suite: warning: {threading.active_count()} threads before forking", flush=True)
 
 # ---------------------------------------------------------------------------------------------------- one row
 def _mount(point:Path, kind:str) -> str|None:
@@ -715,11 +736,13 @@ def main(argv=None) -> int:
     assert all(r.script in SCRIPTS for r in ROWS)
     rows = [r for r in ROWS if not args.only or any(o in r.name for o in args.only)]
     start = time.time()
-    if not args.subprocess: preload()
+    global PRELOADED
+    if not args.subprocess: PRELOADED = preload()
     work = Path(tempfile.mkdtemp(prefix="neuroseg-faults-"))
     fx, counts = None, dict(pass_=0, xfail=0, skip=0, fail=0)
     try:
         fx = build_fixtures(work, args.subprocess)
+        if not args.subprocess: warm_up(work)
         shared = snapshot(fx.root)
         print(f"fault suite: fixtures in {time.time() - start:.0f} s ({work})", flush=True)
         pending, running = _order(rows), {}
