@@ -66,6 +66,7 @@ def _nifti(path, data, affine=None):
     nib.save(nib.Nifti1Image(np.asarray(data), None, header=header), str(path))
 
 def _load(path):
+    "A NIfTI file's array and affine."
     import nibabel as nib, numpy as np
     img = nib.load(str(path))
     return np.asarray(img.dataobj), img.affine
@@ -95,6 +96,7 @@ def with_(*steps):
     return setup
 
 def bad_ckpt(make):
+    "The case, and `make(folder)`'s bytes as bad.pt."
     return with_(case, lambda w: _w(w/"bad.pt", make(w)))
 def _half(path): b = Path(path).read_bytes(); return b[:len(b)//2]
 def _random(n=4096, seed=0): import numpy as np; return np.random.default_rng(seed).bytes(n)
@@ -103,18 +105,16 @@ def _torch_bytes(obj):
     buf = io.BytesIO(); torch.save(obj, buf); return buf.getvalue()
 def _pickled_ckpt(w):
     return _torch_bytes({"model": {}, "config": {}, "where": Path("/etc/passwd")})   # a pickled pathlib object
-def _wrong_weights(w):
-    import torch
-    ck = torch.load(w/"ckpt.pt", weights_only=True)
-    ck["config"]["model"]["channels"] = [8, 16]
-    return _torch_bytes(ck)
 def _ckpt_edit(w, change):
     "The bytes of the row's checkpoint after `change(checkpoint dict)`."
     import torch
     ck = torch.load(w/"ckpt.pt", weights_only=True); change(ck)
     return _torch_bytes(ck)
+def _wrong_weights(w): return _ckpt_edit(w, lambda ck: ck["config"]["model"].update(channels=[8, 16]))
 def _nan_weight(ck): next(iter(ck["model"].values())).view(-1)[0] = float("nan")
-def _no_config(w): return _torch_bytes({"model": {"w": __import__("torch").zeros(2)}})
+def _no_config(w):
+    import torch
+    return _torch_bytes({"model": {"w": torch.zeros(2)}})
 
 def bad_case(change):
     "The 4D case rewritten by `change(array, affine) -> (array, affine)`, and the checkpoint."
@@ -137,7 +137,7 @@ def _shift(i, a, aff):
     return a, aff
 def _crop(i, a, aff): return (a[:-2] if i == 3 else a), aff
 
-def label_value(side, value, where="labelsTr"):
+def label_value(side, value):
     "One label file of `side` (a folder of the row) with a voxel set to `value`."
     def change(w):
         f = sorted((w/side).glob("*.nii.gz"))[0]
@@ -145,6 +145,7 @@ def label_value(side, value, where="labelsTr"):
         _nifti(f, arr, aff)
     return change
 def _train_label(value):
+    "The training data with one voxel of label file BRATS_002 set to `value`."
     def change(w):
         f = sorted((w/"data"/"labelsTr").glob("*.nii.gz"))[1]
         arr, aff = _load(f); arr = arr.copy(); arr[1, 1, 1] = value; _nifti(f, arr.astype("uint8"), aff)
@@ -199,7 +200,7 @@ ROWS = [
     Row("ckpt-nan-weights", "infer", "--ckpt bad.pt --input case.nii.gz --out seg.nii.gz", ("bad.pt", "NaN"),
         with_(infer_in, lambda w: _w(w/"bad.pt", _ckpt_edit(w, _nan_weight)))),
     Row("ckpt-model-not-a-dict", "infer", "--ckpt bad.pt --input case.nii.gz --out seg.nii.gz", ("bad.pt", "model"),
-        with_(infer_in, lambda w: _w(w/"bad.pt", _ckpt_edit(w, lambda ck: ck.update(model=__import__("torch").zeros(3)))))),
+        with_(infer_in, lambda w: _w(w/"bad.pt", _ckpt_edit(w, lambda ck: ck.update(model=[1.0, 2.0]))))),
     Row("ckpt-config-unknown-key", "infer", "--ckpt bad.pt --input case.nii.gz --out seg.nii.gz", ("bad.pt", "model.depth"),
         with_(infer_in, lambda w: _w(w/"bad.pt", _ckpt_edit(w, lambda ck: ck["config"]["model"].update(depth=9))))),
     Row("ckpt-missing", "infer", "--ckpt nothere.pt --input case.nii.gz --out seg.nii.gz", "nothere.pt", case),
