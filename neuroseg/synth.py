@@ -321,7 +321,7 @@ def _png(fig) -> bytes:
     buffer = io.BytesIO(); fig.savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()
 
-# %% ../nbs/03_synth.ipynb #55d85918
+# %% ../nbs/03_synth.ipynb #9638f560
 MNI_FILES = {k: f"mni_icbm152_{k}_tal_nlin_sym_09a_converted.nii.gz" for k in ("t1", "gm", "wm")}
 TEMPLATE_MARGIN = 4   # voxels kept around the template's brain
 
@@ -342,7 +342,7 @@ def mni_template() -> np.ndarray:
     template.flags.writeable = False   # shared by every case
     return template
 
-# %% ../nbs/03_synth.ipynb #5e78ac49
+# %% ../nbs/03_synth.ipynb #5c2c349d
 @functools.lru_cache(maxsize=4)
 def template_at(spacing_mm:float, # voxel size of the generated cases
                ) -> torch.Tensor:
@@ -357,7 +357,7 @@ def template_half_extent_mm() -> np.ndarray:
     "Half the distance (mm) between the first and last voxel centres of the template, per axis."
     return (np.array(mni_template().shape[1:], float) - 1) / 2
 
-# %% ../nbs/03_synth.ipynb #7b52239b
+# %% ../nbs/03_synth.ipynb #961d6bb0
 def brain_extent_mm() -> np.ndarray:
     "Size of the template's brain in mm (x, y, z)."
     return np.array(mni_template().shape[1:], float) - 2 * TEMPLATE_MARGIN
@@ -390,7 +390,7 @@ def template_to_case(pose:dict, # from `brain_pose`
     "Where points of the template land in the case (mm, RAS, before deformation and mass effect)."
     return pose["shift"] + pose["scale"] * (np.asarray(template_mm) @ pose["rotation"])
 
-# %% ../nbs/03_synth.ipynb #f46d6fd2
+# %% ../nbs/03_synth.ipynb #000d6ce5
 def coarse_field(rng:np.random.Generator, # source of randomness
                  coords:list, # from `grid_mm` (or `crop_coords`)
                  sigma_mm:float, # width in mm, as in `smooth_field`
@@ -416,7 +416,7 @@ def box_around(coords:list, # from `grid_mm`
     return tuple(slice(int(np.searchsorted(c.ravel(), lo)), int(np.searchsorted(c.ravel(), hi, side="right")))
                  for c, lo, hi in zip(coords, low_mm, high_mm))
 
-# %% ../nbs/03_synth.ipynb #c019e89d
+# %% ../nbs/03_synth.ipynb #f9142ee8
 @functools.lru_cache(maxsize=1)
 def _deep_white_matter() -> np.ndarray:
     "Template positions (mm from its centre) of white matter at least 3 mm from other tissue, every 7th."
@@ -458,7 +458,7 @@ def mass_effect(coords:list, # from `grid_mm` (or `crop_coords`)
         position = [float(c) + o * shrink for o, c in zip(offset, centre)]
     return position
 
-# %% ../nbs/03_synth.ipynb #59d55963
+# %% ../nbs/03_synth.ipynb #f37eacc6
 def sample_template(rng:np.random.Generator, # source of randomness
                     coords:list, # the case's grid (mm), from `grid_mm` or `crop_coords`
                     positions:list, # where each voxel samples the anatomy (mm), from `mass_effect`
@@ -488,7 +488,7 @@ def tissue_probabilities(sampled:np.ndarray, # (3, X, Y, Z) brain mask, GM, WM f
     tissue = np.where(brain > 0.5, probabilities.argmax(0) + 1, BACKGROUND).astype(np.uint8)
     return probabilities, tissue
 
-# %% ../nbs/03_synth.ipynb #e263ee84
+# %% ../nbs/03_synth.ipynb #a71d01c2
 def _tumour_fields(rng, coords, foci, spacing_mm):
     "Lumpy core radius, necrosis level, open-rim field and edema envelope on `coords`, for the foci."
     radius = float(np.mean(foci[0][1]))
@@ -519,7 +519,7 @@ def synth_glioma(rng:np.random.Generator, # source of randomness
     label[box] = np.select([enhancing, is_core, edema], [3, 2, 1], 0)
     return label
 
-# %% ../nbs/03_synth.ipynb #da19fe6a
+# %% ../nbs/03_synth.ipynb #ef59b41f
 CONTRAST_ROWS = ("CSF", "grey matter", "white matter", "edema", "necrosis / NCR", "enhancing")
 
 def tissue_classes(image:np.ndarray, # (X, Y, Z, 4) in MSD channel order, 0 outside the brain
@@ -550,7 +550,7 @@ def measure_contrasts(image:np.ndarray, # (X, Y, Z, 4) in MSD channel order, 0 o
     means = np.stack([image[m].mean(0) if m.any() else np.full(image.shape[-1], np.nan) for m in masks])
     return means / image[tissue > 0].mean(0)
 
-# %% ../nbs/03_synth.ipynb #452d27ba
+# %% ../nbs/03_synth.ipynb #c36f06aa
 REAL_SETS = ("brats2021", "brats2023")   # sub-folders of `real_data_dir()` with expert labels
 
 def load_labelled_case(case:dict, # a case dict from `read_brats`
@@ -577,7 +577,7 @@ def summarise_contrasts(tables:np.ndarray, # (n, 6, 4) per-case tables
     median = np.nanmedian(tables, 0)
     return median, 1.4826 * np.nanmedian(np.abs(tables - median), 0)
 
-# %% ../nbs/03_synth.ipynb #908e8cfb
+# %% ../nbs/03_synth.ipynb #ec53f636
 BRATS_CONTRASTS = np.array([   # median of 15 expert-labelled BraTS cases; columns FLAIR, T1w, T1gd, T2w (measured above)
     [0.76, 0.61, 0.72, 1.67],   # CSF
     [1.04, 0.92, 0.97, 1.05],   # grey matter
@@ -593,7 +593,7 @@ BRATS_CONTRAST_SPREAD = np.array([   # robust SD across the 15 cases
     [0.55, 0.09, 0.20, 0.16],
     [0.60, 0.11, 0.19, 0.27]])
 
-# %% ../nbs/03_synth.ipynb #6c5f1f70
+# %% ../nbs/03_synth.ipynb #c5f50d13
 GENERATOR_CONTRASTS = np.array([   # class means of the generator, calibrated so that measured cases match BRATS_CONTRASTS
     [0.468, 0.365, 0.482, 2.738],   # CSF
     [1.068, 0.773, 0.859, 1.251],   # grey matter
@@ -615,7 +615,7 @@ def brain_class_means(rng:np.random.Generator, # source of randomness
     means[:3] *= (NORMAL_FRACTIONS @ contrasts[:3]) / (NORMAL_FRACTIONS @ means[:3])   # normal brain keeps its mean:
     return means.astype(np.float32)                                                    # tumour contrasts vary by their own spread
 
-# %% ../nbs/03_synth.ipynb #6dfe4519
+# %% ../nbs/03_synth.ipynb #664dce88
 def _thick_slices(rng:np.random.Generator, channel:np.ndarray, spacing_mm:tuple) -> np.ndarray:
     "`channel` as if acquired with slices 2-5 mm thick along a random axis, resampled back to the grid."
     axis, thickness = int(rng.integers(3)), rng.uniform(2, 5)
@@ -660,7 +660,7 @@ def synth_brain_intensities(rng:np.random.Generator, # source of randomness
         image[..., c] = np.where(brain, channel, 0) * rng.uniform(200, 1000)
     return image
 
-# %% ../nbs/03_synth.ipynb #0d4b7c4d
+# %% ../nbs/03_synth.ipynb #f0150955
 BRATS_SHAPE = (240, 240, 155)   # voxels of a BraTS case at 1 mm
 
 def brats_shape(spacing_mm:float|tuple, # voxel size
@@ -694,7 +694,7 @@ def synth_brain_case(shape:tuple|None=None, # voxels (x, y, z); default `brats_s
     image[box] = synth_brain_intensities(rng, coords, probabilities, tissue, label[box], spacing, contrasts, **intensity_options)
     return reorient(image, label, ras_affine(shape, spacing), orientation)
 
-# %% ../nbs/03_synth.ipynb #f767dd89
+# %% ../nbs/03_synth.ipynb #5f0d832e
 def calibrate_contrasts(target:np.ndarray=BRATS_CONTRASTS, # (6, 4) contrasts the measured cases should show
                         n_cases:int=24, # generated cases per round (the same seeds every round)
                         rounds:int=4, # fixed-point steps
@@ -764,7 +764,7 @@ def save_case(root:str|Path, # dataset folder
         (root/folder).mkdir(parents=True, exist_ok=True)
         nib.save(to_nifti(data, affine), root/folder/f"{name}.nii.gz")
 
-# %% ../nbs/03_synth.ipynb #752d2365
+# %% ../nbs/03_synth.ipynb #3d599235
 KINDS = ("brain", "ellipsoid")   # realistic MNI152 anatomy; ellipsoid heads (fastest, for unit tests)
 
 def _case_maker(kind:str, shape:tuple|None, spacing_mm:float|None, skull_stripped:bool):
@@ -780,7 +780,7 @@ def _how(kind, n, shape, seed, skull_stripped, spacing_mm) -> str:
     return (f"neuroseg_synth --kind {kind} --n {n}" + (f" --shape {' '.join(map(str, shape))}" if shape else "")
             + (f" --spacing {spacing_mm:g}" if spacing_mm else "") + f" --seed {seed}" + ("" if skull_stripped else " --head"))
 
-# %% ../nbs/03_synth.ipynb #f0a8e9ed
+# %% ../nbs/03_synth.ipynb #1e991a6e
 def write_msd_dataset(out:str|Path, # dataset folder to create
                       n:int=8, # number of cases
                       shape:tuple|None=None, # voxels per case (x, y, z); default 64 x 64 x 48 (ellipsoid), BraTS' field of view (brain)
@@ -813,7 +813,7 @@ def check_dataset(root:str|Path, # dataset folder
     validate_dataset(cases, convention)
     return f"validated {len(cases)} cases in {root}: MSD layout, label convention {convention}"
 
-# %% ../nbs/03_synth.ipynb #247993cb
+# %% ../nbs/03_synth.ipynb #ec72a70f
 @console_script
 @cli_errors
 def neuroseg_synth(out:Param("output folder, written in the MSD Task01 layout", str, required=True)=None,
