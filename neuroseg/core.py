@@ -38,6 +38,9 @@ def cli_errors(func):
     @functools.wraps(func)
     def _wrapper(*args, **kwargs):
         try: return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            print(f"{func.__name__}: interrupted (Ctrl-C); outputs are written whole or not at all", file=sys.stderr)
+            sys.exit(130)
         except Exception as e:
             if (err := user_error(e)) is None: raise
             print(f"error: {err}", file=sys.stderr)
@@ -287,7 +290,7 @@ def _check_values(cfg:Config, errors:list):
     if not 0 <= i.overlap < 1: errors.append(f"infer.overlap: must be in [0, 1), got {i.overlap}")
     for key in ("epochs", "batch_size", "val_every"):
         if getattr(t, key) < 1: errors.append(f"train.{key}: must be at least 1, got {getattr(t, key)}")
-    if t.lr <= 0: errors.append(f"train.lr: must be positive, got {t.lr}")
+    if not t.lr > 0: errors.append(f"train.lr: must be positive, got {t.lr}")   # NaN too
     if t.device != "auto" and not (t.device == "cpu" or t.device.startswith("cuda")):
         errors.append(f"train.device: use auto, cpu, cuda or cuda:N, got {t.device!r}")
 

@@ -32,15 +32,16 @@ from .checkpoint import (FORMAT_VERSION, LAST, PREVIOUS, BEST, save_checkpoint, 
                                  load_resumable, rng_state, set_rng_state, weights_digest, config_from_checkpoint)
 from .tracking import Tracker, download_checkpoint
 from .pretrained import resolve_checkpoint
+from .metrics import check_writable, remove_stale_temps
 
 # %% auto #0
-__all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'lr_factor', 'make_scheduler', 'DistInfo', 'init_distributed', 'epoch_seed',
-           'seed_epoch', 'ensure_data', 'build_data', 'real_datasets', 'synth_dataset', 'synthetic_datasets',
-           'TrainState', 'new_state', 'checkpoint_state', 'restore_state', 'StopOnSignal', 'TrainingInterrupted', 'Run',
-           'train_step', 'sync_step', 'epoch_batches', 'train_epoch', 'epoch_summary', 'epoch_line', 'plot_history',
-           'to_regions', 'validate', 'overlay_image', 'save_run_checkpoints', 'update_best', 'end_epoch',
-           'resume_checkpoint', 'check_resumable', 'holds_run', 'make_room', 'init_weights', 'setup_run', 'fit',
-           'train', 'resume_command', 'neuroseg_train']
+__all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'RUN_FILES', 'lr_factor', 'make_scheduler', 'DistInfo', 'init_distributed',
+           'epoch_seed', 'seed_epoch', 'ensure_data', 'build_data', 'real_datasets', 'synth_dataset',
+           'synthetic_datasets', 'TrainState', 'new_state', 'checkpoint_state', 'restore_state', 'StopOnSignal',
+           'TrainingInterrupted', 'Run', 'train_step', 'sync_step', 'epoch_batches', 'train_epoch', 'epoch_summary',
+           'epoch_line', 'plot_history', 'to_regions', 'validate', 'overlay_image', 'save_run_checkpoints',
+           'update_best', 'end_epoch', 'resume_checkpoint', 'check_resumable', 'holds_run', 'clean_stale_temps',
+           'make_room', 'init_weights', 'setup_run', 'fit', 'train', 'resume_command', 'neuroseg_train']
 
 # %% ../nbs/06_train.ipynb #6bf50fbf
 def lr_factor(step:int, # optimiser steps done so far
@@ -519,10 +520,16 @@ def check_resumable(ckpt:dict, cfg:Config, source:str):
 # %% ../nbs/06_train.ipynb #b1e0c7a3
 EXISTING = ("refuse", "archive", "replace")
 
+RUN_FILES = ("history.json", "summary.json", "split.json", f"checkpoints/{LAST}", f"checkpoints/{PREVIOUS}", f"checkpoints/{BEST}")
+
 def holds_run(out_dir:str|Path) -> bool:
-    "Whether `out_dir` holds an earlier run: a checkpoint or a training history."
+    "Whether `out_dir` holds an earlier run: a checkpoint or a training history (a killed write's temporary is none)."
     out_dir = Path(out_dir)
-    return (out_dir/"history.json").is_file() or any((out_dir/"checkpoints").glob("*.pt"))
+    return (out_dir/"history.json").is_file() or any(not p.name.startswith(".") for p in (out_dir/"checkpoints").glob("*.pt"))
+
+def clean_stale_temps(out_dir:str|Path) -> list[Path]:
+    "Delete what a run killed mid-write left in `out_dir`: the temporaries of its checkpoints, history, summary and split."
+    return [p for name in RUN_FILES for p in remove_stale_temps(Path(out_dir)/name)]
 
 def make_room(out_dir:str|Path, # train.out_dir
               existing:str="refuse", # what to do with an earlier run there: refuse, archive or replace
@@ -530,6 +537,8 @@ def make_room(out_dir:str|Path, # train.out_dir
     "Clear `out_dir` for a new run as `existing` says; returns where an archived run went."
     out_dir = Path(out_dir)
     if existing not in EXISTING: raise NeurosegError(f"--existing {existing!r}: use one of {', '.join(EXISTING)}")
+    check_writable(out_dir)
+    clean_stale_temps(out_dir)
     if not holds_run(out_dir): return None
     if existing == "refuse":
         raise NeurosegError(f"{out_dir}: holds an earlier run; continue it with --resume last, keep it aside with "
@@ -622,6 +631,16 @@ def _summary(run:Run, ts:TrainState, stopped_early:bool) -> dict:
                 weights_digest=digest, rank_digests=digests)
 
 # %% ../nbs/06_train.ipynb #1761a9c0
+def _setup_or_clean(cfg:Config, di:DistInfo, resume:str|None, fresh:str|None) -> tuple[Run, TrainState]:
+    "`setup_run`; a new run refused during set-up (bad case, bad setting) takes back what it wrote into a fresh run folder."
+    try: return setup_run(cfg, di, resume)
+    except BaseException:
+        out_dir = Path(cfg.train.out_dir)
+        if fresh and di.main and out_dir.is_dir():
+            for p in out_dir.iterdir(): shutil.rmtree(p) if p.is_dir() else p.unlink()
+            if fresh == "missing": out_dir.rmdir()
+        raise
+
 def train(cfg:Config, # the run's configuration (`load_config`)
           resume:str|None=None, # None: a new run; last, a checkpoint path, or wandb:ENTITY/PROJECT/NAME:ALIAS
           existing:str="refuse", # a new run over an earlier one in train.out_dir: refuse, archive or replace it
@@ -630,9 +649,12 @@ def train(cfg:Config, # the run's configuration (`load_config`)
     di = init_distributed(cfg.train.device)
     run = None
     try:
+        out_dir = Path(cfg.train.out_dir)   # a new run's folder, missing or empty: a refused start leaves it so
+        fresh = None if resume is not None else "missing" if not out_dir.exists() else "empty" if out_dir.is_dir() and not any(out_dir.iterdir()) else None
         if resume is None: _first_on_main(di, lambda: make_room(cfg.train.out_dir, existing) if di.main else None)
+        elif di.main: clean_stale_temps(cfg.train.out_dir)
         with StopOnSignal() as stop:
-            run, ts = setup_run(cfg, di, resume)
+            run, ts = _setup_or_clean(cfg, di, resume, fresh)
             run.stop = stop
             summary = _summary(run, ts, fit(run, ts))
         if di.main: write_json_atomic(run.out_dir/"summary.json", {k: v for k, v in summary.items() if k != "history"})

@@ -27,9 +27,9 @@ from .labels import get_convention, LabelsToRegionsd, LabelsToClassesd
 # %% auto #0
 __all__ = ['MSD_CHANNELS', 'CROP_MARGIN', 'CACHE_SAFE_GLOBALS', 'modality_indices', 'SelectChannels', 'SelectChannelsd',
            'nonzero', 'Compactd', 'label_targets', 'deterministic_transforms', 'strong_augmentation',
-           'random_transforms', 'train_transforms', 'val_transforms', 'preprocessing_settings', 'preprocessing_key',
-           'case_hash', 'cache_dir', 'MetaPersistentDataset', 'loader_workers', 'preprocess_workers',
-           'MemoryCacheDataset', 'make_dataset', 'fill_disk_cache', 'make_loader']
+           'random_transforms', 'train_transforms', 'val_transforms', 'CheckVoxelsd', 'preprocessing_settings',
+           'preprocessing_key', 'case_hash', 'cache_dir', 'MetaPersistentDataset', 'loader_workers',
+           'preprocess_workers', 'MemoryCacheDataset', 'make_dataset', 'fill_disk_cache', 'make_loader']
 
 # %% ../nbs/02b_transforms.ipynb #2cb10055
 MSD_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")  # channel order of every loaded image
@@ -138,13 +138,32 @@ def random_transforms(cfg:Config, # uses data.roi_size, data.num_samples, data.p
             RandShiftIntensityd("image", offsets=0.1, prob=1.0)]
 
 # %% ../nbs/02b_transforms.ipynb #d7f12d5b
+def _checked(steps:list, load:bool) -> list:
+    "`steps` with `CheckVoxelsd` right after loading (files can hold anything; generated cases cannot)."
+    return [*steps[:2], CheckVoxelsd("image"), *steps[2:]] if load else list(steps)
+
 def train_transforms(cfg:Config, convention:str, load:bool=True) -> Compose:
-    "Deterministic preprocessing, then training augmentation."
-    return Compose([*deterministic_transforms(cfg, convention, load=load).transforms, *random_transforms(cfg)])
+    "Deterministic preprocessing (images checked), then training augmentation."
+    return Compose([*_checked(deterministic_transforms(cfg, convention, load=load).transforms, load), *random_transforms(cfg)])
 
 def val_transforms(cfg:Config, convention:str, with_label:bool=True, load:bool=True) -> Compose:
-    "Deterministic preprocessing only (validation and inference)."
-    return deterministic_transforms(cfg, convention, with_label, load)
+    "Deterministic preprocessing only, images checked (validation)."
+    return Compose(_checked(deterministic_transforms(cfg, convention, with_label, load).transforms, load))
+
+# %% ../nbs/02b_transforms.ipynb #e5b7c9d2
+class CheckVoxelsd(MapTransform):
+    "Refuse a loaded image with NaN or infinite voxels, or a channel that is zero everywhere, naming its file and channel."
+    backend = [monai.utils.TransformBackends.TORCH]
+
+    def __call__(self, data:Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            source = str(getattr(image, "meta", {}).get("filename_or_obj", key))
+            for name, volume in zip(MSD_CHANNELS, image):
+                if (bad := int((~torch.isfinite(volume)).sum())): raise NeurosegError(f"{source}: {bad} NaN or infinite voxels in {name}; fix or re-export the image")
+                if not bool(volume.any()): raise NeurosegError(f"{source}: {name} is zero everywhere (an empty volume)")
+        return d
 
 # %% ../nbs/02b_transforms.ipynb #c188a346
 def _source_hash(func) -> str:
