@@ -20,6 +20,11 @@ $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	@# The official BraTS evaluator, the reference the lesion-wise tests compare with. Its panoptica pins numpy<2.3,
+	@# pandas<3 and plotly<6, which would downgrade the stack neuroseg runs on; it works with the newer ones, so it is
+	@# installed without its pins and its other requirements beside it (a test dependency, never imported by neuroseg).
+	$(BIN)/python -m pip install -q --no-deps "brats-evaluation==0.0.10" "panoptica==2.1.7"
+	$(BIN)/python -m pip install -q connected-components-3d rich ruamel.yaml typer SimpleITK pandas
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (neuroseg)" >/dev/null
 	@touch $@
 
