@@ -11,7 +11,7 @@ KERNEL := neuroseg
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_DATA := data/demo
 
-.PHONY: help install demo test test-all check-reports check-wheel real-data sync readme lab bench clean-demo
+.PHONY: help install demo demo-real test test-all check-reports check-wheel real-data sync readme lab bench clean-demo
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,19 @@ demo: $(STAMP)  ## synthetic data -> train -> infer on held-out cases -> evaluat
 	$(BIN)/neuroseg_report train train.out_dir=$(DEMO_RUN) --config configs/demo.yaml --name demo
 	$(BIN)/neuroseg_report evaluate train.out_dir=$(DEMO_RUN) --config configs/demo.yaml --name demo
 	@echo; echo "demo done: reports/demo/train.html, reports/demo/evaluate.html (3D views beside them), run in $(DEMO_RUN)"
+
+# Real BraTS case folders (with *_seg files to score them): the shared ones beside the checkout when they exist.
+REAL ?= $(firstword $(wildcard ../shared/data/real/brats2021))
+REAL_CKPT ?= pretrained:brats
+REAL_RUN := runs/demo-real
+
+demo-real: $(STAMP)  ## the shipped model on real BraTS cases (REAL=DIR, REAL_CKPT=...): segmentations, scores, evaluation report
+	@test -n "$(REAL)" || { echo "make demo-real: give REAL=DIR, a folder of BraTS case folders" >&2; exit 2; }
+	@if [ -d $(REAL_RUN) ]; then mv $(REAL_RUN) $(REAL_RUN).archived-$$(date +%Y%m%d-%H%M%S); fi
+	$(BIN)/neuroseg_infer --ckpt $(REAL_CKPT) --input $(REAL) --out $(REAL_RUN)/predictions --save-entropy
+	$(BIN)/neuroseg_evaluate --pred $(REAL_RUN)/predictions --ref $(REAL) --out $(REAL_RUN)/evaluation
+	$(BIN)/neuroseg_report evaluate --config brats-real -p run_dir $(REAL_RUN) -p checkpoint $(REAL_CKPT) -p data_root $(REAL) --name demo-real
+	@echo; echo "demo-real done: reports/demo-real/evaluate.html (3D view beside it), predictions and scores in $(REAL_RUN)"
 
 lab: $(STAMP)  ## JupyterLab with the project's kernel
 	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install -q jupyterlab
