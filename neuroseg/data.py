@@ -4,12 +4,12 @@
 
 # %% ../nbs/02_data.ipynb #cdfa4c7b
 from __future__ import annotations
-import re, json, hashlib, warnings
+import re, json, hashlib, warnings, contextlib
 from collections import Counter
 from pathlib import Path
 import numpy as np
 import nibabel as nib
-from .core import NeurosegError, Config, write_json_atomic
+from .core import NeurosegError, Config, write_json_atomic, find_config
 from .labels import detect_convention, check_labels, get_convention
 
 # %% auto #0
@@ -319,8 +319,12 @@ def load_or_create_split(cases:list[dict], # the dataset's case dicts
 
 # %% ../nbs/02_data.ipynb #753c5fbc
 def split_path(cfg:Config) -> Path:
-    "The split file of a config: `data.split_file`, else `<train.out_dir>/split.json`."
-    return Path(cfg.data.split_file or Path(cfg.train.out_dir)/"split.json")
+    "The split file of a config: `data.split_file` (a path, or the name of a split shipped beside the configs), else `<train.out_dir>/split.json`."
+    if not cfg.data.split_file: return Path(cfg.train.out_dir)/"split.json"
+    path = Path(cfg.data.split_file)
+    if path.is_file() or path.is_absolute(): return path
+    with contextlib.suppress(NeurosegError): return find_config(path)   # e.g. brats-real-split.json, in ./configs or the package
+    return path   # a new split file, made there
 
 def split_for_config(cases:list[dict], cfg:Config) -> dict:
     "`load_or_create_split` with the config's file, folds, test share, seed and dataset root."
