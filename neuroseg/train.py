@@ -32,7 +32,7 @@ from .checkpoint import (FORMAT_VERSION, LAST, PREVIOUS, BEST, save_checkpoint, 
                                  load_resumable, rng_state, set_rng_state, weights_digest, config_from_checkpoint)
 from .tracking import Tracker, download_checkpoint
 from .pretrained import resolve_checkpoint
-from .metrics import check_writable, remove_stale_temps
+from .metrics import OutputError, check_writable, remove_stale_temps
 
 # %% auto #0
 __all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'RUN_FILES', 'lr_factor', 'make_scheduler', 'DistInfo', 'init_distributed',
@@ -688,6 +688,9 @@ def neuroseg_train(overrides:Param("section.key=value settings over the config, 
     except TrainingInterrupted as e:
         if e.checkpoint: print(f"neuroseg_train: {e}\nresume with: {resume_command(config, overrides)}", file=sys.stderr, flush=True)
         sys.exit(128 + e.signum)
+    except OutputError as e:   # full disk, read-only: what was saved before still resumes
+        if not (Path(cfg.train.out_dir)/"checkpoints"/LAST).is_file(): raise
+        raise OutputError(f"{e}; once it is fixed, resume with: {resume_command(config, overrides)}") from e
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"neuroseg_train: {summary['epochs']} epochs, {summary['steps']} steps; best mean Dice {summary['best_metric']:.4f} "
               f"at epoch {summary['best_epoch']}; checkpoints in {Path(summary['out_dir'])/'checkpoints'}")
