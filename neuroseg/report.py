@@ -20,21 +20,22 @@ from .labels import REGIONS
 from .data import read_dataset, split_cases, open_nifti
 from .checkpoint import load_checkpoint, config_from_checkpoint
 from .tracking import offline_run_dirs, read_offline_environment
-from .metrics import METRICS, find_label_files, format_summary
+from .metrics import METRICS, check_writable, find_label_files, format_summary
 from .infer import predict, output_paths
 from .xai import (REGION_COLOURS, plot_multiplanar, tumour_mesh_figure, save_mesh_html, offline_html,
                           entropy_figure, read_entropy, uncertain_band_width_mm)
 
 # %% auto #0
 __all__ = ['REPORTS', 'TEMPLATES', 'format_value', 'table_html', 'figure_html', 'environment_rows', 'show_environment',
-           'read_json', 'resolve_run', 'run_config', 'TrainingRun', 'load_training_run', 'config_rows', 'config_table',
-           'split_rows', 'split_table', 'plot_training_curves', 'timing_rows', 'timing_table', 'training_environment',
-           'hardware_rows', 'hardware_table', 'wandb_rows', 'wandb_table', 'read_metrics_csv', 'EvaluationRun',
-           'load_evaluation_run', 'region_summary', 'mean_dice', 'case_rows', 'case_table', 'plot_region_boxes',
-           'pick_cases', 'roles_by_case', 'case_flair', 'case_overlay', 'case_overlays', 'choose_case', 'mesh_view',
-           'case_entropy', 'uncertainty_view', 'template_path', 'template_parameters', 'parse_parameter',
-           'report_parameters', 'report_folder_name', 'notebook_html', 'kernel_settings', 'this_python_kernel_manager',
-           'kernel_options', 'execute_template', 'publish', 'render_report', 'ShortParam', 'neuroseg_report']
+           'read_json', 'resolve_run', 'run_config', 'TrainingRun', 'training_run_dir', 'load_training_run',
+           'config_rows', 'config_table', 'split_rows', 'split_table', 'plot_training_curves', 'timing_rows',
+           'timing_table', 'training_environment', 'hardware_rows', 'hardware_table', 'wandb_rows', 'wandb_table',
+           'read_metrics_csv', 'EvaluationRun', 'load_evaluation_run', 'region_summary', 'mean_dice', 'case_rows',
+           'case_table', 'plot_region_boxes', 'pick_cases', 'roles_by_case', 'case_flair', 'case_overlay',
+           'case_overlays', 'choose_case', 'mesh_view', 'case_entropy', 'uncertainty_view', 'template_path',
+           'template_parameters', 'parse_parameter', 'report_parameters', 'report_folder_name', 'check_report_inputs',
+           'notebook_html', 'kernel_settings', 'this_python_kernel_manager', 'kernel_options', 'execute_template',
+           'publish', 'remove_empty_folders', 'render_report', 'ShortParam', 'neuroseg_report']
 
 # %% ../nbs/09_report.ipynb #05dec683
 def format_value(value, # a number, string, list or None
@@ -120,13 +121,19 @@ class TrainingRun:
     split: dict|None  # split.json
     summary: dict|None  # summary.json (written when training ends)
 
+def training_run_dir(run_dir:Path, # the run folder of a training report
+                    ) -> Path:
+    "`run_dir`, which must exist."
+    if not run_dir.is_dir(): raise NeurosegError(f"{run_dir}: training run folder not found (train first, or set run_dir)")
+    return run_dir
+
 def load_training_run(config:str, # YAML config: a path, or the name of a file in configs/
                       overrides:list|None=None, # `section.key=value` strings
                       run_dir:str|Path="", # the run folder; empty: the config's train.out_dir
                      ) -> TrainingRun:
     "Read a training run folder: its config, history, split and summary."
     cfg, run_dir = resolve_run(config, overrides, run_dir)
-    if not run_dir.is_dir(): raise NeurosegError(f"{run_dir}: training run folder not found (train first, or set run_dir)")
+    training_run_dir(run_dir)
     history = read_json(run_dir/"history.json", "written after each epoch: has the run finished one?")
     if not history: raise NeurosegError(f"{run_dir/'history.json'}: no epochs recorded")
     run_cfg, source = run_config(run_dir, cfg)
@@ -479,6 +486,15 @@ def report_folder_name(report:str, # train or evaluate
     _, run_dir = resolve_run(p["config"], p["overrides"], p.get("run_dir", ""))
     return run_dir.resolve().name or "run"
 
+# %% ../nbs/09_report.ipynb #9c1e2a04
+def check_report_inputs(report:str, # train or evaluate
+                        parameters:dict, # given parameters (the template's defaults fill the rest)
+                       ) -> Path:
+    "Check what the template reads first (config, overrides, the training run folder) without a kernel; returns the run folder."
+    p = {k: default for k, (_, default) in template_parameters(template_path(report)).items()} | parameters
+    _, run_dir = resolve_run(p["config"], p["overrides"], p.get("run_dir", ""))
+    return training_run_dir(run_dir) if report == "train" else run_dir
+
 # %% ../nbs/09_report.ipynb #3b4f6ad3
 _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
@@ -549,6 +565,13 @@ def publish(work:Path, # folder holding the finished files
     return dest/last
 
 # %% ../nbs/09_report.ipynb #1f0164cf
+def remove_empty_folders(folders:list, # folders, innermost first
+                        ):
+    "Remove each of `folders` while it is empty (the ones a failed report created)."
+    for folder in folders:
+        try: folder.rmdir()
+        except OSError: return
+
 def render_report(report:str, # train or evaluate
                   parameters:dict|None=None, # template parameters (see its `parameters` cell)
                   name:str|None=None, # report folder under `out`; None: the run's name
@@ -557,7 +580,10 @@ def render_report(report:str, # train or evaluate
                  ) -> Path:
     "Run the template and write `<out>/<name>/<report>.ipynb` and `.html` (and its extra pages); returns the HTML path."
     template, parameters = template_path(report), dict(parameters or {})
+    check_writable(out)                          # a file in the way, a read-only folder, a full disk: before any work
+    check_report_inputs(report, parameters)      # config, overrides, run folder: here, not 15 s later in the kernel
     dest = Path(out)/(name or report_folder_name(report, parameters))
+    made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]   # innermost first
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-{report}-", dir=dest.parent))
     try:
@@ -565,6 +591,9 @@ def render_report(report:str, # train or evaluate
         execute_template(template, work/f"{report}.ipynb", parameters, kernel)
         (work/f"{report}.html").write_text(notebook_html(work/f"{report}.ipynb"))
         return publish(work, dest, f"{report}.html")
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True); remove_empty_folders(made)
+        raise
     finally: shutil.rmtree(work, ignore_errors=True)
 
 # %% ../nbs/09_report.ipynb #7054d022
