@@ -182,7 +182,6 @@ def _run_no_ckpt(w, fx):
 
 X_SPLIT = '06_train: split.json is written into train.out_dir before {what}; the refused start leaves run/split.json behind'
 X_OUT = "06_train: train.out_dir is not checked for writing before the run starts; core.atomic_path's mkdir raises {err} as a traceback (exit 1)"
-X_REPORT = '09_report: with --name, the config, overrides and run folder are first read inside the kernel (~15 s later), and render_report has already created --out (reports/), which is left behind empty'
 X_SYNTH = '03_synth/00_core: write_msd_dataset (core.atomic_dir) lets {err} through as a traceback (exit 1); --out is not checked for writing first'
 
 ROWS = [
@@ -404,13 +403,12 @@ ROWS = [
     Row("download-root-full-disk", "download", "--root mnt/dl --url {url}/big.tar --md5 {md5_big} --quiet", "mnt", mount="full"),
     # --- neuroseg_report (fails before the kernel starts; no report folder)
     Row("report-unknown-parameter", "report", "train --config tiny.yaml -p no_such_param 1 --name r", "no_such_param", run_in),
-    Row("report-run-dir-missing", "report", "train --config tiny.yaml -p run_dir nothere --name r", "nothere", run_in, xfail=X_REPORT),
-    Row("report-bad-override", "report", "train --config tiny.yaml train.epoch=3 --name r", "train.epoch", run_in, xfail=X_REPORT),
-    Row("report-missing-config", "report", "train --config nothere.yaml --name r", "nothere.yaml", run_in, xfail=X_REPORT),
+    Row("report-run-dir-missing", "report", "train --config tiny.yaml -p run_dir nothere --name r", "nothere", run_in),
+    Row("report-bad-override", "report", "train --config tiny.yaml train.epoch=3 --name r", "train.epoch", run_in),
+    Row("report-missing-config", "report", "train --config nothere.yaml --name r", "nothere.yaml", run_in),
     Row("report-unknown-report", "report", "summary --config tiny.yaml --name r", "summary", run_in),
     Row("report-out-parent-is-file", "report", "train --config tiny.yaml --out afile/reports --name r", "afile",
-        with_(run_in, lambda w: _w(w/"afile", b"x")),
-        xfail="09_report: --out is not checked for writing; render_report's mkdir raises NotADirectoryError as a traceback (exit 1)"),
+        with_(run_in, lambda w: _w(w/"afile", b"x"))),
 ]
 
 # ---------------------------------------------------------------------------------------- faults inside a command
