@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from .core import NeurosegError, Config, atomic_path, fsync_path, config_from_dict, get_device
-from .metrics import OutputError, remove_stale_temps
+from .core import OutputError, remove_stale_temps
 from .model import build_model
 
 # %% auto #0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #75dc070a
 from __future__ import annotations
-import os, sys, json, random, shutil, tempfile, functools, dataclasses, contextlib
+import os, re, sys, json, random, shutil, tempfile, functools, dataclasses, contextlib
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -14,10 +14,10 @@ import yaml
 
 # %% auto #0
 __all__ = ['NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'console_script', 'fsync_path', 'atomic_path',
-           'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'DataConfig', 'ModelConfig', 'TrainConfig',
-           'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config',
-           'project_root', 'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything', 'get_device',
-           'environment_info']
+           'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError', 'check_writable',
+           'remove_stale_temps', 'write_all', 'DataConfig', 'ModelConfig', 'TrainConfig', 'InferConfig',
+           'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config', 'project_root',
+           'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything', 'get_device', 'environment_info']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -38,9 +38,6 @@ def cli_errors(func):
     @functools.wraps(func)
     def _wrapper(*args, **kwargs):
         try: return func(*args, **kwargs)
-        except KeyboardInterrupt:
-            print(f"{func.__name__}: interrupted (Ctrl-C); outputs are written whole or not at all", file=sys.stderr)
-            sys.exit(130)
         except Exception as e:
             if (err := user_error(e)) is None: raise
             print(f"error: {err}", file=sys.stderr)
@@ -67,7 +64,11 @@ def console_script(func=None, # the command: its signature is the command line; 
         parser.epilog = "Options may be written with dashes or underscores (--per-label or --per_label)."
         args = vars(parser.parse_intermixed_args([underscore_option(str(a)) for a in (sys.argv[1:] if argv is None else argv)]))
         for key in ("pdb", "xtra"): args.pop(key, None)   # anno_parser's own options
-        return func(**args)
+        try: return func(**args)
+        except KeyboardInterrupt:   # atomic writes removed their temporaries: every output on disk is whole
+            print(f"{parser.prog}: interrupted; the outputs already written are complete, none is partial (run again to finish)",
+                  file=sys.stderr)
+            sys.exit(130)
     return _main
 
 # %% ../nbs/00_core.ipynb #4d6654ea
@@ -140,6 +141,51 @@ def atomic_dir(path:str|Path, # final folder
         if old.exists() and not path.exists(): old.rename(path)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+# %% ../nbs/00_core.ipynb #b229817b
+class OutputError(NeurosegError):
+    "An output could not be written (full disk, read-only or unwritable place): a problem of the machine, not of one case."
+
+def check_writable(folder:str|Path, # where outputs will go; created later if missing
+                   min_free_mb:float=1.0, # less free space than this is a full disk
+                  ) -> Path:
+    "Raise `OutputError` unless files can be created in `folder` (or where it would be created); return that existing folder."
+    folder = Path(folder)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"{existing}: is a file, " + ("not a folder" if existing == folder else f"so {folder} cannot be created in it"))
+    try: fd, probe = tempfile.mkstemp(prefix=".neuroseg-write-check.", dir=existing)
+    except OSError as e: raise OutputError(f"{existing}: cannot write there ({e.strerror or e}); choose another output location") from e
+    os.close(fd); os.unlink(probe)
+    if (free := shutil.disk_usage(existing).free) < min_free_mb * 2**20:
+        raise OutputError(f"{existing}: the disk is full ({free / 2**20:.1f} MiB free); free some space or choose another output location")
+    return existing
+
+# %% ../nbs/00_core.ipynb #24a4154d
+def remove_stale_temps(path:str|Path, # a target of `core.atomic_path` (or `core.atomic_dir`)
+                      ) -> list[Path]:
+    "Delete the temporaries that an interrupted atomic write of `path` left beside it; return them."
+    path = Path(path)
+    if not path.parent.is_dir(): return []
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp({re.escape(''.join(path.suffixes))})?")
+    stale = sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+    for p in stale: shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+    return stale
+
+def write_all(writers:dict, # {destination: function that writes the file at the path it is given}
+             ) -> list[Path]:
+    "Write every destination atomically and as one unit (renamed last to first once all are complete); `OutputError` naming the file."
+    current = None
+    try:
+        with contextlib.ExitStack() as stack:
+            for current, write in writers.items():
+                remove_stale_temps(current)
+                write(stack.enter_context(atomic_path(current)))
+            current = None
+    except OSError as e:
+        where = current or e.filename or next(iter(writers))
+        raise OutputError(f"{where}: cannot write ({e.strerror or e}); none of {', '.join(Path(p).name for p in writers)} was written") from e
+    return [Path(p) for p in writers]
 
 # %% ../nbs/00_core.ipynb #924c6b9b
 def _opt(default, choices=None, help=""):

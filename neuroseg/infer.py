@@ -26,7 +26,7 @@ from .transforms import MSD_CHANNELS, deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
 from .checkpoint import model_from_checkpoint
 from .pretrained import resolve_checkpoint
-from .metrics import OutputError, check_writable, remove_stale_temps, write_all
+from .core import OutputError, check_writable, remove_stale_temps, write_all
 
 # %% auto #0
 __all__ = ['SPATIAL_FLIPS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'case_id', 'resolve_case', 'open_input', 'input_paths',
@@ -36,7 +36,7 @@ __all__ = ['SPATIAL_FLIPS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'case_id', 'res
            'shannon_entropy', 'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml', 'predict_probs',
            'labels_from_probs', 'Prediction', 'predict', 'nifti_like', 'output_paths', 'check_not_inputs',
            'check_outputs', 'save_prediction', 'predict_to_files', 'check_batch_out', 'is_batch', 'find_cases',
-           'predict_folder', 'infer_command', 'exit_on_interrupt']
+           'predict_folder', 'infer_command']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
 def case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
@@ -634,18 +634,5 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), or a s
     return 0
 
 # %% ../nbs/07_infer.ipynb #6521bd58
-def exit_on_interrupt(func, # a command, e.g. `infer_command`
-                      prog:str, # its name, in the message
-                     ):
-    "`func`, with Ctrl-C (`KeyboardInterrupt`) turned into one line on stderr and exit code 130 instead of a traceback."
-    from functools import wraps
-    @wraps(func)
-    def _wrapper(*args, **kwargs):
-        try: return func(*args, **kwargs)
-        except KeyboardInterrupt:   # atomic writes have removed their temporaries: every output on disk is whole
-            print(f"{prog}: interrupted; the outputs already written are complete, none is partial (run again to finish)",
-                  file=sys.stderr)
-            sys.exit(130)
-    return _wrapper
+neuroseg_infer = console_script(infer_command, prog="neuroseg_infer")   # dashes or underscores: --save-probs, --min-size-wt; Ctrl-C is one line
 
-neuroseg_infer = console_script(exit_on_interrupt(infer_command, "neuroseg_infer"), prog="neuroseg_infer")   # dashes or underscores: --save-probs, --min-size-wt

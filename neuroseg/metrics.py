@@ -13,7 +13,8 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 from fastcore.script import Param
-from .core import NeurosegError, cli_errors, console_script, atomic_path, atomic_dir, fsync_path
+from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, fsync_path,
+                           check_writable, remove_stale_temps, write_all)
 from .labels import REGIONS, labels_to_regions, get_convention, check_labels
 from .data import SUBSETS, split_subset_ids
 
@@ -25,9 +26,8 @@ __all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRI
            'evaluate_case', 'label_lesions', 'lesion_overlaps', 'match_lesions', 'lesion_pair_scores',
            'compute_lesion_wise', 'perturb_labels', 'LabelMap', 'load_label_map', 'check_same_grid', 'case_id',
            'find_label_files', 'pair_label_files', 'convention_from_values', 'detect_label_convention',
-           'missing_case_rows', 'evaluate_files', 'describe_values', 'summarise', 'format_summary', 'OutputError',
-           'check_writable', 'remove_stale_temps', 'write_all', 'rows_to_csv', 'write_evaluation',
-           'check_out_not_input', 'neuroseg_evaluate']
+           'missing_case_rows', 'evaluate_files', 'describe_values', 'summarise', 'format_summary', 'rows_to_csv',
+           'write_evaluation', 'check_out_not_input', 'neuroseg_evaluate']
 
 # %% ../nbs/05_metrics.ipynb #19ddcaf4
 HD95_DEFINITIONS = {
@@ -520,51 +520,6 @@ def format_summary(summary:dict) -> str:
     table += [[g, str(s["dice"]["n"])] + [_fmt(s[k], dg) for k, _, dg in cols] for g, s in summary["regions"].items()]
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     return "\n".join(lines + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table])
-
-# %% ../nbs/05_metrics.ipynb #b229817b
-class OutputError(NeurosegError):
-    "An output could not be written (full disk, read-only or unwritable place): a problem of the machine, not of one case."
-
-def check_writable(folder:str|Path, # where outputs will go; created later if missing
-                   min_free_mb:float=1.0, # less free space than this is a full disk
-                  ) -> Path:
-    "Raise `OutputError` unless files can be created in `folder` (or where it would be created); return that existing folder."
-    folder = Path(folder)
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        raise OutputError(f"{existing}: is a file, " + ("not a folder" if existing == folder else f"so {folder} cannot be created in it"))
-    try: fd, probe = tempfile.mkstemp(prefix=".neuroseg-write-check.", dir=existing)
-    except OSError as e: raise OutputError(f"{existing}: cannot write there ({e.strerror or e}); choose another output location") from e
-    os.close(fd); os.unlink(probe)
-    if (free := shutil.disk_usage(existing).free) < min_free_mb * 2**20:
-        raise OutputError(f"{existing}: the disk is full ({free / 2**20:.1f} MiB free); free some space or choose another output location")
-    return existing
-
-# %% ../nbs/05_metrics.ipynb #24a4154d
-def remove_stale_temps(path:str|Path, # a target of `core.atomic_path` (or `core.atomic_dir`)
-                      ) -> list[Path]:
-    "Delete the temporaries that an interrupted atomic write of `path` left beside it; return them."
-    path = Path(path)
-    if not path.parent.is_dir(): return []
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp({re.escape(''.join(path.suffixes))})?")
-    stale = sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
-    for p in stale: shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
-    return stale
-
-def write_all(writers:dict, # {destination: function that writes the file at the path it is given}
-             ) -> list[Path]:
-    "Write every destination atomically and as one unit (renamed last to first once all are complete); `OutputError` naming the file."
-    current = None
-    try:
-        with contextlib.ExitStack() as stack:
-            for current, write in writers.items():
-                remove_stale_temps(current)
-                write(stack.enter_context(atomic_path(current)))
-            current = None
-    except OSError as e:
-        where = current or e.filename or next(iter(writers))
-        raise OutputError(f"{where}: cannot write ({e.strerror or e}); none of {', '.join(Path(p).name for p in writers)} was written") from e
-    return [Path(p) for p in writers]
 
 # %% ../nbs/05_metrics.ipynb #df469299
 def rows_to_csv(rows:list) -> str:

@@ -20,7 +20,8 @@ from .labels import REGIONS
 from .data import read_dataset, split_cases, open_nifti
 from .checkpoint import load_checkpoint, config_from_checkpoint
 from .tracking import offline_run_dirs, read_offline_environment
-from .metrics import METRICS, check_writable, find_label_files, format_summary
+from .metrics import METRICS, find_label_files, format_summary
+from .core import check_writable
 from .infer import predict, output_paths
 from .xai import (REGION_COLOURS, plot_multiplanar, tumour_mesh_figure, save_mesh_html, offline_html,
                           entropy_figure, read_entropy, uncertain_band_width_mm)

@@ -12,7 +12,8 @@ import scipy.stats
 import torch
 from scipy import ndimage
 from fastcore.script import Param
-from .core import NeurosegError, cli_errors, console_script, atomic_path, atomic_dir, write_json_atomic, real_data_dir
+from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, write_json_atomic,
+                           real_data_dir, check_writable)
 from .data import read_dataset, validate_dataset, read_brats
 from .labels import convert_labels
 
@@ -830,7 +831,9 @@ def neuroseg_synth(out:Param("output folder, written in the MSD Task01 layout", 
     "Write a synthetic brain-tumour dataset (FLAIR, T1w, T1gd, T2w; MSD labels) in the MSD Task01 layout."
     if brats and (kind != "brain" or shape or spacing not in (None, 1)):
         raise NeurosegError("--brats is BraTS' geometry for --kind brain: drop --shape and --spacing, or drop --brats")
-    write_msd_dataset(out, n, tuple(shape) if shape else None, seed, overwrite, skull_stripped=not head, kind=kind, spacing_mm=spacing)
+    for place in (Path(out).parent, *([Path(preview).parent] if preview else [])): check_writable(place)   # before any work
+    try: write_msd_dataset(out, n, tuple(shape) if shape else None, seed, overwrite, skull_stripped=not head, kind=kind, spacing_mm=spacing)
+    except OSError as e: raise OutputError(f"{e.filename or out}: cannot write ({e.strerror or e}); nothing was written") from e
     print(f"wrote {n} synthetic cases ({kind}) to {out}")
     print(check_dataset(out))
     if preview: print(f"preview: {preview_dataset(out, preview)}")

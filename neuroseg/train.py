@@ -32,7 +32,7 @@ from .checkpoint import (FORMAT_VERSION, LAST, PREVIOUS, BEST, save_checkpoint, 
                                  load_resumable, rng_state, set_rng_state, weights_digest, config_from_checkpoint)
 from .tracking import Tracker, download_checkpoint
 from .pretrained import resolve_checkpoint
-from .metrics import OutputError, check_writable, remove_stale_temps
+from .core import OutputError, check_writable, remove_stale_temps
 
 # %% auto #0
 __all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'RUN_FILES', 'lr_factor', 'make_scheduler', 'DistInfo', 'init_distributed',
