@@ -180,9 +180,6 @@ def _run_no_ckpt(w, fx):
     train_in(w, fx); shutil.copytree(fx.run, w/"run"); shutil.rmtree(w/"run"/"checkpoints"); (w/"run"/"checkpoints").mkdir()
     (w/"run"/"history.json").unlink(missing_ok=True)
 
-X_SPLIT = '06_train: split.json is written into train.out_dir before {what}; the refused start leaves run/split.json behind'
-X_OUT = "06_train: train.out_dir is not checked for writing before the run starts; core.atomic_path's mkdir raises {err} as a traceback (exit 1)"
-X_SYNTH = '03_synth/00_core: write_msd_dataset (core.atomic_dir) lets {err} through as a traceback (exit 1); --out is not checked for writing first'
 
 ROWS = [
     # --- checkpoints (neuroseg_infer --ckpt, neuroseg_train --resume / train.init_from)
@@ -207,7 +204,7 @@ ROWS = [
     Row("train-resume-random-ckpt", "train", "--config tiny.yaml --resume bad.pt", ("bad.pt", "not a PyTorch checkpoint"),
         with_(train_in, lambda w: _w(w/"bad.pt", _random()))),
     Row("train-init-from-truncated", "train", "--config tiny.yaml train.init_from=bad.pt", ("bad.pt", "truncated"),
-        with_(train_in, lambda w, fx: _w(w/"bad.pt", _half(fx.ckpt))), xfail=X_SPLIT.format(what="train.init_from is loaded")),
+        with_(train_in, lambda w, fx: _w(w/"bad.pt", _half(fx.ckpt)))),
     # --- input images (neuroseg_infer)
     Row("nii-random-bytes", "infer", "--ckpt ckpt.pt --input case.nii.gz --out seg.nii.gz", "case.nii.gz", _gz_random),
     Row("nii-truncated", "infer", "--ckpt ckpt.pt --input case.nii.gz --out seg.nii.gz", "case.nii.gz", _gz_truncated),
@@ -306,36 +303,27 @@ ROWS = [
     Row("eval-split-corrupt", "evaluate", "--pred pred --ref ref --convention msd --out ev --split split.json", "split.json",
         with_(eval_in, lambda w: _w(w/"split.json", b'{"test": 3}'))),
     Row("eval-interrupted", "evaluate", "--pred pred --ref ref --convention msd --out ev", "interrupted", eval_in,
-        code=130, hook="sigint_in_evaluate_case",
-        xfail="00_core: cli_errors turns only Exception into one line; Ctrl-C prints a KeyboardInterrupt traceback "
-              "(neuroseg_infer and neuroseg_download handle it themselves; it belongs in cli_errors, for all six)"),
+        code=130, hook="sigint_in_evaluate_case"),
     Row("eval-missing-ref", "evaluate", "--pred pred --ref nothere --convention msd --out ev", "nothere", eval_in),
     Row("eval-killed-mid-write", "evaluate", "--pred pred --ref ref --convention msd --out ev", (),
         with_(eval_in, lambda w: (w/"ev").mkdir()), code=-9, hook="kill_after_first_text",
         then="--pred pred --ref ref --convention msd --out ev", keep=(r"ev/(metrics\.csv|summary\.json)",)),
     # --- neuroseg_train: data, config, run folders
-    Row("train-label-outside-convention", "train", "--config tiny.yaml", ("BRATS_002", "7"), _train_label(7),
-        xfail=X_SPLIT.format(what="the label values are checked (while caching)")),
+    Row("train-label-outside-convention", "train", "--config tiny.yaml", ("BRATS_002", "7"), _train_label(7)),
     Row("train-3d-image", "train", "--config tiny.yaml", "BRATS_002", _train_image(lambda a, aff: (a[..., 0], aff))),
     Row("train-image-label-grids-differ", "train", "--config tiny.yaml", "BRATS_002", _train_image(lambda a, aff: (a[:-2], aff))),
     Row("train-two-entries-one-case", "train", "--config tiny.yaml", ("dataset.json", "BRATS_001"),
         with_(train_in, lambda w: (lambda p, d: p.write_text(json.dumps(d | {"training": d["training"] + d["training"][:1]})))(
             w/"data"/"dataset.json", json.loads((w/"data"/"dataset.json").read_text())))),
-    Row("train-nan-image", "train", "--config tiny.yaml", ("BRATS_00", "NaN"), _train_image(_nan_voxel, every=True),
-        xfail="02b_transforms/06_train: training images are not checked for NaN or infinite voxels (neuroseg_infer's "
-              "check_voxels does this); the run trains on them and exits 0"),
-    Row("train-all-zero-channel", "train", "--config tiny.yaml", ("BRATS_00", "zero"), _train_image(_zero_channel, every=True),
-        xfail="02b_transforms/06_train: a modality whose every voxel is zero (a broken or missing file) is not refused in "
-              "training, as neuroseg_infer's check_voxels refuses it; the run exits 0"),
+    Row("train-nan-image", "train", "--config tiny.yaml", ("BRATS_00", "NaN"), _train_image(_nan_voxel, every=True)),
+    Row("train-all-zero-channel", "train", "--config tiny.yaml", ("BRATS_00", "zero"), _train_image(_zero_channel, every=True)),
     Row("train-empty-label-file", "train", "--config tiny.yaml", "BRATS_003",
         with_(train_in, lambda w: _w(sorted((w/"data"/"labelsTr").glob("*.nii.gz"))[2], b""))),
-    Row("config-roi-not-divisible", "train", "--config tiny.yaml data.roi_size=[33,33,33]", "roi_size", train_in,
-        xfail=X_SPLIT.format(what="the patch size is checked against the network")),
+    Row("config-roi-not-divisible", "train", "--config tiny.yaml data.roi_size=[33,33,33]", "roi_size", train_in),
     Row("config-unknown-key", "train", "--config tiny.yaml train.epoch=3", "train.epoch", train_in),
     Row("config-bad-type", "train", "--config tiny.yaml train.lr=fast", "train.lr", train_in),
     Row("config-negative-epochs", "train", "--config tiny.yaml train.epochs=-1", "train.epochs", train_in),
-    Row("config-nan-lr", "train", "--config tiny.yaml train.lr=nan", "train.lr", train_in,
-        xfail="00_core: _check_values tests `t.lr <= 0`, which NaN passes; a NaN learning rate trains to NaN weights"),
+    Row("config-nan-lr", "train", "--config tiny.yaml train.lr=nan", "train.lr", train_in),
     Row("config-override-no-equals", "train", "--config tiny.yaml train.epochs", "train.epochs", train_in),
     Row("config-bad-yaml", "train", "--config bad.yaml", "bad.yaml", with_(train_in, lambda w: _w(w/"bad.yaml", b"data: [1, 2\n  x: {"))),
     Row("config-yaml-not-a-mapping", "train", "--config list.yaml", "list.yaml", with_(train_in, lambda w: _w(w/"list.yaml", b"- 1\n- 2\n"))),
@@ -351,19 +339,14 @@ ROWS = [
     Row("train-resume-no-checkpoints", "train", "--config tiny.yaml --resume run", "run", _run_no_ckpt),
     Row("train-resume-last-nothing", "train", "--config tiny.yaml --resume last", "run", train_in),
     Row("train-out-parent-is-file", "train", "--config tiny.yaml train.out_dir=afile/run", "afile",
-        with_(train_in, lambda w: _w(w/"afile", b"x")), xfail=X_OUT.format(err="NotADirectoryError")),
-    Row("train-out-read-only", "train", "--config tiny.yaml train.out_dir=mnt/run", "mnt", train_in, mount="ro",
-        xfail=X_OUT.format(err="OSError EROFS")),
-    Row("train-out-full-disk", "train", "--config tiny.yaml train.out_dir=mnt/run", "mnt", train_in, mount="full",
-        xfail="06_train: a first checkpoint that cannot be written (full disk) is one good error line, but train.out_dir is "
-              "left with split.json and an empty checkpoints/ folder"),
+        with_(train_in, lambda w: _w(w/"afile", b"x"))),
+    Row("train-out-read-only", "train", "--config tiny.yaml train.out_dir=mnt/run", "mnt", train_in, mount="ro"),
+    Row("train-out-full-disk", "train", "--config tiny.yaml train.out_dir=mnt/run", "mnt", train_in, mount="full"),
     Row("train-data-root-missing", "train", "--config tiny.yaml data.root=nothere data.format=brats", "nothere", tiny_cfg),
     Row("train-killed-mid-checkpoint", "train", "--config tiny.yaml", (), train_in, code=-9, hook="kill_after_first_checkpoint",
         then="--config tiny.yaml --existing replace", keep=(r"run(/.*)?",)),
     Row("train-killed-then-rerun", "train", "--config tiny.yaml", (), train_in, code=-9, hook="kill_after_first_checkpoint",
-        then="--config tiny.yaml", keep=(r"run(/.*)?",),
-        xfail="06_train: holds_run counts checkpoints/*.pt, which matches the temporary .last.pt.XXXXXXXX.tmp.pt that a "
-              "first save killed mid-write leaves; the plain rerun is refused ('holds an earlier run') though no checkpoint exists"),
+        then="--config tiny.yaml", keep=(r"run(/.*)?",)),
     Row("train-killed-mid-resume-save", "train", "--config tiny.yaml train.epochs=2", (), train_in, code=-9,
         hook="kill_at_third_checkpoint", then="--config tiny.yaml train.epochs=2 --resume last", keep=(r"run(/.*)?",)),
     Row("train-interrupted-then-resumed", "train", "--config tiny.yaml train.epochs=2", (), train_in, code=128 + signal.SIGTERM,
@@ -373,22 +356,18 @@ ROWS = [
     # --- neuroseg_synth
     Row("synth-out-is-file", "synth", "--out afile --kind ellipsoid --n 2 --shape 32 32 32", "afile", lambda w, fx: _w(w/"afile", b"x")),
     Row("synth-out-parent-is-file", "synth", "--out afile/ds --kind ellipsoid --n 2 --shape 32 32 32", "afile",
-        lambda w, fx: _w(w/"afile", b"x"), xfail=X_SYNTH.format(err="FileExistsError (the parent is a file)")),
+        lambda w, fx: _w(w/"afile", b"x")),
     Row("synth-out-not-empty", "synth", "--out ds --kind ellipsoid --n 2 --shape 32 32 32", ("ds", "overwrite"),
         lambda w, fx: _w(w/"ds"/"notes.txt", b"mine")),
-    Row("synth-out-read-only", "synth", "--out mnt/ds --kind ellipsoid --n 2 --shape 32 32 32", "mnt", mount="ro",
-        xfail=X_SYNTH.format(err="OSError EROFS")),
-    Row("synth-out-full-disk", "synth", "--out mnt/ds --kind ellipsoid --n 2 --shape 32 32 32", "mnt", mount="full",
-        xfail=X_SYNTH.format(err="OSError ENOSPC (from nibabel's gzip writer)")),
+    Row("synth-out-read-only", "synth", "--out mnt/ds --kind ellipsoid --n 2 --shape 32 32 32", "mnt", mount="ro"),
+    Row("synth-out-full-disk", "synth", "--out mnt/ds --kind ellipsoid --n 2 --shape 32 32 32", "mnt", mount="full"),
     Row("synth-negative-shape", "synth", "--out ds --kind ellipsoid --n 2 --shape -5 32 32", "shape"),
     Row("synth-tiny-shape", "synth", "--out ds --kind ellipsoid --n 2 --shape 4 4 4", "shape"),
     Row("synth-interrupted", "synth", "--out ds --kind ellipsoid --n 2 --shape 32 32 32", "interrupted", hook="sigint_after_first_nifti",
-        code=130, xfail="00_core/03_synth: cli_errors turns only Exception into one line; Ctrl-C prints a KeyboardInterrupt "
-        "traceback (neuroseg_infer and neuroseg_download handle it themselves; it belongs in cli_errors, for all six)"),
+        code=130),
     Row("synth-zero-cases", "synth", "--out ds --kind ellipsoid --n 0 --shape 32 32 32", "n=0"),
     Row("synth-preview-parent-is-file", "synth", "--out ds --kind ellipsoid --n 2 --shape 32 32 32 --preview afile/p.png", "afile",
-        lambda w, fx: _w(w/"afile", b"x"), xfail="03_synth: --preview is written after the dataset; a preview path that "
-        "cannot be written gives a traceback (exit 1) and leaves the new dataset behind"),
+        lambda w, fx: _w(w/"afile", b"x")),
     # --- neuroseg_download (a local HTTP server on 127.0.0.1 serves the archives)
     Row("download-root-is-file", "download", "--root afile --url {url}/good.tar --quiet", "afile", lambda w, fx: _w(w/"afile", b"x")),
     Row("download-corrupt-archive", "download", "--root dl --url {url}/corrupt.tar --md5 {md5_corrupt} --quiet", "Task01_BrainTumour.tar"),
