@@ -483,17 +483,19 @@ def report_folder_name(report:str, # train or evaluate
                        parameters:dict, # given parameters (the template's defaults fill the rest)
                       ) -> str:
     "The run's name: the basename of `run_dir`, else of the config's train.out_dir."
+    return _run_dir(report, parameters).resolve().name or "run"
+
+def _run_dir(report:str, parameters:dict) -> Path:
+    "The run folder the parameters name (the template's defaults fill the rest), its config and overrides checked."
     p = {k: default for k, (_, default) in template_parameters(template_path(report)).items()} | parameters
-    _, run_dir = resolve_run(p["config"], p["overrides"], p.get("run_dir", ""))
-    return run_dir.resolve().name or "run"
+    return resolve_run(p["config"], p["overrides"], p.get("run_dir", ""))[1]
 
 # %% ../nbs/09_report.ipynb #9c1e2a04
 def check_report_inputs(report:str, # train or evaluate
                         parameters:dict, # given parameters (the template's defaults fill the rest)
                        ) -> Path:
     "Check what the template reads first (config, overrides, the training run folder) without a kernel; returns the run folder."
-    p = {k: default for k, (_, default) in template_parameters(template_path(report)).items()} | parameters
-    _, run_dir = resolve_run(p["config"], p["overrides"], p.get("run_dir", ""))
+    run_dir = _run_dir(report, parameters)
     return training_run_dir(run_dir) if report == "train" else run_dir
 
 # %% ../nbs/09_report.ipynb #3b4f6ad3
@@ -582,8 +584,8 @@ def render_report(report:str, # train or evaluate
     "Run the template and write `<out>/<name>/<report>.ipynb` and `.html` (and its extra pages); returns the HTML path."
     template, parameters = template_path(report), dict(parameters or {})
     check_writable(out)                          # a file in the way, a read-only folder, a full disk: before any work
-    check_report_inputs(report, parameters)      # config, overrides, run folder: here, not 15 s later in the kernel
-    dest = Path(out)/(name or report_folder_name(report, parameters))
+    run_dir = check_report_inputs(report, parameters)   # config, overrides, run folder: here, not 15 s later in the kernel
+    dest = Path(out)/(name or run_dir.resolve().name or "run")
     made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]   # innermost first
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-{report}-", dir=dest.parent))
