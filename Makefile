@@ -11,7 +11,7 @@ KERNEL := neuroseg
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_DATA := data/demo
 
-.PHONY: help install demo demo-real test test-all check-reports check-wheel real-data sync readme lab bench clean-demo
+.PHONY: help install demo demo-real test test-all check-reports check-wheel real-data sync readme lab bench gpu-check clean-demo
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -56,8 +56,7 @@ DEMO_RUN := runs/demo
 
 demo: $(STAMP)  ## synthetic data -> train -> infer on held-out cases -> evaluate -> HTML reports (CPU, minutes)
 	$(BIN)/neuroseg_synth --out $(DEMO_DATA) --kind brain --n 24 --spacing 2 --shape 96 112 80 --seed 0 --overwrite --preview reports/demo/data_preview.png
-	rm -rf $(DEMO_RUN)
-	$(BIN)/neuroseg_train --config configs/demo.yaml data.root=$(DEMO_DATA) train.out_dir=$(DEMO_RUN)
+	$(BIN)/neuroseg_train --config configs/demo.yaml --existing archive data.root=$(DEMO_DATA) train.out_dir=$(DEMO_RUN)
 	$(BIN)/neuroseg_infer --ckpt $(DEMO_RUN)/checkpoints/best.pt --input $(DEMO_DATA)/imagesTr --split $(DEMO_RUN)/split.json \
 	    --out $(DEMO_RUN)/predictions --save-entropy
 	$(BIN)/neuroseg_evaluate --pred $(DEMO_RUN)/predictions --ref $(DEMO_DATA)/labelsTr --split $(DEMO_RUN)/split.json \
@@ -83,8 +82,11 @@ lab: $(STAMP)  ## JupyterLab with the project's kernel
 	@$(BIN)/python -c "import jupyterlab" 2>/dev/null || $(BIN)/python -m pip install -q jupyterlab
 	$(BIN)/jupyter lab --notebook-dir=nbs
 
-bench: $(STAMP)  ## benchmarks against the original's MONAI pipeline (grows with the benchmark issue)
+bench: $(STAMP)  ## benchmarks against the original's MONAI pipeline (targets in nbs/design.ipynb)
 	$(BIN)/python tools/bench.py --wait 10
+
+gpu-check: $(STAMP)  ## on a lent GPU: cuda tests, the GPU bench (reports/bench/<gpu>.json), a short AMP training run and its report
+	$(BIN)/python tools/gpu_check.py
 
 clean-demo:  ## remove the demo data and runs
 	rm -rf $(DEMO_DATA) runs/demo reports/demo

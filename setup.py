@@ -17,6 +17,7 @@ py_versions = '3.10 3.11 3.12 3.13'.split()
 
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+export_requirements = shlex.split(cfg.get('export_requirements', ''))
 min_python = cfg['min_python']
 # Package data kept where the checkout has it (configs/, reports/) and installed inside the package, so that a wheel,
 # an sdist or a git URL gives a complete install: neuroseg.core.packaged_dir finds them there. New files in configs/
@@ -37,10 +38,11 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']) + list(package_data),
     package_dir={pkg: folder for pkg, (folder, _) in package_data.items()},
-    package_data={pkg: files for pkg, (_, files) in package_data.items()},
+    package_data={**{pkg: files for pkg, (_, files) in package_data.items()},
+                  cfg['lib_name']: ['models/*.pt', 'models/models.json']},   # shipped models (05c_pretrained)
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements + export_requirements, 'export': export_requirements},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

@@ -17,7 +17,8 @@ __all__ = ['NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'co
            'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError', 'check_writable',
            'remove_stale_temps', 'write_all', 'DataConfig', 'ModelConfig', 'TrainConfig', 'InferConfig',
            'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config', 'project_root',
-           'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything', 'get_device', 'environment_info']
+           'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything', 'get_device', 'environment_info',
+           'cpu_model', 'machine_record']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -218,7 +219,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     "The network and its output head."
-    name: str = _opt("unet", ["unet", "segresnet", "dynunet"], "network family")
+    name: str = _opt("unet", ["unet", "segresnet", "dynunet", "swinunetr", "mednext"], "network family")
     head: str = _opt("regions", ["regions", "softmax"], "3 sigmoid channels WT/TC/ET, or 4-class softmax")
     channels: list = _opt([16, 32, 64, 128, 256], help="feature channels per level (unet)")
     strides: list = _opt([2, 2, 2, 2], help="down-sampling strides between levels (unet)")
@@ -226,6 +227,7 @@ class ModelConfig:
     init_filters: int = _opt(16, help="filters of the first level (segresnet, dynunet)")
     dropout: float = _opt(0.0, help="dropout probability")
     deep_supervision: bool = _opt(False, help="extra loss on coarser decoder outputs (dynunet)")
+    feature_size: int = _opt(24, help="embedding size of the first stage, a multiple of 12 (swinunetr)")
 
 @dataclass
 class TrainConfig:
@@ -462,3 +464,24 @@ def environment_info() -> dict:
     return dict(python=platform.python_version(), torch=torch.__version__, monai=monai.__version__,
                 numpy=np.__version__, git_commit=commit or "unknown", platform=platform.platform(),
                 cpu_count=os.cpu_count(), gpu=gpu)
+
+# %% ../nbs/00_core.ipynb #76ecacee
+def cpu_model() -> str:
+    "The processor's model name (from /proc/cpuinfo on Linux), else what `platform` knows."
+    import platform
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"): return line.split(":", 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
+def machine_record() -> dict:
+    "This machine and process, for a run's record: `environment_info` and the host, time, CPU, memory, GPUs, CUDA, command line."
+    import socket, time, neuroseg
+    try: memory_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError): memory_gib = None   # not every OS names these
+    gpus = [dict(name=p.name, memory_gib=round(p.total_memory / 2**30, 1))
+            for p in map(torch.cuda.get_device_properties, range(torch.cuda.device_count()))] if torch.cuda.is_available() else []
+    return {**environment_info(), "neuroseg": neuroseg.__version__, "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": cpu_model(), "memory_gib": memory_gib,
+            "gpus": gpus, "cuda": torch.version.cuda, "command": [Path(sys.argv[0]).name, *sys.argv[1:]]}

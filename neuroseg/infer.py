@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_infer.ipynb #45057f19
 from __future__ import annotations
-import os, sys, math, time, resource, itertools, contextlib, dataclasses
+import os, sys, json, math, time, resource, itertools, contextlib, dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,19 +24,21 @@ from .labels import REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_reg
 from .data import open_nifti, grid_mismatch, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
 from .transforms import MSD_CHANNELS, deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
-from .checkpoint import model_from_checkpoint
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .export import load_onnx
 from .pretrained import resolve_checkpoint
 from .core import OutputError, check_writable, remove_stale_temps, write_all
 
 # %% auto #0
-__all__ = ['SPATIAL_FLIPS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'case_id', 'resolve_case', 'open_input', 'input_paths',
-           'check_headers', 'loading_steps', 'load_voxels', 'channel_sources', 'check_voxels', 'load_input',
-           'InferenceModel', 'load_inference_model', 'inference_config', 'flip_tta', 'network_probs', 'invert_to_input',
-           'region_masks', 'small_components', 'drop_small_components', 'replace_small_enhancing', 'Postprocess',
+__all__ = ['SPATIAL_FLIPS', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'case_id', 'resolve_case', 'open_input',
+           'input_paths', 'check_headers', 'loading_steps', 'load_voxels', 'channel_sources', 'check_voxels',
+           'load_input', 'InferenceModel', 'load_inference_model', 'inference_config', 'flip_tta', 'network_probs',
+           'invert_to_input', 'region_masks', 'small_components', 'drop_small_components', 'replace_small_enhancing',
+           'Postprocess', 'postprocess_from_dict', 'read_postprocess', 'model_postprocess', 'cli_postprocess',
            'shannon_entropy', 'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml', 'predict_probs',
-           'labels_from_probs', 'Prediction', 'predict', 'nifti_like', 'output_paths', 'check_not_inputs',
-           'check_outputs', 'save_prediction', 'predict_to_files', 'check_batch_out', 'is_batch', 'find_cases',
-           'predict_folder', 'infer_command']
+           'labels_from_probs', 'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble', 'read_ensemble',
+           'nifti_like', 'output_paths', 'check_not_inputs', 'check_outputs', 'save_prediction', 'predict_to_files',
+           'check_batch_out', 'is_batch', 'find_cases', 'predict_folder', 'infer_command']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
 def case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
@@ -158,6 +160,7 @@ class InferenceModel:
     cfg: Config  # the training config: preprocessing, network, patch size, inference defaults
     convention: str  # label convention of the training labels, e.g. "msd"
     source: str = "checkpoint"  # the checkpoint file, named in messages
+    postprocess: dict|None = None  # the checkpoint's own postprocessing decision (neuroseg_postprocess), applied by default
 
     @property
     def device(self) -> torch.device:
@@ -172,13 +175,18 @@ def _named(err:NeurosegError, source:str) -> NeurosegError:
 def load_inference_model(ckpt:str|Path|dict|InferenceModel, # checkpoint file, loaded checkpoint, or a ready model
                          device:str="auto", # auto, cpu, cuda or cuda:N
                         ) -> InferenceModel:
-    "The network, config and label convention of a checkpoint (loaded with `weights_only=True`)."
+    "The network, config and label convention of a checkpoint (loaded with `weights_only=True`), or of an ONNX export (run by ONNX Runtime)."
     if isinstance(ckpt, InferenceModel): return ckpt
+    if isinstance(ckpt, (list, tuple)): return load_ensemble(ckpt, device) if len(ckpt) > 1 else load_inference_model(ckpt[0], device)
     source = "checkpoint" if isinstance(ckpt, dict) else str(ckpt)
+    if source.endswith(".json"): return load_ensemble(read_ensemble(source), device)
+    if source.endswith(".onnx"):   # neuroseg_export's file: the network and everything around it
+        network, cfg, convention, postprocess = load_onnx(ckpt)
+        return InferenceModel(network, cfg, get_convention(convention).name, source, postprocess)
     try:
-        if not isinstance(ckpt, dict): ckpt = resolve_checkpoint(ckpt)   # a shipped model's name: its file, sha256 checked
-        model, cfg, convention = model_from_checkpoint(ckpt, get_device(device))
-        return InferenceModel(model, cfg, get_convention(convention).name, source)
+        if not isinstance(ckpt, dict): ckpt = load_checkpoint(resolve_checkpoint(ckpt))   # a shipped model's name: its file, sha256 checked
+        model, cfg, convention = model_from_checkpoint(ckpt, get_device(device), source)
+        return InferenceModel(model, cfg, get_convention(convention).name, source, ckpt.get("postprocess"))
     except NeurosegError as e: raise _named(e, source) from e
 
 # %% ../nbs/07_infer.ipynb #fea0c28d
@@ -250,19 +258,21 @@ def region_masks(probs:np.ndarray, # (K, X, Y, Z) probabilities
 # %% ../nbs/07_infer.ipynb #f703d395
 def small_components(mask:np.ndarray, # boolean mask (X, Y, Z)
                      min_voxels:int, # components with fewer voxels are small
+                     min_fraction:float=0.0, # and those smaller than this fraction of the largest (1: all but the largest)
                     ) -> np.ndarray:
-    "The voxels of `mask`'s 26-connected components that have fewer than `min_voxels` voxels."
-    if min_voxels <= 1 or not mask.any(): return np.zeros_like(mask)
+    "The voxels of `mask`'s 26-connected components smaller than `min_voxels`, or than `min_fraction` of the largest one."
+    if (min_voxels <= 1 and min_fraction <= 0) or not mask.any(): return np.zeros_like(mask)
     components, _ = scipy.ndimage.label(mask, structure=np.ones((3, 3, 3)))
     sizes = np.bincount(components.ravel())
-    return (sizes < min_voxels)[components] & mask
+    return (sizes < max(min_voxels, min_fraction * sizes[1:].max()))[components] & mask
 
 def drop_small_components(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
                           min_voxels:tuple, # minimum component size per region, in voxels (0: keep all)
+                          min_fractions:tuple=(0.0, 0.0, 0.0), # minimum size per region as a fraction of its largest component
                          ) -> np.ndarray:
-    "Region masks without their small components; a component dropped from a region leaves the regions inside it."
+    "Region masks without their small components; a component dropped from a region takes the regions inside it along."
     regions = regions.copy()
-    for i, size in enumerate(min_voxels): regions[i:] &= ~small_components(regions[i], int(size))
+    for i, (size, fraction) in enumerate(zip(min_voxels, min_fractions)): regions[i:] &= ~small_components(regions[i], int(size), fraction)
     return regions
 
 # %% ../nbs/07_infer.ipynb #8486ef5f
@@ -278,13 +288,19 @@ def replace_small_enhancing(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
 # %% ../nbs/07_infer.ipynb #c980fa85
 @dataclass
 class Postprocess:
-    "Optional postprocessing, off by default: small components dropped per region, small enhancing tumour to necrosis."
+    "Postprocessing rules (every one off by default): small components dropped per region, small enhancing tumour to necrosis."
     min_size_ml: tuple = (0.0, 0.0, 0.0)  # smallest component kept per region WT, TC, ET, in mL
     et_min_volume_ml: float = 0.0  # ET below this total volume becomes necrosis, in mL
+    min_fraction: tuple = (0.0, 0.0, 0.0)  # per region, components under this fraction of the largest are dropped (1: largest only)
 
     def __post_init__(self):
         "Refuse a negative (or NaN) size, naming the setting and its command-line option."
         if len(self.min_size_ml) != len(REGIONS): raise NeurosegError(f"min_size_ml: one size per region {', '.join(REGIONS)}, got {self.min_size_ml}")
+        self.min_size_ml = tuple(float(ml) for ml in self.min_size_ml)   # a list read from JSON compares equal to the tuple
+        if len(self.min_fraction) != len(REGIONS): raise NeurosegError(f"min_fraction: one fraction per region {', '.join(REGIONS)}, got {self.min_fraction}")
+        self.min_fraction = tuple(float(f) for f in self.min_fraction)
+        for region, f in zip(REGIONS, self.min_fraction):
+            if not 0 <= f <= 1: raise NeurosegError(f"--min-fraction-{region.lower()} (min_fraction of {region}): {f:g}; a fraction of the largest component is 0 to 1")
         for region, ml in zip(REGIONS, self.min_size_ml):
             if not ml >= 0: raise NeurosegError(f"--min-size-{region.lower()} (min_size_ml of {region}): {ml:g} mL; sizes must be 0 or more")
         if not self.et_min_volume_ml >= 0:
@@ -295,8 +311,41 @@ class Postprocess:
                 ) -> np.ndarray:
         "The postprocessed region masks (the input is left untouched)."
         voxels = lambda ml: int(np.ceil(ml / voxel_ml - 1e-9)) if ml > 0 else 0
-        regions = drop_small_components(regions, tuple(voxels(ml) for ml in self.min_size_ml))
+        regions = drop_small_components(regions, tuple(voxels(ml) for ml in self.min_size_ml), self.min_fraction)
         return replace_small_enhancing(regions, voxels(self.et_min_volume_ml))
+
+# %% ../nbs/07_infer.ipynb #1b7a9e45
+def postprocess_from_dict(d:dict|None, # `{"min_size_ml": [WT, TC, ET], "et_min_volume_ml": x}`
+                          source:str, # the file or checkpoint it came from, named in errors
+                         ) -> Postprocess:
+    "The `Postprocess` a decision (or a checkpoint) stores."
+    try: return Postprocess(tuple(d["min_size_ml"]), float(d["et_min_volume_ml"]), tuple(d.get("min_fraction", (0.0,) * len(REGIONS))))
+    except (KeyError, TypeError, ValueError) as e:
+        raise NeurosegError(f"{source}: not a postprocessing decision (needs min_size_ml with 3 sizes and et_min_volume_ml; {type(e).__name__}: {e})")
+
+def read_postprocess(path:str|Path, # a decision file written by `neuroseg_postprocess`
+                    ) -> Postprocess:
+    "The postprocessing of a decision file."
+    try: d = json.loads(Path(path).read_text())
+    except FileNotFoundError: raise NeurosegError(f"{path}: no such postprocessing decision file")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e: raise NeurosegError(f"{path}: not a postprocessing decision ({type(e).__name__}: {e})")
+    return postprocess_from_dict(d.get("postprocess") if isinstance(d, dict) else None, str(path))
+
+def model_postprocess(im:InferenceModel) -> Postprocess:
+    "The model's own postprocessing decision (a checkpoint's or an export's), or every rule off when it has none."
+    return postprocess_from_dict(im.postprocess, im.source) if im.postprocess else Postprocess()
+
+def cli_postprocess(choice:str, # --postprocess: model, none or a decision file
+                    sizes:tuple, # --min-size-wt/tc/et (None: not given)
+                    et_min_volume:float|None, # --et-min-volume (None: not given)
+                    fractions:tuple=(None,) * 3, # --min-fraction-wt/tc/et (None: not given)
+                   ) -> Postprocess|None:
+    "The command line's postprocessing; None means the checkpoint's own. Rules given by hand replace any decision."
+    given = lambda values: tuple(0.0 if v is None else v for v in values)
+    if any(v is not None for v in (*sizes, et_min_volume, *fractions)):
+        if choice != "model": raise NeurosegError(f"--postprocess {choice}: give a decision or rules by hand (--min-size-*, --min-fraction-*, --et-min-volume), not both")
+        return Postprocess(given(sizes), given([et_min_volume])[0], given(fractions))
+    return None if choice == "model" else Postprocess() if choice == "none" else read_postprocess(choice)
 
 # %% ../nbs/07_infer.ipynb #383f6e54
 def shannon_entropy(probs:np.ndarray|Tensor, # (K, *spatial) probabilities, channel first
@@ -392,19 +441,65 @@ def predict(image_or_case:str|Path|list|dict, # 4D NIfTI, BraTS case folder, 4 m
             overlap:float|None=None, # window overlap (None: the checkpoint's infer.overlap)
             sw_batch_size:int|None=None, # windows per forward pass (None: the checkpoint's)
             convention:str|None=None, # label convention of the output (None: the checkpoint's)
-            postprocess:Postprocess|None=None, # optional postprocessing (None: off)
+            postprocess:Postprocess|None=None, # None: the checkpoint's own decision, if any; `Postprocess()`: none
             device:str="auto", # auto, cpu, cuda or cuda:N (used when `ckpt` is not loaded yet)
            ) -> Prediction:
     "Segment one case: labels, probabilities and entropy on the input's own voxel grid."
     im = load_inference_model(ckpt, device)
     cfg = inference_config(im.cfg, roi_size, overlap, sw_batch_size, tta)
-    case, conv, post, timer = resolve_case(image_or_case), get_convention(convention or im.convention).name, postprocess or Postprocess(), StageTimer()
+    post = postprocess if postprocess is not None else model_postprocess(im)
+    case, conv, timer = resolve_case(image_or_case), get_convention(convention or im.convention).name, StageTimer()
     reference, probs = predict_probs(case, im, cfg, timer)
     with timer("labels"): labels = labels_from_probs(probs, cfg, conv, post, voxel_ml(reference))
     meta = dict(case_id=case["id"], inputs=input_paths(case), checkpoint=im.source, convention=conv, head=cfg.model.head,
                 roi_size=cfg.data.roi_size, overlap=cfg.infer.overlap, sw_batch_size=cfg.infer.sw_batch_size,
                 tta=cfg.infer.tta, postprocess=dataclasses.asdict(post))
     return Prediction(case["id"], labels, probs, reference, conv, cfg.model.head, timer.seconds, meta)
+
+# %% ../nbs/07_infer.ipynb #5d5982e2
+ENSEMBLE_KEYS = (("data", "modalities"), ("data", "spacing_mm"), ("model", "head"))   # what every member must share
+
+class EnsembleNetwork(nn.Module):
+    "Networks that segment as one: each runs on the batch in turn; the logits of their mean probability."
+    def __init__(self, members:list, # networks mapping (B, C, x, y, z) to logits
+                 head:str="regions", # model.head, shared by the members
+                ):
+        super().__init__()
+        self.members, self.head = nn.ModuleList(members), head
+
+    def forward(self, x:Tensor) -> Tensor:
+        mean = sum(probabilities(m(x), self.head) for m in self.members) / len(self.members)
+        return torch.logit(mean, eps=1e-7) if self.head == "regions" else mean.clamp_min(1e-7).log()   # softmax(log p) = p
+
+def _differences(a:InferenceModel, b:InferenceModel) -> list[str]:
+    "The settings of `ENSEMBLE_KEYS` (and the label convention) where two models differ."
+    diff = [f"{s}.{k}" for s, k in ENSEMBLE_KEYS if getattr(getattr(a.cfg, s), k) != getattr(getattr(b.cfg, s), k)]
+    return diff + (["label convention"] if a.convention != b.convention else [])
+
+def load_ensemble(specs:list, # checkpoints, shipped names or exports, two or more
+                  device:str="auto",
+                 ) -> InferenceModel:
+    "One `InferenceModel` averaging several: the first member's config (patch size, overlap) leads."
+    members = [load_inference_model(s, device) for s in specs]
+    first = members[0]
+    for m in members[1:]:
+        if (diff := _differences(first, m)): raise NeurosegError(f"{m.source}: cannot join an ensemble with {first.source}: they differ in {', '.join(diff)}")
+        try: inference_config(m.cfg, roi_size=first.cfg.data.roi_size)   # the leader's windows must fit this network too
+        except NeurosegError as e: raise NeurosegError(f"{m.source}: {e}") from e
+    same_post = all(m.postprocess == first.postprocess for m in members)   # members that disagree leave the choice to the caller
+    return InferenceModel(EnsembleNetwork([m.model for m in members], first.cfg.model.head), first.cfg, first.convention,
+                          " + ".join(m.source for m in members), first.postprocess if same_post else None)
+
+def read_ensemble(path:str|Path, # JSON: {"members": [paths relative to the file, or pretrained:<name>]}
+                 ) -> list:
+    "The members an ensemble file names."
+    path = Path(path)
+    try: members = json.loads(path.read_text())["members"]
+    except FileNotFoundError: raise NeurosegError(f"{path}: no such ensemble file")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise NeurosegError(f"{path}: not an ensemble file ({type(e).__name__}: {e}); write {{\"members\": [\"fold0.pt\", ...]}}")
+    if not isinstance(members, list) or len(members) < 2: raise NeurosegError(f"{path}: an ensemble needs at least two members")
+    return [m if str(m).startswith("pretrained:") else str(path.parent/m) for m in members]
 
 # %% ../nbs/07_infer.ipynb #21093f51
 def nifti_like(data:np.ndarray, # (X, Y, Z) or (X, Y, Z, K)
@@ -597,7 +692,7 @@ def _run_batch(folder:str, ckpt:str, out:str, **kwargs) -> int:
 
 # %% ../nbs/07_infer.ipynb #34542eeb
 @cli_errors
-def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), or a shipped model: pretrained:<name>", str, required=True)=None,
+def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), a shipped model (pretrained:<name>), an export of neuroseg_export (.onnx); several, or an ensemble file (.json), average their probabilities", str, required=True, nargs="+")=None,
                   out:Param("output: a .nii.gz file (one case), or a folder (<case id>.nii.gz per case)", str, required=True)=None,
                   input:Param("a 4D NIfTI (MSD), a BraTS 2021/2023 case folder, or a folder of cases (batch)", str)=None,
                   flair:Param("FLAIR file (with --t1 --t1gd --t2, instead of --input)", str)=None,
@@ -612,10 +707,14 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), or a s
                   save_probs:Param("also write <name>_probs.nii.gz (float32, one volume per region or class)", store_true)=False,
                   save_entropy:Param("also write <name>_entropy.nii.gz (Shannon entropy in bits)", store_true)=False,
                   overwrite:Param("replace existing outputs", store_true)=False,
-                  min_size_wt:Param("drop whole-tumour components smaller than this, in mL", float)=0.0,
-                  min_size_tc:Param("drop tumour-core components smaller than this, in mL", float)=0.0,
-                  min_size_et:Param("drop enhancing-tumour components smaller than this, in mL", float)=0.0,
-                  et_min_volume:Param("enhancing tumour below this total volume (mL) becomes necrosis", float)=0.0,
+                  postprocess:Param("model (the checkpoint's own decision; none when it has none), none, or a decision file of neuroseg_postprocess", str)="model",
+                  min_size_wt:Param("drop whole-tumour components smaller than this, in mL (rules given by hand replace --postprocess)", float)=None,
+                  min_size_tc:Param("drop tumour-core components smaller than this, in mL", float)=None,
+                  min_size_et:Param("drop enhancing-tumour components smaller than this, in mL", float)=None,
+                  et_min_volume:Param("enhancing tumour below this total volume (mL) becomes necrosis", float)=None,
+                  min_fraction_wt:Param("drop whole-tumour components under this fraction of the largest (1: keep the largest only)", float)=None,
+                  min_fraction_tc:Param("drop tumour-core components under this fraction of the largest", float)=None,
+                  min_fraction_et:Param("drop enhancing-tumour components under this fraction of the largest", float)=None,
                   device:Param("auto, cpu, cuda or cuda:N", str)="auto",
                   split:Param("batch: only the cases of one subset of this split file (written by neuroseg_train)", str)=None,
                   subset:Param("which subset of --split", str, choices=list(SUBSETS))="test",
@@ -625,7 +724,8 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), or a s
     source = _cli_input(input, flair, t1, t1gd, t2)
     files = dict(save_probs=save_probs, save_entropy=save_entropy, overwrite=overwrite)
     settings = dict(tta=tta or None, roi_size=roi, overlap=overlap, sw_batch_size=sw_batch_size, convention=convention,
-                    postprocess=Postprocess((min_size_wt, min_size_tc, min_size_et), et_min_volume))
+                    postprocess=cli_postprocess(postprocess, (min_size_wt, min_size_tc, min_size_et), et_min_volume,
+                                                (min_fraction_wt, min_fraction_tc, min_fraction_et)))
     if isinstance(source, str) and is_batch(source):
         cases = split_subset_ids(split, subset, fold) if split else None
         return _run_batch(source, ckpt, out, device=device, cases=cases, **files, **settings)

@@ -16,12 +16,15 @@ from monai.utils import TransformBackends, convert_to_dst_type
 from .core import NeurosegError
 
 # %% auto #0
-__all__ = ['REGIONS', 'CLASSES', 'CONVENTIONS', 'LabelConvention', 'get_convention', 'detect_convention', 'check_labels',
-           'labels_to_regions', 'regions_to_labels', 'convert_labels', 'labels_to_classes', 'classes_to_labels',
-           'LabelsToRegions', 'LabelsToClasses', 'LabelsToRegionsd', 'LabelsToClassesd']
+__all__ = ['REGIONS', 'REGION_NAMES', 'REGION_COLOURS', 'CLASSES', 'CONVENTIONS', 'LabelConvention', 'get_convention',
+           'detect_convention', 'check_labels', 'labels_to_regions', 'regions_to_labels', 'convert_labels',
+           'labels_to_classes', 'classes_to_labels', 'LabelsToRegions', 'LabelsToClasses', 'LabelsToRegionsd',
+           'LabelsToClassesd']
 
 # %% ../nbs/01_labels.ipynb #9acd42cc
 REGIONS = ("WT", "TC", "ET")  # whole tumour, tumour core, enhancing tumour: each inside the previous
+REGION_NAMES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour"}
+REGION_COLOURS = {"WT": "#F0E442", "TC": "#D55E00", "ET": "#0072B2"}  # Okabe-Ito yellow, vermillion, blue: one colour per region in every figure
 CLASSES = ("background", "edema", "non-enhancing/necrotic core", "enhancing tumour")  # softmax head order (MSD)
 
 # %% ../nbs/01_labels.ipynb #251c7cf7

@@ -9,15 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.nn.modules.loss import _Loss
-from monai.networks.nets import UNet, SegResNet, DynUNet
+from monai.networks.nets import UNet, SegResNet, DynUNet, SwinUNETR, MedNeXt
 from monai.losses import DiceLoss, DiceCELoss, DeepSupervisionLoss
 from monai.inferers import sliding_window_inference
 from .core import Config, NeurosegError, load_config
 
 # %% auto #0
-__all__ = ['HEAD_CHANNELS', 'SEGRESNET_BLOCKS_DOWN', 'SEGRESNET_BLOCKS_UP', 'NETWORKS', 'out_channels', 'dynunet_plan',
-           'total_stride', 'check_roi', 'build_model', 'count_parameters', 'DiceBCELoss', 'SegmentationLoss',
-           'build_loss', 'probabilities', 'predict_labels', 'amp_dtype', 'autocast', 'predict_volume']
+__all__ = ['HEAD_CHANNELS', 'SEGRESNET_BLOCKS_DOWN', 'SEGRESNET_BLOCKS_UP', 'MEDNEXT_BLOCKS', 'NETWORKS', 'out_channels',
+           'dynunet_plan', 'total_stride', 'check_roi', 'build_model', 'count_parameters', 'DiceBCELoss',
+           'SegmentationLoss', 'build_loss', 'probabilities', 'predict_labels', 'amp_dtype', 'autocast',
+           'predict_volume']
 
 # %% ../nbs/04_model.ipynb #a4ffe66e
 HEAD_CHANNELS = {"regions": 3, "softmax": 4}
@@ -47,12 +48,15 @@ def dynunet_plan(roi_size:list, # patch size in voxels, (x, y, z)
 
 # %% ../nbs/04_model.ipynb #b0ab33a1
 SEGRESNET_BLOCKS_DOWN, SEGRESNET_BLOCKS_UP = (1, 2, 2, 4), (1, 1, 1)
+MEDNEXT_BLOCKS = (2, 2, 2, 2)   # MedNeXt-S: two blocks per encoder and decoder level, four down-samplings
 
 def total_stride(cfg:Config) -> list[int]:
     "Down-sampling factor from input to bottleneck along each axis, for `cfg.model.name`."
     m = cfg.model
     if m.name == "unet": return [math.prod(m.strides)] * 3
     if m.name == "segresnet": return [2 ** (len(SEGRESNET_BLOCKS_DOWN) - 1)] * 3
+    if m.name == "swinunetr": return [32] * 3   # a 2x patch embedding, then four patch mergings
+    if m.name == "mednext": return [2 ** len(MEDNEXT_BLOCKS)] * 3
     _, strides = dynunet_plan(cfg.data.roi_size, cfg.data.spacing_mm)
     return [math.prod(axis) for axis in zip(*strides)]
 
@@ -91,7 +95,20 @@ def _dynunet(cfg:Config, in_channels:int, out_channels:int) -> nn.Module:
                    deep_supr_num=max(1, len(strides) - 3))
 
 # %% ../nbs/04_model.ipynb #0d0e91ea
-NETWORKS = {"unet": _unet, "segresnet": _segresnet, "dynunet": _dynunet}
+def _swinunetr(cfg:Config, in_channels:int, out_channels:int) -> nn.Module:
+    "MONAI's SwinUNETR (Hatamizadeh et al. 2022, BraTS 2021) with `model.feature_size`; window attention on 7^3 windows."
+    if cfg.model.feature_size % 12: raise NeurosegError(f"model.feature_size: {cfg.model.feature_size} is not a multiple of 12, as swinunetr needs")
+    if min(cfg.data.roi_size) < 64:   # its deepest features are normalised per instance, which needs more than one voxel
+        raise NeurosegError(f"data.roi_size: {list(cfg.data.roi_size)} is too small for swinunetr, which needs at least 64 voxels per axis")
+    return SwinUNETR(in_channels=in_channels, out_channels=out_channels, feature_size=cfg.model.feature_size,
+                     drop_rate=cfg.model.dropout, spatial_dims=3)
+
+def _mednext(cfg:Config, in_channels:int, out_channels:int) -> nn.Module:
+    "MONAI's MedNeXt-S (Roy et al. 2023, the BraTS 2024 winners' network) with 3^3 kernels and `model.init_filters` filters."
+    return MedNeXt(3, init_filters=cfg.model.init_filters, in_channels=in_channels, out_channels=out_channels, kernel_size=3,
+                   blocks_down=MEDNEXT_BLOCKS, blocks_bottleneck=2, blocks_up=MEDNEXT_BLOCKS, use_residual_connection=True)
+
+NETWORKS = {"unet": _unet, "segresnet": _segresnet, "dynunet": _dynunet, "swinunetr": _swinunetr, "mednext": _mednext}
 
 def build_model(cfg:Config) -> nn.Module:
     "The network of `cfg.model` for `cfg.data.modalities` in and the head's channels out."

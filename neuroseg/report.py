@@ -16,14 +16,15 @@ from fastcore.script import Param
 from . import __version__
 from .core import (Config, NeurosegError, cli_errors, console_script, load_config, find_config, packaged_dir, environment_info,
                            write_text_atomic)
-from .labels import REGIONS
+from .labels import REGIONS, REGION_COLOURS
 from .data import read_dataset, split_cases, open_nifti
 from .checkpoint import load_checkpoint, config_from_checkpoint
-from .tracking import offline_run_dirs, read_offline_environment
+from .tracking import offline_run_dirs
+from .train import ENVIRONMENT_FILE
 from .metrics import METRICS, find_label_files, format_summary
 from .core import check_writable
 from .infer import predict, output_paths
-from .xai import (REGION_COLOURS, plot_multiplanar, tumour_mesh_figure, save_mesh_html, offline_html,
+from .xai import (plot_multiplanar, tumour_mesh_figure, save_mesh_html, offline_html,
                           entropy_figure, read_entropy, uncertain_band_width_mm)
 
 # %% auto #0
@@ -218,31 +219,31 @@ def timing_table(run:TrainingRun) -> HTML:
     return HTML(table_html(timing_rows(run.history, run.summary)))
 
 # %% ../nbs/09_report.ipynb #194b4c1d
-def training_environment(run_dir:str|Path, # a training run folder (or its W&B folder)
+def training_environment(run_dir:str|Path, # a training run folder
                         ) -> dict:
-    "The W&B environment record of the run's latest W&B run, merged; empty without a W&B run."
-    return read_offline_environment(run_dir) if offline_run_dirs(run_dir) else {}
+    "The machine of the run's latest start or resume, from its `environment.json`; empty when there is none."
+    sessions = (read_json(Path(run_dir)/ENVIRONMENT_FILE) or {}).get("sessions") or []
+    return {**(sessions[-1] if sessions else {}), "sessions": len(sessions)}
 
 def _gpus(env:dict) -> str:
-    "GPU names and memory from a W&B environment record."
-    gpus = [f"{g.get('name', 'GPU')} ({int(g.get('memory_total', 0)) / 2**30:.0f} GiB)" for g in env.get("gpu_nvidia", [])]
-    return ", ".join(gpus) or (f"{env['gpu_count']} x {env.get('gpu_type', 'GPU')}" if env.get("gpu_count") else "none")
+    "GPU names and memory of an environment record."
+    return ", ".join(f"{g.get('name', 'GPU')} ({g.get('memory_gib', 0):.0f} GiB)" for g in env.get("gpus", [])) or "none"
 
 def hardware_rows(env:dict, # from `training_environment`
                  ) -> list:
     "Host, OS, Python, CPU, memory, GPUs, CUDA, git commit and command line of the training machine."
-    cpu = f"{env.get('cpu', {}).get('model', '?')}, {env.get('cpu_count', '?')} cores ({env.get('cpu_count_logical', '?')} logical)"
-    memory = f"{int(env['memory']['total']) / 2**30:.1f} GiB" if "memory" in env else "?"
-    command = " ".join([Path(env.get("program", "?")).name, *env.get("args", [])])
-    rows = [("host", env.get("host", "?")), ("started", env.get("started_at", "?")), ("OS", env.get("os", "?")),
-            ("Python", env.get("python", "?")), ("CPU", cpu), ("memory", memory), ("GPUs", _gpus(env)),
-            ("CUDA", env.get("cuda_version", "none")), ("git commit", env.get("git", {}).get("commit", "?")), ("command", command)]
+    memory = f"{env['memory_gib']:.1f} GiB" if env.get("memory_gib") else "?"
+    rows = [("host", env.get("host", "?")), ("started", env.get("started", "?")), ("OS", env.get("platform", "?")),
+            ("Python", env.get("python", "?")), ("torch, MONAI, neuroseg", f"{env.get('torch', '?')}, {env.get('monai', '?')}, {env.get('neuroseg', '?')}"),
+            ("CPU", f"{env.get('cpu', '?')}, {env.get('cpu_count', '?')} cores"), ("memory", memory), ("GPUs", _gpus(env)),
+            ("CUDA", env.get("cuda") or "none"), ("git commit", env.get("git_commit", "?")), ("command", " ".join(env.get("command", ["?"]))),
+            ("starts and resumes", env.get("sessions", "?"))]
     return [dict(item=k, value=v) for k, v in rows]
 
 def hardware_table(run:TrainingRun) -> HTML:
-    "The training machine, from the run's W&B log."
-    env = training_environment(Path(run.cfg.tracking.dir or run.run_dir))
-    if not env: return HTML("<p>Not recorded: the run has no W&B log (tracking.mode was disabled).</p>")
+    "The training machine of the run's latest start or resume."
+    env = training_environment(run.run_dir)
+    if not env.get("sessions"): return HTML(f"<p>Not recorded: the run folder has no {ENVIRONMENT_FILE} (a run of neuroseg before 0.3).</p>")
     return HTML(table_html(hardware_rows(env)))
 
 # %% ../nbs/09_report.ipynb #e2a3a82c

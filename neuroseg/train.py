@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #182761bb
 from __future__ import annotations
-import os, sys, math, time, shlex, shutil, signal, threading, itertools, contextlib, datetime
+import os, sys, json, math, time, shlex, shutil, signal, threading, itertools, contextlib, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -17,12 +17,13 @@ from torch.utils.data import DataLoader, DistributedSampler, ConcatDataset
 from fastcore.script import Param
 from tqdm import tqdm
 import matplotlib.pyplot as plt
+from matplotlib.colors import to_rgb
 from monai.data.utils import set_rnd
 from monai.metrics import compute_dice
 import neuroseg
 from .core import (NeurosegError, Config, cli_errors, console_script, load_config, find_config, seed_everything, get_device,
-                           write_json_atomic)
-from .labels import REGIONS, labels_to_regions, classes_to_labels
+                           write_json_atomic, machine_record)
+from .labels import REGIONS, REGION_COLOURS, labels_to_regions, classes_to_labels
 from .data import read_dataset, split_for_config, split_cases
 from .download import MSD_TASK, is_task_folder, ensure_msd
 from .transforms import make_dataset, make_loader, fill_disk_cache, preprocess_workers, train_transforms, val_transforms
@@ -35,13 +36,14 @@ from .pretrained import resolve_checkpoint
 from .core import OutputError, check_writable, remove_stale_temps
 
 # %% auto #0
-__all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'RUN_FILES', 'lr_factor', 'make_scheduler', 'DistInfo', 'init_distributed',
-           'epoch_seed', 'seed_epoch', 'ensure_data', 'build_data', 'real_datasets', 'synth_dataset',
-           'synthetic_datasets', 'TrainState', 'new_state', 'checkpoint_state', 'restore_state', 'StopOnSignal',
-           'TrainingInterrupted', 'Run', 'train_step', 'sync_step', 'epoch_batches', 'train_epoch', 'epoch_summary',
-           'epoch_line', 'plot_history', 'to_regions', 'validate', 'overlay_image', 'save_run_checkpoints',
-           'update_best', 'end_epoch', 'resume_checkpoint', 'check_resumable', 'holds_run', 'clean_stale_temps',
-           'make_room', 'init_weights', 'setup_run', 'fit', 'train', 'resume_command', 'neuroseg_train']
+__all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'RUN_FILES', 'ENVIRONMENT_FILE', 'lr_factor', 'make_scheduler', 'DistInfo',
+           'init_distributed', 'epoch_seed', 'seed_epoch', 'ensure_data', 'build_data', 'real_datasets',
+           'synth_dataset', 'synthetic_datasets', 'TrainState', 'new_state', 'checkpoint_state', 'restore_state',
+           'StopOnSignal', 'TrainingInterrupted', 'Run', 'train_step', 'sync_step', 'epoch_batches', 'train_epoch',
+           'epoch_summary', 'epoch_line', 'plot_history', 'to_regions', 'validate', 'overlay_image',
+           'save_run_checkpoints', 'update_best', 'end_epoch', 'resume_checkpoint', 'check_resumable', 'holds_run',
+           'clean_stale_temps', 'make_room', 'init_weights', 'record_environment', 'setup_run', 'fit', 'train',
+           'resume_command', 'neuroseg_train']
 
 # %% ../nbs/06_train.ipynb #6bf50fbf
 def lr_factor(step:int, # optimiser steps done so far
@@ -418,7 +420,7 @@ def validate(model:nn.Module, # the bare network
     return {**{f"dice_{r}": d for r, d in zip(REGIONS, dice)}, "dice_mean": float(np.mean(dice))}, first
 
 # %% ../nbs/06_train.ipynb #baca275e
-_REGION_RGB = np.array([[244, 208, 63], [52, 152, 219], [231, 76, 60]], np.float32)   # WT, TC, ET
+_REGION_RGB = 255 * np.array([to_rgb(REGION_COLOURS[r]) for r in REGIONS], np.float32)   # the figures' palette (01_labels)
 
 def _tint(grey:np.ndarray, regions:np.ndarray, alpha:float=0.5) -> np.ndarray:
     "An RGB image: `grey` (H, W) in 0..1 with each region of (3, H, W) blended in its colour, inner regions last."
@@ -585,6 +587,19 @@ def _start_tracking(run:Run, ts:TrainState, split_file:str, resumed:bool):
     ts.wandb_run_id = run.tracker.run_id or ts.wandb_run_id
     if run.di.main and not resumed: run.tracker.log_file(split_file)
 
+ENVIRONMENT_FILE = "environment.json"   # in the run folder: the machine of every start and resume
+
+def record_environment(out_dir:str|Path, # the run folder
+                       resumed:bool, # a resume (else a new run)
+                       step:int, # the step it starts from
+                      ) -> Path:
+    "Add this machine and process (`machine_record`) to the run's environment file, one entry per start or resume."
+    path = Path(out_dir)/ENVIRONMENT_FILE
+    try: sessions = json.loads(path.read_text())["sessions"] if path.is_file() else []
+    except (json.JSONDecodeError, KeyError, TypeError): sessions = []   # a damaged record is rewritten, never a reason to stop training
+    write_json_atomic(path, dict(sessions=[*sessions, machine_record() | dict(resumed=resumed, step=step)]))
+    return path
+
 def setup_run(cfg:Config, di:DistInfo, resume:str|None=None) -> tuple[Run, TrainState]:
     "Everything a run needs, restored from a checkpoint when `resume` is given."
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -597,7 +612,7 @@ def setup_run(cfg:Config, di:DistInfo, resume:str|None=None) -> tuple[Run, Train
     run = Run(cfg, di, _wrap(ts.model, di), build_loss(cfg), train_dl, val_dl, convention, steps,
               amp_dtype(cfg.train.amp, di.device), Path(cfg.train.out_dir))
     _start_tracking(run, ts, split["file"], resumed=ckpt is not None)
-    if di.main: print(_banner(run, ts, source), file=sys.stderr)
+    if di.main: record_environment(run.out_dir, ckpt is not None, ts.step); print(_banner(run, ts, source), file=sys.stderr)
     if ckpt: set_rng_state(ckpt["rng"])
     return run, ts
 

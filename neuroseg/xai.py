@@ -19,23 +19,21 @@ from matplotlib import patheffects
 import plotly.graph_objects as go
 from IPython.display import HTML
 from .core import NeurosegError, atomic_path
-from .labels import REGIONS, CLASSES, labels_to_regions
+from .labels import REGIONS, REGION_NAMES, REGION_COLOURS, CLASSES, labels_to_regions
 from .data import open_nifti
 from .metrics import foreground_bbox
 
 # %% auto #0
-__all__ = ['REGION_COLOURS', 'REGION_NAMES', 'ERROR_COLOURS', 'ERROR_NAMES', 'BRAIN_COLOUR', 'PLANES', 'region_label',
-           'enable_inline_figures', 'read_volume', 'read_regions', 'as_regions', 'region_volumes_cm3', 'to_canonical',
-           'PlanarSlice', 'extract_slice', 'tumour_centre_mm', 'centre_voxel', 'display_range', 'draw_letters',
-           'draw_masks', 'draw_image', 'region_legend', 'CanonicalCase', 'canonical_case', 'panel_title',
-           'plot_multiplanar', 'error_masks', 'error_legend', 'plot_errors', 'save_figure', 'region_mesh', 'brain_mesh',
-           'mesh_trace', 'tumour_mesh_figure', 'save_mesh_html', 'offline_html', 'export_mesh', 'draw_entropy',
-           'read_entropy', 'boundary_legend', 'entropy_figure', 'boundary_area_mm2', 'boundary_distance_mm',
-           'uncertain_band_mm3', 'uncertain_band_width_mm']
+__all__ = ['ERROR_COLOURS', 'ERROR_NAMES', 'BRAIN_COLOUR', 'PLANES', 'region_label', 'enable_inline_figures', 'read_volume',
+           'read_regions', 'as_regions', 'region_volumes_cm3', 'to_canonical', 'PlanarSlice', 'extract_slice',
+           'tumour_centre_mm', 'centre_voxel', 'display_range', 'draw_letters', 'draw_masks', 'draw_image',
+           'region_legend', 'CanonicalCase', 'canonical_case', 'panel_title', 'plot_multiplanar', 'error_masks',
+           'error_legend', 'plot_errors', 'save_figure', 'region_mesh', 'brain_mesh', 'mesh_trace',
+           'tumour_mesh_figure', 'save_mesh_html', 'offline_html', 'export_mesh', 'draw_entropy', 'read_entropy',
+           'boundary_legend', 'entropy_figure', 'boundary_area_mm2', 'boundary_distance_mm', 'uncertain_band_mm3',
+           'uncertain_band_width_mm']
 
 # %% ../nbs/08_xai.ipynb #324a2089
-REGION_COLOURS = {"WT": "#F0E442", "TC": "#D55E00", "ET": "#0072B2"}  # Okabe-Ito yellow, vermillion, blue
-REGION_NAMES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour"}
 ERROR_COLOURS = {"TP": "#009E73", "FP": "#CC79A7", "FN": "#56B4E9"}  # Okabe-Ito bluish green, reddish purple, sky blue
 ERROR_NAMES = {"TP": "true positive", "FP": "false positive", "FN": "false negative"}
 BRAIN_COLOUR = "#BBBBBB"

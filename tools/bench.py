@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(work_dir=".cache/neuroseg/bench-tiny", n_cases=4, shape=[48, 40, 32], train_roi=[32, 32, 32], num_workers=0,
             warmup_steps=1, train_steps=2, floor_steps=1, weights_steps=2, weights_roi=[32, 32, 32], metrics_repeats=1,
-            preprocess_cases=2)
+            preprocess_cases=2, scaling_shapes=[[32, 32, 24], [48, 40, 32]])
 
 def parameters(args) -> dict:
     "The template's parameters: the device, the tiny sizes with --tiny, the output folder, and each -p NAME VALUE."
@@ -37,8 +37,8 @@ def wait_for_quiet(minutes:float, below:float=1.5):
     deadline = time.time() + 60 * minutes
     while os.getloadavg()[0] >= below and time.time() < deadline: time.sleep(15)
 
-COMPARISONS = {"inference", "training", "metrics", "preprocessing", "compute floor"}
-TARGETS = 6   # the issue's: inference time and grid, patches/s, data wait, metrics time, the floor
+COMPARISONS = {"inference", "training", "metrics", "preprocessing", "compute floor", "engines", "scale"}
+TARGETS = 10   # inference time and grid, patches/s, data wait, metrics time, the floor; engines: network stage, equal labels, TTA, against the original
 
 def output_problems(results:Path, page:Path) -> list:
     "What is missing or wrong in a benchmark's JSON and HTML (their numbers are not judged)."

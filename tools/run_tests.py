@@ -95,6 +95,12 @@ def run_bench_template() -> list[tuple[str, bool, float]]:
         ok = subprocess.run(cmd, cwd=ROOT).returncode == 0
     return [("benchmark template (tiny)", ok, time.time() - start)]
 
+def run_gpu_check_dry() -> list[tuple[str, bool, float]]:
+    "`make gpu-check`'s steps, checked without a GPU (`tools/gpu_check.py --dry-run`)."
+    start = time.time()
+    ok = subprocess.run([sys.executable, str(ROOT/"tools"/"gpu_check.py"), "--dry-run"], cwd=ROOT).returncode == 0
+    return [("gpu-check steps (dry run)", ok, time.time() - start)]
+
 def run_wheel_check() -> list[tuple[str, bool, float]]:
     "Build the wheel, install it into a fresh venv outside the checkout and run the console scripts (tools/check_wheel.py)."
     start = time.time()
@@ -119,7 +125,7 @@ def main():
     files = notebooks(args.only)
     flags = " ".join([args.flags, real_data_flag(files, fetch=not args.no_fetch)])
     results += run_notebooks(files, flags, args.workers)
-    if not args.only: results += run_templates() + run_fault_suite() + run_tutorials() + run_bench_template()
+    if not args.only: results += run_templates() + run_fault_suite() + run_tutorials() + run_bench_template() + run_gpu_check_dry()
     if not args.only and not args.no_wheel: results += run_wheel_check()
     for name, ok, secs in results: print(f"{'ok  ' if ok else 'FAIL'} {name:45s} {secs:6.1f} s")
     n_ok = sum(ok for _, ok, _ in results)

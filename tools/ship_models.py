@@ -1,0 +1,90 @@
+"""Make a shipped model from a finished training run: choose its postprocessing on cases it never trained on, score
+it on the real cases it never saw, and write it into neuroseg/models with its model card (the registry entry).
+
+    python tools/ship_models.py brats --ckpt runs/brats-finetune/checkpoints/last.pt
+    python tools/ship_models.py synth --ckpt runs/brats-synth/checkpoints/last.pt
+
+- `brats` (trained on real cases): the postprocessing is chosen on the validation fold of configs/brats-real-split.json
+  (fold 0: two real cases the model validated on but never trained on); it is scored on the held-out test cases.
+- `synth` (trained on synthetic brains only): the postprocessing is chosen on 8 fresh synthetic brains (a seed no
+  training epoch used), so no real case informs any of its choices; it is scored on all 15 real cases.
+
+Everything runs through neuroseg's own commands (neuroseg_infer, neuroseg_postprocess, tools/score_real.py) and lands in
+runs/ship-<name>/; the checkpoint is written last, with its sha256, so an interrupted run ships nothing.
+"""
+import argparse, json, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT/"tools"))
+from real_data import find_real_data
+
+SPLIT = ROOT/"configs"/"brats-real-split.json"
+SYNTH_SEED = 987654   # the synthetic brains that choose pretrained:synth's postprocessing (no training epoch's seed)
+
+def run(*args):
+    "Run a command, echo it, stop on failure."
+    print("$", " ".join(map(str, args)), flush=True)
+    subprocess.run([str(a) for a in args], check=True)
+
+def choose_postprocess(name:str, ckpt:str, data:Path, work:Path) -> Path:
+    "The decision file of `neuroseg_postprocess` on cases `ckpt` never trained on."
+    if name == "brats":
+        b21 = data/"brats2021"
+        run(BIN/"neuroseg_infer", "--ckpt", ckpt, "--input", b21, "--split", SPLIT, "--subset", "val", "--fold", "0",
+            "--postprocess", "none", "--convention", "brats2021", "--out", work/"val-pred")
+        run(BIN/"neuroseg_postprocess", "--pred", work/"val-pred", "--ref", b21, "--split", SPLIT, "--subset", "val", "--fold", "0",
+            "--convention", "brats2021", "--out", work/"postprocess.json")
+    else:
+        run(BIN/"neuroseg_synth", "--out", work/"synth-val", "--kind", "brain", "--n", "8", "--spacing", "1.5", "--seed", SYNTH_SEED)
+        run(BIN/"neuroseg_infer", "--ckpt", ckpt, "--input", work/"synth-val"/"imagesTr", "--postprocess", "none", "--convention", "msd",
+            "--out", work/"val-pred")
+        run(BIN/"neuroseg_postprocess", "--pred", work/"val-pred", "--ref", work/"synth-val"/"labelsTr", "--convention", "msd",
+            "--out", work/"postprocess.json")
+    return work/"postprocess.json"
+
+CARDS = {
+    "brats": dict(description="UNet (MONAI, 5 levels 16-256, 2 residual units), sigmoid WT/TC/ET, 1.5 mm, 64^3 patches; trained on 8 real "
+                              "BraTS 2018/2021 cases on a 2-core CPU (configs/brats-real.yaml, then configs/brats-finetune.yaml)",
+                  data="8 training cases of configs/brats-real-split.json (folds 1-4); fold 0 (2 cases) validated, too few to choose postprocessing from (07a), so it has none",
+                  commands=["neuroseg_train --config brats-real data.root=<real>/brats2021 train.out_dir=runs/brats-real",
+                            "neuroseg_train --config brats-finetune data.root=<real>/brats2021",
+                            "python tools/ship_models.py brats --ckpt runs/brats-finetune/checkpoints/last.pt"],
+                  cases="heldout"),
+    "synth": dict(description="UNet (MONAI, 5 levels 16-256, 2 residual units), sigmoid WT/TC/ET, 1.5 mm, 64^3 patches; trained on synthetic "
+                              "brains only (03_synth: MNI152 anatomy, gliomas, domain randomisation), never a real voxel",
+                  data="1500 steps of fresh synthetic brains, 50 per epoch (configs/brats-synth.yaml); postprocessing chosen on 8 other synthetic brains",
+                  commands=["neuroseg_train --config brats-synth train.out_dir=runs/brats-synth",
+                            "python tools/ship_models.py synth --ckpt runs/brats-synth/checkpoints/last.pt"],
+                  cases="all")}
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", choices=list(CARDS))
+    ap.add_argument("--ckpt", required=True, help="the run's checkpoint")
+    a = ap.parse_args(argv)
+    if (data := find_real_data(quiet=True)) is None: sys.exit("ship_models: no real BraTS cases found (python tools/real_data.py --fetch)")
+    work = ROOT/"runs"/f"ship-{a.name}"
+    if work.exists(): sys.exit(f"ship_models: {work} exists; move it aside first")
+    card = dict(CARDS[a.name])
+    decision = json.loads(choose_postprocess(a.name, a.ckpt, data, work).read_text())
+    run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", a.ckpt, "--cases", card["cases"], "--postprocess", work/"postprocess.json",
+        "--out", work/"score")
+    run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", a.ckpt, "--cases", card["cases"], "--postprocess", "none",
+        "--out", work/"score-raw")
+    scores = {k: json.loads((work/k/"scores.json").read_text()) for k in ("score", "score-raw")}
+    split = json.loads(SPLIT.read_text())
+    held_out = sorted(split["test"]) + ["BraTS-GLI-00000-000"] if a.name == "brats" else "none: it never saw a real case"
+    card.update(held_out=held_out, scored_on=sorted({r["case"] for r in scores["score"]["rows"]}),
+                postprocess_decision=dict(rules=decision["postprocess"], chosen_on=decision["cases"],
+                                          dice_before=decision["dice_before"], dice_after=decision["dice_after"]),
+                mean=scores["score"]["mean"], mean_without_postprocessing=scores["score-raw"]["mean"],
+                one_case_cli_seconds=scores["score"]["one_case_cli_seconds"])
+    card.pop("cases")
+    from neuroseg.pretrained import ship_checkpoint
+    entry = ship_checkpoint(a.ckpt, a.name, postprocess=decision["postprocess"], **card)
+    print(f"ship_models: pretrained:{a.name} -> neuroseg/models/{entry['file']} ({entry['bytes'] / 2**20:.1f} MB, sha256 {entry['sha256'][:12]}...)")
+
+if __name__ == "__main__":
+    main()
