@@ -477,6 +477,9 @@ def _report_modules(preloaded:set):
 def _exec(script:str, hook:str, args:list) -> int:
     "Run a console script in this process as the interpreter would: its exit status; an uncaught error prints its traceback."
     sys.argv = [f"neuroseg_{script}", *args]
+    # A shell without job control (`cmd &` in a script, nohup) starts its children with SIGINT ignored; the hooks play a
+    # user's Ctrl-C at a terminal, so the command gets the handler an interactive start gives it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if hook: HOOKS[hook]()
     try: code = _entry(script)()
     except SystemExit as e: code = e.code
