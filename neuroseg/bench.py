@@ -15,7 +15,7 @@ import torch
 from IPython.display import HTML
 from monai.data import Dataset
 from monai.metrics import compute_dice as monai_compute_dice, compute_hausdorff_distance
-from .core import atomic_path, config_from_dict, cpu_model, environment_info, get_device, seed_everything, write_json_atomic
+from .core import ENGINES, atomic_path, config_from_dict, cpu_model, environment_info, get_device, seed_everything, write_json_atomic
 from .labels import REGIONS, labels_to_regions, convert_labels
 from .data import read_dataset, split_cases, split_for_config, grid_mismatch
 from .synth import write_msd_dataset
@@ -31,16 +31,16 @@ from .baseline import (ORIGINAL, original_network, original_optimizer, original_
                                original_epoch, original_preprocessing)
 
 # %% auto #0
-__all__ = ['SCALING_SHAPES', 'MSD_TRAINING_CASES', 'slug', 'device_label', 'hardware_line', 'meets', 'bench_row', 'run_measured',
-           'check_run', 'run_python', 'bench_dataset', 'bench_config', 'with_settings', 'training_cases',
-           'train_summary', 'train_weights', 'inputs_table', 'infer_commands', 'infer_outputs', 'grid_check',
-           'outputs_dice', 'run_inference', 'inference_rows', 'compare_inference', 'network_seconds', 'engine_command',
-           'compare_engines', 'rescaled_case', 'compare_scaling', 'cache_rows', 'loop_speed', 'gpu_memory',
-           'median_seconds', 'ours_training_speed', 'baseline_training_speed', 'compare_training', 'compare_floor',
-           'synthetic_batch', 'compute_floor', 'precision_rows', 'monai_metrics', 'metric_agreement', 'compare_metrics',
-           'official_evaluator', 'official_lesion_wise', 'lesion_pairs', 'lesion_agreement', 'compare_lesion_wise',
-           'item_seconds', 'compare_preprocessing', 'bench_environment', 'targets_summary', 'write_results',
-           'results_table', 'targets_table']
+__all__ = ['ENGINE_NAMES', 'SCALING_SHAPES', 'MSD_TRAINING_CASES', 'slug', 'device_label', 'hardware_line', 'meets', 'bench_row',
+           'run_measured', 'check_run', 'run_python', 'bench_dataset', 'bench_config', 'with_settings',
+           'training_cases', 'train_summary', 'train_weights', 'inputs_table', 'infer_commands', 'infer_outputs',
+           'grid_check', 'outputs_dice', 'run_inference', 'inference_rows', 'compare_inference', 'network_seconds',
+           'engine_command', 'compare_engines', 'rescaled_case', 'compare_scaling', 'cache_rows', 'loop_speed',
+           'gpu_memory', 'median_seconds', 'ours_training_speed', 'baseline_training_speed', 'compare_training',
+           'compare_floor', 'synthetic_batch', 'compute_floor', 'precision_rows', 'monai_metrics', 'metric_agreement',
+           'compare_metrics', 'official_evaluator', 'official_lesion_wise', 'lesion_pairs', 'lesion_agreement',
+           'compare_lesion_wise', 'item_seconds', 'compare_preprocessing', 'bench_environment', 'targets_summary',
+           'write_results', 'results_table', 'targets_table']
 
 # %% ../nbs/91_bench.ipynb #991305db
 def slug(text:str) -> str:
@@ -300,6 +300,7 @@ def compare_inference(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
 
 # %% ../nbs/91_bench.ipynb #1d31361b
 _NETWORK_STAGE = re.compile(r"network ([0-9.]+)")
+ENGINE_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}   # infer.engine, as the tables name it
 
 def network_seconds(output:str, # a `neuroseg_infer` run's output: "... (load 2.3, preprocess 0.9, network 4.8, ...)"
                    ) -> float|None:
@@ -307,12 +308,12 @@ def network_seconds(output:str, # a `neuroseg_infer` run's output: "... (load 2.
     found = _NETWORK_STAGE.findall(output)
     return float(found[-1]) if found else None
 
-def engine_command(image:str, model:str|Path, out:str|Path, tta:bool=False, device:str="cpu") -> list[str]:
-    "`neuroseg_infer` of `model` (checkpoint or ONNX export) on `image` with the original's window settings."
+def engine_command(image:str, model:str|Path, out:str|Path, tta:bool=False, device:str="cpu", engine:str|None=None) -> list[str]:
+    "`neuroseg_infer` of `model` (checkpoint or ONNX export) on `image` with the original's window settings, run by `engine` (None: the default)."
     o = ORIGINAL
     return [str(a) for a in (Path(sys.executable).parent/"neuroseg_infer", "--ckpt", model, "--input", image, "--out", out,
                              "--roi", *o["roi_size"], "--overlap", o["overlap"], "--sw_batch_size", o["sw_batch_size"],
-                             "--device", device, "--overwrite", *(["--tta"] if tta else []))]
+                             "--device", device, "--overwrite", *(["--tta"] if tta else []), *(["--engine", engine] if engine else []))]
 
 # %% ../nbs/91_bench.ipynb #ab49c24b
 def compare_engines(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
@@ -322,27 +323,35 @@ def compare_engines(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
                     repeats:int=1, # runs of each command (median)
                     original_s:float|None=None, # the original's end-to-end seconds (section 1), for the last row
                    ) -> list[dict]:
-    "ONNX Runtime against PyTorch on one case (network stage, end to end, memory, equal labels), TTA against plain."
+    "Each CPU engine against PyTorch on one case (network stage, end to end, memory, equal labels); TTA against plain on the fastest."
     from neuroseg.export import export_checkpoint
     out, load = Path(out_dir), os.getloadavg()[0]
     onnx_file = export_checkpoint(weights, out/"weights.onnx", overwrite=True)
-    runs = {name: [check_run(run_measured(engine_command(image, model, out/name, tta, device)), f"{name} inference") for _ in range(repeats)]
-            for name, model, tta in (("torch", weights, False), ("onnxruntime", onnx_file, False), ("onnxruntime_tta", onnx_file, True))}
+    def measure(engine:str, tta:bool=False) -> list:
+        model, where = (weights, device) if engine == "torch" else (onnx_file, "cpu")   # the CPU engines run the export
+        return [check_run(run_measured(engine_command(image, model, out/f"{engine}{'_tta' * tta}", tta, where, engine)), f"{engine} inference")
+                for _ in range(repeats)]
+    runs = {engine: measure(engine) for engine in ENGINES}
+    wall = {k: _median(v, "wall_s") for k, v in runs.items()}
+    best = min(ENGINES, key=wall.get)
+    runs["tta"] = measure(best, tta=True); wall["tta"] = _median(runs["tta"], "wall_s")
     stem = Path(image).name.split(".")[0]
-    labels = {k: np.asarray(nib.load(out/k/f"{stem}.nii.gz").dataobj) for k in ("torch", "onnxruntime")}
+    labels = {k: np.asarray(nib.load(out/k/f"{stem}.nii.gz").dataobj) for k in ENGINES}
     net = {k: statistics.median(network_seconds(r["output"]) for r in v) for k, v in runs.items()}
-    wall, rss, hw = {k: _median(v, "wall_s") for k, v in runs.items()}, {k: _median(v, "peak_rss_mb") for k, v in runs.items()}, hardware_line(device, load)
-    best = min(("torch", "onnxruntime"), key=wall.get)
-    return [bench_row("engines", "network stage, one case (ONNX Runtime / PyTorch)", net["onnxruntime"], net["torch"], "s", target="ratio <= 0.5", hardware=hw),
-            bench_row("engines", "end-to-end wall time, one case (ONNX Runtime / PyTorch)", wall["onnxruntime"], wall["torch"], "s", hardware=hw,
-                      logs={k: _last_line(v[-1]["output"]) for k, v in runs.items()}),
-            bench_row("engines", "peak RSS (ONNX Runtime / PyTorch)", rss["onnxruntime"], rss["torch"], "MiB", hardware=hw),
-            bench_row("engines", "voxels with the same label on both engines", float((labels["torch"] == labels["onnxruntime"]).mean()), None,
-                      better="higher", target="ours >= 0.999", hardware=hw),
-            bench_row("engines", "8-flip TTA against plain, end to end (ONNX Runtime)", wall["onnxruntime_tta"], wall["onnxruntime"], "s",
-                      target="ratio <= 4.0", hardware=hw, network_s=dict(tta=net["onnxruntime_tta"], plain=net["onnxruntime"])),
-            bench_row("engines", f"end-to-end wall time, one case (fastest engine, {best}) against the original", wall[best], original_s, "s",
-                      target="ratio <= 0.5", hardware=hw)]
+    rss, hw = {k: _median(v, "peak_rss_mb") for k, v in runs.items()}, hardware_line(device, load)
+    rows = []
+    for engine in ENGINES[1:]:
+        name = ENGINE_NAMES[engine]
+        rows += [bench_row("engines", f"network stage, one case ({name} / PyTorch)", net[engine], net["torch"], "s", target="ratio <= 0.5", hardware=hw),
+                 bench_row("engines", f"end-to-end wall time, one case ({name} / PyTorch)", wall[engine], wall["torch"], "s", hardware=hw,
+                           logs={k: _last_line(runs[k][-1]["output"]) for k in ("torch", engine)}),
+                 bench_row("engines", f"peak RSS ({name} / PyTorch)", rss[engine], rss["torch"], "MiB", hardware=hw),
+                 bench_row("engines", f"voxels with the same label as PyTorch's ({name})", float((labels["torch"] == labels[engine]).mean()), None,
+                           better="higher", target="ours >= 0.999", hardware=hw)]
+    return rows + [bench_row("engines", f"8-flip TTA against plain, end to end (fastest engine, {ENGINE_NAMES[best]})", wall["tta"], wall[best], "s",
+                             target="ratio <= 4.0", hardware=hw, network_s=dict(tta=net["tta"], plain=net[best])),
+                   bench_row("engines", f"end-to-end wall time, one case (fastest engine, {ENGINE_NAMES[best]}) against the original", wall[best], original_s, "s",
+                             target="ratio <= 0.5", hardware=hw)]
 
 # %% ../nbs/91_bench.ipynb #78328cca
 SCALING_SHAPES = ((128, 128, 128), (240, 240, 155), (512, 512, 200))   # small, BraTS/MSD, a high-resolution series

@@ -13,8 +13,8 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'console_script', 'fsync_path', 'atomic_path',
-           'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError', 'check_writable',
+__all__ = ['ENGINES', 'NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'console_script', 'fsync_path',
+           'atomic_path', 'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError', 'check_writable',
            'remove_stale_temps', 'write_all', 'DataConfig', 'ModelConfig', 'TrainConfig', 'InferConfig',
            'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config', 'project_root',
            'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything', 'get_device', 'environment_info',
@@ -189,6 +189,8 @@ def write_all(writers:dict, # {destination: function that writes the file at the
     return [Path(p) for p in writers]
 
 # %% ../nbs/00_core.ipynb #924c6b9b
+ENGINES = ("torch", "onnxruntime", "openvino")   # infer.engine: what runs the network (05d_export); the last two on the CPU
+
 def _opt(default, choices=None, help=""):
     "A config field with a default, optional allowed values and a help line."
     kw = dict(default_factory=lambda: list(default)) if isinstance(default, (list, tuple)) else dict(default=default)
@@ -252,12 +254,13 @@ class TrainConfig:
 
 @dataclass
 class InferConfig:
-    "Sliding-window inference."
+    "Sliding-window inference and the engine that runs the network."
     overlap: float = _opt(0.5, help="overlap of neighbouring windows, 0 .. <1")
     sw_batch_size: int = _opt(4, help="windows per forward pass")
     blend: str = _opt("gaussian", ["gaussian", "constant"], "how overlapping windows are blended")
     tta: bool = _opt(False, help="average probabilities over the 8 axis-flip combinations")
     threshold: float = _opt(0.5, help="probability threshold of the sigmoid head")
+    engine: str = _opt("torch", list(ENGINES), "what runs the network: PyTorch, or ONNX Runtime / OpenVINO on the CPU (neuroseg[export])")
 
 @dataclass
 class TrackingConfig:

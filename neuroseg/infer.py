@@ -19,26 +19,26 @@ from fastcore.script import Param, store_true
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged, EnsureChannelFirstd
 from monai.utils import convert_to_tensor
-from .core import NeurosegError, Config, cli_errors, console_script, config_from_dict, get_device, user_error
+from .core import ENGINES, NeurosegError, Config, cli_errors, console_script, config_from_dict, get_device, user_error
 from .labels import REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels
 from .data import open_nifti, grid_mismatch, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
 from .transforms import MSD_CHANNELS, deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .export import load_onnx
+from .export import load_onnx, engine_network
 from .pretrained import resolve_checkpoint
 from .core import OutputError, check_writable, remove_stale_temps, write_all
 
 # %% auto #0
 __all__ = ['SPATIAL_FLIPS', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'case_id', 'resolve_case', 'open_input',
            'input_paths', 'check_headers', 'loading_steps', 'load_voxels', 'channel_sources', 'check_voxels',
-           'load_input', 'InferenceModel', 'load_inference_model', 'inference_config', 'flip_tta', 'network_probs',
-           'invert_to_input', 'region_masks', 'small_components', 'drop_small_components', 'replace_small_enhancing',
-           'Postprocess', 'postprocess_from_dict', 'read_postprocess', 'model_postprocess', 'cli_postprocess',
-           'shannon_entropy', 'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml', 'predict_probs',
-           'labels_from_probs', 'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble', 'read_ensemble',
-           'nifti_like', 'output_paths', 'check_not_inputs', 'check_outputs', 'save_prediction', 'predict_to_files',
-           'check_batch_out', 'is_batch', 'find_cases', 'predict_folder', 'infer_command']
+           'load_input', 'InferenceModel', 'engine_device', 'load_inference_model', 'inference_config', 'flip_tta',
+           'network_probs', 'invert_to_input', 'region_masks', 'small_components', 'drop_small_components',
+           'replace_small_enhancing', 'Postprocess', 'postprocess_from_dict', 'read_postprocess', 'model_postprocess',
+           'cli_postprocess', 'shannon_entropy', 'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml',
+           'predict_probs', 'labels_from_probs', 'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble',
+           'read_ensemble', 'nifti_like', 'output_paths', 'check_not_inputs', 'check_outputs', 'save_prediction',
+           'predict_to_files', 'check_batch_out', 'is_batch', 'find_cases', 'predict_folder', 'infer_command']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
 def case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
@@ -161,6 +161,7 @@ class InferenceModel:
     convention: str  # label convention of the training labels, e.g. "msd"
     source: str = "checkpoint"  # the checkpoint file, named in messages
     postprocess: dict|None = None  # the checkpoint's own postprocessing decision (neuroseg_postprocess), applied by default
+    engine: str = "torch"  # what runs the network (infer.engine)
 
     @property
     def device(self) -> torch.device:
@@ -172,21 +173,32 @@ def _named(err:NeurosegError, source:str) -> NeurosegError:
     "`err` with `source` in front of its message, unless it names it already."
     return err if source in str(err) else NeurosegError(f"{source}: {err}")
 
+def engine_device(device:str, # auto, cpu, cuda or cuda:N
+                  engine:str, # infer.engine
+                 ) -> str:
+    "Where `engine` runs the network: `device` for PyTorch; the CPU for ONNX Runtime and OpenVINO, which refuse an explicit GPU."
+    if engine == "torch": return device
+    if device not in ("auto", "cpu"): raise NeurosegError(f"--engine {engine} runs on the CPU; use --device cpu, or --engine torch on {device}")
+    return "cpu"
+
 def load_inference_model(ckpt:str|Path|dict|InferenceModel, # checkpoint file, loaded checkpoint, or a ready model
                          device:str="auto", # auto, cpu, cuda or cuda:N
+                         engine:str|None=None, # torch, onnxruntime or openvino (None: the checkpoint's infer.engine; onnxruntime for an export)
                         ) -> InferenceModel:
-    "The network, config and label convention of a checkpoint (loaded with `weights_only=True`), or of an ONNX export (run by ONNX Runtime)."
+    "The network, config and label convention of a checkpoint (loaded with `weights_only=True`), or of an ONNX export, run by `engine`."
     if isinstance(ckpt, InferenceModel): return ckpt
-    if isinstance(ckpt, (list, tuple)): return load_ensemble(ckpt, device) if len(ckpt) > 1 else load_inference_model(ckpt[0], device)
+    if isinstance(ckpt, (list, tuple)): return load_ensemble(ckpt, device, engine) if len(ckpt) > 1 else load_inference_model(ckpt[0], device, engine)
     source = "checkpoint" if isinstance(ckpt, dict) else str(ckpt)
-    if source.endswith(".json"): return load_ensemble(read_ensemble(source), device)
+    if source.endswith(".json"): return load_ensemble(read_ensemble(source), device, engine)
     if source.endswith(".onnx"):   # neuroseg_export's file: the network and everything around it
-        network, cfg, convention, postprocess = load_onnx(ckpt)
-        return InferenceModel(network, cfg, get_convention(convention).name, source, postprocess)
+        engine_device(device, engine := engine or "onnxruntime")
+        network, cfg, convention, postprocess = load_onnx(ckpt, engine)
+        return InferenceModel(network, cfg, get_convention(convention).name, source, postprocess, engine)
     try:
         if not isinstance(ckpt, dict): ckpt = load_checkpoint(resolve_checkpoint(ckpt))   # a shipped model's name: its file, sha256 checked
-        model, cfg, convention = model_from_checkpoint(ckpt, get_device(device), source)
-        return InferenceModel(model, cfg, get_convention(convention).name, source, ckpt.get("postprocess"))
+        engine = engine or ckpt["config"].get("infer", {}).get("engine", "torch")
+        model, cfg, convention = model_from_checkpoint(ckpt, get_device(engine_device(device, engine)), source)
+        return InferenceModel(engine_network(model, cfg, engine, source), cfg, get_convention(convention).name, source, ckpt.get("postprocess"), engine)
     except NeurosegError as e: raise _named(e, source) from e
 
 # %% ../nbs/07_infer.ipynb #fea0c28d
@@ -443,9 +455,10 @@ def predict(image_or_case:str|Path|list|dict, # 4D NIfTI, BraTS case folder, 4 m
             convention:str|None=None, # label convention of the output (None: the checkpoint's)
             postprocess:Postprocess|None=None, # None: the checkpoint's own decision, if any; `Postprocess()`: none
             device:str="auto", # auto, cpu, cuda or cuda:N (used when `ckpt` is not loaded yet)
+            engine:str|None=None, # torch, onnxruntime or openvino (used when `ckpt` is not loaded yet; None: the checkpoint's)
            ) -> Prediction:
     "Segment one case: labels, probabilities and entropy on the input's own voxel grid."
-    im = load_inference_model(ckpt, device)
+    im = load_inference_model(ckpt, device, engine)
     cfg = inference_config(im.cfg, roi_size, overlap, sw_batch_size, tta)
     post = postprocess if postprocess is not None else model_postprocess(im)
     case, conv, timer = resolve_case(image_or_case), get_convention(convention or im.convention).name, StageTimer()
@@ -453,7 +466,7 @@ def predict(image_or_case:str|Path|list|dict, # 4D NIfTI, BraTS case folder, 4 m
     with timer("labels"): labels = labels_from_probs(probs, cfg, conv, post, voxel_ml(reference))
     meta = dict(case_id=case["id"], inputs=input_paths(case), checkpoint=im.source, convention=conv, head=cfg.model.head,
                 roi_size=cfg.data.roi_size, overlap=cfg.infer.overlap, sw_batch_size=cfg.infer.sw_batch_size,
-                tta=cfg.infer.tta, postprocess=dataclasses.asdict(post))
+                tta=cfg.infer.tta, postprocess=dataclasses.asdict(post), engine=im.engine)
     return Prediction(case["id"], labels, probs, reference, conv, cfg.model.head, timer.seconds, meta)
 
 # %% ../nbs/07_infer.ipynb #5d5982e2
@@ -478,9 +491,10 @@ def _differences(a:InferenceModel, b:InferenceModel) -> list[str]:
 
 def load_ensemble(specs:list, # checkpoints, shipped names or exports, two or more
                   device:str="auto",
+                  engine:str|None=None, # of every member (None: each member's own)
                  ) -> InferenceModel:
     "One `InferenceModel` averaging several: the first member's config (patch size, overlap) leads."
-    members = [load_inference_model(s, device) for s in specs]
+    members = [load_inference_model(s, device, engine) for s in specs]
     first = members[0]
     for m in members[1:]:
         if (diff := _differences(first, m)): raise NeurosegError(f"{m.source}: cannot join an ensemble with {first.source}: they differ in {', '.join(diff)}")
@@ -488,7 +502,8 @@ def load_ensemble(specs:list, # checkpoints, shipped names or exports, two or mo
         except NeurosegError as e: raise NeurosegError(f"{m.source}: {e}") from e
     same_post = all(m.postprocess == first.postprocess for m in members)   # members that disagree leave the choice to the caller
     return InferenceModel(EnsembleNetwork([m.model for m in members], first.cfg.model.head), first.cfg, first.convention,
-                          " + ".join(m.source for m in members), first.postprocess if same_post else None)
+                          " + ".join(m.source for m in members), first.postprocess if same_post else None,
+                          "+".join(sorted({m.engine for m in members})))
 
 def read_ensemble(path:str|Path, # JSON: {"members": [paths relative to the file, or pretrained:<name>]}
                  ) -> list:
@@ -648,6 +663,7 @@ def predict_folder(folder:str|Path, # MSD 4D files and/or BraTS case folders
                    out_dir:str|Path, # receives `<case id>.nii.gz` (+ `_probs`, `_entropy`)
                    save_probs:bool=False, save_entropy:bool=False, overwrite:bool=False,
                    device:str="auto", # auto, cpu, cuda or cuda:N
+                   engine:str|None=None, # torch, onnxruntime or openvino (None: the checkpoint's infer.engine)
                    progress:bool=True, # show a progress bar on stderr
                    cases:list|None=None, # only these case ids (e.g. a split's test set)
                    **kwargs, # more `predict` settings: tta, roi_size, overlap, convention, postprocess, ...
@@ -656,7 +672,7 @@ def predict_folder(folder:str|Path, # MSD 4D files and/or BraTS case folders
     check_batch_out(folder, out_dir)
     inputs = find_cases(folder, cases)
     check_writable(out_dir)
-    im, report = load_inference_model(ckpt, device), dict(written=[], skipped=[], failed={})
+    im, report = load_inference_model(ckpt, device, engine), dict(written=[], skipped=[], failed={})
     for path in tqdm(inputs, desc="cases", unit="case", disable=not progress, file=sys.stderr):
         try: _batch_case(path, im, out_dir, report, save_probs, save_entropy, overwrite, **kwargs)
         except OutputError as e:
@@ -716,6 +732,7 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), a ship
                   min_fraction_tc:Param("drop tumour-core components under this fraction of the largest", float)=None,
                   min_fraction_et:Param("drop enhancing-tumour components under this fraction of the largest", float)=None,
                   device:Param("auto, cpu, cuda or cuda:N", str)="auto",
+                  engine:Param("what runs the network: torch, or onnxruntime / openvino on the CPU (default: the checkpoint's infer.engine; onnxruntime for an .onnx)", str, choices=list(ENGINES))=None,
                   split:Param("batch: only the cases of one subset of this split file (written by neuroseg_train)", str)=None,
                   subset:Param("which subset of --split", str, choices=list(SUBSETS))="test",
                   fold:Param("validation fold of --split, for --subset train or val", int)=0,
@@ -728,9 +745,9 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), a ship
                                                 (min_fraction_wt, min_fraction_tc, min_fraction_et)))
     if isinstance(source, str) and is_batch(source):
         cases = split_subset_ids(split, subset, fold) if split else None
-        return _run_batch(source, ckpt, out, device=device, cases=cases, **files, **settings)
+        return _run_batch(source, ckpt, out, device=device, engine=engine, cases=cases, **files, **settings)
     if split: raise NeurosegError(f"--split selects cases of a batch: give --input a folder of cases, not {source}")
-    _print_case(predict_to_files(source, ckpt, out, device=device, **files, **settings))
+    _print_case(predict_to_files(source, ckpt, out, device=device, engine=engine, **files, **settings))
     return 0
 
 # %% ../nbs/07_infer.ipynb #6521bd58
