@@ -189,7 +189,9 @@ def load_inference_model(ckpt:str|Path|dict|InferenceModel, # checkpoint file, l
     if isinstance(ckpt, InferenceModel): return ckpt
     if isinstance(ckpt, (list, tuple)): return load_ensemble(ckpt, device, engine) if len(ckpt) > 1 else load_inference_model(ckpt[0], device, engine)
     source = "checkpoint" if isinstance(ckpt, dict) else str(ckpt)
-    if source.endswith(".json"): return load_ensemble(read_ensemble(source), device, engine)
+    if source.endswith(".json"):   # an ensemble file: its members, and the postprocessing chosen for them (neuroseg_cv)
+        members, postprocess = read_ensemble(source)
+        return dataclasses.replace(load_ensemble(members, device, engine), postprocess=postprocess) if postprocess else load_ensemble(members, device, engine)
     if source.endswith(".onnx"):   # neuroseg_export's file: the network and everything around it
         engine_device(device, engine := engine or "onnxruntime")
         network, cfg, convention, postprocess = load_onnx(ckpt, engine)
@@ -505,16 +507,18 @@ def load_ensemble(specs:list, # checkpoints, shipped names or exports, two or mo
                           " + ".join(m.source for m in members), first.postprocess if same_post else None,
                           "+".join(sorted({m.engine for m in members})))
 
-def read_ensemble(path:str|Path, # JSON: {"members": [paths relative to the file, or pretrained:<name>]}
-                 ) -> list:
-    "The members an ensemble file names."
+def read_ensemble(path:str|Path, # JSON: {"members": [paths relative to the file, or pretrained:<name>], "postprocess": {...} (optional)}
+                 ) -> tuple[list, dict|None]:
+    "The members an ensemble file names, and the postprocessing decision it carries (None: the members' own)."
     path = Path(path)
-    try: members = json.loads(path.read_text())["members"]
+    try: spec = json.loads(path.read_text()); members = spec["members"]
     except FileNotFoundError: raise NeurosegError(f"{path}: no such ensemble file")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise NeurosegError(f"{path}: not an ensemble file ({type(e).__name__}: {e}); write {{\"members\": [\"fold0.pt\", ...]}}")
     if not isinstance(members, list) or len(members) < 2: raise NeurosegError(f"{path}: an ensemble needs at least two members")
-    return [m if str(m).startswith("pretrained:") else str(path.parent/m) for m in members]
+    post = spec.get("postprocess")
+    if post is not None: postprocess_from_dict(post, f"{path} postprocess")   # checked now, not at the first case
+    return [m if str(m).startswith("pretrained:") else str(path.parent/m) for m in members], post
 
 # %% ../nbs/07_infer.ipynb #21093f51
 def nifti_like(data:np.ndarray, # (X, Y, Z) or (X, Y, Z, K)

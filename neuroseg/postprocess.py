@@ -19,7 +19,7 @@ from .infer import Postprocess
 
 # %% auto #0
 __all__ = ['MIN_SIZES_ML', 'MIN_FRACTIONS', 'ET_VOLUMES_ML', 'MIN_GAIN', 'MIN_CASES', 'RULES', 'ScoredCase', 'scored_case',
-           'with_rule', 'region_dice', 'select_postprocess', 'format_decision', 'load_scored_cases',
+           'with_rule', 'region_dice', 'select_postprocess', 'format_decision', 'load_scored_cases', 'scored_pairs',
            'neuroseg_postprocess']
 
 # %% ../nbs/07a_postprocess.ipynb #17e83947
@@ -118,12 +118,13 @@ def load_scored_cases(pred:str|Path, # prediction file or folder
     pairs = pair_label_files(pred, ref, cases)
     if (missing := [c for c, p, r in pairs if not (p and r)]):
         raise NeurosegError(f"{pred}, {ref}: no prediction or no reference for case(s) {', '.join(missing)}")
-    if convention == "auto": convention = detect_label_convention([r for *_, r in pairs])
-    out = []
-    for case, p, r in pairs:
-        spacing = check_same_grid(p, r, case)
-        out.append(scored_case(case, load_label_map(p).labels, load_label_map(r).labels, convention, spacing))
-    return out
+    return scored_pairs(pairs, detect_label_convention([r for *_, r in pairs]) if convention == "auto" else convention)
+
+def scored_pairs(pairs:list, # (case id, prediction file, reference file), each pair on one grid
+                 convention:str, # label convention of both sides
+                ) -> list[ScoredCase]:
+    "The scored cases of prediction and reference files."
+    return [scored_case(case, load_label_map(p).labels, load_label_map(r).labels, convention, check_same_grid(p, r, case)) for case, p, r in pairs]
 
 @console_script
 @cli_errors
