@@ -30,10 +30,10 @@ from .xai import (plot_multiplanar, tumour_mesh_figure, save_mesh_html, offline_
 # %% auto #0
 __all__ = ['REPORTS', 'TEMPLATES', 'format_value', 'table_html', 'figure_html', 'environment_rows', 'show_environment',
            'read_json', 'resolve_run', 'run_config', 'TrainingRun', 'training_run_dir', 'load_training_run',
-           'config_rows', 'config_table', 'split_rows', 'split_table', 'plot_training_curves', 'timing_rows',
-           'timing_table', 'training_environment', 'hardware_rows', 'hardware_table', 'wandb_rows', 'wandb_table',
-           'read_metrics_csv', 'EvaluationRun', 'load_evaluation_run', 'region_summary', 'mean_dice', 'case_rows',
-           'case_table', 'plot_region_boxes', 'pick_cases', 'roles_by_case', 'case_flair', 'case_overlay',
+           'config_rows', 'config_table', 'split_rows', 'split_table', 'plot_training_curves', 'cv_rows', 'cv_section',
+           'timing_rows', 'timing_table', 'training_environment', 'hardware_rows', 'hardware_table', 'wandb_rows',
+           'wandb_table', 'read_metrics_csv', 'EvaluationRun', 'load_evaluation_run', 'region_summary', 'mean_dice',
+           'case_rows', 'case_table', 'plot_region_boxes', 'pick_cases', 'roles_by_case', 'case_flair', 'case_overlay',
            'case_overlays', 'choose_case', 'mesh_view', 'case_entropy', 'uncertainty_view', 'template_path',
            'template_parameters', 'parse_parameter', 'report_parameters', 'report_folder_name', 'check_report_inputs',
            'notebook_html', 'kernel_settings', 'this_python_kernel_manager', 'kernel_options', 'execute_template',
@@ -122,12 +122,13 @@ class TrainingRun:
     history: list  # one dict per epoch: loss, lr, timings, validation Dice
     split: dict|None  # split.json
     summary: dict|None  # summary.json (written when training ends)
+    cv: dict|None = None  # cv.json of the cross-validation this run is a fold of (neuroseg_cv)
 
-def training_run_dir(run_dir:Path, # the run folder of a training report
+def training_run_dir(run_dir:Path, # the run folder of a training report, or a cross-validation folder
                     ) -> Path:
-    "`run_dir`, which must exist."
+    "`run_dir`, which must exist; for a cross-validation folder (neuroseg_cv), its fold 0 (every fold shares its settings)."
     if not run_dir.is_dir(): raise NeurosegError(f"{run_dir}: training run folder not found (train first, or set run_dir)")
-    return run_dir
+    return run_dir/"fold_0" if not (run_dir/"history.json").exists() and (run_dir/"fold_0").is_dir() else run_dir
 
 def load_training_run(config:str, # YAML config: a path, or the name of a file in configs/
                       overrides:list|None=None, # `section.key=value` strings
@@ -135,11 +136,12 @@ def load_training_run(config:str, # YAML config: a path, or the name of a file i
                      ) -> TrainingRun:
     "Read a training run folder: its config, history, split and summary."
     cfg, run_dir = resolve_run(config, overrides, run_dir)
-    training_run_dir(run_dir)
+    run_dir = training_run_dir(run_dir)
     history = read_json(run_dir/"history.json", "written after each epoch: has the run finished one?")
     if not history: raise NeurosegError(f"{run_dir/'history.json'}: no epochs recorded")
     run_cfg, source = run_config(run_dir, cfg)
-    return TrainingRun(run_dir, run_cfg, source, history, read_json(run_dir/"split.json"), read_json(run_dir/"summary.json"))
+    cv = read_json(run_dir.parent/"cv.json") if run_dir.name.startswith("fold_") else None
+    return TrainingRun(run_dir, run_cfg, source, history, read_json(run_dir/"split.json"), read_json(run_dir/"summary.json"), cv)
 
 # %% ../nbs/09_report.ipynb #6587b7aa
 def config_rows(cfg:Config) -> list:
@@ -189,6 +191,34 @@ def plot_training_curves(history:list, # records of history.json
         ax.set_title(title); ax.set_xlabel("epoch"); ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
+
+# %% ../nbs/09_report.ipynb #ce9ebb89
+def _region_cells(means:dict) -> dict:
+    "Dice and HD95 columns per region."
+    return {f"{r} {m}": means[r][m] for r in REGIONS for m in ("dice", "hd95")}
+
+def cv_rows(cv:dict, # cv.json of `neuroseg_cv`
+           ) -> tuple[list, list]:
+    "Out-of-fold rows (each fold, then pooled) and test rows (each fold, their mean, the ensemble raw and postprocessed)."
+    folds = [dict(predictions=f"fold {k}", cases=len(v["cases"])) | _region_cells(v) for k, v in cv["folds"].items()]
+    folds.append(dict(predictions="pooled out-of-fold", cases=sum(r["cases"] for r in folds)) | _region_cells(cv["pooled"]))
+    t = cv.get("test")
+    if not t: return folds, []
+    n = len(t["cases"])
+    tests = [dict(model=k, cases=n) | _region_cells(v) for k, v in t["folds"].items()]
+    tests += [dict(model=name, cases=n) | _region_cells(t[key]) for name, key in
+              (("mean single fold", "mean_fold"), ("ensemble of the folds", "ensemble"), ("ensemble + postprocessing", "ensemble_postprocessed"))]
+    return folds, tests
+
+def cv_section(run:TrainingRun) -> HTML:
+    "The cross-validation this run belongs to, or a line saying it belongs to none."
+    if run.cv is None: return HTML("<p>This run is not a fold of a cross-validation (<code>neuroseg_cv</code>).</p>")
+    folds, tests = cv_rows(run.cv)
+    parts = [f"<p>{run.cv['n_folds']} folds, out-of-fold predictions by each fold's {run.cv['checkpoint']} checkpoint; "
+             "Dice and HD95 (mm, BraTS legacy) per region.</p>", table_html(folds),
+             f"<p>{html.escape(run.cv['postprocess']['text']).replace(chr(10), '<br>')}</p>"]
+    if tests: parts += ["<p>On the test cases, which no fold trained on:</p>", table_html(tests)]
+    return HTML("".join(parts))
 
 # %% ../nbs/09_report.ipynb #c88b8296
 def _hms(seconds:float) -> str:
