@@ -18,6 +18,8 @@ from .core import (Config, NeurosegError, cli_errors, console_script, load_confi
                            write_text_atomic)
 from .labels import REGIONS, REGION_COLOURS
 from .data import read_dataset, split_cases, open_nifti
+from .synth import MODALITIES
+from .plan import dataset_fingerprint, plan_config
 from .checkpoint import load_checkpoint, config_from_checkpoint
 from .tracking import offline_run_dirs
 from .train import ENVIRONMENT_FILE
@@ -34,10 +36,12 @@ __all__ = ['REPORTS', 'TEMPLATES', 'format_value', 'table_html', 'figure_html', 
            'timing_rows', 'timing_table', 'training_environment', 'hardware_rows', 'hardware_table', 'wandb_rows',
            'wandb_table', 'read_metrics_csv', 'EvaluationRun', 'load_evaluation_run', 'region_summary', 'mean_dice',
            'case_rows', 'case_table', 'plot_region_boxes', 'pick_cases', 'roles_by_case', 'case_flair', 'case_overlay',
-           'case_overlays', 'choose_case', 'mesh_view', 'case_entropy', 'uncertainty_view', 'template_path',
-           'template_parameters', 'parse_parameter', 'report_parameters', 'report_folder_name', 'check_report_inputs',
-           'notebook_html', 'kernel_settings', 'this_python_kernel_manager', 'kernel_options', 'execute_template',
-           'publish', 'remove_empty_folders', 'render_report', 'ShortParam', 'neuroseg_report']
+           'case_overlays', 'choose_case', 'mesh_view', 'case_entropy', 'uncertainty_view', 'load_fingerprint',
+           'dataset_rows', 'class_names', 'intensity_rows', 'plot_intensity_histograms', 'plot_volumes',
+           'example_cases', 'example_slices', 'plan_rows', 'dataset_table', 'intensity_table', 'plan_table',
+           'template_path', 'template_parameters', 'parse_parameter', 'report_parameters', 'report_folder_name',
+           'check_report_inputs', 'notebook_html', 'kernel_settings', 'this_python_kernel_manager', 'kernel_options',
+           'execute_template', 'publish', 'remove_empty_folders', 'render_report', 'ShortParam', 'neuroseg_report']
 
 # %% ../nbs/09_report.ipynb #05dec683
 def format_value(value, # a number, string, list or None
@@ -460,8 +464,90 @@ def uncertainty_view(ev:EvaluationRun, # the evaluation
     rows = [dict(region=r, **{"uncertain band width (mm)": w}) for r, w in widths.items()]
     return HTML(f"<h3>{html.escape(case)}</h3>" + figure_html(fig) + table_html(rows))
 
+# %% ../nbs/09_report.ipynb #20349a27
+def load_fingerprint(config:str, # YAML config: a path, or the name of a file in configs/
+                     overrides:list|None=None, # `section.key=value` strings; data.root names the dataset
+                     fingerprint:str|Path="", # fingerprint.json of `neuroseg_plan`; empty: computed now
+                    ) -> dict:
+    "The fingerprint of the config's dataset (`data.root`)."
+    cfg = load_config(find_config(config), overrides)
+    if fingerprint: return read_json(fingerprint, "written by neuroseg_plan")
+    return dataset_fingerprint(cfg.data.root, cfg.data.format if cfg.data.format != "synth" else "auto", cfg.data.convention)
+
+def dataset_rows(fp:dict) -> list:
+    "The dataset at a glance: cases, convention, geometry, brain and tumour volumes, cases without ET."
+    s, rng = fp["summary"], lambda st, d=1: f"{st['median']:.{d}f} ({st['min']:.{d}f} to {st['max']:.{d}f})" if st["median"] is not None else "-"
+    return [dict(item="cases", value=s["n_cases"]), dict(item="label convention", value=s["label_convention"]),
+            dict(item="spacing mm, median (range) per axis", value="; ".join(rng(a, 2) for a in s["spacing"])),
+            dict(item="shape voxels, median (range) per axis", value="; ".join(rng(a, 0) for a in s["shape"])),
+            dict(item="orientations", value=", ".join(f"{k} x{v}" for k, v in s["axcodes"].items())),
+            dict(item="brain volume mL", value=rng(s["brain_ml"], 0)),
+            *[dict(item=f"{r} volume mL", value=rng(s["region_ml"][r])) for r in REGIONS],
+            dict(item="cases without enhancing tumour", value=f"{len(s['cases_without_et'])}: {', '.join(s['cases_without_et'][:12])}")]
+
+def class_names(fp:dict) -> dict:
+    "Class key -> name: normal brain, then each label of the convention."
+    return {"brain": "normal brain", **{k: f"{k} {v}" for k, v in fp["summary"]["label_names"].items()}}
+
+def intensity_rows(fp:dict, modalities:tuple=MODALITIES) -> list:
+    "Per class, the median over cases of its mean z-scored intensity per modality (brain mean 0, SD 1)."
+    s = fp["summary"]
+    return [dict({"class": name}, **{m: s["class_z"][i][k]["median"] for i, m in enumerate(modalities)}) for k, name in class_names(fp).items()]
+
+def plot_intensity_histograms(fp:dict, modalities:tuple=MODALITIES) -> Figure:
+    "Per modality, the density of z-scored intensities of each class over all cases."
+    bins, names = np.array(fp["hist_bins"]), class_names(fp)
+    colours = {"brain": "#7f7f7f", **dict(zip(fp["summary"]["label_names"], ("#e69f00", "#56b4e9", "#d55e00")))}
+    fig = Figure(figsize=(4.2 * len(modalities), 3.2), layout="constrained")
+    for i, (ax, m) in enumerate(zip(np.atleast_1d(fig.subplots(1, len(modalities))), modalities)):
+        for k, counts in fp["summary"]["histograms"][i].items():
+            counts = np.asarray(counts, float)
+            if counts.sum(): ax.stairs(counts / counts.sum() / np.diff(bins), bins, label=names[k], color=colours.get(k))
+        ax.set(title=m, xlabel="z-scored intensity (brain mean 0, SD 1)", ylabel="density" if i == 0 else None); ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=7)
+    return fig
+
+def plot_volumes(fp:dict) -> Figure:
+    "Region volumes per case (box and dots) and the share of cases holding each label."
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    ax_vol, ax_freq = fig.subplots(1, 2)
+    values = [[c["region_ml"][r] for c in fp["cases"]] for r in REGIONS]
+    boxes = ax_vol.boxplot(values, tick_labels=REGIONS, patch_artist=True, widths=0.5, showfliers=False)
+    for box, r in zip(boxes["boxes"], REGIONS): box.set(facecolor=REGION_COLOURS[r], alpha=0.6)
+    for i, v in enumerate(values, start=1): ax_vol.plot(i + np.linspace(-0.12, 0.12, len(v)), v, "o", color="black", markersize=3)
+    ax_vol.set(title="region volume per case", ylabel="mL"); ax_vol.grid(axis="y", alpha=0.3)
+    names = class_names(fp)
+    freq = fp["summary"]["label_frequency"]
+    ax_freq.barh([names[k] for k in freq], [100 * v for v in freq.values()], color="#999999")
+    ax_freq.set(title="cases holding each label", xlabel="% of cases", xlim=(0, 100))
+    return fig
+
+def example_cases(fp:dict) -> dict:
+    "Role -> case id: the smallest, median and largest whole tumour."
+    order = sorted(fp["cases"], key=lambda c: (c["region_ml"]["WT"], c["id"]))
+    return dict(smallest=order[0]["id"], median=order[(len(order) - 1) // 2]["id"], largest=order[-1]["id"])
+
+def example_slices(fp:dict) -> HTML:
+    "FLAIR with the reference regions, in three planes, of the smallest, median and largest tumour."
+    cases, convention = read_dataset(fp["root"], fp["format"], fp["summary"]["label_convention"])
+    by_id, parts = {c["id"]: c for c in cases}, []
+    for case, roles in roles_by_case(example_cases(fp)).items():
+        image, affine = case_flair(by_id[case])
+        fig = plot_multiplanar(image, affine, by_id[case]["label"], convention=convention)
+        parts.append(f"<h3>{html.escape(case)} ({', '.join(roles)} tumour)</h3>" + figure_html(fig))
+    return HTML("".join(parts))
+
+def plan_rows(fp:dict, gpu_memory_gb:float=24.0) -> list:
+    "The plan `neuroseg_plan` suggests for the dataset (the fingerprint's own, if it holds one)."
+    why = fp.get("plan") or plan_config(fp, gpu_memory_gb)[1]
+    return [dict(item=k.replace("_", " "), value=v) for k, v in why.items()]
+
+def dataset_table(fp:dict) -> HTML: return HTML(table_html(dataset_rows(fp)))
+def intensity_table(fp:dict) -> HTML: return HTML(table_html(intensity_rows(fp)))
+def plan_table(fp:dict, gpu_memory_gb:float=24.0) -> HTML: return HTML(table_html(plan_rows(fp, gpu_memory_gb)))
+
 # %% ../nbs/09_report.ipynb #7c38e6e0
-REPORTS = ("train", "evaluate")
+REPORTS = ("train", "evaluate", "data")
 TEMPLATES = REPORTS + ("bench",)   # the benchmark template runs through tools/bench.py (`make bench`)
 
 def template_path(report:str) -> Path:
@@ -494,7 +580,7 @@ def parse_parameter(name:str, # parameter name, for messages
     return float(value) if type_name == "float" else value
 
 # %% ../nbs/09_report.ipynb #7efdfa89
-def report_parameters(report:str, # train or evaluate
+def report_parameters(report:str, # train, evaluate or data
                       pairs:list|None=None, # [(name, value text)] from `-p NAME VALUE`
                       config:str|None=None, # --config
                       overrides:list|None=None, # positional `section.key=value` overrides, added to `-p overrides`
@@ -510,23 +596,25 @@ def report_parameters(report:str, # train or evaluate
     return params
 
 # %% ../nbs/09_report.ipynb #00f5bd6c
-def report_folder_name(report:str, # train or evaluate
+def report_folder_name(report:str, # train, evaluate or data
                        parameters:dict, # given parameters (the template's defaults fill the rest)
                       ) -> str:
     "The run's name: the basename of `run_dir`, else of the config's train.out_dir."
     return _run_dir(report, parameters).resolve().name or "run"
 
 def _run_dir(report:str, parameters:dict) -> Path:
-    "The run folder the parameters name (the template's defaults fill the rest), its config and overrides checked."
+    "The run folder the parameters name (for the data report, the dataset's `data.root`), its config and overrides checked."
     p = {k: default for k, (_, default) in template_parameters(template_path(report)).items()} | parameters
-    return resolve_run(p["config"], p["overrides"], p.get("run_dir", ""))[1]
+    cfg, run_dir = resolve_run(p["config"], p["overrides"], p.get("run_dir", ""))
+    return Path(cfg.data.root) if report == "data" else run_dir
 
 # %% ../nbs/09_report.ipynb #9c1e2a04
-def check_report_inputs(report:str, # train or evaluate
+def check_report_inputs(report:str, # train, evaluate or data
                         parameters:dict, # given parameters (the template's defaults fill the rest)
                        ) -> Path:
     "Check what the template reads first (config, overrides, the training run folder) without a kernel; returns the run folder."
     run_dir = _run_dir(report, parameters)
+    if report == "data" and not (run_dir.is_dir() or parameters.get("fingerprint")): raise NeurosegError(f"{run_dir}: dataset folder not found (data.root)")
     return training_run_dir(run_dir) if report == "train" else run_dir
 
 # %% ../nbs/09_report.ipynb #3b4f6ad3
@@ -606,7 +694,7 @@ def remove_empty_folders(folders:list, # folders, innermost first
         try: folder.rmdir()
         except OSError: return
 
-def render_report(report:str, # train or evaluate
+def render_report(report:str, # train, evaluate or data
                   parameters:dict|None=None, # template parameters (see its `parameters` cell)
                   name:str|None=None, # report folder under `out`; None: the run's name
                   out:str|Path="reports", # folder of the report folders
@@ -643,7 +731,7 @@ class ShortParam(Param):
 # %% ../nbs/09_report.ipynb #20896dbf
 @console_script
 @cli_errors
-def neuroseg_report(report:Param("which report: train or evaluate", str, opt=False, choices=list(REPORTS))=None,
+def neuroseg_report(report:Param("which report: train, evaluate or data (the dataset: its fingerprint and EDA)", str, opt=False, choices=list(REPORTS))=None,
                     overrides:Param("section.key=value settings over the config", str, opt=False, nargs="*")=None,
                     config:Param("YAML config file, or the name of one in configs/ (demo, msd)", str)=None,
                     p:ShortParam("template parameter, e.g. -p pred_dir runs/demo/predictions (repeatable; see the template's parameters cell)",
@@ -652,6 +740,6 @@ def neuroseg_report(report:Param("which report: train or evaluate", str, opt=Fal
                     out:Param("folder of the report folders", str)="reports",
                     kernel:Param("registered Jupyter kernel that runs the template (default: this Python)", str)="",
                    ):
-    "Render a training or evaluation report: papermill runs the shipped template <report>.ipynb, nbconvert writes <out>/<run>/<report>.html without code."
+    "Render a training, evaluation or dataset (EDA) report: papermill runs the shipped template <report>.ipynb, nbconvert writes <out>/<run>/<report>.html without code."
     page = render_report(report, report_parameters(report, p, config, overrides), name, out, kernel)
     print(f"wrote {page} and {page.with_suffix('.ipynb')}")
