@@ -20,7 +20,7 @@ from .labels import REGIONS, labels_to_regions, convert_labels
 from .data import read_dataset, split_cases, split_for_config, grid_mismatch
 from .synth import write_msd_dataset
 from .transforms import make_dataset, loader_workers
-from .model import build_loss, check_roi, amp_dtype
+from .model import build_loss, build_model, check_roi, count_parameters, amp_dtype
 from .metrics import compute_dice, evaluate_case, perturb_labels
 with warnings.catch_warnings():   # tqdm.auto warns in a kernel without ipywidgets: not report content
     warnings.filterwarnings("ignore", message="IProgress not found")
@@ -31,16 +31,17 @@ from .baseline import (ORIGINAL, original_network, original_optimizer, original_
                                original_epoch, original_preprocessing)
 
 # %% auto #0
-__all__ = ['ENGINE_NAMES', 'SCALING_SHAPES', 'MSD_TRAINING_CASES', 'slug', 'device_label', 'hardware_line', 'meets', 'bench_row',
-           'run_measured', 'check_run', 'run_python', 'bench_dataset', 'bench_config', 'with_settings',
-           'training_cases', 'train_summary', 'train_weights', 'inputs_table', 'infer_commands', 'infer_outputs',
-           'grid_check', 'outputs_dice', 'run_inference', 'inference_rows', 'compare_inference', 'network_seconds',
-           'engine_command', 'compare_engines', 'rescaled_case', 'compare_scaling', 'cache_rows', 'loop_speed',
-           'gpu_memory', 'median_seconds', 'ours_training_speed', 'baseline_training_speed', 'compare_training',
-           'compare_floor', 'synthetic_batch', 'compute_floor', 'precision_rows', 'monai_metrics', 'metric_agreement',
-           'compare_metrics', 'official_evaluator', 'official_lesion_wise', 'lesion_pairs', 'lesion_agreement',
-           'compare_lesion_wise', 'item_seconds', 'compare_preprocessing', 'bench_environment', 'targets_summary',
-           'write_results', 'results_table', 'targets_table']
+__all__ = ['ENGINE_NAMES', 'SCALING_SHAPES', 'MSD_TRAINING_CASES', 'NETWORK_SETTINGS', 'slug', 'device_label', 'hardware_line',
+           'meets', 'bench_row', 'run_measured', 'check_run', 'run_python', 'bench_dataset', 'bench_config',
+           'with_settings', 'training_cases', 'train_summary', 'train_weights', 'inputs_table', 'infer_commands',
+           'infer_outputs', 'grid_check', 'outputs_dice', 'run_inference', 'inference_rows', 'compare_inference',
+           'network_seconds', 'engine_command', 'compare_engines', 'rescaled_case', 'compare_scaling', 'cache_rows',
+           'network_step_seconds', 'compare_networks', 'loop_speed', 'gpu_memory', 'median_seconds',
+           'ours_training_speed', 'baseline_training_speed', 'compare_training', 'compare_floor', 'synthetic_batch',
+           'compute_floor', 'precision_rows', 'monai_metrics', 'metric_agreement', 'compare_metrics',
+           'official_evaluator', 'official_lesion_wise', 'lesion_pairs', 'lesion_agreement', 'compare_lesion_wise',
+           'item_seconds', 'compare_preprocessing', 'bench_environment', 'targets_summary', 'write_results',
+           'results_table', 'targets_table']
 
 # %% ../nbs/91_bench.ipynb #991305db
 def slug(text:str) -> str:
@@ -402,6 +403,40 @@ def cache_rows(config:dict, # from `bench_config`, after the training comparison
     per_case = sum(p.stat().st_size for p in files) / len(files) / 2**20 if files else None
     return [bench_row("scale", "disk-cache size per case", per_case, None, "MiB", cases_measured=len(files)),
             bench_row("scale", f"disk cache of MSD Task01's {cases} training cases (projected)", per_case and per_case * cases / 1024, None, "GiB")]
+
+# %% ../nbs/91_bench.ipynb #ee13ecd0
+NETWORK_SETTINGS = {"unet": {}, "segresnet": {}, "dynunet": {"model.deep_supervision": True}, "swinunetr": {}, "mednext": {}}   # as the docs show them
+
+def network_step_seconds(cfg, # Config: model.* and data.roi_size
+                         device:str="cpu", batch:int=2, steps:int=3,
+                        ) -> tuple[float, int]:
+    "Median seconds of a training step (forward, loss, backward, AdamW) on random patches, and the parameter count."
+    dev = get_device(device)
+    model, loss_fn = build_model(cfg).to(dev).train(), build_loss(cfg)
+    optimiser = torch.optim.AdamW(model.parameters(), 1e-4)
+    x = torch.randn(batch, len(cfg.data.modalities), *cfg.data.roi_size, device=dev)
+    y = (torch.rand(batch, 3, *cfg.data.roi_size, device=dev) > 0.9).float()
+    times = []
+    for _ in range(steps + 1):   # the first step warms the allocator and kernels up
+        tick = time.perf_counter()
+        optimiser.zero_grad(set_to_none=True); loss_fn(model(x), y).backward(); optimiser.step()
+        if dev.type == "cuda": torch.cuda.synchronize()
+        times.append(time.perf_counter() - tick)
+    return statistics.median(times[1:]), count_parameters(model)
+
+def compare_networks(roi:int=64, # patch side, voxels (SwinUNETR needs a multiple of 32, at least 64)
+                     device:str="cpu", batch:int=2, steps:int=3,
+                    ) -> list[dict]:
+    "Parameters and training-step time of every network against the UNet of the recipes."
+    load, measured = os.getloadavg()[0], {}
+    for name, settings in NETWORK_SETTINGS.items():
+        cfg = config_from_dict({"model": {"name": name, **{k.split(".", 1)[1]: v for k, v in settings.items()}}, "data": {"roi_size": [roi] * 3}},
+                               source=f"network {name}")
+        seed_everything(0); measured[name] = network_step_seconds(cfg, device, batch, steps)
+    hw = hardware_line(device, load)
+    return [bench_row("networks", f"{name} ({p / 1e6:.2f} M parameters): training step, {batch} x {roi}^3 patches", s, measured["unet"][0], "s", hardware=hw,
+                      parameters=p, parameters_ratio=p / measured["unet"][1], settings=NETWORK_SETTINGS[name])
+            for name, (s, p) in measured.items()]
 
 # %% ../nbs/91_bench.ipynb #93cb2ce5
 def loop_speed(meter:dict, # running sums: batches, patches, wait_s, busy_s

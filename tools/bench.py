@@ -37,7 +37,7 @@ def wait_for_quiet(minutes:float, below:float=1.5):
     deadline = time.time() + 60 * minutes
     while os.getloadavg()[0] >= below and time.time() < deadline: time.sleep(15)
 
-COMPARISONS = {"inference", "training", "metrics", "preprocessing", "compute floor", "engines", "scale"}
+COMPARISONS = {"inference", "training", "metrics", "preprocessing", "compute floor", "engines", "scale", "networks"}
 TARGETS = 12   # inference time and grid, patches/s, data wait, metrics time, the floor; engines: network stage and equal labels (ONNX Runtime, OpenVINO), TTA, against the original
 
 def output_problems(results:Path, page:Path) -> list:
