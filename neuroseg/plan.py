@@ -46,8 +46,9 @@ def case_fingerprint(case:dict, # a case dict from `read_dataset`
     if not brain.any(): raise NeurosegError(f"{case['id']}: every voxel is 0 in every modality (no brain)")
     label = np.zeros(brain.shape, np.int16) if label is None else label
     classes = {"brain": brain & (label == 0), **{str(v): label == v for v in get_convention(convention).labels}}
+    corners = np.argwhere(brain)
     fp = dict(id=case["id"], shape=[int(s) for s in image.shape[:3]], spacing=spacing, axcodes="".join(nib.aff2axcodes(ref.affine)),
-              brain_ml=float(brain.sum() * voxel_ml), modalities=[])
+              brain_shape=[int(s) for s in corners.max(0) - corners.min(0) + 1], brain_ml=float(brain.sum() * voxel_ml), modalities=[])
     for c in range(image.shape[-1]):
         values = image[..., c][brain]
         mean, sd = float(values.mean()), float(values.std()) or 1.0
@@ -82,6 +83,7 @@ def dataset_fingerprint(root:str|Path, # a dataset folder (MSD or BraTS case fol
     summary = dict(
         n_cases=len(per_case), label_convention=convention, label_names={str(k): v for k, v in get_convention(convention).labels.items()},
         spacing=[_stats([c["spacing"][a] for c in per_case]) for a in range(3)], shape=[_stats([c["shape"][a] for c in per_case]) for a in range(3)],
+        brain_shape=[_stats([c["brain_shape"][a] for c in per_case]) for a in range(3)],
         axcodes=dict(collections.Counter(c["axcodes"] for c in per_case)), brain_ml=_stats([c["brain_ml"] for c in per_case]),
         label_ml={k: _stats([c["label_ml"][k] for c in per_case]) for k in labels}, region_ml={r: _stats([c["region_ml"][r] for c in per_case]) for r in REGIONS},
         label_frequency={k: float(np.mean([c["label_ml"][k] > 0 for c in per_case])) for k in labels},
@@ -118,7 +120,7 @@ def target_spacing(spacings:np.ndarray, # (cases, 3) voxel sizes in mm
     if target[coarse] > 3 * target.min(): target[coarse] = np.percentile(spacings[:, coarse], 10)
     return [round(float(s), 3) for s in target]
 
-def fit_patch(median_shape:np.ndarray, # median image size at the target spacing, voxels
+def fit_patch(median_shape:np.ndarray, # median brain size at the target spacing, voxels
               bytes_per_voxel:float, # from `activation_bytes_per_voxel`
               fixed_bytes:float, # weights, gradients and Adam's moments
               budget_bytes:float, # usable GPU memory
@@ -140,7 +142,7 @@ def plan_config(fingerprint:dict, # from `dataset_fingerprint`
     cfg = load_config(base)
     cases = fingerprint["cases"]
     spacing = target_spacing(np.array([c["spacing"] for c in cases]))
-    median_shape = np.median([np.array(c["shape"]) * np.array(c["spacing"]) / spacing for c in cases], 0)
+    median_shape = np.median([np.array(c["brain_shape"]) * np.array(c["spacing"]) / spacing for c in cases], 0)   # cropped to the brain, as training crops
     d = cfg.to_dict()
     d["data"] |= dict(root=fingerprint["root"], format=fingerprint["format"], convention=fingerprint["summary"]["label_convention"], spacing_mm=spacing)
     d["model"] |= dict(name="unet", head="regions")
@@ -151,7 +153,7 @@ def plan_config(fingerprint:dict, # from `dataset_fingerprint`
     patch = fit_patch(median_shape, per_voxel, fixed, budget)
     cfg.data.roi_size, cfg.train.batch_size = patch, BATCH
     step_gib = (fixed + per_voxel * BATCH * np.prod(patch)) / 2**30
-    why = dict(target_spacing_mm=spacing, median_shape_at_target=[round(float(s), 1) for s in median_shape], patch=patch, batch_size=BATCH,
+    why = dict(target_spacing_mm=spacing, median_brain_at_target=[round(float(s), 1) for s in median_shape], patch=patch, batch_size=BATCH,
                gpu_memory_gb=gpu_memory_gb, reserve=RESERVE, activation_bytes_per_voxel=round(per_voxel, 1), parameters=int(params),
                step_memory_gib=round(float(step_gib), 2), network=f"MONAI UNet {cfg.model.channels}, {cfg.model.num_res_units} residual units, region head")
     return cfg, why
@@ -161,7 +163,7 @@ def plan_yaml(cfg:Config, why:dict, fingerprint:dict) -> str:
     "The plan as a config file `neuroseg_train --config` takes, with its reasons as comments."
     s = fingerprint["summary"]
     head = [f"# neuroseg_plan for {fingerprint['root']} ({s['n_cases']} cases, {s['label_convention']} labels), neuroseg {neuroseg.__version__}",
-            f"# target spacing {why['target_spacing_mm']} mm (median; nnU-Net's rule for thick slices); median image there {why['median_shape_at_target']} voxels",
+            f"# target spacing {why['target_spacing_mm']} mm (median; nnU-Net's rule for thick slices); median brain there {why['median_brain_at_target']} voxels",
             f"# patch {why['patch']} x batch {why['batch_size']}: {why['step_memory_gib']} GiB per step, measured "
             f"({why['activation_bytes_per_voxel']:.0f} bytes/voxel saved for backward, {why['parameters']:,} parameters, fp32),",
             f"#   within {why['gpu_memory_gb']} GB less a {why['reserve']:.0%} reserve; {why['network']}"]

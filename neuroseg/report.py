@@ -480,6 +480,7 @@ def dataset_rows(fp:dict) -> list:
     return [dict(item="cases", value=s["n_cases"]), dict(item="label convention", value=s["label_convention"]),
             dict(item="spacing mm, median (range) per axis", value="; ".join(rng(a, 2) for a in s["spacing"])),
             dict(item="shape voxels, median (range) per axis", value="; ".join(rng(a, 0) for a in s["shape"])),
+            dict(item="brain bounding box voxels, median (range) per axis", value="; ".join(rng(a, 0) for a in s["brain_shape"])),
             dict(item="orientations", value=", ".join(f"{k} x{v}" for k, v in s["axcodes"].items())),
             dict(item="brain volume mL", value=rng(s["brain_ml"], 0)),
             *[dict(item=f"{r} volume mL", value=rng(s["region_ml"][r])) for r in REGIONS],
