@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from IPython.display import HTML
 from fastcore.script import Param
 from . import __version__
@@ -22,7 +21,7 @@ from .synth import MODALITIES
 from .plan import dataset_fingerprint, plan_config
 from .checkpoint import load_checkpoint, config_from_checkpoint
 from .tracking import offline_run_dirs
-from .train import ENVIRONMENT_FILE
+from .train import ENVIRONMENT_FILE, plot_training_curves
 from .metrics import METRICS, find_label_files, format_summary
 from .core import check_writable
 from .infer import predict, output_paths
@@ -32,16 +31,17 @@ from .xai import (plot_multiplanar, tumour_mesh_figure, save_mesh_html, offline_
 # %% auto #0
 __all__ = ['REPORTS', 'TEMPLATES', 'format_value', 'table_html', 'figure_html', 'environment_rows', 'show_environment',
            'read_json', 'resolve_run', 'run_config', 'TrainingRun', 'training_run_dir', 'load_training_run',
-           'config_rows', 'config_table', 'split_rows', 'split_table', 'plot_training_curves', 'cv_rows', 'cv_section',
-           'timing_rows', 'timing_table', 'training_environment', 'hardware_rows', 'hardware_table', 'wandb_rows',
-           'wandb_table', 'read_metrics_csv', 'EvaluationRun', 'load_evaluation_run', 'region_summary', 'mean_dice',
-           'case_rows', 'case_table', 'plot_region_boxes', 'pick_cases', 'roles_by_case', 'case_flair', 'case_overlay',
+           'config_rows', 'config_table', 'split_rows', 'split_table', 'cv_rows', 'cv_section', 'timing_rows',
+           'timing_table', 'training_environment', 'hardware_rows', 'hardware_table', 'wandb_rows', 'wandb_table',
+           'read_metrics_csv', 'EvaluationRun', 'load_evaluation_run', 'region_summary', 'mean_dice', 'case_rows',
+           'case_table', 'plot_region_boxes', 'pick_cases', 'roles_by_case', 'case_flair', 'case_overlay',
            'case_overlays', 'choose_case', 'mesh_view', 'case_entropy', 'uncertainty_view', 'load_fingerprint',
            'dataset_rows', 'class_names', 'intensity_rows', 'plot_intensity_histograms', 'plot_volumes',
            'example_cases', 'example_slices', 'plan_rows', 'dataset_table', 'intensity_table', 'plan_table',
            'template_path', 'template_parameters', 'parse_parameter', 'report_parameters', 'report_folder_name',
            'check_report_inputs', 'notebook_html', 'kernel_settings', 'this_python_kernel_manager', 'kernel_options',
-           'execute_template', 'publish', 'remove_empty_folders', 'render_report', 'ShortParam', 'neuroseg_report']
+           'execute_template', 'publish', 'remove_empty_folders', 'render_report', 'ShortParam', 'neuroseg_report',
+           'plot_training_curves']
 
 # %% ../nbs/09_report.ipynb #05dec683
 def format_value(value, # a number, string, list or None
@@ -177,24 +177,8 @@ def split_table(run:TrainingRun) -> HTML:
                 + table_html(split_rows(run.split, run.cfg.data.fold)))
 
 # %% ../nbs/09_report.ipynb #b7be6a3b
-def plot_training_curves(history:list, # records of history.json
-                        ) -> Figure:
-    "Training loss, validation Dice per region and mean, and learning rate, against the epoch."
-    fig = Figure(figsize=(13, 3.6), layout="constrained")
-    loss_ax, dice_ax, lr_ax = fig.subplots(1, 3)
-    epochs = [h["epoch"] for h in history]
-    loss_ax.plot(epochs, [h["loss"] for h in history], marker=".", color="black")
-    validated = [h for h in history if "dice_mean" in h]
-    for region in REGIONS:
-        dice_ax.plot([h["epoch"] for h in validated], [h[f"dice_{region}"] for h in validated], marker="o", label=region,
-                     color=REGION_COLOURS[region], markeredgecolor="black", markeredgewidth=0.5)
-    dice_ax.plot([h["epoch"] for h in validated], [h["dice_mean"] for h in validated], "k--", label="mean")
-    dice_ax.set_ylim(0, 1); dice_ax.legend(fontsize=8)
-    lr_ax.plot(epochs, [h["lr"] for h in history], marker=".", color="black")
-    for ax, title in zip((loss_ax, dice_ax, lr_ax), ("training loss", "validation Dice", "learning rate")):
-        ax.set_title(title); ax.set_xlabel("epoch"); ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return fig
+_all_ = ["plot_training_curves"]   # one curve plot (06_train), offered to the templates with the report sections
+
 
 # %% ../nbs/09_report.ipynb #ce9ebb89
 def _region_cells(means:dict) -> dict:

@@ -17,6 +17,8 @@ from torch.utils.data import DataLoader, DistributedSampler, ConcatDataset
 from fastcore.script import Param
 from tqdm import tqdm
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from matplotlib.colors import to_rgb
 from monai.data.utils import set_rnd
 from monai.metrics import compute_dice
@@ -40,7 +42,7 @@ __all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'RUN_FILES', 'ENVIRONMENT_FILE', 'lr_f
            'init_distributed', 'epoch_seed', 'seed_epoch', 'ensure_data', 'build_data', 'real_datasets',
            'synth_dataset', 'synthetic_datasets', 'TrainState', 'new_state', 'checkpoint_state', 'restore_state',
            'StopOnSignal', 'TrainingInterrupted', 'Run', 'train_step', 'sync_step', 'epoch_batches', 'train_epoch',
-           'epoch_summary', 'epoch_line', 'plot_history', 'to_regions', 'validate', 'overlay_image',
+           'epoch_summary', 'epoch_line', 'plot_training_curves', 'to_regions', 'validate', 'overlay_image',
            'save_run_checkpoints', 'update_best', 'end_epoch', 'resume_checkpoint', 'check_resumable', 'holds_run',
            'clean_stale_temps', 'make_room', 'init_weights', 'record_environment', 'setup_run', 'fit', 'train',
            'resume_command', 'neuroseg_train']
@@ -379,16 +381,23 @@ def epoch_line(record:dict, ts:TrainState, epochs:int) -> str:
             f"{record['step_s']:.2f} s/step, {record['patches_per_s']:.1f} patches/s, data wait {record['data_wait_share']:.0%}")
 
 # %% ../nbs/06_train.ipynb #f9044df2
-def plot_history(history:list[dict], # per-epoch records, e.g. `train(...)["history"]` or history.json
-                ):
-    "A matplotlib figure: training loss per epoch (left) and validation Dice per region and mean (right)."
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3))
-    left.plot([h["epoch"] for h in history], [h["loss"] for h in history]); left.set(xlabel="epoch", ylabel="training loss")
-    val = [h for h in history if "dice_mean" in h]
-    for key in [f"dice_{r}" for r in REGIONS] + ["dice_mean"]:
-        right.plot([h["epoch"] for h in val], [h[key] for h in val], marker=".", label=key.removeprefix("dice_"))
-    right.set(xlabel="epoch", ylabel="validation Dice", ylim=(0, 1)); right.legend(fontsize=8)
-    fig.tight_layout()
+def plot_training_curves(history:list, # per-epoch records: `train(...)["history"]` or history.json
+                        ) -> Figure:
+    "Training loss, validation Dice per region and mean, and learning rate, against the epoch."
+    fig = Figure(figsize=(13, 3.6), layout="constrained")
+    loss_ax, dice_ax, lr_ax = fig.subplots(1, 3)
+    epochs = [h["epoch"] for h in history]
+    loss_ax.plot(epochs, [h["loss"] for h in history], marker=".", color="black")
+    validated = [h for h in history if "dice_mean" in h]
+    for region in REGIONS:
+        dice_ax.plot([h["epoch"] for h in validated], [h[f"dice_{region}"] for h in validated], marker="o", label=region,
+                     color=REGION_COLOURS[region], markeredgecolor="black", markeredgewidth=0.5)
+    dice_ax.plot([h["epoch"] for h in validated], [h["dice_mean"] for h in validated], "k--", label="mean")
+    dice_ax.set_ylim(0, 1); dice_ax.legend(fontsize=8)
+    lr_ax.plot([h["epoch"] for h in history if "lr" in h], [h["lr"] for h in history if "lr" in h], marker=".", color="black")
+    for ax, title in zip((loss_ax, dice_ax, lr_ax), ("training loss", "validation Dice", "learning rate")):
+        ax.set_title(title); ax.set_xlabel("epoch"); ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 # %% ../nbs/06_train.ipynb #11bee536
