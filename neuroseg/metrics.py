@@ -16,7 +16,7 @@ from fastcore.script import Param
 from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, fsync_path,
                            check_writable, remove_stale_temps, write_all)
 from .labels import REGIONS, labels_to_regions, get_convention, check_labels
-from .data import SUBSETS, split_subset_ids
+from .data import SUBSETS, split_subset_ids, open_nifti, grid_mismatch
 
 # %% auto #0
 __all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRICS', 'LESION_WISE', 'LESION_MATCH_MIN_DICE',
@@ -354,14 +354,9 @@ class LabelMap:
     spacing: tuple          # voxel size in mm, in array-axis order
     affine: np.ndarray      # voxel-to-world matrix
 
-def _read_nifti(path:str|Path):
-    "nibabel image of `path`, or `NeurosegError`."
-    try: return nib.load(str(path))
-    except Exception as e: raise NeurosegError(f"{path}: cannot read as NIfTI ({type(e).__name__}: {e})")
-
 def load_label_map(path:str|Path) -> LabelMap:
     "Read an integer label map and its spacing and affine from a NIfTI file."
-    img = _read_nifti(path)
+    img = open_nifti(path)
     try: data = np.asarray(img.dataobj)
     except Exception as e: raise NeurosegError(f"{path}: cannot read the voxels ({type(e).__name__}: {e})")
     if data.ndim != 3: raise NeurosegError(f"{path}: expected a 3D label map, got shape {data.shape}")
@@ -374,12 +369,10 @@ def load_label_map(path:str|Path) -> LabelMap:
 # %% ../nbs/05_metrics.ipynb #a029ac91
 def check_same_grid(pred_path:str|Path, ref_path:str|Path, case:str="") -> tuple:
     "Raise `NeurosegError` unless the two NIfTI files have the same shape and affine; return the reference's spacing."
-    pred, ref = _read_nifti(pred_path), _read_nifti(ref_path)
-    where = f"{case + ': ' if case else ''}prediction {pred_path} and reference {ref_path}"
-    if pred.shape[:3] != ref.shape[:3]:
-        raise NeurosegError(f"{where} are on different grids (shape {pred.shape} vs {ref.shape}); resample the prediction onto the reference grid")
-    if not np.allclose(pred.affine, ref.affine, atol=1e-3):
-        raise NeurosegError(f"{where} are on different grids (affines differ); resample the prediction onto the reference grid")
+    pred, ref = open_nifti(pred_path), open_nifti(ref_path)
+    if (why := grid_mismatch(ref, pred)):   # the readers' own check (02_data): shape, then affines within 1e-3 mm
+        raise NeurosegError(f"{case + ': ' if case else ''}prediction {pred_path} and reference {ref_path} are on different grids "
+                            f"({why}); resample the prediction onto the reference grid")
     return tuple(float(z) for z in ref.header.get_zooms()[:3])
 
 # %% ../nbs/05_metrics.ipynb #bef06c95
