@@ -173,6 +173,11 @@ def _named(err:NeurosegError, source:str) -> NeurosegError:
     "`err` with `source` in front of its message, unless it names it already."
     return err if source in str(err) else NeurosegError(f"{source}: {err}")
 
+def _stored_engine(ckpt:dict) -> str:
+    "The checkpoint config's infer.engine; torch where it has none (older checkpoints), or no config (refused later, with its reason)."
+    try: return ckpt["config"]["infer"]["engine"]
+    except (KeyError, TypeError): return "torch"
+
 def engine_device(device:str, # auto, cpu, cuda or cuda:N
                   engine:str, # infer.engine
                  ) -> str:
@@ -198,7 +203,7 @@ def load_inference_model(ckpt:str|Path|dict|InferenceModel, # checkpoint file, l
         return InferenceModel(network, cfg, get_convention(convention).name, source, postprocess, engine)
     try:
         if not isinstance(ckpt, dict): ckpt = load_checkpoint(resolve_checkpoint(ckpt))   # a shipped model's name: its file, sha256 checked
-        engine = engine or ckpt["config"].get("infer", {}).get("engine", "torch")
+        engine = engine or _stored_engine(ckpt)
         model, cfg, convention = model_from_checkpoint(ckpt, get_device(engine_device(device, engine)), source)
         return InferenceModel(engine_network(model, cfg, engine, source), cfg, get_convention(convention).name, source, ckpt.get("postprocess"), engine)
     except NeurosegError as e: raise _named(e, source) from e
