@@ -203,6 +203,7 @@ class DataConfig:
     root: str = _opt("data/demo", help="dataset folder (MSD Task01 layout or BraTS case folders)")
     format: str = _opt("auto", ["msd", "brats", "auto", "synth"], "dataset layout; synth: brains generated on the fly, no data.root")
     synth_cases: int = _opt(0, help="synthetic brains generated per epoch: the training set with data.format=synth, else mixed with the real cases")
+    synth_tumour_mm: list = _opt([8.0, 24.0], help="range of the mean radius of the synthetic tumours' core, mm (03_synth's glioma_plan)")
     convention: str = _opt("auto", ["msd", "brats2021", "brats2023", "auto"], "label convention of the label files")
     modalities: list = _opt(["FLAIR", "T1w", "T1gd", "T2w"], help="input channels, in this order")
     spacing_mm: list = _opt([1.0, 1.0, 1.0], help="target voxel spacing in mm (RAS order)")
@@ -338,6 +339,7 @@ def _check_values(cfg:Config, errors:list):
     if not 0 <= d.pos_fraction <= 1: errors.append(f"data.pos_fraction: must be in [0, 1], got {d.pos_fraction}")
     if d.num_workers < -1: errors.append(f"data.num_workers: must be -1 (auto) or at least 0, got {d.num_workers}")
     if d.synth_cases < (d.format == "synth"): errors.append(f"data.synth_cases: must be at least {int(d.format == 'synth')} with data.format={d.format}, got {d.synth_cases}")
+    if not (len(d.synth_tumour_mm) == 2 and 0 < d.synth_tumour_mm[0] <= d.synth_tumour_mm[1]): errors.append(f"data.synth_tumour_mm: give [smallest, largest] radius in mm, 0 < smallest <= largest, got {d.synth_tumour_mm}")
     if not 0 <= i.overlap < 1: errors.append(f"infer.overlap: must be in [0, 1), got {i.overlap}")
     for key in ("epochs", "batch_size", "val_every"):
         if getattr(t, key) < 1: errors.append(f"train.{key}: must be at least 1, got {getattr(t, key)}")

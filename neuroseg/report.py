@@ -610,12 +610,14 @@ _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 """
 
-def notebook_html(ipynb:str|Path) -> str:
-    "HTML of an executed notebook: outputs only (no code, no prompts), nothing fetched from the network."
+def notebook_html(ipynb:str|Path, # an executed notebook
+                  code:bool=False, # show the code cells too (the docs do; reports show outputs only)
+                 ) -> str:
+    "HTML of an executed notebook: outputs (and code if asked), no prompts, nothing fetched from the network."
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
     exporter = HTMLExporter(extra_loaders=[DictLoader({"offline.html.j2": _OFFLINE_TEMPLATE})], template_file="offline.html.j2",
-                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+                            exclude_input=not code, exclude_input_prompt=True, exclude_output_prompt=True)
     return exporter.from_filename(str(ipynb))[0]
 
 # %% ../nbs/09_report.ipynb #0ea36687
