@@ -11,7 +11,7 @@ KERNEL := neuroseg
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_DATA := data/demo
 
-.PHONY: help install demo demo-real test test-all check-reports check-wheel real-data sync readme lab bench gpu-check clean-demo
+.PHONY: help install demo demo-real test test-all check-reports docs check-wheel real-data sync readme lab bench gpu-check clean-demo
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,9 +36,13 @@ test: $(STAMP)  ## nbdev hygiene + every notebook's tests + report templates + t
 test-all: $(STAMP)  ## the tests, including the cells flagged slow
 	$(BIN)/python tools/run_tests.py --flags slow
 
-check-reports: $(STAMP)  ## render both reports on a tiny run, open them in headless Chromium (installs Debian's chromium)
+check-reports: $(STAMP)  ## render the reports on a tiny run and build the docs, open every page in headless Chromium (installs Debian's chromium)
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 	$(BIN)/python tools/check_reports.py --browser yes --out reports/check
+	$(BIN)/python tools/docs.py --browser yes
+
+docs: $(STAMP)  ## the notebooks executed into an offline HTML site with their code and figures: _docs/index.html
+	$(BIN)/python tools/docs.py
 
 check-wheel: $(STAMP)  ## build sdist + wheel, install them in a fresh venv outside the checkout, run every console script (make test does this too)
 	$(BIN)/python tools/check_wheel.py
