@@ -8,7 +8,7 @@ a complete copy is found, and are listed as skipped with one line on how to get 
 
     python tools/run_tests.py [--flags "slow cuda"] [--only PATTERN ...] [--workers N] [--no-fetch] [--no-wheel]
 """
-import argparse, hashlib, os, re, subprocess, sys, tempfile, time
+import argparse, contextlib, hashlib, os, re, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,15 +57,51 @@ def real_data_flag(files:list[Path], fetch:bool) -> str:
     print(real_data.HINT)
     return ""
 
-def run_notebooks(files:list[Path], flags:str, workers:int) -> list[tuple[str, bool, float]]:
-    "Run each notebook's tests with nbdev's test_nb, `workers` at a time."
-    from fastcore.parallel import parallel
-    from nbdev.config import get_config
+def _test_one(path:str, skip:list, force:list, basepath:str, conn):
+    "Child process: one notebook's tests with nbdev's test_nb; sends (ok, seconds, peak RSS in MB) back."
+    import resource
     from nbdev.test import test_nb
-    skip = get_config().tst_flags.split()
-    results = parallel(test_nb, files, skip_flags=skip, force_flags=flags.split(), n_workers=workers,
-                       basepath=get_config().config_path, pause=0.01, do_print=False)
-    return [(f.name, ok, t) for f, (ok, t) in zip(files, results)]
+    ok, secs = test_nb(Path(path), skip_flags=skip, force_flags=force, basepath=basepath, do_print=False)
+    conn.send((ok, secs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    conn.close()
+
+def _crash(code:int, timeout:float) -> str:
+    "Why a notebook's process ended without a result, in words."
+    if code is None: return f"timed out after {timeout:.0f} s"
+    if code < 0:
+        name = signal.Signals(-code).name
+        return f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+    return f"exited with status {code}"
+
+def run_notebooks(files:list[Path], flags:str, workers:int, timeout:float=900) -> list[tuple[str, bool, float]]:
+    """Run each notebook's tests with nbdev's test_nb, `workers` at a time, each in a process of its own.
+
+    A process per notebook (forked from a server that has imported torch and MONAI once) keeps one notebook's memory,
+    threads and signal handlers from leaking into the next, and a notebook that crashes its process (a segfault, the
+    kernel's OOM killer) fails alone with the reason named, where a shared pool would break and take the others with it."""
+    import multiprocessing as mp
+    from concurrent.futures import ThreadPoolExecutor
+    from nbdev.config import get_config
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "monai", "nibabel", "nbdev.test"])
+    skip, basepath = get_config().tst_flags.split(), str(get_config().config_path)
+    def one(f:Path):
+        start, (here, there) = time.time(), ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_test_one, args=(str(f), skip, flags.split(), basepath, there))
+        p.start(); there.close()
+        result, timed_out = None, not here.poll(timeout)   # a crash closes the pipe: poll returns, recv finds EOF
+        if not timed_out:
+            with contextlib.suppress(EOFError): result = here.recv()
+        p.join(None if result else 5)
+        code = None if timed_out or p.is_alive() else p.exitcode
+        if p.is_alive(): p.kill(); p.join()
+        if result is None:
+            print(f"FAIL {f.name}: its test process {_crash(code, timeout)}", file=sys.stderr)
+            return f.name, False, time.time() - start
+        ok, secs, rss = result
+        print(f"{'ok  ' if ok else 'FAIL'} {f.name} ({secs:.0f} s, peak {rss:.0f} MB)", flush=True)
+        return f.name, ok, secs
+    with ThreadPoolExecutor(workers) as pool: return list(pool.map(one, files))
 
 def run_templates() -> list[tuple[str, bool, float]]:
     "Run the papermill report templates with tiny parameters (tools/check_reports.py, once the reports exist)."
