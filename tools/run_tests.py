@@ -59,8 +59,9 @@ def real_data_flag(files:list[Path], fetch:bool) -> str:
 
 def _test_one(path:str, skip:list, force:list, basepath:str, conn):
     "Child process: one notebook's tests with nbdev's test_nb; sends (ok, seconds, peak RSS in MB) back."
-    import resource
+    import multiprocessing, resource
     from nbdev.test import test_nb
+    multiprocessing.set_start_method(None, force=True)   # the platform's default again, not the forkserver this came from
     ok, secs = test_nb(Path(path), skip_flags=skip, force_flags=force, basepath=basepath, do_print=False)
     conn.send((ok, secs, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     conn.close()
