@@ -215,7 +215,7 @@ class DataConfig:
     cache_dir: str = _opt(".cache/neuroseg", help="folder of the disk cache")
     split_file: str = _opt("", help="JSON split file; empty: <train.out_dir>/split.json, created if missing")
     num_folds: int = _opt(5, help="k of k-fold cross-validation")
-    fold: int = _opt(0, help="validation fold, 0 .. num_folds-1")
+    fold: int = _opt(0, help="validation fold, 0 .. num_folds-1; -1 trains on every fold and validates on none (nnU-Net's all)")
     test_fraction: float = _opt(0.2, help="share of cases held out for testing, never trained or validated on")
     num_workers: int = _opt(-1, help="data-loader worker processes; -1: auto (0 when training on the CPU, up to 8 on a GPU)")
 
@@ -334,7 +334,7 @@ def _check_values(cfg:Config, errors:list):
         errors.append(f"data.spacing_mm: need 3 positive numbers, got {d.spacing_mm}")
     if len(d.roi_size) != 3 or any(int(s) < 16 for s in d.roi_size):
         errors.append(f"data.roi_size: need 3 sizes of at least 16 voxels, got {d.roi_size}")
-    if not 0 <= d.fold < d.num_folds: errors.append(f"data.fold: must be in 0..{d.num_folds-1}, got {d.fold}")
+    if not -1 <= d.fold < d.num_folds: errors.append(f"data.fold: must be in 0..{d.num_folds-1}, or -1 for all folds, got {d.fold}")
     if not 0 <= d.test_fraction < 1: errors.append(f"data.test_fraction: must be in [0, 1), got {d.test_fraction}")
     if not 0 <= d.pos_fraction <= 1: errors.append(f"data.pos_fraction: must be in [0, 1], got {d.pos_fraction}")
     if d.num_workers < -1: errors.append(f"data.num_workers: must be -1 (auto) or at least 0, got {d.num_workers}")

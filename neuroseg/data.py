@@ -13,11 +13,11 @@ from .core import NeurosegError, Config, write_json_atomic, find_config
 from .labels import detect_convention, check_labels, get_convention
 
 # %% auto #0
-__all__ = ['MSD_MODALITIES', 'BRATS_STYLES', 'SUBSETS', 'open_nifti', 'grid_mismatch', 'raise_problems', 'modality_problems',
-           'nifti_stem', 'msd_case_problems', 'read_dataset_json', 'read_msd', 'read_label_map', 'validate_dataset',
-           'match_brats_suffix', 'brats_grid_problems', 'read_brats', 'read_dataset', 'case_ids_hash', 'make_split',
-           'split_cases', 'load_split_json', 'read_split', 'load_or_create_split', 'split_path', 'split_for_config',
-           'split_subset_ids']
+__all__ = ['MSD_MODALITIES', 'BRATS_STYLES', 'ALL_FOLDS', 'SUBSETS', 'open_nifti', 'grid_mismatch', 'raise_problems',
+           'modality_problems', 'nifti_stem', 'msd_case_problems', 'read_dataset_json', 'read_msd', 'read_label_map',
+           'validate_dataset', 'match_brats_suffix', 'brats_grid_problems', 'read_brats', 'read_dataset',
+           'case_ids_hash', 'make_split', 'split_cases', 'load_split_json', 'read_split', 'load_or_create_split',
+           'split_path', 'split_for_config', 'split_subset_ids']
 
 # %% ../nbs/02_data.ipynb #85809348
 def open_nifti(path:str|Path, # a .nii or .nii.gz file
@@ -258,17 +258,20 @@ def make_split(cases:list[dict], # case dicts from a reader
                 folds=[sorted(rest[i::num_folds]) for i in range(num_folds)])
 
 # %% ../nbs/02_data.ipynb #6ff6b0b3
+ALL_FOLDS = -1   # data.fold for "train on every fold" (nnU-Net's `all`)
+
 def split_cases(cases:list[dict], # case dicts from a reader
                 split:dict, # from `make_split` / `load_or_create_split`
-                fold:int=0, # validation fold (data.fold)
+                fold:int=0, # validation fold (data.fold); ALL_FOLDS (-1): train on every fold, validate on none
                ) -> tuple[list[dict], list[dict], list[dict]]:
     "The `(train, val, test)` case lists of `fold`."
-    if not 0 <= fold < len(split["folds"]):
-        raise NeurosegError(f"data.fold: {fold} is not in 0..{len(split['folds']) - 1} ({split.get('file', 'split')})")
+    if not (fold == ALL_FOLDS or 0 <= fold < len(split["folds"])):
+        raise NeurosegError(f"data.fold: {fold} is not in 0..{len(split['folds']) - 1} or {ALL_FOLDS} for all "
+                            f"({split.get('file', 'split')})")
     by_id = {c["id"]: c for c in cases}
     pick = lambda ids: [by_id[i] for i in ids if i in by_id]
     train_ids = [i for k, f in enumerate(split["folds"]) if k != fold for i in f]
-    return pick(train_ids), pick(split["folds"][fold]), pick(split["test"])
+    return pick(train_ids), pick(split["folds"][fold] if fold != ALL_FOLDS else []), pick(split["test"])
 
 # %% ../nbs/02_data.ipynb #5662d8c7
 def _split_settings_problems(split:dict, **wanted) -> list[str]:

@@ -717,8 +717,10 @@ def neuroseg_train(overrides:Param("section.key=value settings over the config, 
         if not (Path(cfg.train.out_dir)/"checkpoints"/LAST).is_file(): raise
         raise OutputError(f"{e}; once it is fixed, resume with: {resume_command(config, overrides)}") from e
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"neuroseg_train: {summary['epochs']} epochs, {summary['steps']} steps; best mean Dice {summary['best_metric']:.4f} "
-              f"at epoch {summary['best_epoch']}; checkpoints in {Path(summary['out_dir'])/'checkpoints'}")
+        best = (f"best mean Dice {summary['best_metric']:.4f} at epoch {summary['best_epoch']}" if summary["best_epoch"]
+                else "no validation, so no best.pt: use last.pt")
+        print(f"neuroseg_train: {summary['epochs']} epochs, {summary['steps']} steps; {best}; "
+              f"checkpoints in {Path(summary['out_dir'])/'checkpoints'}")
 
 # %% ../nbs/06_train.ipynb #5d1e0c2b
 #| eval: false
