@@ -30,10 +30,10 @@ from .pretrained import resolve_checkpoint
 from .core import OutputError, check_writable, remove_stale_temps, write_all
 
 # %% auto #0
-__all__ = ['SPATIAL_FLIPS', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'case_id', 'resolve_case', 'open_input',
+__all__ = ['SPATIAL_FLIPS', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'image_case_id', 'resolve_case', 'open_input',
            'input_paths', 'check_headers', 'loading_steps', 'load_voxels', 'channel_sources', 'check_voxels',
            'load_input', 'InferenceModel', 'engine_device', 'load_inference_model', 'inference_config', 'flip_tta',
-           'network_probs', 'invert_to_input', 'region_masks', 'small_components', 'drop_small_components',
+           'network_probs', 'invert_to_input', 'probs_to_regions', 'small_components', 'drop_small_components',
            'replace_small_enhancing', 'Postprocess', 'postprocess_from_dict', 'read_postprocess', 'model_postprocess',
            'cli_postprocess', 'shannon_entropy', 'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml',
            'predict_probs', 'labels_from_probs', 'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble',
@@ -41,7 +41,7 @@ __all__ = ['SPATIAL_FLIPS', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer'
            'predict_to_files', 'check_batch_out', 'is_batch', 'find_cases', 'predict_folder', 'infer_command']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
-def case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
+def image_case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
            ) -> str:
     "A case id from its image file(s): the BraTS case name, else the 4D file's stem, else the modality files' folder."
     first = Path(image[0] if isinstance(image, (list, tuple)) else image)
@@ -62,12 +62,12 @@ def resolve_case(image_or_case:str|Path|list|dict, # 4D NIfTI file, BraTS case f
                 ) -> dict:
     "The case dict `{'id', 'image'}` of one inference input; `image` is a 4D file or 4 modality files (MSD order)."
     if isinstance(image_or_case, dict):
-        return dict(id=str(image_or_case.get("id") or case_id(image_or_case["image"])), image=image_or_case["image"])
+        return dict(id=str(image_or_case.get("id") or image_case_id(image_or_case["image"])), image=image_or_case["image"])
     if isinstance(image_or_case, (list, tuple)):
         paths = [str(p) for p in image_or_case]
-        return dict(id=case_id(paths), image=paths)
+        return dict(id=image_case_id(paths), image=paths)
     path = Path(image_or_case)
-    return _brats_input(path) if path.is_dir() else dict(id=case_id(str(path)), image=str(path))
+    return _brats_input(path) if path.is_dir() else dict(id=image_case_id(str(path)), image=str(path))
 
 # %% ../nbs/07_infer.ipynb #0ed27f88
 def open_input(path:str|Path, # one input file
@@ -266,7 +266,7 @@ def invert_to_input(probs:Tensor, # (K, x, y, z) on the network's grid
     return inverted.numpy().astype(np.float32, copy=False)
 
 # %% ../nbs/07_infer.ipynb #09d643b5
-def region_masks(probs:np.ndarray, # (K, X, Y, Z) probabilities
+def probs_to_regions(probs:np.ndarray, # (K, X, Y, Z) probabilities
                  head:str="regions", # model.head
                  threshold:float=0.5, # infer.threshold (regions head)
                 ) -> np.ndarray:
@@ -425,7 +425,7 @@ def labels_from_probs(probs:np.ndarray, # (K, X, Y, Z) on the input's grid
                       voxel_ml:float, # mL per voxel
                      ) -> np.ndarray:
     "The label map (X, Y, Z) uint8 in `convention`: region masks, postprocessed, then labels."
-    regions = region_masks(probs, cfg.model.head, cfg.infer.threshold)
+    regions = probs_to_regions(probs, cfg.model.head, cfg.infer.threshold)
     return regions_to_labels(postprocess(regions, voxel_ml), convention)
 
 # %% ../nbs/07_infer.ipynb #464308ce
@@ -640,7 +640,7 @@ def find_cases(folder:str|Path, # MSD 4D files and/or BraTS case folders
     found = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and (p.is_dir() or nifti_stem(p)))
     if not found: raise NeurosegError(f"{folder}: no cases (expected MSD 4D .nii.gz files or BraTS case folders)")
     ids = {}
-    for p in found: ids.setdefault(p.name if p.is_dir() else case_id(str(p)), []).append(p)
+    for p in found: ids.setdefault(p.name if p.is_dir() else image_case_id(str(p)), []).append(p)
     if (twice := next(((c, ps) for c, ps in ids.items() if len(ps) > 1), None)):
         raise NeurosegError(f"{folder}: {' and '.join(p.name for p in twice[1])} are both case {twice[0]} and would write one "
                             "output; keep one of them in the folder")

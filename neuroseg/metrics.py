@@ -16,7 +16,7 @@ from fastcore.script import Param
 from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, fsync_path,
                            check_writable, remove_stale_temps, write_all)
 from .labels import REGIONS, labels_to_regions, get_convention, check_labels
-from .data import SUBSETS, split_subset_ids, open_nifti, grid_mismatch
+from .data import SUBSETS, split_subset_ids, open_nifti, grid_mismatch, nifti_stem
 
 # %% auto #0
 __all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRICS', 'LESION_WISE', 'LESION_MATCH_MIN_DICE',
@@ -24,7 +24,7 @@ __all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRI
            'compute_dice', 'overlap_metrics', 'mask_surface', 'compute_surface_distances', 'hd95_from_distances',
            'compute_hd95', 'distance_metrics', 'volume_metrics', 'compute_region_metrics', 'region_masks',
            'evaluate_case', 'label_lesions', 'lesion_overlaps', 'match_lesions', 'lesion_pair_scores',
-           'compute_lesion_wise', 'perturb_labels', 'LabelMap', 'load_label_map', 'check_same_grid', 'case_id',
+           'compute_lesion_wise', 'perturb_labels', 'LabelMap', 'load_label_map', 'check_same_grid', 'label_case_id',
            'find_label_files', 'pair_label_files', 'convention_from_values', 'detect_label_convention',
            'missing_case_rows', 'evaluate_files', 'describe_values', 'summarise', 'format_summary', 'rows_to_csv',
            'write_evaluation', 'check_out_not_input', 'neuroseg_evaluate']
@@ -379,16 +379,15 @@ def check_same_grid(pred_path:str|Path, ref_path:str|Path, case:str="") -> tuple
 NOT_LABEL_SUFFIXES = ("_probs", "_entropy")   # maps neuroseg_infer writes beside a label map
 _ID_SUFFIX = re.compile(r"[_-](seg|segmentation|pred|prediction|label|labels|gt|mask)$", re.IGNORECASE)
 
-def case_id(path:str|Path) -> str:
+def label_case_id(path:str|Path) -> str:
     "Case id of a label file: its name without `.nii(.gz)` and a trailing `_seg`, `-seg`, `_pred`, `_label`, `_gt`, ..."
-    name = re.sub(r"\.nii(\.gz)?$", "", Path(path).name)
-    return _ID_SUFFIX.sub("", name)
+    return _ID_SUFFIX.sub("", nifti_stem(path) or Path(path).name)
 
 # %% ../nbs/05_metrics.ipynb #d0e6e23a
 def find_label_files(path:str|Path) -> dict:
     "`{case id: file}` of a NIfTI file, or of a directory's NIfTI files (else its case folders' `*seg.nii*` files)."
     path = Path(path)
-    if path.is_file(): return {case_id(path): path}
+    if path.is_file(): return {label_case_id(path): path}
     if not path.is_dir(): raise NeurosegError(f"{path}: no such file or directory")
     files = sorted(f for f in path.iterdir() if f.is_file() and re.search(r"\.nii(\.gz)?$", f.name)
                    and not re.sub(r"\.nii(\.gz)?$", "", f.name).endswith(NOT_LABEL_SUFFIXES))
@@ -396,8 +395,8 @@ def find_label_files(path:str|Path) -> dict:
     if not files: raise NeurosegError(f"{path}: no .nii or .nii.gz label files found")
     found = {}
     for f in files:
-        if case_id(f) in found: raise NeurosegError(f"{path}: two files for case {case_id(f)} ({found[case_id(f)].name}, {f.name})")
-        found[case_id(f)] = f
+        if label_case_id(f) in found: raise NeurosegError(f"{path}: two files for case {label_case_id(f)} ({found[label_case_id(f)].name}, {f.name})")
+        found[label_case_id(f)] = f
     return found
 
 # %% ../nbs/05_metrics.ipynb #93cf0ca1
@@ -406,7 +405,7 @@ def pair_label_files(pred:str|Path, # prediction file or directory
                      cases:list|None=None, # only these case ids (each counted, found or not); None: every case on either side
                     ) -> list[tuple]:
     "`(case, pred file or None, ref file or None)` for every case, sorted; two single files always pair."
-    if Path(pred).is_file() and Path(ref).is_file(): return [(case_id(ref), Path(pred), Path(ref))]
+    if Path(pred).is_file() and Path(ref).is_file(): return [(label_case_id(ref), Path(pred), Path(ref))]
     preds, refs = find_label_files(pred), find_label_files(ref)
     return [(case, preds.get(case), refs.get(case)) for case in sorted(cases or preds.keys() | refs.keys())]
 

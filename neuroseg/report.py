@@ -648,13 +648,14 @@ def execute_template(template:Path, # the template notebook
                      out:Path, # the executed notebook to write
                      parameters:dict, # injected parameters
                      kernel:str="", # Jupyter kernel; "": this Python (the environment neuroseg is installed in)
+                     cwd:str|Path|None=None, # the kernel's working folder (None: the current one)
                     ):
-    "Run a template with papermill in the current folder; a `NeurosegError` inside it becomes one here."
+    "Run a template with papermill (in `cwd`, else the current folder); a `NeurosegError` inside it becomes one here."
     import papermill as pm
     from jupyter_client.kernelspec import NoSuchKernel
     # jupyter_client interrupts the kernel before every shutdown; a kernel still busy then (a loaded machine) logs
     # "KeyboardInterrupt caught in kernel" on our stderr. The kernel's own log is quiet; cell errors still come back.
-    try: pm.execute_notebook(str(template), str(out), parameters=parameters, cwd=os.getcwd(), **kernel_options(kernel),
+    try: pm.execute_notebook(str(template), str(out), parameters=parameters, cwd=str(cwd or os.getcwd()), **kernel_options(kernel),
                              progress_bar=False, log_output=False, config=kernel_settings(),
                              extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except NoSuchKernel:

@@ -56,11 +56,9 @@ def build_page(nb_path:Path, out_dir:Path, skipped:set) -> tuple[str, float, str
     "Execute one notebook in a scratch folder beside nbs/ and write its page; (name, seconds, error or '')."
     tick = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix=f"neuroseg-docs-{nb_path.stem}-"))
-    cwd = os.getcwd()
-    try:
-        os.chdir(nb_path.parent)   # as nbdev_test runs it: relative paths resolve from the notebook's folder
+    try:   # the kernel runs in the notebook's folder, as nbdev_test runs it: relative paths resolve from there
         executed = work/nb_path.name
-        execute_template(runnable_copy(nb_path, work/f"in-{nb_path.name}", skipped), executed, {})
+        execute_template(runnable_copy(nb_path, work/f"in-{nb_path.name}", skipped), executed, {}, cwd=nb_path.parent)
         page = out_dir/nb_path.with_suffix(".html").name
         tmp = page.with_name(f".{page.name}.tmp")
         tmp.write_text(notebook_html(shown_copy(executed), code=True))
@@ -68,8 +66,7 @@ def build_page(nb_path:Path, out_dir:Path, skipped:set) -> tuple[str, float, str
         return nb_path.name, time.perf_counter() - tick, ""
     except Exception as e:
         return nb_path.name, time.perf_counter() - tick, f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-    finally:
-        os.chdir(cwd); shutil.rmtree(work, ignore_errors=True)
+    finally: shutil.rmtree(work, ignore_errors=True)
 
 def summary(nb_path:Path) -> tuple[str, str]:
     "A notebook's title (its first heading) and one-line summary (its first `> ` line)."
