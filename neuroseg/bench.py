@@ -4,7 +4,7 @@
 
 # %% ../nbs/91_bench.ipynb #e26d71db
 from __future__ import annotations
-import contextlib, copy, functools, hashlib, io, json, operator, os, platform, re, statistics, subprocess, sys, tempfile, time, warnings
+import contextlib, functools, hashlib, io, json, operator, os, platform, re, statistics, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -15,7 +15,7 @@ import torch
 from IPython.display import HTML
 from monai.data import Dataset
 from monai.metrics import compute_dice as monai_compute_dice, compute_hausdorff_distance
-from .core import ENGINES, atomic_path, config_from_dict, cpu_model, environment_info, get_device, seed_everything, write_json_atomic
+from .core import ENGINES, atomic_path, config_from_dict, load_config, cpu_model, environment_info, get_device, seed_everything, write_json_atomic
 from .labels import REGIONS, labels_to_regions, convert_labels
 from .data import read_dataset, split_cases, split_for_config, grid_mismatch
 from .synth import write_msd_dataset
@@ -168,14 +168,10 @@ def bench_config(root:str|Path, # dataset from `bench_dataset`
 
 # %% ../nbs/91_bench.ipynb #2f47e62f
 def with_settings(config:dict, # from `bench_config`
-                  **changes, # "section.key" (dots as double underscores): value, e.g. data__cache="none"
+                  **sections, # {section: {key: value}} to change, e.g. data=dict(cache="none")
                  ) -> dict:
-    "A copy of `config` with some settings changed."
-    new = copy.deepcopy(config)
-    for key, value in changes.items():
-        section, name = key.split("__")
-        new[section][name] = list(value) if isinstance(value, tuple) else value
-    return new
+    "A copy of `config` with some settings changed, as `load_config` applies overrides (and checks them)."
+    return load_config(config, sections).to_dict()
 
 # %% ../nbs/91_bench.ipynb #3d73ae4c
 def training_cases(config:dict) -> list[dict]:
@@ -196,7 +192,7 @@ def train_weights(config:dict, # from `bench_config`
                   lr:float=3e-3,
                  ) -> str:
     "The shared weights: a short neuroseg training of the benchmark's network, in its own process; reused when present."
-    d = with_settings(config, data__roi_size=roi_size, train__iters_per_epoch=steps, train__lr=lr, infer__overlap=0.25)
+    d = with_settings(config, data=dict(roi_size=list(roi_size)), train=dict(iters_per_epoch=steps, lr=lr), infer=dict(overlap=0.25))
     key = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
     d["train"]["out_dir"] = str(Path(config["train"]["out_dir"]).parent/f"weights-{key}")
     ckpt = Path(d["train"]["out_dir"])/"checkpoints"/"last.pt"
@@ -474,7 +470,7 @@ def ours_training_speed(config:dict, # from `bench_config`
                         floor_steps:int=3, # steps on a batch held in memory, after the pass
                        ) -> dict:
     "neuroseg's loop (`setup_run`, `train_epoch`): speed of `steps` steps after `warmup`, as `epoch_summary` reports it; its floor."
-    cfg = config_from_dict(with_settings(config, train__epochs=2, train__iters_per_epoch=steps))
+    cfg = load_config(config, dict(train=dict(epochs=2, iters_per_epoch=steps)))
     tick = time.perf_counter()
     run, ts = setup_run(cfg, init_distributed(cfg.train.device))
     setup_s = time.perf_counter() - tick
@@ -549,7 +545,7 @@ def compute_floor(config:dict, # from `bench_config`
                   amp:str="", # train.amp for this run (auto, none, ...); empty: the config's
                  ) -> dict:
     "Median seconds of neuroseg's `train_step` on a random batch held in memory, and the peak GPU memory."
-    cfg = config_from_dict(with_settings(config, train__amp=amp or config["train"]["amp"]))
+    cfg = load_config(config, dict(train=dict(amp=amp or config["train"]["amp"])))
     seed_everything(cfg.train.seed)
     device = get_device(cfg.train.device)
     ts, batch = new_state(cfg, 1, device), synthetic_batch(config)
@@ -685,7 +681,7 @@ def item_seconds(dataset, # a dataset (or any indexable)
 
 def _dataset(config:dict, cases:list, cache:str):
     "neuroseg's deterministic dataset of `cases` with `data.cache` = `cache`."
-    return make_dataset(cases, config_from_dict(with_settings(config, data__cache=cache)), config["data"]["convention"], train=False)
+    return make_dataset(cases, load_config(config, dict(data=dict(cache=cache))), config["data"]["convention"], train=False)
 
 # %% ../nbs/91_bench.ipynb #0c867f75
 def compare_preprocessing(config:dict, # from `bench_config`

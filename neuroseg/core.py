@@ -204,6 +204,7 @@ class DataConfig:
     format: str = _opt("auto", ["msd", "brats", "auto", "synth"], "dataset layout; synth: brains generated on the fly, no data.root")
     synth_cases: int = _opt(0, help="synthetic brains generated per epoch: the training set with data.format=synth, else mixed with the real cases")
     synth_tumour_mm: list = _opt([8.0, 24.0], help="range of the mean radius of the synthetic tumours' core, mm (03_synth's glioma_plan)")
+    synth_lookalikes: float = _opt(0.0, help="probability that a synthetic brain gets tumour look-alikes labelled background: enhancing vessels and dura, dark rims (03_synth)")
     convention: str = _opt("auto", ["msd", "brats2021", "brats2023", "auto"], "label convention of the label files")
     modalities: list = _opt(["FLAIR", "T1w", "T1gd", "T2w"], help="input channels, in this order")
     spacing_mm: list = _opt([1.0, 1.0, 1.0], help="target voxel spacing in mm (RAS order)")
@@ -340,6 +341,7 @@ def _check_values(cfg:Config, errors:list):
     if d.num_workers < -1: errors.append(f"data.num_workers: must be -1 (auto) or at least 0, got {d.num_workers}")
     if d.synth_cases < (d.format == "synth"): errors.append(f"data.synth_cases: must be at least {int(d.format == 'synth')} with data.format={d.format}, got {d.synth_cases}")
     if not (len(d.synth_tumour_mm) == 2 and 0 < d.synth_tumour_mm[0] <= d.synth_tumour_mm[1]): errors.append(f"data.synth_tumour_mm: give [smallest, largest] radius in mm, 0 < smallest <= largest, got {d.synth_tumour_mm}")
+    if not 0 <= d.synth_lookalikes <= 1: errors.append(f"data.synth_lookalikes: a probability in 0..1, got {d.synth_lookalikes}")
     if not 0 <= i.overlap < 1: errors.append(f"infer.overlap: must be in [0, 1), got {i.overlap}")
     for key in ("epochs", "batch_size", "val_every"):
         if getattr(t, key) < 1: errors.append(f"train.{key}: must be at least 1, got {getattr(t, key)}")
@@ -384,20 +386,22 @@ def config_from_dict(d:dict|None, # `{section: {key: value}}`, e.g. from YAML or
     return cfg
 
 # %% ../nbs/00_core.ipynb #d6be518f
-def load_config(path:str|Path|None=None, # YAML file; None: the defaults
+def _read_yaml_config(path:Path) -> dict:
+    "The sections of a YAML config file, unchecked; `NeurosegError` when it is missing or not a mapping."
+    if not path.is_file(): raise NeurosegError(f"{path}: config file not found")
+    try: raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e: raise NeurosegError(f"{path}: not valid YAML ({str(e).splitlines()[0]})")
+    if not isinstance(raw, dict): raise NeurosegError(f"{path}: expected a mapping of sections at the top level")
+    return raw
+
+def load_config(path:str|Path|dict|None=None, # YAML file, or a config as a dict (`Config.to_dict()`); None: the defaults
                 overrides:list|tuple|dict|None=None, # `section.key=value` strings, or a nested dict
                ) -> Config:
-    "Load a YAML config, apply overrides, validate, and return a `Config`."
-    raw = {}
-    if path:
-        path = Path(path)
-        if not path.is_file(): raise NeurosegError(f"{path}: config file not found")
-        try: raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e: raise NeurosegError(f"{path}: not valid YAML ({str(e).splitlines()[0]})")
-        if not isinstance(raw, dict): raise NeurosegError(f"{path}: expected a mapping of sections at the top level")
+    "Load a YAML config (or take a config dict), apply overrides, validate, and return a `Config`."
+    raw = path if isinstance(path, dict) else _read_yaml_config(Path(path)) if path else {}
     extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
-    if path: config_from_dict(raw, source=str(path))   # the file's own problems are named on the file ...
-    return config_from_dict(_merge(raw, extra), source="overrides" if path else "config")   # ... the rest on the overrides
+    if path: config_from_dict(raw, source="config" if isinstance(path, dict) else str(path))   # the base's own problems on the base ...
+    return config_from_dict(_merge(raw, extra), source="overrides" if path else "config")        # ... the rest on the overrides
 
 # %% ../nbs/00_core.ipynb #590f1346
 def project_root() -> Path|None:

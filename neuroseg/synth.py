@@ -29,9 +29,9 @@ __all__ = ['MODALITIES', 'MSD_MODALITY', 'MSD_LABELS', 'TUMOUR_CLASSES', 'REAL_C
            'brain_pose', 'template_to_case', 'coarse_field', 'crop_coords', 'box_around', 'glioma_plan', 'mass_effect',
            'sample_template', 'tissue_probabilities', 'synth_glioma', 'tissue_classes', 'measure_contrasts',
            'load_labelled_case', 'measure_real_contrasts', 'summarise_contrasts', 'brain_class_means',
-           'synth_brain_intensities', 'brats_shape', 'synth_brain_case', 'calibrate_contrasts', 'case_name',
-           'case_plan', 'case_rng', 'msd_dataset_json', 'to_nifti', 'save_case', 'write_msd_dataset', 'check_dataset',
-           'neuroseg_synth', 'preview_dataset']
+           'synth_lookalikes', 'synth_brain_intensities', 'brats_shape', 'synth_brain_case', 'calibrate_contrasts',
+           'case_name', 'case_plan', 'case_rng', 'msd_dataset_json', 'to_nifti', 'save_case', 'write_msd_dataset',
+           'check_dataset', 'neuroseg_synth', 'preview_dataset']
 
 # %% ../nbs/03_synth.ipynb #d46af812
 MODALITIES = ("FLAIR", "T1w", "T1gd", "T2w")   # channel order of the 4D images
@@ -616,6 +616,25 @@ def brain_class_means(rng:np.random.Generator, # source of randomness
     means[:3] *= (NORMAL_FRACTIONS @ contrasts[:3]) / (NORMAL_FRACTIONS @ means[:3])   # normal brain keeps its mean:
     return means.astype(np.float32)                                                    # tumour contrasts vary by their own spread
 
+# %% ../nbs/03_synth.ipynb #891290ae
+def synth_lookalikes(rng:np.random.Generator, # source of randomness
+                     coords:list, # the grid (mm)
+                     tissue:np.ndarray, # (X, Y, Z) tissue map: 0 outside the brain
+                     label:np.ndarray, # (X, Y, Z) MSD labels: look-alikes stay outside the tumour
+                     spacing_mm:tuple, # voxel size (x, y, z)
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    "Masks of normal structures that look like tumour, outside it: enhancing (surface, sulci, CSF) and dark (the brain's rim)."
+    free = (tissue > 0) & (label == 0)
+    depth = ndimage.distance_transform_edt(tissue > 0, sampling=spacing_mm)   # mm to the edge of the stripped brain
+    gate = lambda width_mm, share: coarse_field(rng, coords, width_mm) > scipy.stats.norm.ppf(1 - share)
+    rim = max(spacing_mm)   # the depth of the outermost voxels
+    surface = (depth < rim + rng.uniform(0.5, 3)) & gate(12, rng.uniform(0.2, 0.6))
+    sheets = (np.abs(coarse_field(rng, coords, 5)) < rng.uniform(0.03, 0.08)) & (tissue != WM) & gate(20, 0.5)
+    in_csf = (tissue == CSF) & gate(6, rng.uniform(0.1, 0.4))
+    enhancing = free & (surface | sheets | in_csf)
+    dark = free & ~enhancing & (depth < rim + rng.uniform(0, 2)) & gate(15, rng.uniform(0.1, 0.4))
+    return enhancing, dark
+
 # %% ../nbs/03_synth.ipynb #664dce88
 def _thick_slices(rng:np.random.Generator, channel:np.ndarray, spacing_mm:tuple) -> np.ndarray:
     "`channel` as if acquired with slices 2-5 mm thick along a random axis, resampled back to the grid."
@@ -645,15 +664,24 @@ def synth_brain_intensities(rng:np.random.Generator, # source of randomness
                             p_thick:float=0.3, # probability of thick slices, per modality
                             gamma:float=0.1, # SD of the log gamma
                             noise:tuple=(0.01, 0.05), # range of the Rician noise SD, relative to normal brain
+                            lookalikes:float=0.0, # probability of tumour look-alikes (`synth_lookalikes`) in the case
                            ) -> np.ndarray:
     "The four modalities (X, Y, Z, 4) float32 in MSD order, domain-randomised; 0 outside the brain."
     means, brain, tumour = brain_class_means(rng, contrasts, jitter=jitter), tissue > 0, label > 0
+    alike = None   # drawn only when asked, so that a case without look-alikes keeps its bytes
+    if lookalikes and rng.random() < lookalikes:
+        enhancing, dark = synth_lookalikes(rng, coords, tissue, label, spacing_mm)
+        alike = dict(enhancing=enhancing, dark=dark, t1gd=rng.uniform(1.3, 2.0) * means[2, 2],   # above white matter
+                     others=rng.uniform(0.9, 1.2, 4), darker=rng.uniform(0.15, 0.6, 4))
     fov = max(float(np.ptp(c)) for c in coords)
     texture = (1 + rng.uniform(0.05, 0.2) * coarse_field(rng, coords, 2.5 * max(spacing_mm)))[tumour]
     image = np.zeros((*tissue.shape, 4), np.float32)
     for c in range(4):
         channel = np.einsum("k,kxyz->xyz", means[:3, c], probabilities)
         channel[tumour] = means[2 + label[tumour], c] * texture
+        if alike is not None:   # T1gd set to a vessel's level; the other modalities keep the tissue, a little changed
+            channel[alike["enhancing"]] = alike["t1gd"] if c == 2 else channel[alike["enhancing"]] * alike["others"][c]
+            channel[alike["dark"]] *= alike["darker"][c]
         channel *= np.exp(rng.uniform(0, bias) * coarse_field(rng, coords, 0.3 * fov))
         channel = ndimage.gaussian_filter(np.where(brain, channel, 0), [rng.uniform(0, blur_mm) / s for s in spacing_mm])
         if rng.random() < p_thick: channel = _thick_slices(rng, channel, spacing_mm)

@@ -12,8 +12,7 @@ from fastcore.basics import patch
 from .core import Config, NeurosegError, atomic_path
 
 # %% auto #0
-__all__ = ['resolve_mode', 'offline_run_dirs', 'Tracker', 'read_offline_history', 'read_offline_config', 'read_offline_artifacts',
-           'read_offline_environment', 'download_checkpoint']
+__all__ = ['resolve_mode', 'offline_run_dirs', 'Tracker', 'download_checkpoint']
 
 # %% ../nbs/05b_tracking.ipynb #383e5966
 _MODES = ("disabled", "offline", "online")
@@ -250,14 +249,14 @@ def _items_to_dict(items, into:dict|None=None) -> dict:
     return out
 
 # %% ../nbs/05b_tracking.ipynb #7f65b874
-def read_offline_history(path:str|Path, # a training run folder, its `wandb/` folder, or one session folder
+def _read_offline_history(path:str|Path, # a training run folder, its `wandb/` folder, or one session folder
                          run_id:str|None=None, # which W&B run; None: the most recently started one
                         ) -> list[dict]:
     "The logged rows of a W&B run from its local log, every session of a resumed run in order."
     return [_items_to_dict(history.item) for history in _run_records(path, run_id, "history")]
 
 # %% ../nbs/05b_tracking.ipynb #29173294
-def read_offline_config(path:str|Path, # a training run folder, its `wandb/` folder, or one session folder
+def _read_offline_config(path:str|Path, # a training run folder, its `wandb/` folder, or one session folder
                         run_id:str|None=None, # which W&B run; None: the most recently started one
                        ) -> dict:
     "The config logged with a W&B run, from its local log (W&B's own `_wandb` entry left out)."
@@ -268,7 +267,7 @@ def read_offline_config(path:str|Path, # a training run folder, its `wandb/` fol
     return config
 
 # %% ../nbs/05b_tracking.ipynb #18dd2244
-def read_offline_artifacts(path:str|Path, # a training run folder, its `wandb/` folder, or one session folder
+def _read_offline_artifacts(path:str|Path, # a training run folder, its `wandb/` folder, or one session folder
                            run_id:str|None=None, # which W&B run; None: the most recently started one
                           ) -> list[dict]:
     "The artifacts logged with a W&B run, from its local log: name, type, aliases, metadata and files."
@@ -276,7 +275,7 @@ def read_offline_artifacts(path:str|Path, # a training run folder, its `wandb/` 
                  files={c.path: c.local_path for c in a.manifest.contents}) for a in _run_records(path, run_id, "artifact")]
 
 # %% ../nbs/05b_tracking.ipynb #e7a0b1c1
-def read_offline_environment(path:str|Path, # a training run folder, its `wandb/` folder, or one session folder
+def _read_offline_environment(path:str|Path, # a training run folder, its `wandb/` folder, or one session folder
                              run_id:str|None=None, # which W&B run; None: the most recently started one
                             ) -> dict:
     "The environment W&B recorded for a run (os, python, cpu_count, gpu_nvidia, ...), from its local log; later sessions win."

@@ -169,7 +169,7 @@ def synth_dataset(cfg:Config, # uses data.spacing_mm and the preprocessing and a
     "Synthetic brains generated on the fly at the training spacing, through the run's preprocessing (and augmentation)."
     transform = (train_transforms if train else val_transforms)(cfg, "msd", load=False)
     return SynthBrainDataset(length, transform, seed=seed, spacing_mm=min(float(s) for s in cfg.data.spacing_mm),
-                             tumour=dict(radius_mm=tuple(float(r) for r in cfg.data.synth_tumour_mm)))
+                             tumour=dict(radius_mm=tuple(float(r) for r in cfg.data.synth_tumour_mm)), lookalikes=cfg.data.synth_lookalikes)
 
 def synthetic_datasets(cfg:Config, di:DistInfo) -> tuple:
     "A `data.format=synth` run's data: no real training set, fixed validation brains on rank 0, MSD labels, a split file saying so."
