@@ -1,11 +1,13 @@
 """Make a shipped model from a finished training run: choose its postprocessing on cases it never trained on, score
 it on the real cases it never saw, and write it into neuroseg/models with its model card (the registry entry).
 
-    python tools/ship_models.py brats --ckpt runs/brats-finetune/checkpoints/last.pt
+    python tools/ship_models.py brats --ckpt runs/brats-all/checkpoints/last.pt --postprocess-from runs/brats-cv/postprocess.json
     python tools/ship_models.py synth --ckpt runs/brats-synth/checkpoints/last.pt
 
 - `brats` (trained on real cases): the postprocessing is chosen on the validation fold of configs/brats-real-split.json
-  (fold 0: two real cases the model validated on but never trained on); it is scored on the held-out test cases.
+  (fold 0: two real cases the model validated on but never trained on), or taken with --postprocess-from from the
+  cross-validation of the same cases (neuroseg_cv's choice on out-of-fold predictions) when the model trained on every
+  fold; it is scored on the held-out test cases.
 - `synth` (trained on synthetic brains only): the postprocessing is chosen on 8 fresh synthetic brains (a seed no
   training epoch used), so no real case informs any of its choices; it is scored on all 15 real cases.
 
@@ -44,13 +46,28 @@ def choose_postprocess(name:str, ckpt:str, data:Path, work:Path) -> Path:
             "--out", work/"postprocess.json")
     return work/"postprocess.json"
 
+def adopt_postprocess(path:str, work:Path) -> str:
+    "A decision chosen elsewhere (neuroseg_cv's, on out-of-fold predictions), copied into `work` with where it came from."
+    decision = json.loads(Path(path).read_text())
+    if set(decision.get("cases", [])) & set(json.loads(SPLIT.read_text())["test"]):
+        sys.exit(f"ship_models: {path} was chosen on held-out test cases")
+    work.mkdir(parents=True)
+    text = json.dumps({**decision, "source": str(path)}, indent=2)
+    (work/"postprocess.json").write_text(text)
+    return text
+
 CARDS = {
-    "brats": dict(description="UNet (MONAI, 5 levels 16-256, 2 residual units), sigmoid WT/TC/ET, 1.5 mm, 64^3 patches; trained on 8 real "
-                              "BraTS 2018/2021 cases on a 2-core CPU (configs/brats-real.yaml, then configs/brats-finetune.yaml)",
-                  data="8 training cases of configs/brats-real-split.json (folds 1-4); fold 0 (2 cases) validated, too few to choose postprocessing from (07a), so it has none",
+    "brats": dict(description="UNet (MONAI, 5 levels 16-256, 2 residual units), sigmoid WT/TC/ET, 1.5 mm, 64^3 patches; trained on the 10 "
+                              "non-held-out real BraTS 2018/2021 cases on a 2-core CPU (configs/brats-real.yaml, brats-finetune.yaml, "
+                              "then brats-all.yaml)",
+                  data="steps 1-2 on 8 cases of configs/brats-real-split.json (folds 1-4, fold 0 validating), step 3 on all 10 "
+                       "(data.fold=-1); postprocessing chosen by neuroseg_cv on the out-of-fold predictions of the same 10 cases",
                   commands=["neuroseg_train --config brats-real data.root=<real>/brats2021 train.out_dir=runs/brats-real",
                             "neuroseg_train --config brats-finetune data.root=<real>/brats2021",
-                            "python tools/ship_models.py brats --ckpt runs/brats-finetune/checkpoints/last.pt"],
+                            "neuroseg_train --config brats-all data.root=<real>/brats2021",
+                            "neuroseg_cv --config brats-cv data.root=<real>/brats2021",
+                            "python tools/ship_models.py brats --ckpt runs/brats-all/checkpoints/last.pt "
+                            "--postprocess-from runs/brats-cv/postprocess.json"],
                   cases="heldout"),
     "synth": dict(description="UNet (MONAI, 5 levels 16-256, 2 residual units), sigmoid WT/TC/ET, 1.5 mm, 64^3 patches; trained on synthetic "
                               "brains only (03_synth: MNI152 anatomy, gliomas, domain randomisation), never a real voxel",
@@ -63,12 +80,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", choices=list(CARDS))
     ap.add_argument("--ckpt", required=True, help="the run's checkpoint")
+    ap.add_argument("--postprocess-from", metavar="FILE", help="take the postprocessing decision from this file (neuroseg_cv's "
+                    "postprocess.json, chosen on out-of-fold predictions) instead of choosing it here")
     a = ap.parse_args(argv)
     if (data := find_real_data(quiet=True)) is None: sys.exit("ship_models: no real BraTS cases found (python tools/real_data.py --fetch)")
     work = ROOT/"runs"/f"ship-{a.name}"
     if work.exists(): sys.exit(f"ship_models: {work} exists; move it aside first")
     card = dict(CARDS[a.name])
-    decision = json.loads(choose_postprocess(a.name, a.ckpt, data, work).read_text())
+    decision = json.loads(adopt_postprocess(a.postprocess_from, work) if a.postprocess_from else
+                          choose_postprocess(a.name, a.ckpt, data, work).read_text())
     run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", a.ckpt, "--cases", card["cases"], "--postprocess", work/"postprocess.json",
         "--out", work/"score")
     run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", a.ckpt, "--cases", card["cases"], "--postprocess", "none",
@@ -78,7 +98,8 @@ def main(argv=None):
     held_out = sorted(split["test"]) + ["BraTS-GLI-00000-000"] if a.name == "brats" else "none: it never saw a real case"
     card.update(held_out=held_out, scored_on=sorted({r["case"] for r in scores["score"]["rows"]}),
                 postprocess_decision=dict(rules=decision["postprocess"], chosen_on=decision["cases"],
-                                          dice_before=decision["dice_before"], dice_after=decision["dice_after"]),
+                                          dice_before=decision["dice_before"], dice_after=decision["dice_after"],
+                                          chosen_by=decision.get("source", "tools/ship_models.py")),
                 mean=scores["score"]["mean"], mean_without_postprocessing=scores["score-raw"]["mean"],
                 one_case_cli_seconds=scores["score"]["one_case_cli_seconds"])
     card.pop("cases")
