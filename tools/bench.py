@@ -24,7 +24,7 @@ TINY = dict(work_dir=".cache/neuroseg/bench-tiny", n_cases=4, shape=[48, 40, 32]
 def parameters(args) -> dict:
     "The template's parameters: the device, the tiny sizes with --tiny, the output folder, and each -p NAME VALUE."
     import yaml
-    from neuroseg.report import template_parameters, template_path
+    from neuroseg.render import template_parameters, template_path
     declared = template_parameters(template_path("bench"))
     params = dict(device=args.device, out_dir=str(args.out), **(TINY if args.tiny else {}))
     for name, text in args.p or []:
@@ -63,7 +63,7 @@ def main():
     os.chdir(ROOT)
     from neuroseg.bench import device_label
     from neuroseg.core import write_text_atomic
-    from neuroseg.report import execute_template, notebook_html, template_path
+    from neuroseg.render import execute_template, notebook_html, template_path
     wait_for_quiet(args.wait)
     load = os.getloadavg()[0]
     if load > 1.5: print(f"bench: warning: load average {load:.2f} on {os.cpu_count()} cores; the numbers will be slow and noisy", file=sys.stderr)

@@ -39,7 +39,7 @@ def kernel_name() -> str:
 def execute(notebook:Path, out:Path, parameters:dict, kernel:str):
     "Run `notebook` with papermill in `out`'s folder, writing the executed notebook to `out`."
     import papermill as pm
-    from neuroseg.report import kernel_settings
+    from neuroseg.render import kernel_settings
     pm.execute_notebook(str(notebook), str(out), parameters=parameters, kernel_name=kernel, cwd=str(out.parent),
                         progress_bar=False, log_output=False, execution_timeout=CELL_TIMEOUT_S, config=kernel_settings(),
                         extra_arguments=["--IPKernelApp.log_level=CRITICAL"])

@@ -119,7 +119,7 @@ def help_texts(c:Checker, scripts:list) -> dict:
 def pipeline(c:Checker, version:str):
     "--help of each console script, then synth, train, infer, evaluate and the evaluation report from an empty folder."
     bin_, run = c.venv/"bin", c.work/"run"
-    probe = c.run(bin_/"python", "-c", "import json, neuroseg, neuroseg.train, neuroseg.report; from neuroseg.core import find_config, project_root; "
+    probe = c.run(bin_/"python", "-c", "import json, neuroseg, neuroseg.train, neuroseg.report, neuroseg.render; from neuroseg.core import find_config, project_root; "
                   "print(json.dumps([neuroseg.__file__, neuroseg.__version__, str(find_config('demo')), project_root()]))")
     if probe.returncode == 0:
         module, ver, demo, root = json.loads(probe.stdout)

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT/"tools"))
 import real_data
-from neuroseg.report import execute_template, notebook_html
+from neuroseg.render import execute_template, notebook_html
 
 SKIPPED = {"slow", "cuda"}   # flags whose cells the docs leave out, as `make test` does (`make test-all` runs slow ones)
 

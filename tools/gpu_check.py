@@ -45,7 +45,7 @@ def steps(epochs:int) -> list[tuple[str, list]]:
 
 def missing(commands:list[tuple[str, list]]) -> list[str]:
     "Scripts, configs and templates the steps name that do not exist (the dry run's check)."
-    from neuroseg.report import template_path
+    from neuroseg.render import template_path
     out = [str(a) for _, cmd in commands for a in cmd if isinstance(a, Path) and a.suffix in (".py", ".yaml") and not a.is_file()]
     out += [str(cmd[0]) for _, cmd in commands if isinstance(cmd[0], Path) and not cmd[0].exists()]
     out += [f"template {t}" for t in ("bench", "train") if not Path(template_path(t)).is_file()]
