@@ -93,7 +93,7 @@ def run_notebooks(files:list[Path], flags:str, workers:int, timeout:float=900) -
         result, timed_out = None, not here.poll(timeout)   # a crash closes the pipe: poll returns, recv finds EOF
         if not timed_out:
             with contextlib.suppress(EOFError): result = here.recv()
-        p.join(None if result else 5)
+        p.join(30 if result else 5)   # a child that sent its result but does not exit (a stray thread) is killed
         code = None if timed_out or p.is_alive() else p.exitcode
         if p.is_alive(): p.kill(); p.join()
         if result is None:

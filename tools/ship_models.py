@@ -23,6 +23,11 @@ sys.path.insert(0, str(ROOT/"tools"))
 from real_data import find_real_data
 
 SPLIT = ROOT/"configs"/"brats-real-split.json"
+HELD_OUT_2023 = ["BraTS-GLI-00000-000"]   # the brats2023 case, held out beside the split's test cases
+
+def held_out() -> list:
+    "Every real case no shipped model trains on or chooses anything by."
+    return sorted(json.loads(SPLIT.read_text())["test"]) + HELD_OUT_2023
 SYNTH_SEED = 987654   # the synthetic brains that choose pretrained:synth's postprocessing (no training epoch's seed)
 
 def run(*args):
@@ -49,7 +54,7 @@ def choose_postprocess(name:str, ckpt:str, data:Path, work:Path) -> Path:
 def adopt_postprocess(path:str, work:Path) -> str:
     "A decision chosen elsewhere (neuroseg_cv's, on out-of-fold predictions), copied into `work` with where it came from."
     decision = json.loads(Path(path).read_text())
-    if set(decision.get("cases", [])) & set(json.loads(SPLIT.read_text())["test"]):
+    if set(decision.get("cases", [])) & set(held_out()):
         sys.exit(f"ship_models: {path} was chosen on held-out test cases")
     work.mkdir(parents=True)
     text = json.dumps({**decision, "source": str(path)}, indent=2)
@@ -98,9 +103,7 @@ def main(argv=None):
     run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", a.ckpt, "--cases", card["cases"], "--postprocess", "none",
         "--out", work/"score-raw")
     scores = {k: json.loads((work/k/"scores.json").read_text()) for k in ("score", "score-raw")}
-    split = json.loads(SPLIT.read_text())
-    held_out = sorted(split["test"]) + ["BraTS-GLI-00000-000"] if a.name == "brats" else "none: it never saw a real case"
-    card.update(held_out=held_out, scored_on=sorted({r["case"] for r in scores["score"]["rows"]}),
+    card.update(held_out=held_out() if a.name == "brats" else "none: it never saw a real case", scored_on=sorted({r["case"] for r in scores["score"]["rows"]}),
                 postprocess_decision=dict(rules=decision["postprocess"], chosen_on=decision["cases"],
                                           dice_before=decision["dice_before"], dice_after=decision["dice_after"],
                                           chosen_by=decision.get("source", "tools/ship_models.py")),
