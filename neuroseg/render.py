@@ -13,18 +13,17 @@ from .report import resolve_run, training_run_dir
 
 
 # %% auto #0
-__all__ = ['REPORTS', 'TEMPLATES', 'template_path', 'template_parameters', 'parse_parameter', 'report_parameters',
-           'report_folder_name', 'check_report_inputs', 'notebook_html', 'kernel_settings',
-           'this_python_kernel_manager', 'kernel_options', 'execute_template', 'publish', 'remove_empty_folders',
-           'render_report', 'ShortParam', 'neuroseg_report']
+__all__ = ['REPORTS', 'template_path', 'template_parameters', 'parse_parameter', 'report_parameters', 'report_folder_name',
+           'report_page_name', 'check_report_inputs', 'notebook_html', 'kernel_settings', 'this_python_kernel_manager',
+           'kernel_options', 'execute_template', 'publish', 'remove_empty_folders', 'render_report', 'ShortParam',
+           'neuroseg_report']
 
 # %% ../nbs/09a_render.ipynb #7c38e6e0
-REPORTS = ("train", "evaluate", "data")
-TEMPLATES = REPORTS + ("bench",)   # the benchmark template runs through tools/bench.py (`make bench`)
+REPORTS = ("train", "evaluate", "data", "bench")
 
 def template_path(report:str) -> Path:
     "The shipped template of `report`: `neuroseg/templates/<report>.ipynb` when installed, `reports/` in a checkout."
-    if report not in TEMPLATES: raise NeurosegError(f"report {report!r}: use one of {', '.join(REPORTS)}")
+    if report not in REPORTS: raise NeurosegError(f"report {report!r}: use one of {', '.join(REPORTS)}")
     path = packaged_dir("templates")/f"{report}.ipynb"
     if not path.is_file(): raise NeurosegError(f"{path}: report template not found (reinstall neuroseg: the templates are package data)")
     return path
@@ -63,16 +62,26 @@ def report_parameters(report:str, # train, evaluate or data
         if name not in declared: raise NeurosegError(f"{report} report: no parameter {name!r} (its parameters: {', '.join(declared)})")
         value = parse_parameter(name, text, declared[name][0])
         params[name] = [*params[name], *value] if declared[name][0] == "list" and name in params else value  # -p repeated: items add up
+    if (config or overrides) and "config" not in declared: raise NeurosegError(f"{report} report: takes no --config or section.key=value overrides")
     if config: params["config"] = config
     if overrides: params["overrides"] = [*params.get("overrides", []), *overrides]
     return params
 
 # %% ../nbs/09a_render.ipynb #00f5bd6c
-def report_folder_name(report:str, # train, evaluate or data
+def report_folder_name(report:str, # train, evaluate, data or bench
                        parameters:dict, # given parameters (the template's defaults fill the rest)
                       ) -> str:
-    "The run's name: the basename of `run_dir`, else of the config's train.out_dir."
+    "The run's name: the basename of `run_dir`, else of the config's train.out_dir; `bench` for the benchmark."
+    if report == "bench": return "bench"
     return _run_dir(report, parameters).resolve().name or "run"
+
+def report_page_name(report:str, # train, evaluate, data or bench
+                     parameters:dict, # given parameters (the template's defaults fill the rest)
+                    ) -> str:
+    "The report's file name without suffix: the report's name, or for the benchmark the device's label (one page per machine)."
+    if report != "bench": return report
+    from neuroseg.bench import device_label   # imports torch: only the benchmark needs it
+    return device_label(parameters.get("device", template_parameters(template_path(report))["device"][1]))
 
 def _run_dir(report:str, parameters:dict) -> Path:
     "The run folder the parameters name (for the data report, the dataset's `data.root`), its config and overrides checked."
@@ -81,10 +90,13 @@ def _run_dir(report:str, parameters:dict) -> Path:
     return Path(cfg.data.root) if report == "data" else run_dir
 
 # %% ../nbs/09a_render.ipynb #9c1e2a04
-def check_report_inputs(report:str, # train, evaluate or data
+def check_report_inputs(report:str, # train, evaluate, data or bench
                         parameters:dict, # given parameters (the template's defaults fill the rest)
-                       ) -> Path:
-    "Check what the template reads first (config, overrides, the training run folder) without a kernel; returns the run folder."
+                       ) -> Path|None:
+    "Check what the template reads first (config, overrides, the training run folder; the benchmark's device) without a kernel; returns the run folder."
+    if report == "bench":
+        report_page_name(report, parameters)   # a device this machine lacks fails here
+        return None
     run_dir = _run_dir(report, parameters)
     if report == "data" and not (run_dir.is_dir() or parameters.get("fingerprint")): raise NeurosegError(f"{run_dir}: dataset folder not found (data.root)")
     return training_run_dir(run_dir) if report == "train" else run_dir
@@ -169,25 +181,26 @@ def remove_empty_folders(folders:list, # folders, innermost first
         try: folder.rmdir()
         except OSError: return
 
-def render_report(report:str, # train, evaluate or data
+def render_report(report:str, # train, evaluate, data or bench
                   parameters:dict|None=None, # template parameters (see its `parameters` cell)
-                  name:str|None=None, # report folder under `out`; None: the run's name
+                  name:str|None=None, # report folder under `out`; None: the run's name (`bench` for the benchmark)
                   out:str|Path="reports", # folder of the report folders
                   kernel:str="", # Jupyter kernel that runs the template; "": this Python
                  ) -> Path:
-    "Run the template and write `<out>/<name>/<report>.ipynb` and `.html` (and its extra pages); returns the HTML path."
+    "Run the template and write `<out>/<name>/<page>.ipynb` and `.html` (and its extra files); returns the HTML path."
     template, parameters = template_path(report), dict(parameters or {})
     check_writable(out)                          # a file in the way, a read-only folder, a full disk: before any work
     run_dir = check_report_inputs(report, parameters)   # config, overrides, run folder: here, not 15 s later in the kernel
-    dest = Path(out)/(name or run_dir.resolve().name or "run")
+    dest = Path(out)/(name or (run_dir.resolve().name or "run" if run_dir else report_folder_name(report, parameters)))
+    page = report_page_name(report, parameters)
     made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]   # innermost first
     dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-{report}-", dir=dest.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-{page}-", dir=dest.parent))
     try:
         if "report_dir" in template_parameters(template): parameters["report_dir"] = str(work)
-        execute_template(template, work/f"{report}.ipynb", parameters, kernel)
-        (work/f"{report}.html").write_text(notebook_html(work/f"{report}.ipynb"))
-        return publish(work, dest, f"{report}.html")
+        execute_template(template, work/f"{page}.ipynb", parameters, kernel)
+        (work/f"{page}.html").write_text(notebook_html(work/f"{page}.ipynb"))
+        return publish(work, dest, f"{page}.html")
     except BaseException:
         shutil.rmtree(work, ignore_errors=True); remove_empty_folders(made)
         raise
@@ -206,7 +219,7 @@ class ShortParam(Param):
 # %% ../nbs/09a_render.ipynb #20896dbf
 @console_script
 @cli_errors
-def neuroseg_report(report:Param("which report: train, evaluate or data (the dataset: its fingerprint and EDA)", str, opt=False, choices=list(REPORTS))=None,
+def neuroseg_report(report:Param("which report: train, evaluate, data (the dataset: its fingerprint and EDA) or bench (the benchmark)", str, opt=False, choices=list(REPORTS))=None,
                     overrides:Param("section.key=value settings over the config", str, opt=False, nargs="*")=None,
                     config:Param("YAML config file, or the name of one in configs/ (demo, msd)", str)=None,
                     p:ShortParam("template parameter, e.g. -p pred_dir runs/demo/predictions (repeatable; see the template's parameters cell)",
@@ -215,6 +228,6 @@ def neuroseg_report(report:Param("which report: train, evaluate or data (the dat
                     out:Param("folder of the report folders", str)="reports",
                     kernel:Param("registered Jupyter kernel that runs the template (default: this Python)", str)="",
                    ):
-    "Render a training, evaluation or dataset (EDA) report: papermill runs the shipped template <report>.ipynb, nbconvert writes <out>/<run>/<report>.html without code."
+    "Render a training, evaluation, dataset (EDA) or benchmark report: papermill runs the shipped template <report>.ipynb, nbconvert writes <out>/<run>/<report>.html without code."
     page = render_report(report, report_parameters(report, p, config, overrides), name, out, kernel)
     print(f"wrote {page} and {page.with_suffix('.ipynb')}")

@@ -1,7 +1,8 @@
 """`make bench`: the benchmarks against the original NeuroSeg-3D pipeline, on this machine.
 
-Runs the template reports/bench.ipynb (shipped as neuroseg/templates/bench.ipynb) with papermill in this Python; the notebook writes
-reports/bench/<device>.json and this script writes reports/bench/<device>.html from it (nbconvert, no code, no CDN).
+`neuroseg_report bench` runs the template reports/bench.ipynb (shipped as neuroseg/templates/bench.ipynb) with papermill
+in this Python and publishes reports/bench/<device>.json, .ipynb and .html together; this script adds what `make bench`
+and `make test` need around it: a wait for a quiet machine, tiny sizes, and a check of what was written.
 The synthetic cases, the shared weights and the disk cache stay in .cache/neuroseg/bench and are reused: on a 2-core
 AMD EPYC the first run took 5.3 minutes and later ones 4.7. Measure on a quiet machine (`make bench` waits up to 10
 minutes for one): the load average is recorded with the numbers, and a warning is printed when it is above 1.5.
@@ -12,7 +13,7 @@ minutes for one): the load average is recorded with the numbers, and a warning i
 nothing) and writes into .cache/neuroseg/bench-tiny unless --out is given. --check then checks what was written: every
 comparison and target in the JSON, no error or stderr output in the HTML; `make test` runs `--tiny --check`.
 """
-import argparse, json, os, sys, tempfile, time
+import argparse, json, os, sys, time
 from check_reports import shows_error   # this script's folder is on sys.path
 from pathlib import Path
 
@@ -22,15 +23,9 @@ TINY = dict(work_dir=".cache/neuroseg/bench-tiny", n_cases=4, shape=[48, 40, 32]
             preprocess_cases=2, scaling_shapes=[[32, 32, 24], [48, 40, 32]], network_batch=1, network_steps=1)
 
 def parameters(args) -> dict:
-    "The template's parameters: the device, the tiny sizes with --tiny, the output folder, and each -p NAME VALUE."
-    import yaml
-    from neuroseg.render import template_parameters, template_path
-    declared = template_parameters(template_path("bench"))
-    params = dict(device=args.device, out_dir=str(args.out), **(TINY if args.tiny else {}))
-    for name, text in args.p or []:
-        if name not in declared: raise SystemExit(f"bench: no parameter {name!r} (its parameters: {', '.join(declared)})")
-        params[name] = text if declared[name][0] == "str" else yaml.safe_load(text)
-    return params
+    "The template's parameters: the device, the tiny sizes with --tiny, and each -p NAME VALUE (typed as the template declares)."
+    from neuroseg.render import report_parameters
+    return dict(device=args.device, **(TINY if args.tiny else {})) | report_parameters("bench", args.p)
 
 def wait_for_quiet(minutes:float, below:float=1.5):
     "Wait up to `minutes` for the 1-minute load average to fall below `below` (a shared machine gives noisy timings)."
@@ -61,21 +56,17 @@ def main():
     args = ap.parse_args()
     args.out = args.out or (ROOT/".cache"/"neuroseg"/"bench-tiny"/"reports" if args.tiny else ROOT/"reports"/"bench")
     os.chdir(ROOT)
-    from neuroseg.bench import device_label
-    from neuroseg.core import write_text_atomic
-    from neuroseg.render import execute_template, notebook_html, template_path
+    from neuroseg.core import NeurosegError
+    from neuroseg.render import render_report
     wait_for_quiet(args.wait)
     load = os.getloadavg()[0]
     if load > 1.5: print(f"bench: warning: load average {load:.2f} on {os.cpu_count()} cores; the numbers will be slow and noisy", file=sys.stderr)
-    label, start = device_label(args.device), time.time()
-    with tempfile.TemporaryDirectory(prefix="neuroseg-bench-") as tmp:
-        executed = Path(tmp)/"bench.ipynb"
-        execute_template(template_path("bench"), executed, parameters(args))
-        page = args.out/f"{label}.html"
-        write_text_atomic(page, notebook_html(executed))
-    print(f"bench: wrote {args.out/f'{label}.json'} and {page} in {(time.time() - start) / 60:.1f} min")
+    start = time.time()
+    try: page = render_report("bench", parameters(args), name=args.out.name, out=args.out.parent)
+    except NeurosegError as e: raise SystemExit(f"bench: {e}")
+    print(f"bench: wrote {page.with_suffix('.json')} and {page} in {(time.time() - start) / 60:.1f} min")
     if args.check:
-        for problem in (problems := output_problems(args.out/f"{label}.json", page)): print(f"bench: FAIL {problem}")
+        for problem in (problems := output_problems(page.with_suffix(".json"), page)): print(f"bench: FAIL {problem}")
         return 1 if problems else 0
 
 if __name__ == "__main__":
