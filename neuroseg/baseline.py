@@ -34,6 +34,7 @@ def original_network(in_channels:int=4, # MRI modalities
     "The original's network: MONAI UNet, 3D, residual units (2 per block)."
     return UNet(3, in_channels, out_channels, channels=channels, strides=strides, num_res_units=ORIGINAL["num_res_units"])
 
+# %% ../nbs/90_baseline.ipynb #574598c5
 def load_weights(model:nn.Module, # from `original_network`
                  path:str|Path, # a neuroseg checkpoint (its "model" entry) or a bare state dict
                 ) -> nn.Module:
@@ -62,6 +63,7 @@ def original_segment(model:nn.Module, # from `original_network` + `load_weights`
                                           overlap=ORIGINAL["overlap"], mode=ORIGINAL["blend"])
     return logits.argmax(dim=1).cpu()
 
+# %% ../nbs/90_baseline.ipynb #939c78e5
 def original_infer(image:str, # 4D NIfTI (MSD layout)
                    weights:str, # checkpoint or state dict of `original_network`
                    out_dir:str, # receives `<name>_seg.nii.gz`
@@ -95,6 +97,7 @@ def original_train_transforms(roi_size:tuple=ORIGINAL["roi_size"], # patch size
                     *[RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(3)],
                     RandScaleIntensityd("image", factors=0.1, prob=1.0), RandShiftIntensityd("image", offsets=0.1, prob=1.0)])
 
+# %% ../nbs/90_baseline.ipynb #303fe5a4
 def original_loader(cases:list[dict], # {"image", "label"} files
                     roi_size:tuple=ORIGINAL["roi_size"], num_samples:int=2,
                     batch_size:int=2, # volumes per batch
@@ -112,10 +115,12 @@ def original_optimizer(model:nn.Module, lr:float=1e-4) -> torch.optim.Optimizer:
     "The tutorial's optimiser: Adam with weight decay 1e-5."
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-5)
 
+# %% ../nbs/90_baseline.ipynb #68e693ad
 def original_loss() -> nn.Module:
     "Dice + cross-entropy on the softmax head, against class-index labels."
     return DiceCELoss(to_onehot_y=True, softmax=True)
 
+# %% ../nbs/90_baseline.ipynb #4c98c3db
 def original_step(model:nn.Module, optimizer:torch.optim.Optimizer, loss_fn:nn.Module, batch:dict,
                   scaler:torch.amp.GradScaler|None=None, # fp16 AMP on CUDA, as the original trained; None: fp32
                  ) -> float:

@@ -56,6 +56,7 @@ def device_label(device:str="cpu", # cpu, cuda or cuda:N
     dev = get_device(device)
     return f"cuda-{slug(torch.cuda.get_device_name(dev))}" if dev.type == "cuda" else f"cpu-{slug(cpu_model())}"
 
+# %% ../nbs/91_bench.ipynb #661548b5
 def hardware_line(device:str="cpu",
                   load_before:float|None=None, # 1-minute load average when the measurement began
                  ) -> str:
@@ -115,6 +116,7 @@ def run_measured(argv:list, # the command and its arguments
         return dict(wall_s=usage["wall_s"], peak_rss_mb=usage["maxrss"] / _MAXRSS_UNIT, returncode=usage["returncode"],
                     output=out.read().decode(errors="replace")[-4000:])
 
+# %% ../nbs/91_bench.ipynb #6641ed98
 def check_run(result:dict, what:str) -> dict:
     "`result` of `run_measured`, or a RuntimeError with the end of the command's output when it failed."
     if result["returncode"]: raise RuntimeError(f"{what} failed with exit code {result['returncode']}:\n{result['output']}")
@@ -186,6 +188,7 @@ def train_summary(config:dict) -> dict:
     summary = train(config_from_dict(config))
     return {k: summary[k] for k in ("steps", "best_metric", "last")}
 
+# %% ../nbs/91_bench.ipynb #49e87639
 def train_weights(config:dict, # from `bench_config`
                   steps:int=80, # optimiser steps
                   roi_size:tuple=(48, 48, 48), # training patch (the network is fully convolutional)
@@ -229,6 +232,7 @@ def infer_commands(image:str, # 4D NIfTI
     baseline = [sys.executable, "-c", _BASELINE_CLI, "--weights", weights, "--input", image, "--out", out/"baseline", "--device", device]
     return dict(ours=[str(a) for a in ours], baseline=[str(a) for a in baseline])
 
+# %% ../nbs/91_bench.ipynb #33bf9d0b
 def infer_outputs(image:str, out_dir:str|Path) -> dict:
     "Where each command writes its label map."
     stem = Path(image).name.split(".")[0]
@@ -241,6 +245,7 @@ def grid_check(image:str|Path, # the input
     "'' when `output` lies on `image`'s voxel grid, else why not."
     return grid_mismatch(nib.load(image), nib.load(output))
 
+# %% ../nbs/91_bench.ipynb #0e3da6c2
 def outputs_dice(image:str|Path, # the input, whose grid both outputs are compared on
                  ours:str|Path, baseline:str|Path, # label maps (MSD labels)
                  convention:str="msd",
@@ -280,6 +285,7 @@ def inference_rows(runs:dict, # from `run_inference`
                       target="ours == true", hardware=hw, why_not=grids),
             bench_row("inference", "Dice between the two outputs (WT, TC, ET)", list(dice.values()), None, better="higher", hardware=hw)]
 
+# %% ../nbs/91_bench.ipynb #a679bbca
 def compare_inference(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
                       weights:str, # from `train_weights`
                       out_dir:str|Path, # outputs of both paths
@@ -305,6 +311,7 @@ def network_seconds(output:str, # a `neuroseg_infer` run's output: "... (load 2.
     found = _NETWORK_STAGE.findall(output)
     return float(found[-1]) if found else None
 
+# %% ../nbs/91_bench.ipynb #e2eb023d
 def engine_command(image:str, model:str|Path, out:str|Path, tta:bool=False, device:str="cpu", engine:str|None=None) -> list[str]:
     "`neuroseg_infer` of `model` (checkpoint or ONNX export) on `image` with the original's window settings, run by `engine` (None: the default)."
     o = ORIGINAL
@@ -354,6 +361,7 @@ def compare_engines(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
 SCALING_SHAPES = ((128, 128, 128), (240, 240, 155), (512, 512, 200))   # small, BraTS/MSD, a high-resolution series
 MSD_TRAINING_CASES = 484
 
+# %% ../nbs/91_bench.ipynb #457b3c64
 def rescaled_case(image:str|Path, # 4D NIfTI
                   shape:tuple, # voxels (x, y, z) of the copy
                   out_dir:str|Path, # where the copy goes (reused when present)
@@ -370,6 +378,7 @@ def rescaled_case(image:str|Path, # 4D NIfTI
     with atomic_path(out) as tmp: nib.save(nib.Nifti1Image(resized, affine), str(tmp))
     return out
 
+# %% ../nbs/91_bench.ipynb #4455775a
 def compare_scaling(image:str, # 4D NIfTI, the inference case
                     weights:str, # from `train_weights`
                     out_dir:str|Path, # resampled inputs and outputs
@@ -390,6 +399,7 @@ def compare_scaling(image:str, # 4D NIfTI, the inference case
                   baseline_input=size(base), network_s=network_seconds(runs[s]["output"])),
         bench_row("scale", f"peak RSS, {size(s)} input", runs[s]["peak_rss_mb"], runs[base]["peak_rss_mb"], "MiB", hardware=hw))]
 
+# %% ../nbs/91_bench.ipynb #6f41aed7
 def cache_rows(config:dict, # from `bench_config`, after the training comparison filled its disk cache
                cases:int=MSD_TRAINING_CASES, # the projection's dataset size
               ) -> list[dict]:
@@ -403,6 +413,7 @@ def cache_rows(config:dict, # from `bench_config`, after the training comparison
 # %% ../nbs/91_bench.ipynb #ee13ecd0
 NETWORK_SETTINGS = {"unet": {}, "segresnet": {}, "dynunet": {"model.deep_supervision": True}, "swinunetr": {}, "mednext": {}}   # as the docs show them
 
+# %% ../nbs/91_bench.ipynb #ac84a42e
 def network_step_seconds(cfg, # Config: model.* and data.roi_size
                          device:str="cpu", batch:int=2, steps:int=3,
                         ) -> tuple[float, int]:
@@ -420,6 +431,7 @@ def network_step_seconds(cfg, # Config: model.* and data.roi_size
         times.append(time.perf_counter() - tick)
     return statistics.median(times[1:]), count_parameters(model)
 
+# %% ../nbs/91_bench.ipynb #5329a1c4
 def compare_networks(roi:int=64, # patch side, voxels (SwinUNETR needs a multiple of 32, at least 64)
                      device:str="cpu", batch:int=2, steps:int=3,
                     ) -> list[dict]:
@@ -442,6 +454,7 @@ def loop_speed(meter:dict, # running sums: batches, patches, wait_s, busy_s
     return dict(steps=meter["batches"], step_s=seconds / max(1, meter["batches"]), patches_per_s=meter["patches"] / max(seconds, 1e-9),
                 data_wait_share=meter["wait_s"] / max(seconds, 1e-9))
 
+# %% ../nbs/91_bench.ipynb #66b2efd7
 def gpu_memory(device:torch.device) -> dict:
     "Peak GPU memory allocated by torch in this process, in MiB (empty on CPU)."
     return dict(peak_gpu_mb=torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else {}
@@ -553,6 +566,7 @@ def compute_floor(config:dict, # from `bench_config`
     step_s = median_seconds(lambda: train_step(run, ts, batch).item(), steps, warmup)
     return dict(step_s=step_s, steps=steps, amp=cfg.train.amp, torch_threads=torch.get_num_threads(), **gpu_memory(device))
 
+# %% ../nbs/91_bench.ipynb #89e837ec
 def precision_rows(config:dict, steps:int=3) -> list[dict]:
     "Mixed precision (train.amp auto) against fp32 on the GPU: seconds per step and peak GPU memory of the floor."
     load = os.getloadavg()[0]
@@ -583,6 +597,7 @@ def metric_agreement(ours:list[dict], # rows of `evaluate_case`
                 hd95_mm={r["region"]: [r["hd95"], h] for r, h in zip(ours, theirs["hd95"])},
                 dice_max_abs_diff=max(abs(r["dice"] - d) for r, d in zip(ours, theirs["dice"])))
 
+# %% ../nbs/91_bench.ipynb #f6073464
 def compare_metrics(pred:str|Path, # predicted label map (NIfTI)
                     ref:str|Path, # reference label map on the same grid
                     convention:str="msd", repeats:int=3, device:str="cpu",
@@ -607,6 +622,7 @@ def official_evaluator():
     disable_citation_reminder()   # its banner would land in the report; the report cites panoptica instead
     with contextlib.redirect_stdout(io.StringIO()): return Panoptica_Evaluator.load_from_config(str(config_path("gli")))
 
+# %% ../nbs/91_bench.ipynb #134dba8d
 def official_lesion_wise(pred:np.ndarray, # predicted label map
                          ref:np.ndarray, # reference label map, same grid
                          convention:str, # their label convention (converted to BraTS 2023 labels for the evaluator)
@@ -637,6 +653,7 @@ def lesion_pairs(data:str|Path, # dataset from `bench_dataset`
         pairs.append((pred, ref))
     return pairs
 
+# %% ../nbs/91_bench.ipynb #3941c9c7
 def lesion_agreement(ours:list[list[dict]], # per pair, the rows of `evaluate_case(..., lesion_wise=True)`
                      theirs:list[dict], # per pair, `official_lesion_wise`
                     ) -> dict:
@@ -650,6 +667,7 @@ def lesion_agreement(ours:list[list[dict]], # per pair, the rows of `evaluate_ca
                 lesion_dice_max_abs_diff=max((abs(a["lesion_dice"] - b["lesion_dice"]) for a, b in matched), default=0.0),
                 lesion_hd95_max_abs_diff_mm=max((abs(a["lesion_hd95"] - b["lesion_hd95"]) for a, b in matched), default=0.0))
 
+# %% ../nbs/91_bench.ipynb #ab308600
 def compare_lesion_wise(pairs:list, # (prediction, reference) NIfTI files on one grid
                         convention:str="msd", repeats:int=1, device:str="cpu",
                        ) -> list[dict]:
@@ -704,6 +722,7 @@ def bench_environment(device:str="cpu") -> dict:
     return dict(device=device_label(device), hardware=hardware_line(device), torch_threads=torch.get_num_threads(),
                 load_average=[round(x, 2) for x in os.getloadavg()], time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **environment_info())
 
+# %% ../nbs/91_bench.ipynb #c4d83351
 def targets_summary(rows:list[dict]) -> list[dict]:
     "Each row that has a target: what it asks, the ratio or value reached, and whether it is met."
     return [dict(comparison=r["comparison"], measure=r["measure"], target=r["target"], ours=r["ours"], ratio=r["ratio"], met=r["met"])

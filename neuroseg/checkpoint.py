@@ -147,6 +147,7 @@ def set_aside(path:Path, # an unusable checkpoint, e.g. runs/demo/checkpoints/la
     fsync_path(path.parent)
     return aside
 
+# %% ../nbs/05a_checkpoint.ipynb #58ce8c98
 def load_resumable(ckpt_dir:str|Path, # the run's checkpoints folder
                    map_location:str|torch.device="cpu",
                   ) -> tuple[dict, Path]:
@@ -168,6 +169,7 @@ def config_from_checkpoint(ckpt:dict, # a loaded checkpoint
     if "config" not in ckpt: raise NeurosegError("checkpoint has no 'config' entry (not written by neuroseg_train)")
     return config_from_dict(ckpt["config"], source="checkpoint config")
 
+# %% ../nbs/05a_checkpoint.ipynb #91a86fc8
 def weights_digest(state_dict:dict, # a model's state dict (or any dict of tensors)
                   ) -> str:
     "SHA-256 of every tensor's name, dtype, shape and bytes: equal digests mean bitwise-equal weights."
@@ -195,11 +197,13 @@ def weights_problem(model:torch.nn.Module, # the network built from the checkpoi
                                  if k in state and tuple(getattr(state[k], "shape", ())) != tuple(want[k].shape)])]
     return "; ".join(_listed(what, names) for what, names in found if names) or None
 
+# %% ../nbs/05a_checkpoint.ipynb #05d53e2f
 def nonfinite_tensors(state:dict, # a state dict
                      ) -> list[str]:
     "Names of the floating-point tensors of `state` that hold NaN or infinite values."
     return [k for k, t in state.items() if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
+# %% ../nbs/05a_checkpoint.ipynb #4be14adc
 def model_from_checkpoint(ckpt:str|Path|dict, # a checkpoint file, or a loaded checkpoint
                           device:str|torch.device="cpu", # where the model runs
                           source:str|None=None, # the file a loaded checkpoint came from, named in errors

@@ -34,6 +34,7 @@ def user_error(exc:BaseException) -> NeurosegError|None:
         exc = exc.__cause__ or exc.__context__
     return None
 
+# %% ../nbs/00_core.ipynb #2bbe947e
 def cli_errors(func):
     "Decorate a console script: a `NeurosegError` (even wrapped) becomes one line on stderr and exit code 2."
     @functools.wraps(func)
@@ -52,6 +53,7 @@ def underscore_option(arg:str) -> str:
     name, eq, value = arg.partition("=")
     return "--" + name[2:].replace("-", "_") + eq + value
 
+# %% ../nbs/00_core.ipynb #367568bd
 def console_script(func=None, # the command: its signature is the command line; wrap it in `cli_errors` first
                    prog:str|None=None, # the program's name in help and errors (default: the function's name)
                   ):
@@ -78,6 +80,7 @@ def _umask() -> int:
     mask = os.umask(0); os.umask(mask)
     return mask
 
+# %% ../nbs/00_core.ipynb #6e8e9521
 def fsync_path(path:str|Path):
     "Flush a file's or a folder's data and metadata to disk (folders: where the platform allows opening them)."
     flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) * Path(path).is_dir()
@@ -87,6 +90,7 @@ def fsync_path(path:str|Path):
     except OSError: pass   # some file systems refuse fsync on folders
     finally: os.close(fd)
 
+# %% ../nbs/00_core.ipynb #c00c55f4
 @contextlib.contextmanager
 def atomic_path(path:str|Path, # final destination
                ):
@@ -147,6 +151,7 @@ def atomic_dir(path:str|Path, # final folder
 class OutputError(NeurosegError):
     "An output could not be written (full disk, read-only or unwritable place): a problem of the machine, not of one case."
 
+# %% ../nbs/00_core.ipynb #1b90333f
 def check_writable(folder:str|Path, # where outputs will go; created later if missing
                    min_free_mb:float=1.0, # less free space than this is a full disk
                   ) -> Path:
@@ -173,6 +178,7 @@ def remove_stale_temps(path:str|Path, # a target of `core.atomic_path` (or `core
     for p in stale: shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
     return stale
 
+# %% ../nbs/00_core.ipynb #42c144db
 def write_all(writers:dict, # {destination: function that writes the file at the path it is given}
              ) -> list[Path]:
     "Write every destination atomically and as one unit (renamed last to first once all are complete); `OutputError` naming the file."
@@ -205,6 +211,7 @@ class DataConfig:
     synth_cases: int = _opt(0, help="synthetic brains generated per epoch: the training set with data.format=synth, else mixed with the real cases")
     synth_tumour_mm: list = _opt([8.0, 24.0], help="range of the mean radius of the synthetic tumours' core, mm (03_synth's glioma_plan)")
     synth_lookalikes: float = _opt(0.0, help="probability that a synthetic brain gets tumour look-alikes labelled background: enhancing vessels and dura, dark rims (03_synth)")
+    synth_wide_normal: float = _opt(0.0, help="probability that a synthetic brain's grey matter gets a contrast to white matter drawn from a wide range, cortex up to edema's brightness on FLAIR (03_synth)")
     convention: str = _opt("auto", ["msd", "brats2021", "brats2023", "auto"], "label convention of the label files")
     modalities: list = _opt(["FLAIR", "T1w", "T1gd", "T2w"], help="input channels, in this order")
     spacing_mm: list = _opt([1.0, 1.0, 1.0], help="target voxel spacing in mm (RAS order)")
@@ -220,6 +227,7 @@ class DataConfig:
     test_fraction: float = _opt(0.2, help="share of cases held out for testing, never trained or validated on")
     num_workers: int = _opt(-1, help="data-loader worker processes; -1: auto (0 when training on the CPU, up to 8 on a GPU)")
 
+# %% ../nbs/00_core.ipynb #a43a56aa
 @dataclass
 class ModelConfig:
     "The network and its output head."
@@ -233,6 +241,7 @@ class ModelConfig:
     deep_supervision: bool = _opt(False, help="extra loss on coarser decoder outputs (dynunet)")
     feature_size: int = _opt(24, help="embedding size of the first stage, a multiple of 12 (swinunetr)")
 
+# %% ../nbs/00_core.ipynb #d89895ab
 @dataclass
 class TrainConfig:
     "The optimisation loop."
@@ -254,6 +263,7 @@ class TrainConfig:
     out_dir: str = _opt("runs/demo", help="run folder: checkpoints, split, logs")
     init_from: str = _opt("", help="start from this checkpoint's weights (fresh optimiser and schedule): a file or a shipped model's name")
 
+# %% ../nbs/00_core.ipynb #f1e723c7
 @dataclass
 class InferConfig:
     "Sliding-window inference and the engine that runs the network."
@@ -264,6 +274,7 @@ class InferConfig:
     threshold: float = _opt(0.5, help="probability threshold of the sigmoid head")
     engine: str = _opt("torch", list(ENGINES), "what runs the network: PyTorch, or ONNX Runtime / OpenVINO on the CPU (neuroseg[export])")
 
+# %% ../nbs/00_core.ipynb #606a6345
 @dataclass
 class TrackingConfig:
     "Experiment tracking with Weights & Biases."
@@ -342,6 +353,7 @@ def _check_values(cfg:Config, errors:list):
     if d.synth_cases < (d.format == "synth"): errors.append(f"data.synth_cases: must be at least {int(d.format == 'synth')} with data.format={d.format}, got {d.synth_cases}")
     if not (len(d.synth_tumour_mm) == 2 and 0 < d.synth_tumour_mm[0] <= d.synth_tumour_mm[1]): errors.append(f"data.synth_tumour_mm: give [smallest, largest] radius in mm, 0 < smallest <= largest, got {d.synth_tumour_mm}")
     if not 0 <= d.synth_lookalikes <= 1: errors.append(f"data.synth_lookalikes: a probability in 0..1, got {d.synth_lookalikes}")
+    if not 0 <= d.synth_wide_normal <= 1: errors.append(f"data.synth_wide_normal: a probability in 0..1, got {d.synth_wide_normal}")
     if not 0 <= i.overlap < 1: errors.append(f"infer.overlap: must be in [0, 1), got {i.overlap}")
     for key in ("epochs", "batch_size", "val_every"):
         if getattr(t, key) < 1: errors.append(f"train.{key}: must be at least 1, got {getattr(t, key)}")
@@ -410,6 +422,7 @@ def project_root() -> Path|None:
     else: here = Path.cwd().resolve(); candidates = [here, *here.parents]             # a notebook in nbs/
     return next((f for f in candidates if (f/"settings.ini").is_file() and (f/"neuroseg").is_dir()), None)
 
+# %% ../nbs/00_core.ipynb #81c05182
 _CHECKOUT_FOLDERS = dict(configs="configs", templates="reports")   # setup.py's package_dir maps these into the package
 
 def packaged_dir(kind:str, # `configs` or `templates`
@@ -484,6 +497,7 @@ def cpu_model() -> str:
     except OSError: pass
     return platform.processor() or platform.machine()
 
+# %% ../nbs/00_core.ipynb #9f2ec1dc
 def machine_record() -> dict:
     "This machine and process, for a run's record: `environment_info` and the host, time, CPU, memory, GPUs, CUDA, command line."
     import socket, time, neuroseg

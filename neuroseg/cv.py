@@ -24,10 +24,12 @@ __all__ = ['CHECKPOINTS', 'fold_dir', 'fold_config', 'fold_status', 'cv_split', 
 # %% ../nbs/07b_cv.ipynb #aab215de
 CHECKPOINTS = {"last": LAST, "best": BEST}   # which checkpoint of each fold predicts and joins the ensemble
 
+# %% ../nbs/07b_cv.ipynb #58a2cccc
 def fold_dir(cv_dir:str|Path, fold:int) -> Path:
     "The training run folder of one fold."
     return Path(cv_dir)/f"fold_{fold}"
 
+# %% ../nbs/07b_cv.ipynb #2f3abecb
 def fold_config(cfg:Config, # the CV config: train.out_dir is the CV folder
                 fold:int, # the validation fold
                ) -> Config:
@@ -37,6 +39,7 @@ def fold_config(cfg:Config, # the CV config: train.out_dir is the CV folder
     d["data"]["split_file"] = d["data"]["split_file"] or str(Path(cfg.train.out_dir)/"split.json")
     return config_from_dict(d, source=f"fold {fold}")
 
+# %% ../nbs/07b_cv.ipynb #c84f3e15
 def fold_status(run_dir:str|Path) -> str:
     "`done` (training wrote its summary), `partial` (a checkpoint to resume from) or `new`."
     run_dir = Path(run_dir)
@@ -50,6 +53,7 @@ def cv_split(cfg:Config) -> tuple[list[dict], str, dict]:
     cases, convention = read_dataset(cfg.data.root, cfg.data.format, cfg.data.convention)
     return cases, convention, split_for_config(cases, fold_config(cfg, 0))
 
+# %% ../nbs/07b_cv.ipynb #e914a01d
 def train_fold(cfg:Config, # the CV config
                fold:int,
                log=print, # where progress lines go
@@ -80,6 +84,7 @@ def predict_cases(ckpt:str|Path|list, # checkpoint(s) as `neuroseg_infer --ckpt`
         pairs.append((case["id"], out, case["label"]))
     return pairs
 
+# %% ../nbs/07b_cv.ipynb #13103d8b
 def score(pairs:list, # (case id, prediction, reference) files
           convention:str, # of both sides
          ) -> tuple[list[dict], dict]:
@@ -87,6 +92,7 @@ def score(pairs:list, # (case id, prediction, reference) files
     rows = evaluate_files(pairs, convention)
     return rows, summarise(rows)
 
+# %% ../nbs/07b_cv.ipynb #fd9a47a8
 def region_means(summary:dict, # from `score` (`summarise`)
                 ) -> dict:
     "Mean Dice and HD95 per region: {'WT': {'dice': .., 'hd95': ..}, ...}."
@@ -157,6 +163,7 @@ def format_cv(result:dict) -> str:
                   _line("ensemble of the folds", t["ensemble"]), _line("ensemble + postprocessing", t["ensemble_postprocessed"])]
     return "\n".join(lines)
 
+# %% ../nbs/07b_cv.ipynb #44393719
 @console_script
 @cli_errors
 def neuroseg_cv(overrides:Param("section.key=value settings over the config, e.g. train.epochs=20", str, opt=False, nargs="*")=None,

@@ -131,6 +131,7 @@ def read_label_map(path:str|Path) -> np.ndarray:
     try: return np.asanyarray(image.dataobj)
     except Exception as e: raise NeurosegError(f"{path}: cannot read the voxels ({type(e).__name__}: {e}); re-download the case")
 
+# %% ../nbs/02_data.ipynb #2a1d359c
 def validate_dataset(cases:list[dict], # case dicts from a reader
                      convention:str, # label convention name, e.g. "msd"
                     ) -> int:
@@ -239,6 +240,7 @@ def case_ids_hash(cases:list[dict]) -> str:
     "A short hash of the sorted case ids."
     return hashlib.sha256("\n".join(sorted(c["id"] for c in cases)).encode()).hexdigest()[:16]
 
+# %% ../nbs/02_data.ipynb #faf486e9
 def make_split(cases:list[dict], # case dicts from a reader
                num_folds:int=5, # k of k-fold cross-validation (data.num_folds)
                test_fraction:float=0.2, # share of cases held out for testing (data.test_fraction)
@@ -286,6 +288,7 @@ def _split_id_problems(split:dict, ids:set, path:Path) -> list[str]:
     missing = sorted(listed - ids)
     return [f"{len(missing)} case id(s) not in the dataset: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"] if missing else []
 
+# %% ../nbs/02_data.ipynb #f19c0fbb
 def load_split_json(path:str|Path) -> dict:
     "The dict of a split file, unchecked against any dataset; `NeurosegError` if unreadable or not a split."
     try: split = json.loads(Path(path).read_text())
@@ -293,6 +296,7 @@ def load_split_json(path:str|Path) -> dict:
     if not isinstance(split, dict) or not {"folds", "test"} <= set(split): raise NeurosegError(f"{path}: not a neuroseg split file")
     return split
 
+# %% ../nbs/02_data.ipynb #ed1148bf
 def read_split(path:str|Path, # split JSON file
                cases:list[dict], # the dataset's case dicts, whose ids the split must use
                num_folds:int|None=None, # expected data.num_folds (None: any)
@@ -329,6 +333,7 @@ def split_path(cfg:Config) -> Path:
     with contextlib.suppress(NeurosegError): return find_config(path)   # e.g. brats-real-split.json, in ./configs or the package
     return path   # a new split file, made there
 
+# %% ../nbs/02_data.ipynb #132fcdf4
 def split_for_config(cases:list[dict], cfg:Config) -> dict:
     "`load_or_create_split` with the config's file, folds, test share, seed and dataset root."
     d = cfg.data

@@ -199,6 +199,7 @@ def sha256_file(path:str|Path, # file to hash
         for block in iter(lambda: f.read(1 << 20), b""): digest.update(block)
     return digest.hexdigest()
 
+# %% ../nbs/02a_download.ipynb #31093e62
 def file_problem(path:str|Path, # file on disk
                  size:int|None=None, # expected size in bytes (None: not checked)
                  sha256:str|None=None, # expected sha256 (None: not checked)
@@ -245,6 +246,7 @@ def check_manifest(files:list, # manifest entries: dicts with `path`, `url`, `si
     problems = {f["path"]: file_problem(Path(root)/f["path"], f.get("size"), f.get("sha256") if sha256 else None) for f in files}
     return {path: problem for path, problem in problems.items() if problem}
 
+# %% ../nbs/02a_download.ipynb #76784486
 def fetch_manifest(files:list, # manifest entries: dicts with `path`, `url`, `size`, `sha256`
                    root:str|Path, # folder that receives the files
                    progress:bool=False, # show a progress bar per file (on a terminal)

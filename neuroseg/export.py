@@ -43,6 +43,7 @@ def export_metadata(ckpt:dict, # a loaded checkpoint
             "neuroseg_source_sha256": sha256, "neuroseg_version": neuroseg.__version__,
             "neuroseg_epoch": str(ckpt.get("epoch", "")), "neuroseg_step": str(ckpt.get("step", ""))}
 
+# %% ../nbs/05d_export.ipynb #b78d61f8
 def read_metadata(meta:dict, # string metadata of an export
                   source:str, # the file, named in errors
                  ) -> tuple[Config, str, dict|None]:
@@ -80,6 +81,7 @@ def export_onnx(model:nn.Module, cfg:Config, meta:dict, out:Path, opset:int=18) 
     with atomic_path(out) as tmp: onnx.save(proto, str(tmp))
     return out
 
+# %% ../nbs/05d_export.ipynb #25e26a0b
 def export_torchscript(model:nn.Module, cfg:Config, meta:dict, out:Path) -> Path:
     "Write the network traced to TorchScript, `meta` as the archive's extra file `neuroseg.json`, atomically."
     with torch.no_grad(), warnings.catch_warnings():
@@ -153,6 +155,7 @@ class OpenVinoNetwork(nn.Module):
         self.request.infer({0: x.detach().to("cpu", torch.float32).numpy()})
         return torch.from_numpy(self.request.get_output_tensor(0).data.copy()).to(x.device)
 
+# %% ../nbs/05d_export.ipynb #4002b188
 def onnx_metadata(path:str|Path) -> dict:
     "The `metadata_props` of an ONNX file, read without running it."
     onnx = optional("onnx", f"reading {Path(path).name}")
@@ -170,6 +173,7 @@ def load_onnx(path:str|Path, # an export of neuroseg_export
     cfg, convention, post = read_metadata(onnx_metadata(path), str(path))
     return OpenVinoNetwork(path, cfg, str(path)), cfg, convention, post
 
+# %% ../nbs/05d_export.ipynb #637e0f02
 def engine_network(network:nn.Module, # a PyTorch network on the CPU
                    cfg:Config, # its config
                    engine:str, # torch, onnxruntime or openvino

@@ -98,10 +98,12 @@ def _4d_problem(path:str, image:nib.Nifti1Image, channels:int) -> str|None:
 
 def _fmt(shape) -> str: return "x".join(str(int(s)) for s in shape)
 
+# %% ../nbs/07_infer.ipynb #d5d575f0
 def input_paths(case:dict) -> list[str]:
     "The image files of a case dict."
     return [str(p) for p in case["image"]] if isinstance(case["image"], (list, tuple)) else [str(case["image"])]
 
+# %% ../nbs/07_infer.ipynb #af892d9b
 def check_headers(case:dict, # from `resolve_case`
                   channels:int=len(MSD_CHANNELS), # modalities the preprocessing loads
                  ) -> nib.Nifti1Image:
@@ -117,6 +119,7 @@ def loading_steps(pre:Compose) -> int:
     "How many leading transforms of `pre` load the files (MONAI's `LoadImaged`, `EnsureChannelFirstd`)."
     return next(i for i, t in enumerate(pre.transforms) if not isinstance(t, (LoadImaged, EnsureChannelFirstd)))
 
+# %% ../nbs/07_infer.ipynb #67d0e3c8
 def load_voxels(case:dict, # from `resolve_case`
                 pre:Compose, # the checkpoint's `deterministic_transforms(..., with_label=False)`
                ) -> dict:
@@ -133,6 +136,7 @@ def channel_sources(case:dict) -> list[str]:
     if len(paths) > 1: return paths
     return [f"{paths[0]} (channel {i}, {name})" for i, name in enumerate(MSD_CHANNELS)]
 
+# %% ../nbs/07_infer.ipynb #cf28bbd7
 def check_voxels(image:Tensor, # (C, x, y, z) as loaded
                  sources:list[str], # one name per channel, from `channel_sources`
                 ):
@@ -178,6 +182,7 @@ def _stored_engine(ckpt:dict) -> str:
     try: return ckpt["config"]["infer"]["engine"]
     except (KeyError, TypeError): return "torch"
 
+# %% ../nbs/07_infer.ipynb #8ec3a68a
 def engine_device(device:str, # auto, cpu, cuda or cuda:N
                   engine:str, # infer.engine
                  ) -> str:
@@ -186,6 +191,7 @@ def engine_device(device:str, # auto, cpu, cuda or cuda:N
     if device not in ("auto", "cpu"): raise NeurosegError(f"--engine {engine} runs on the CPU; use --device cpu, or --engine torch on {device}")
     return "cpu"
 
+# %% ../nbs/07_infer.ipynb #91ed094c
 def load_inference_model(ckpt:str|Path|dict|InferenceModel, # checkpoint file, loaded checkpoint, or a ready model
                          device:str="auto", # auto, cpu, cuda or cuda:N
                          engine:str|None=None, # torch, onnxruntime or openvino (None: the checkpoint's infer.engine; onnxruntime for an export)
@@ -285,6 +291,7 @@ def small_components(mask:np.ndarray, # boolean mask (X, Y, Z)
     sizes = np.bincount(components.ravel())
     return (sizes < max(min_voxels, min_fraction * sizes[1:].max()))[components] & mask
 
+# %% ../nbs/07_infer.ipynb #d14fa26d
 def drop_small_components(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
                           min_voxels:tuple, # minimum component size per region, in voxels (0: keep all)
                           min_fractions:tuple=(0.0, 0.0, 0.0), # minimum size per region as a fraction of its largest component
@@ -342,6 +349,7 @@ def postprocess_from_dict(d:dict|None, # `{"min_size_ml": [WT, TC, ET], "et_min_
     except (KeyError, TypeError, ValueError) as e:
         raise NeurosegError(f"{source}: not a postprocessing decision (needs min_size_ml with 3 sizes and et_min_volume_ml; {type(e).__name__}: {e})")
 
+# %% ../nbs/07_infer.ipynb #317fa20b
 def read_postprocess(path:str|Path, # a decision file written by `neuroseg_postprocess`
                     ) -> Postprocess:
     "The postprocessing of a decision file."
@@ -350,10 +358,12 @@ def read_postprocess(path:str|Path, # a decision file written by `neuroseg_postp
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e: raise NeurosegError(f"{path}: not a postprocessing decision ({type(e).__name__}: {e})")
     return postprocess_from_dict(d.get("postprocess") if isinstance(d, dict) else None, str(path))
 
+# %% ../nbs/07_infer.ipynb #0a04a760
 def model_postprocess(im:InferenceModel) -> Postprocess:
     "The model's own postprocessing decision (a checkpoint's or an export's), or every rule off when it has none."
     return postprocess_from_dict(im.postprocess, im.source) if im.postprocess else Postprocess()
 
+# %% ../nbs/07_infer.ipynb #a7d81aad
 def cli_postprocess(choice:str, # --postprocess: model, none or a decision file
                     sizes:tuple, # --min-size-wt/tc/et (None: not given)
                     et_min_volume:float|None, # --et-min-volume (None: not given)
@@ -388,6 +398,7 @@ class StageTimer:
         try: yield
         finally: self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
+# %% ../nbs/07_infer.ipynb #cb919b86
 def peak_rss_mb() -> float:
     "Peak resident memory of this process so far, in MiB."
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
@@ -400,6 +411,7 @@ def fill_background(probs:np.ndarray, # (K, X, Y, Z) on the input's grid
     if head != "regions": probs[0] = np.clip(1 - probs[1:].sum(0), 0, 1)
     return probs
 
+# %% ../nbs/07_infer.ipynb #a438253c
 def voxel_ml(image:nib.Nifti1Image) -> float:
     "Volume of one voxel of `image`, in mL."
     return float(abs(np.linalg.det(image.affine[:3, :3]))) / 1000
@@ -418,6 +430,7 @@ def predict_probs(case:dict, # from `resolve_case`
     with timer("invert"): probs = invert_to_input(probs, data["image"], pre, reference)
     return reference, fill_background(probs, cfg.model.head)
 
+# %% ../nbs/07_infer.ipynb #24e20080
 def labels_from_probs(probs:np.ndarray, # (K, X, Y, Z) on the input's grid
                       cfg:Config, # uses model.head and infer.threshold
                       convention:str, # label convention of the result
@@ -479,6 +492,7 @@ def predict(image_or_case:str|Path|list|dict, # 4D NIfTI, BraTS case folder, 4 m
 # %% ../nbs/07_infer.ipynb #5d5982e2
 ENSEMBLE_KEYS = (("data", "modalities"), ("data", "spacing_mm"), ("model", "head"))   # what every member must share
 
+# %% ../nbs/07_infer.ipynb #7a014919
 class EnsembleNetwork(nn.Module):
     "Networks that segment as one: each runs on the batch in turn; the logits of their mean probability."
     def __init__(self, members:list, # networks mapping (B, C, x, y, z) to logits
@@ -491,6 +505,7 @@ class EnsembleNetwork(nn.Module):
         mean = sum(probabilities(m(x), self.head) for m in self.members) / len(self.members)
         return torch.logit(mean, eps=1e-7) if self.head == "regions" else mean.clamp_min(1e-7).log()   # softmax(log p) = p
 
+# %% ../nbs/07_infer.ipynb #72d66824
 def _differences(a:InferenceModel, b:InferenceModel) -> list[str]:
     "The settings of `ENSEMBLE_KEYS` (and the label convention) where two models differ."
     diff = [f"{s}.{k}" for s, k in ENSEMBLE_KEYS if getattr(getattr(a.cfg, s), k) != getattr(getattr(b.cfg, s), k)]
@@ -512,6 +527,7 @@ def load_ensemble(specs:list, # checkpoints, shipped names or exports, two or mo
                           " + ".join(m.source for m in members), first.postprocess if same_post else None,
                           "+".join(sorted({m.engine for m in members})))
 
+# %% ../nbs/07_infer.ipynb #96ae4de0
 def read_ensemble(path:str|Path, # JSON: {"members": [paths relative to the file, or pretrained:<name>], "postprocess": {...} (optional)}
                  ) -> tuple[list, dict|None]:
     "The members an ensemble file names, and the postprocessing decision it carries (None: the members' own)."
@@ -555,6 +571,7 @@ def output_paths(out:str|Path, # a .nii/.nii.gz file, or a folder
     kinds = ["labels"] + ["probs"] * probs + ["entropy"] * entropy
     return {k: labels.with_name(f"{stem}{OUTPUT_SUFFIXES[k]}{labels.name[len(stem):]}") for k in kinds}
 
+# %% ../nbs/07_infer.ipynb #35001977
 def check_not_inputs(paths:dict, # from `output_paths`
                      inputs:list, # the case's input files
                     ):
@@ -564,6 +581,7 @@ def check_not_inputs(paths:dict, # from `output_paths`
         if (hit := sources.get(os.path.realpath(path))):
             raise NeurosegError(f"{path}: is the input {hit}; an output never replaces an input (choose another --out)")
 
+# %% ../nbs/07_infer.ipynb #0cc82568
 def check_outputs(paths:dict, # from `output_paths`
                   overwrite:bool=False, # replace existing files
                   inputs:list=(), # the case's input files: never an output, even with `overwrite`
@@ -626,11 +644,13 @@ def check_batch_out(folder:str|Path, # the batch's input folder
     if source in target.parents:
         raise NeurosegError(f"{out_dir}: lies inside the input folder {folder}, where the next run would take it for a case (choose a folder outside it)")
 
+# %% ../nbs/07_infer.ipynb #52b157a5
 def is_batch(path:str|Path) -> bool:
     "True when `path` is a folder of cases, not a file or a single BraTS case folder."
     path = Path(path)
     return path.is_dir() and not any(match_brats_suffix(nifti_stem(p) or "") for p in path.iterdir() if p.is_file())
 
+# %% ../nbs/07_infer.ipynb #d59e292b
 def find_cases(folder:str|Path, # MSD 4D files and/or BraTS case folders
                cases:list|None=None, # only these case ids (e.g. a split's test set); each must be there
               ) -> list[Path]:

@@ -254,6 +254,7 @@ class LabelsToRegionsd(_LabelMapd):
     "Dictionary version of `LabelsToRegions`: label maps under `keys` -> WT, TC, ET masks, float32."
     array_transform = LabelsToRegions
 
+# %% ../nbs/01_labels.ipynb #a318ed6e
 class LabelsToClassesd(_LabelMapd):
     "Dictionary version of `LabelsToClasses`: label maps under `keys` -> softmax class indices 0..3."
     array_transform = LabelsToClasses

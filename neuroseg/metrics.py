@@ -182,6 +182,7 @@ def distance_metrics(pred:np.ndarray, # predicted mask
     return dict(hd95=hd95_from_distances(to_ref, to_pred, definition), hd=float(max(to_ref.max(), to_pred.max())),
                 assd=float(np.concatenate([to_ref, to_pred]).mean()))
 
+# %% ../nbs/05_metrics.ipynb #bad18119
 def volume_metrics(pred:np.ndarray, ref:np.ndarray, spacing:tuple=(1.0, 1.0, 1.0)) -> dict:
     "Reference and predicted volumes in mL, and predicted minus reference."
     ml = float(np.prod(spacing)) / 1000
@@ -277,6 +278,7 @@ def lesion_overlaps(pred_lesions:np.ndarray, # predicted lesions, from `label_le
     ref_size, pred_size = np.bincount(ref_lesions.ravel()), np.bincount(pred_lesions.ravel())
     return ref_ids, pred_ids, 2.0 * shared / (ref_size[ref_ids] + pred_size[pred_ids])
 
+# %% ../nbs/05_metrics.ipynb #1bf9c3b2
 def match_lesions(pred_lesions:np.ndarray, n_pred:int, # predicted lesions and their count, from `label_lesions`
                   ref_lesions:np.ndarray, n_ref:int, # reference lesions and their count
                   min_dice:float=LESION_MATCH_MIN_DICE, # pairs with a lower Dice are never matched
@@ -310,6 +312,7 @@ def lesion_pair_scores(pred:np.ndarray, # predicted mask
         hd95.append(hd95_from_distances(*compute_surface_distances(pred_lesions[box] == p, ref_lesions[box] == r, spacing), "brats2023"))
     return dict(dice=[d for *_, d in matches], hd95=hd95, tp=len(matches), fn=n_ref - len(matches), fp=n_pred - len(matches))
 
+# %% ../nbs/05_metrics.ipynb #f35a2e6a
 def compute_lesion_wise(pred:np.ndarray, # predicted mask
                         ref:np.ndarray, # reference mask, same shape
                         spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
@@ -354,6 +357,7 @@ class LabelMap:
     spacing: tuple          # voxel size in mm, in array-axis order
     affine: np.ndarray      # voxel-to-world matrix
 
+# %% ../nbs/05_metrics.ipynb #5607aa84
 def load_label_map(path:str|Path) -> LabelMap:
     "Read an integer label map and its spacing and affine from a NIfTI file."
     img = open_nifti(path)
@@ -418,6 +422,7 @@ def convention_from_values(values:set, source:str="labels") -> str | None:
                             "pass --convention msd or --convention brats2023")
     return None
 
+# %% ../nbs/05_metrics.ipynb #efc3ecc2
 def detect_label_convention(files:list) -> str:
     "The label convention of label files, from the first one that shows value 3 or 4."
     for f in files:
@@ -522,6 +527,7 @@ def rows_to_csv(rows:list) -> str:
     for row in rows: writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
     return out.getvalue()
 
+# %% ../nbs/05_metrics.ipynb #65203411
 def _json_safe(obj):
     "Replace NaN by None, recursively, so the JSON is standard."
     if isinstance(obj, dict): return {k: _json_safe(v) for k, v in obj.items()}
@@ -559,6 +565,7 @@ def check_out_not_input(out:str|Path, # the output folder
         if source.is_dir() and source in target.parents:
             raise NeurosegError(f"{out}: lies inside the input folder --{option} {given} (choose a folder outside it)")
 
+# %% ../nbs/05_metrics.ipynb #ecf0228b
 @console_script
 @cli_errors
 def neuroseg_evaluate(pred:Param("prediction NIfTI file, or directory of them", str, required=True)=None,

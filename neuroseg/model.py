@@ -108,6 +108,7 @@ def _mednext(cfg:Config, in_channels:int, out_channels:int) -> nn.Module:
     return MedNeXt(3, init_filters=cfg.model.init_filters, in_channels=in_channels, out_channels=out_channels, kernel_size=3,
                    blocks_down=MEDNEXT_BLOCKS, blocks_bottleneck=2, blocks_up=MEDNEXT_BLOCKS, use_residual_connection=True)
 
+# %% ../nbs/04_model.ipynb #a213a449
 NETWORKS = {"unet": _unet, "segresnet": _segresnet, "dynunet": _dynunet, "swinunetr": _swinunetr, "mednext": _mednext}
 
 def build_model(cfg:Config) -> nn.Module:
@@ -188,6 +189,7 @@ def amp_dtype(amp:str, # train.amp: auto, fp16, bf16 or none
     if amp == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"fp16": torch.float16, "bf16": torch.bfloat16}[amp]
 
+# %% ../nbs/04_model.ipynb #52665cd1
 def autocast(device:torch.device, dtype:torch.dtype|None):
     "`torch.autocast` for `dtype`, or a no-op context when `dtype` is None."
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()

@@ -25,6 +25,7 @@ __all__ = ['HIST_BINS', 'PERCENTILES', 'DIVISOR', 'BATCH', 'RESERVE', 'case_arra
 HIST_BINS = np.linspace(-4, 8, 97)   # z-scored intensity bins (brain mean 0, SD 1), shared by every case and dataset
 PERCENTILES = (0.5, 50, 99.5)   # of the raw intensities inside the brain (nnU-Net's clipping percentiles, and the median)
 
+# %% ../nbs/04a_plan.ipynb #dbaf2d22
 def case_arrays(case:dict, # a case dict from `read_dataset`
                ) -> tuple[np.ndarray, np.ndarray|None, nib.Nifti1Image]:
     "The image (X, Y, Z, C) float32, the label map (or None) and the first modality's header image."
@@ -36,6 +37,7 @@ def case_arrays(case:dict, # a case dict from `read_dataset`
         raise NeurosegError(f"{case['label']}: label map {label.shape} and image {image.shape[:3]} differ in shape")
     return image, label, images[0]
 
+# %% ../nbs/04a_plan.ipynb #5725b7d3
 def case_fingerprint(case:dict, # a case dict from `read_dataset`
                      convention:str, # the dataset's label convention
                     ) -> dict:
@@ -99,6 +101,7 @@ DIVISOR = 16   # four stride-2 down-samplings: every patch side a multiple of 16
 BATCH = 2   # nnU-Net's batch size, kept as the patch shrinks to fit
 RESERVE = 0.25   # of the GPU memory left for cuDNN workspaces, the allocator and the CUDA context
 
+# %% ../nbs/04a_plan.ipynb #66eaf78b
 def activation_bytes_per_voxel(cfg:Config, # its model.* builds the network
                                side:int=32, # the measured patch's side, voxels
                               ) -> float:
@@ -112,6 +115,7 @@ def activation_bytes_per_voxel(cfg:Config, # its model.* builds the network
         model(torch.randn(1, len(cfg.data.modalities), side, side, side))
     return sum(saved.values()) / side ** 3
 
+# %% ../nbs/04a_plan.ipynb #12f191b1
 def target_spacing(spacings:np.ndarray, # (cases, 3) voxel sizes in mm
                   ) -> list[float]:
     "The median spacing per axis; an axis over 3x coarser than the finest takes its 10th percentile (nnU-Net's rule)."
@@ -120,6 +124,7 @@ def target_spacing(spacings:np.ndarray, # (cases, 3) voxel sizes in mm
     if target[coarse] > 3 * target.min(): target[coarse] = np.percentile(spacings[:, coarse], 10)
     return [round(float(s), 3) for s in target]
 
+# %% ../nbs/04a_plan.ipynb #cc87f85f
 def fit_patch(median_shape:np.ndarray, # median brain size at the target spacing, voxels
               bytes_per_voxel:float, # from `activation_bytes_per_voxel`
               fixed_bytes:float, # weights, gradients and Adam's moments
@@ -134,6 +139,7 @@ def fit_patch(median_shape:np.ndarray, # median brain size at the target spacing
         patch[longest] -= DIVISOR
     return patch
 
+# %% ../nbs/04a_plan.ipynb #5dad0e20
 def plan_config(fingerprint:dict, # from `dataset_fingerprint`
                 gpu_memory_gb:float=24.0, # the GPU the plan is for
                 base:str|Path|None=None, # config whose other settings the plan keeps (None: the defaults)
@@ -169,6 +175,7 @@ def plan_yaml(cfg:Config, why:dict, fingerprint:dict) -> str:
             f"#   within {why['gpu_memory_gb']} GB less a {why['reserve']:.0%} reserve; {why['network']}"]
     return "\n".join(head) + "\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
+# %% ../nbs/04a_plan.ipynb #3e4f83b6
 @console_script
 @cli_errors
 def neuroseg_plan(data:Param("dataset folder: MSD task or BraTS case folders", str, required=True)=None,

@@ -31,6 +31,7 @@ class ScoredCase:
     ref: np.ndarray  # (3, x, y, z) bool
     voxel_ml: float  # volume of one voxel in mL
 
+# %% ../nbs/07a_postprocess.ipynb #1c6ca16a
 def scored_case(case:str, # case id
                 pred:np.ndarray, # predicted label map (X, Y, Z)
                 ref:np.ndarray, # reference label map, same grid
@@ -51,6 +52,7 @@ MIN_CASES = 5   # fewer held-out cases than this choose nothing: a rule that emp
 RULES = {**{f"{kind} {r}": values for r in REGIONS for kind, values in (("min_size_ml", MIN_SIZES_ML), ("min_fraction", MIN_FRACTIONS))},
          "et_min_volume_ml": ET_VOLUMES_ML}   # tried in this order, each with these values
 
+# %% ../nbs/07a_postprocess.ipynb #14691014
 def with_rule(post:Postprocess, rule:str, value:float) -> Postprocess:
     "`post` with one rule of `RULES` set to `value`."
     if rule == "et_min_volume_ml": return replace(post, et_min_volume_ml=value)
@@ -58,17 +60,18 @@ def with_rule(post:Postprocess, rule:str, value:float) -> Postprocess:
     values = list(getattr(post, field)); values[REGIONS.index(region)] = value
     return replace(post, **{field: tuple(values)})
 
+# %% ../nbs/07a_postprocess.ipynb #d007426f
 def region_dice(cases:list, # `ScoredCase`s
                 post:Postprocess, # the rules to apply to each prediction
                ) -> np.ndarray:
     "Dice per case and region (cases, 3) after `post`; an empty prediction of an empty region scores 1, as in BraTS."
     return np.array([[compute_dice(p, r) for p, r in zip(post(c.pred, c.voxel_ml), c.ref)] for c in cases])
 
+# %% ../nbs/07a_postprocess.ipynb #5a2a83a0
 def _means(dice:np.ndarray) -> dict:
     "Mean Dice per region and over all regions."
     return {**{r: round(float(v), 5) for r, v in zip(REGIONS, dice.mean(0))}, "mean": round(float(dice.mean()), 5)}
 
-# %% ../nbs/07a_postprocess.ipynb #5a2a83a0
 def select_postprocess(cases:list, # `ScoredCase`s the model never trained on
                        rules:dict=RULES, # rule name: values to try, ascending
                        min_gain:float=MIN_GAIN, # smallest mean-Dice gain that keeps a rule
@@ -120,12 +123,14 @@ def load_scored_cases(pred:str|Path, # prediction file or folder
         raise NeurosegError(f"{pred}, {ref}: no prediction or no reference for case(s) {', '.join(missing)}")
     return scored_pairs(pairs, detect_label_convention([r for *_, r in pairs]) if convention == "auto" else convention)
 
+# %% ../nbs/07a_postprocess.ipynb #086281fa
 def scored_pairs(pairs:list, # (case id, prediction file, reference file), each pair on one grid
                  convention:str, # label convention of both sides
                 ) -> list[ScoredCase]:
     "The scored cases of prediction and reference files."
     return [scored_case(case, load_label_map(p).labels, load_label_map(r).labels, convention, check_same_grid(p, r, case)) for case, p, r in pairs]
 
+# %% ../nbs/07a_postprocess.ipynb #38a237f6
 @console_script
 @cli_errors
 def neuroseg_postprocess(pred:Param("predictions made with --postprocess none: a NIfTI file or a folder", str, required=True)=None,

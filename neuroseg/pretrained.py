@@ -23,6 +23,7 @@ def models_dir() -> Path:
     "The folder of the shipped models, inside the installed package."
     return Path(neuroseg.__file__).parent/"models"
 
+# %% ../nbs/05c_pretrained.ipynb #a44df7dc
 def is_model_name(spec:str|Path) -> bool:
     "Whether `spec` names a shipped model (`pretrained:<name>`) rather than a file."
     return isinstance(spec, str) and spec.startswith(PREFIX)
@@ -36,6 +37,7 @@ def read_registry(folder:str|Path|None=None, # default: `models_dir()`
     try: return json.loads(path.read_text())
     except json.JSONDecodeError as e: raise NeurosegError(f"{path}: unreadable model registry ({e})")
 
+# %% ../nbs/05c_pretrained.ipynb #0559a114
 def file_sha256(path:str|Path) -> str:
     "SHA-256 of a file's bytes, read in 1 MB blocks."
     h = hashlib.sha256()

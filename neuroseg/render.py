@@ -28,6 +28,7 @@ def template_path(report:str) -> Path:
     if not path.is_file(): raise NeurosegError(f"{path}: report template not found (reinstall neuroseg: the templates are package data)")
     return path
 
+# %% ../nbs/09a_render.ipynb #1eeb9522
 def template_parameters(template:str|Path) -> dict:
     "Name -> (type name, default value) of the template's `parameters` cell."
     import papermill as pm
@@ -75,6 +76,7 @@ def report_folder_name(report:str, # train, evaluate, data or bench
     if report == "bench": return "bench"
     return _run_dir(report, parameters).resolve().name or "run"
 
+# %% ../nbs/09a_render.ipynb #4ce9f406
 def report_page_name(report:str, # train, evaluate, data or bench
                      parameters:dict, # given parameters (the template's defaults fill the rest)
                     ) -> str:
@@ -83,6 +85,7 @@ def report_page_name(report:str, # train, evaluate, data or bench
     from neuroseg.bench import device_label   # imports torch: only the benchmark needs it
     return device_label(parameters.get("device", template_parameters(template_path(report))["device"][1]))
 
+# %% ../nbs/09a_render.ipynb #4ea812f1
 def _run_dir(report:str, parameters:dict) -> Path:
     "The run folder the parameters name (for the data report, the dataset's `data.root`), its config and overrides checked."
     p = {k: default for k, (_, default) in template_parameters(template_path(report)).items()} | parameters
@@ -126,6 +129,7 @@ def kernel_settings():
     from traitlets.config import Config as TraitletsConfig
     return TraitletsConfig(KernelManager=dict(transport_encryption="auto") if zmq.has("curve") else {})
 
+# %% ../nbs/09a_render.ipynb #458d10c9
 def this_python_kernel_manager():
     "A kernel-manager class whose kernels run in this interpreter (`sys.executable`): no registered kernel needed."
     from jupyter_client import AsyncKernelManager
@@ -137,12 +141,14 @@ def this_python_kernel_manager():
                               display_name=f"Python ({sys.executable})", language="python")
     return ThisPythonKernelManager
 
+# %% ../nbs/09a_render.ipynb #3eaca5a0
 def kernel_options(kernel:str, # a registered Jupyter kernel's name; "": the Python running neuroseg
                   ) -> dict:
     "papermill's options for `kernel`: a registered kernel by name, or this interpreter without registration."
     if kernel: return dict(kernel_name=kernel)
     return dict(kernel_name="python3", kernel_manager_class=this_python_kernel_manager())
 
+# %% ../nbs/09a_render.ipynb #a0e5bb51
 def execute_template(template:Path, # the template notebook
                      out:Path, # the executed notebook to write
                      parameters:dict, # injected parameters
@@ -164,6 +170,7 @@ def execute_template(template:Path, # the template notebook
         if e.ename == "NeurosegError": raise NeurosegError(f"{template.name}: {e.evalue}") from None
         raise
 
+# %% ../nbs/09a_render.ipynb #1d52159d
 def publish(work:Path, # folder holding the finished files
             dest:Path, # final folder
             last:str, # file name moved last (the HTML, so that it appears only when all else is in place)
@@ -181,6 +188,7 @@ def remove_empty_folders(folders:list, # folders, innermost first
         try: folder.rmdir()
         except OSError: return
 
+# %% ../nbs/09a_render.ipynb #8fd95ffa
 def render_report(report:str, # train, evaluate, data or bench
                   parameters:dict|None=None, # template parameters (see its `parameters` cell)
                   name:str|None=None, # report folder under `out`; None: the run's name (`bench` for the benchmark)

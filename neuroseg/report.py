@@ -75,6 +75,7 @@ def environment_rows() -> list:
     info = {"neuroseg": __version__, **environment_info()}
     return [dict(item=k, value=v if v is not None else "none") for k, v in info.items()]
 
+# %% ../nbs/09_report.ipynb #04b5e73c
 def show_environment(**parameters) -> HTML:
     "Two tables: the report's parameters, then this machine's versions, git commit and hardware."
     rows = [dict(parameter=k, value=v if v not in ("", []) else "(default)") for k, v in parameters.items()]
@@ -101,6 +102,7 @@ def resolve_run(config:str, # YAML config: a path, or the name of a file in conf
     cfg = load_config(find_config(config), overrides)
     return cfg, Path(run_dir or cfg.train.out_dir)
 
+# %% ../nbs/09_report.ipynb #c5343391
 def run_config(run_dir:Path, # a training run folder
                fallback:Config, # used when the run has no checkpoint
               ) -> tuple[Config, str]:
@@ -121,12 +123,14 @@ class TrainingRun:
     summary: dict|None  # summary.json (written when training ends)
     cv: dict|None = None  # cv.json of the cross-validation this run is a fold of (neuroseg_cv)
 
+# %% ../nbs/09_report.ipynb #27fa24ef
 def training_run_dir(run_dir:Path, # the run folder of a training report, or a cross-validation folder
                     ) -> Path:
     "`run_dir`, which must exist; for a cross-validation folder (neuroseg_cv), its fold 0 (every fold shares its settings)."
     if not run_dir.is_dir(): raise NeurosegError(f"{run_dir}: training run folder not found (train first, or set run_dir)")
     return run_dir/"fold_0" if not (run_dir/"history.json").exists() and (run_dir/"fold_0").is_dir() else run_dir
 
+# %% ../nbs/09_report.ipynb #7e642c1f
 def load_training_run(config:str, # YAML config: a path, or the name of a file in configs/
                       overrides:list|None=None, # `section.key=value` strings
                       run_dir:str|Path="", # the run folder; empty: the config's train.out_dir
@@ -145,6 +149,7 @@ def config_rows(cfg:Config) -> list:
     "Every setting of `cfg` as a row `section.key`, value."
     return [dict(setting=f"{section}.{key}", value=value) for section, values in cfg.to_dict().items() for key, value in values.items()]
 
+# %% ../nbs/09_report.ipynb #fc2d69dc
 def config_table(run:TrainingRun) -> HTML:
     "The run's settings, and where they were read from."
     return HTML(f"<p>Read from {html.escape(run.config_source)}.</p>" + table_html(config_rows(run.cfg)))
@@ -163,6 +168,7 @@ def split_rows(split:dict, # split.json of a run
     roles = split_cases([dict(id=i) for i in ids], split, fold)
     return [dict(role=role, cases=len(cases), ids=_ids(cases)) for role, cases in zip(("training", "validation", "test"), roles)]
 
+# %% ../nbs/09_report.ipynb #1fea832c
 def split_table(run:TrainingRun) -> HTML:
     "How the run's cases were split, for the fold it trained on."
     if run.split is None: return HTML(f"<p>{html.escape(str(run.run_dir))} has no split.json.</p>")
@@ -191,6 +197,7 @@ def cv_rows(cv:dict, # cv.json of `neuroseg_cv`
               (("mean single fold", "mean_fold"), ("ensemble of the folds", "ensemble"), ("ensemble + postprocessing", "ensemble_postprocessed"))]
     return folds, tests
 
+# %% ../nbs/09_report.ipynb #cfe50438
 def cv_section(run:TrainingRun) -> HTML:
     "The cross-validation this run belongs to, or a line saying it belongs to none."
     if run.cv is None: return HTML("<p>This run is not a fold of a cross-validation (<code>neuroseg_cv</code>).</p>")
@@ -225,6 +232,7 @@ def timing_rows(history:list, # records of history.json
                          ("stopped early", "yes" if summary.get("stopped_early") else "no")]
     return [dict(item=k, value=v) for k, v in rows]
 
+# %% ../nbs/09_report.ipynb #6fc1cf54
 def timing_table(run:TrainingRun) -> HTML:
     "Time and speed of the run."
     return HTML(table_html(timing_rows(run.history, run.summary)))
@@ -236,6 +244,7 @@ def training_environment(run_dir:str|Path, # a training run folder
     sessions = (read_json(Path(run_dir)/ENVIRONMENT_FILE) or {}).get("sessions") or []
     return {**(sessions[-1] if sessions else {}), "sessions": len(sessions)}
 
+# %% ../nbs/09_report.ipynb #64ef933b
 def _gpus(env:dict) -> str:
     "GPU names and memory of an environment record."
     return ", ".join(f"{g.get('name', 'GPU')} ({g.get('memory_gib', 0):.0f} GiB)" for g in env.get("gpus", [])) or "none"
@@ -251,6 +260,7 @@ def hardware_rows(env:dict, # from `training_environment`
             ("starts and resumes", env.get("sessions", "?"))]
     return [dict(item=k, value=v) for k, v in rows]
 
+# %% ../nbs/09_report.ipynb #b6d7801a
 def hardware_table(run:TrainingRun) -> HTML:
     "The training machine of the run's latest start or resume."
     env = training_environment(run.run_dir)
@@ -272,6 +282,7 @@ def wandb_rows(run:TrainingRun) -> list:
     elif t.entity: rows.append(("URL", f"https://wandb.ai/{t.entity}/{t.project}/runs/{run_id}"))
     return [dict(item=k, value=v) for k, v in rows]
 
+# %% ../nbs/09_report.ipynb #d0b7dcca
 def wandb_table(run:TrainingRun) -> HTML:
     "The run's W&B run: its path, and the command that uploads an offline run."
     return HTML(table_html(wandb_rows(run)))
@@ -299,6 +310,7 @@ class EvaluationRun:
     pred_dir: Path  # where neuroseg_infer wrote them (and `<id>_entropy.nii.gz`, with --save-entropy)
     checkpoint: Path  # for the uncertainty map, when no entropy file was written
 
+# %% ../nbs/09_report.ipynb #93892d80
 def load_evaluation_run(config:str, # YAML config: a path, or the name of a file in configs/
                         overrides:list|None=None, # `section.key=value` strings
                         run_dir:str|Path="", # training run folder; empty: the config's train.out_dir
@@ -331,6 +343,7 @@ def mean_dice(rows:list) -> dict:
         if r["region"] in REGIONS: by_case.setdefault(r["case"], []).append(r["dice"])
     return {case: float(np.nanmean(d)) if not np.isnan(d).all() else math.nan for case, d in by_case.items()}
 
+# %% ../nbs/09_report.ipynb #c0bbbfb6
 _COLUMNS = dict(dice="Dice", hd95="HD95 mm", ref_volume_ml="ref mL", pred_volume_ml="pred mL")
 
 def case_rows(rows:list, # metrics.csv rows
@@ -344,6 +357,7 @@ def case_rows(rows:list, # metrics.csv rows
         row.update({f"{title} {r['region']}": r[m] for m, title in metrics.items()})
     return list(table.values())
 
+# %% ../nbs/09_report.ipynb #e8116aa8
 def case_table(ev:EvaluationRun) -> HTML:
     "Dice, HD95 and reference and predicted volumes of every case and region."
     return HTML(table_html(case_rows(ev.rows)))
@@ -371,6 +385,7 @@ def pick_cases(rows:list) -> dict:
     if not order: raise NeurosegError("metrics.csv holds no WT, TC or ET rows")
     return dict(best=order[-1], median=order[(len(order) - 1) // 2], worst=order[0])
 
+# %% ../nbs/09_report.ipynb #c826b8b0
 def roles_by_case(picks:dict) -> dict:
     "Case id -> its roles, e.g. {'BRATS_001': ['best', 'median']}."
     out = {}
@@ -385,11 +400,13 @@ def case_flair(case:dict, # a case dict from `read_dataset`
     flair = image.dataobj[..., 0] if len(image.shape) == 4 else image.dataobj
     return np.asarray(flair, dtype=np.float32), image.affine
 
+# %% ../nbs/09_report.ipynb #105ace8c
 def case_overlay(ev:EvaluationRun, case:str) -> Figure:
     "FLAIR with the reference and the predicted regions of `case`, in three planes."
     image, affine = case_flair(ev.cases[case])
     return plot_multiplanar(image, affine, ev.cases[case]["label"], ev.predictions.get(case), convention=ev.convention)
 
+# %% ../nbs/09_report.ipynb #84fd34ff
 def case_overlays(ev:EvaluationRun) -> HTML:
     "The best, median and worst cases, each under a heading with its role and mean Dice."
     means, parts = mean_dice(ev.rows), []
@@ -406,6 +423,7 @@ def choose_case(ev:EvaluationRun, case:str="") -> str:
     if case not in ev.predictions: raise NeurosegError(f"case {case!r}: no predicted label file in the predictions folder")
     return case
 
+# %% ../nbs/09_report.ipynb #4bf64da3
 def mesh_view(ev:EvaluationRun, # the evaluation
               case:str="", # case id; empty: the median case
               report_dir:str|Path=".", # where the page `<case>_mesh.html` is written
@@ -429,6 +447,7 @@ def case_entropy(ev:EvaluationRun, case:str) -> tuple[np.ndarray, np.ndarray|Pat
     pred = predict(ev.cases[case], ev.checkpoint)
     return pred.entropy, pred.labels, pred.convention
 
+# %% ../nbs/09_report.ipynb #bab33182
 def uncertainty_view(ev:EvaluationRun, # the evaluation
                      case:str="", # case id; empty: the median case
                     ) -> HTML:
@@ -451,6 +470,7 @@ def load_fingerprint(config:str, # YAML config: a path, or the name of a file in
     if fingerprint: return read_json(fingerprint, "written by neuroseg_plan")
     return dataset_fingerprint(cfg.data.root, cfg.data.format if cfg.data.format != "synth" else "auto", cfg.data.convention)
 
+# %% ../nbs/09_report.ipynb #22d3c30f
 def dataset_rows(fp:dict) -> list:
     "The dataset at a glance: cases, convention, geometry, brain and tumour volumes, cases without ET."
     s, rng = fp["summary"], lambda st, d=1: f"{st['median']:.{d}f} ({st['min']:.{d}f} to {st['max']:.{d}f})" if st["median"] is not None else "-"
@@ -463,15 +483,18 @@ def dataset_rows(fp:dict) -> list:
             *[dict(item=f"{r} volume mL", value=rng(s["region_ml"][r])) for r in REGIONS],
             dict(item="cases without enhancing tumour", value=f"{len(s['cases_without_et'])}: {', '.join(s['cases_without_et'][:12])}")]
 
+# %% ../nbs/09_report.ipynb #783eec6a
 def class_names(fp:dict) -> dict:
     "Class key -> name: normal brain, then each label of the convention."
     return {"brain": "normal brain", **{k: f"{k} {v}" for k, v in fp["summary"]["label_names"].items()}}
 
+# %% ../nbs/09_report.ipynb #bb321e7f
 def intensity_rows(fp:dict, modalities:tuple=MODALITIES) -> list:
     "Per class, the median over cases of its mean z-scored intensity per modality (brain mean 0, SD 1)."
     s = fp["summary"]
     return [dict({"class": name}, **{m: s["class_z"][i][k]["median"] for i, m in enumerate(modalities)}) for k, name in class_names(fp).items()]
 
+# %% ../nbs/09_report.ipynb #7655f2d1
 def plot_intensity_histograms(fp:dict, modalities:tuple=MODALITIES) -> Figure:
     "Per modality, the density of z-scored intensities of each class over all cases."
     bins, names = np.array(fp["hist_bins"]), class_names(fp)
@@ -485,6 +508,7 @@ def plot_intensity_histograms(fp:dict, modalities:tuple=MODALITIES) -> Figure:
     fig.axes[0].legend(fontsize=7)
     return fig
 
+# %% ../nbs/09_report.ipynb #2d10dd1e
 def plot_volumes(fp:dict) -> Figure:
     "Region volumes per case (box and dots) and the share of cases holding each label."
     fig = Figure(figsize=(9, 3.4), layout="constrained")
@@ -500,11 +524,13 @@ def plot_volumes(fp:dict) -> Figure:
     ax_freq.set(title="cases holding each label", xlabel="% of cases", xlim=(0, 100))
     return fig
 
+# %% ../nbs/09_report.ipynb #6e473e2f
 def example_cases(fp:dict) -> dict:
     "Role -> case id: the smallest, median and largest whole tumour."
     order = sorted(fp["cases"], key=lambda c: (c["region_ml"]["WT"], c["id"]))
     return dict(smallest=order[0]["id"], median=order[(len(order) - 1) // 2]["id"], largest=order[-1]["id"])
 
+# %% ../nbs/09_report.ipynb #ea81f8ba
 def example_slices(fp:dict) -> HTML:
     "FLAIR with the reference regions, in three planes, of the smallest, median and largest tumour."
     cases, convention = read_dataset(fp["root"], fp["format"], fp["summary"]["label_convention"])
@@ -515,11 +541,13 @@ def example_slices(fp:dict) -> HTML:
         parts.append(f"<h3>{html.escape(case)} ({', '.join(roles)} tumour)</h3>" + figure_html(fig))
     return HTML("".join(parts))
 
+# %% ../nbs/09_report.ipynb #a2d70a1d
 def plan_rows(fp:dict, gpu_memory_gb:float=24.0) -> list:
     "The plan `neuroseg_plan` suggests for the dataset (the fingerprint's own, if it holds one)."
     why = fp.get("plan") or plan_config(fp, gpu_memory_gb)[1]
     return [dict(item=k.replace("_", " "), value=v) for k, v in why.items()]
 
+# %% ../nbs/09_report.ipynb #73055546
 def dataset_table(fp:dict) -> HTML: return HTML(table_html(dataset_rows(fp)))
 def intensity_table(fp:dict) -> HTML: return HTML(table_html(intensity_rows(fp)))
 def plan_table(fp:dict, gpu_memory_gb:float=24.0) -> HTML: return HTML(table_html(plan_rows(fp, gpu_memory_gb)))

@@ -22,16 +22,16 @@ __all__ = ['MODALITIES', 'MSD_MODALITY', 'MSD_LABELS', 'TUMOUR_CLASSES', 'REAL_C
            'REAL_CONTRASTS', 'T1GD_ENHANCEMENT', 'TISSUE_CONTRASTS', 'BACKGROUND', 'CSF', 'GM', 'WM', 'SKULL', 'SCALP',
            'BRAIN_FRACTION', 'TEXTURE', 'HEAD_CONTRASTS', 'LABEL_COLOURS', 'MNI_FILES', 'TEMPLATE_MARGIN',
            'CONTRAST_ROWS', 'REAL_SETS', 'BRATS_CONTRASTS', 'BRATS_CONTRAST_SPREAD', 'GENERATOR_CONTRASTS',
-           'NORMAL_FRACTIONS', 'BRATS_SHAPE', 'KINDS', 'load_real_case', 'relative_contrasts', 'format_contrasts',
-           'synth_contrasts', 'tissue_contrasts', 'grid_mm', 'smooth_field', 'ellipsoid_radius', 'synth_tissue',
-           'synth_tumour', 'class_means', 'synth_intensities', 'ras_affine', 'reorient', 'synth_case', 'tumour_slice',
-           'plot_cases', 'mni_dir', 'mni_template', 'template_at', 'template_half_extent_mm', 'brain_extent_mm',
-           'brain_pose', 'template_to_case', 'coarse_field', 'crop_coords', 'box_around', 'glioma_plan', 'mass_effect',
-           'sample_template', 'tissue_probabilities', 'synth_glioma', 'tissue_classes', 'measure_contrasts',
-           'load_labelled_case', 'measure_real_contrasts', 'summarise_contrasts', 'brain_class_means',
-           'synth_lookalikes', 'synth_brain_intensities', 'brats_shape', 'synth_brain_case', 'calibrate_contrasts',
-           'case_name', 'case_plan', 'case_rng', 'msd_dataset_json', 'to_nifti', 'save_case', 'write_msd_dataset',
-           'check_dataset', 'neuroseg_synth', 'preview_dataset']
+           'NORMAL_FRACTIONS', 'WIDE_GM_WM', 'BRATS_SHAPE', 'KINDS', 'load_real_case', 'relative_contrasts',
+           'format_contrasts', 'synth_contrasts', 'tissue_contrasts', 'grid_mm', 'smooth_field', 'ellipsoid_radius',
+           'synth_tissue', 'synth_tumour', 'class_means', 'synth_intensities', 'ras_affine', 'reorient', 'synth_case',
+           'tumour_slice', 'plot_cases', 'mni_dir', 'mni_template', 'template_at', 'template_half_extent_mm',
+           'brain_extent_mm', 'brain_pose', 'template_to_case', 'coarse_field', 'crop_coords', 'box_around',
+           'glioma_plan', 'mass_effect', 'sample_template', 'tissue_probabilities', 'synth_glioma', 'tissue_classes',
+           'measure_contrasts', 'load_labelled_case', 'measure_real_contrasts', 'summarise_contrasts',
+           'brain_class_means', 'synth_lookalikes', 'widen_normal_contrasts', 'synth_brain_intensities', 'brats_shape',
+           'synth_brain_case', 'calibrate_contrasts', 'case_name', 'case_plan', 'case_rng', 'msd_dataset_json',
+           'to_nifti', 'save_case', 'write_msd_dataset', 'check_dataset', 'neuroseg_synth', 'preview_dataset']
 
 # %% ../nbs/03_synth.ipynb #d46af812
 MODALITIES = ("FLAIR", "T1w", "T1gd", "T2w")   # channel order of the 4D images
@@ -252,6 +252,7 @@ def ras_affine(shape:tuple, # voxels
     affine[:3, 3] = -(np.asarray(shape[:3]) - 1) / 2 * np.asarray(spacing_mm)
     return affine
 
+# %% ../nbs/03_synth.ipynb #c1ba4356
 def reorient(image:np.ndarray, # (X, Y, Z, ...) in RAS
              label:np.ndarray, # (X, Y, Z) in RAS
              affine:np.ndarray, # RAS affine
@@ -326,12 +327,14 @@ def _png(fig) -> bytes:
 MNI_FILES = {k: f"mni_icbm152_{k}_tal_nlin_sym_09a_converted.nii.gz" for k in ("t1", "gm", "wm")}
 TEMPLATE_MARGIN = 4   # voxels kept around the template's brain
 
+# %% ../nbs/03_synth.ipynb #5d36bc69
 def mni_dir() -> Path:
     "The folder of nilearn's installed package data that holds the MNI152 2009a templates (nothing is downloaded)."
     spec = importlib.util.find_spec("nilearn")
     if spec is None: raise NeurosegError("nilearn is not installed: `pip install nilearn` (the MNI152 template ships inside its wheel)")
     return Path(spec.submodule_search_locations[0])/"datasets"/"data"
 
+# %% ../nbs/03_synth.ipynb #3376f404
 @functools.lru_cache(maxsize=1)
 def mni_template() -> np.ndarray:
     "The template as (3, X, Y, Z) float32 at 1 mm, RAS: brain mask, GM and WM probabilities, cropped to the brain (read once)."
@@ -354,6 +357,7 @@ def template_at(spacing_mm:float, # voxel size of the generated cases
         template = np.stack([ndimage.zoom(ndimage.gaussian_filter(c, sigma), 1 / spacing_mm, order=1) for c in template])
     return torch.from_numpy(np.ascontiguousarray(template))[None]
 
+# %% ../nbs/03_synth.ipynb #eae0177a
 def template_half_extent_mm() -> np.ndarray:
     "Half the distance (mm) between the first and last voxel centres of the template, per axis."
     return (np.array(mni_template().shape[1:], float) - 1) / 2
@@ -363,6 +367,7 @@ def brain_extent_mm() -> np.ndarray:
     "Size of the template's brain in mm (x, y, z)."
     return np.array(mni_template().shape[1:], float) - 2 * TEMPLATE_MARGIN
 
+# %% ../nbs/03_synth.ipynb #8695cea5
 def _rotation(rng:np.random.Generator, max_deg:float) -> np.ndarray:
     "A random rotation matrix: up to `max_deg` about each axis."
     angles = np.deg2rad(rng.uniform(-max_deg, max_deg, 3))
@@ -385,6 +390,7 @@ def brain_pose(rng:np.random.Generator, # source of randomness
     shift[2] += fov_mm[2] / 2 - top_gap - extent[2] * scales[2] / 2
     return dict(scale=scales, rotation=_rotation(rng, max_rotation_deg), shift=shift, fit=fit)
 
+# %% ../nbs/03_synth.ipynb #03c2cd28
 def template_to_case(pose:dict, # from `brain_pose`
                      template_mm:np.ndarray, # (N, 3) mm from the template's centre
                     ) -> np.ndarray:
@@ -404,12 +410,14 @@ def coarse_field(rng:np.random.Generator, # source of randomness
     field = torch.from_numpy(smooth_field(rng, lattice, sigma_mm))[None, None]
     return torch.nn.functional.interpolate(field, size=sizes, mode="trilinear", align_corners=True)[0, 0].numpy()
 
+# %% ../nbs/03_synth.ipynb #11e71698
 def crop_coords(coords:list, # from `grid_mm`
                 box:tuple, # three slices
                ) -> list[np.ndarray]:
     "The coordinates of the voxels inside `box`, shaped to broadcast as `grid_mm`'s."
     return [c.ravel()[box[i]].reshape([-1 if a == i else 1 for a in range(3)]) for i, c in enumerate(coords)]
 
+# %% ../nbs/03_synth.ipynb #dffcc7e6
 def box_around(coords:list, # from `grid_mm`
                low_mm, high_mm, # corners (3,) in mm
               ) -> tuple:
@@ -444,6 +452,7 @@ def glioma_plan(rng:np.random.Generator, # source of randomness
     return dict(foci=foci, enhancing=enhances if enhancing is None else enhancing, mass_effect=rng.uniform(0.2, 0.8),
                 edema_extent=rng.uniform(1.3, 2.8), rim=rng.uniform(0.35, 0.8), open_rim=rng.uniform(0, 0.4))
 
+# %% ../nbs/03_synth.ipynb #a11cc51c
 def mass_effect(coords:list, # from `grid_mm` (or `crop_coords`)
                 foci:list, # (centre, semi-axes) in mm, from `glioma_plan`
                 amplitude:float, # displacement at the centre, in units of the focus' mean radius
@@ -479,6 +488,7 @@ def sample_template(rng:np.random.Generator, # source of randomness
                                               padding_mode="zeros", align_corners=True)
     return sampled[0].numpy()
 
+# %% ../nbs/03_synth.ipynb #157d26ec
 def tissue_probabilities(sampled:np.ndarray, # (3, X, Y, Z) brain mask, GM, WM from `sample_template`
                          sharpness:float=4.0, # power applied before renormalising
                         ) -> tuple[np.ndarray, np.ndarray]:
@@ -523,6 +533,7 @@ def synth_glioma(rng:np.random.Generator, # source of randomness
 # %% ../nbs/03_synth.ipynb #ef59b41f
 CONTRAST_ROWS = ("CSF", "grey matter", "white matter", "edema", "necrosis / NCR", "enhancing")
 
+# %% ../nbs/03_synth.ipynb #b3b7586f
 def tissue_classes(image:np.ndarray, # (X, Y, Z, 4) in MSD channel order, 0 outside the brain
                    label:np.ndarray, # (X, Y, Z) MSD labels; 0 is normal brain
                    seed:int=0, # of the mixture fit and its sample
@@ -542,6 +553,7 @@ def tissue_classes(image:np.ndarray, # (X, Y, Z, 4) in MSD channel order, 0 outs
     tissue[normal] = np.where(kept, rank[mixture.predict(ratio)] + 1, 0)
     return tissue
 
+# %% ../nbs/03_synth.ipynb #942cf455
 def measure_contrasts(image:np.ndarray, # (X, Y, Z, 4) in MSD channel order, 0 outside the brain
                       label:np.ndarray, # (X, Y, Z) MSD labels
                      ) -> np.ndarray:
@@ -554,6 +566,7 @@ def measure_contrasts(image:np.ndarray, # (X, Y, Z, 4) in MSD channel order, 0 o
 # %% ../nbs/03_synth.ipynb #c36f06aa
 REAL_SETS = ("brats2021", "brats2023")   # sub-folders of `real_data_dir()` with expert labels
 
+# %% ../nbs/03_synth.ipynb #7e984319
 def load_labelled_case(case:dict, # a case dict from `read_brats`
                        convention:str, # its label convention
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -562,6 +575,7 @@ def load_labelled_case(case:dict, # a case dict from `read_brats`
     label = np.asarray(nib.load(case["label"]).dataobj).round().astype(np.uint8)
     return image, convert_labels(label, convention, "msd", case["label"])
 
+# %% ../nbs/03_synth.ipynb #ae639f8c
 def measure_real_contrasts(root:str|Path|None=None, # default: `real_data_dir()`
                           ) -> tuple[list[str], np.ndarray]:
     "Case ids and their contrast tables (n, 6, 4), measured on every expert-labelled case under `root`."
@@ -572,6 +586,7 @@ def measure_real_contrasts(root:str|Path|None=None, # default: `real_data_dir()`
             ids.append(case["id"]); tables.append(measure_contrasts(*load_labelled_case(case, convention)))
     return ids, np.stack(tables)
 
+# %% ../nbs/03_synth.ipynb #3685a164
 def summarise_contrasts(tables:np.ndarray, # (n, 6, 4) per-case tables
                        ) -> tuple[np.ndarray, np.ndarray]:
     "Median over cases and spread (1.4826 x median absolute deviation, the SD of a normal sample), ignoring NaN."
@@ -635,6 +650,19 @@ def synth_lookalikes(rng:np.random.Generator, # source of randomness
     dark = free & ~enhancing & (depth < rim + rng.uniform(0, 2)) & gate(15, rng.uniform(0.1, 0.4))
     return enhancing, dark
 
+# %% ../nbs/03_synth.ipynb #a8eb1969
+WIDE_GM_WM = np.array([(0.95, 1.6), (0.6, 0.95), (0.65, 1.0), (1.05, 1.8)])   # grey over white matter: FLAIR, T1w, T1gd, T2w ranges
+
+def widen_normal_contrasts(rng:np.random.Generator, # source of randomness
+                           means:np.ndarray, # (6, 4) one case's class means, from `brain_class_means`
+                           ranges:np.ndarray=WIDE_GM_WM, # (4, 2) low and high of grey matter over white matter per modality
+                          ) -> np.ndarray:
+    "`means` with grey matter's contrast to white matter drawn uniformly from `ranges` per modality; normal brain keeps its mean."
+    wide = np.array(means, np.float64)
+    wide[1] = wide[2] * rng.uniform(ranges[:, 0], ranges[:, 1])
+    wide[:3] *= (NORMAL_FRACTIONS @ means[:3]) / (NORMAL_FRACTIONS @ wide[:3])
+    return wide.astype(np.float32)
+
 # %% ../nbs/03_synth.ipynb #664dce88
 def _thick_slices(rng:np.random.Generator, channel:np.ndarray, spacing_mm:tuple) -> np.ndarray:
     "`channel` as if acquired with slices 2-5 mm thick along a random axis, resampled back to the grid."
@@ -665,6 +693,7 @@ def synth_brain_intensities(rng:np.random.Generator, # source of randomness
                             gamma:float=0.1, # SD of the log gamma
                             noise:tuple=(0.01, 0.05), # range of the Rician noise SD, relative to normal brain
                             lookalikes:float=0.0, # probability of tumour look-alikes (`synth_lookalikes`) in the case
+                            wide_normal:float=0.0, # probability of grey matter's contrast drawn from `WIDE_GM_WM` (`widen_normal_contrasts`)
                            ) -> np.ndarray:
     "The four modalities (X, Y, Z, 4) float32 in MSD order, domain-randomised; 0 outside the brain."
     means, brain, tumour = brain_class_means(rng, contrasts, jitter=jitter), tissue > 0, label > 0
@@ -673,6 +702,7 @@ def synth_brain_intensities(rng:np.random.Generator, # source of randomness
         enhancing, dark = synth_lookalikes(rng, coords, tissue, label, spacing_mm)
         alike = dict(enhancing=enhancing, dark=dark, t1gd=rng.uniform(1.3, 2.0) * means[2, 2],   # above white matter
                      others=rng.uniform(0.9, 1.2, 4), darker=rng.uniform(0.15, 0.6, 4))
+    if wide_normal and rng.random() < wide_normal: means = widen_normal_contrasts(rng, means)   # after the look-alikes: their bytes kept
     fov = max(float(np.ptp(c)) for c in coords)
     texture = (1 + rng.uniform(0.05, 0.2) * coarse_field(rng, coords, 2.5 * max(spacing_mm)))[tumour]
     image = np.zeros((*tissue.shape, 4), np.float32)
@@ -698,6 +728,7 @@ def brats_shape(spacing_mm:float|tuple, # voxel size
     spacing = np.broadcast_to(np.asarray(spacing_mm, float), (3,))
     return tuple(int(round(n / s)) for n, s in zip(BRATS_SHAPE, spacing))
 
+# %% ../nbs/03_synth.ipynb #5f8af927
 def synth_brain_case(shape:tuple|None=None, # voxels (x, y, z); default `brats_shape(spacing_mm)`
                      rng:np.random.Generator|int|list=0, # generator or seed
                      spacing_mm:float|tuple=1.0, # voxel size, one number or (x, y, z)
@@ -744,6 +775,7 @@ def case_name(index:int) -> str:
     "MSD's name of case `index` (0-based): BRATS_001, BRATS_002, ..."
     return f"BRATS_{index + 1:03d}"
 
+# %% ../nbs/03_synth.ipynb #d5235fd9
 def case_plan(index:int, # 0-based case number
              ) -> dict:
     "The acquisition of case `index`: orientation, voxel size and whether its tumour enhances."
@@ -781,6 +813,7 @@ def to_nifti(data:np.ndarray, # array to store
     img.header.set_xyzt_units("mm", "sec")
     return img
 
+# %% ../nbs/03_synth.ipynb #10dbc5ab
 def save_case(root:str|Path, # dataset folder
               name:str, # case name, e.g. BRATS_001
               image:np.ndarray, # (X, Y, Z, 4)

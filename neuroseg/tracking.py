@@ -212,6 +212,7 @@ def sync_command(self:Tracker) -> str|None:
     if self.mode != "offline": return None
     return "wandb sync " + " ".join(shlex.quote(str(d)) for d in offline_run_dirs(self.wandb_dir.parent, self.run_id))
 
+# %% ../nbs/05b_tracking.ipynb #f2b25236
 @patch
 def finish(self:Tracker, exit_code:int=0, # non-zero marks the run failed
           ):

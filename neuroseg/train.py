@@ -82,6 +82,7 @@ class DistInfo:
     @property
     def main(self) -> bool: return self.rank == 0
 
+# %% ../nbs/06_train.ipynb #86b416d1
 def init_distributed(device:str="auto", # train.device
                     ) -> DistInfo:
     "Join the `torchrun` process group when there is one (NCCL on CUDA, gloo on CPU); else a one-process `DistInfo`."
@@ -99,6 +100,7 @@ def epoch_seed(seed:int, epoch:int, rank:int=0) -> int:
     "A 32-bit seed for epoch `epoch` of rank `rank`, independent of every other (seed, epoch, rank)."
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
+# %% ../nbs/06_train.ipynb #fc9fa96f
 def seed_epoch(loader:DataLoader, # the training loader
                seed:int, # train.seed
                epoch:int, # 0-based epoch
@@ -136,6 +138,7 @@ def build_data(cfg:Config, di:DistInfo) -> tuple[DataLoader, DataLoader|None, st
     val_dl = make_loader(val_ds, cfg, train=False) if val_ds is not None else None
     return train_dl, val_dl, convention, split
 
+# %% ../nbs/06_train.ipynb #4b25321b
 def real_datasets(cfg:Config, di:DistInfo) -> tuple:
     "The training and (rank 0) validation datasets of `data.root`'s split, preprocessed into the disk cache; the convention; the split."
     cases, convention = read_dataset(ensure_data(cfg, di), cfg.data.format, cfg.data.convention)
@@ -169,8 +172,10 @@ def synth_dataset(cfg:Config, # uses data.spacing_mm and the preprocessing and a
     "Synthetic brains generated on the fly at the training spacing, through the run's preprocessing (and augmentation)."
     transform = (train_transforms if train else val_transforms)(cfg, "msd", load=False)
     return SynthBrainDataset(length, transform, seed=seed, spacing_mm=min(float(s) for s in cfg.data.spacing_mm),
-                             tumour=dict(radius_mm=tuple(float(r) for r in cfg.data.synth_tumour_mm)), lookalikes=cfg.data.synth_lookalikes)
+                             tumour=dict(radius_mm=tuple(float(r) for r in cfg.data.synth_tumour_mm)), lookalikes=cfg.data.synth_lookalikes,
+                             wide_normal=cfg.data.synth_wide_normal)
 
+# %% ../nbs/06_train.ipynb #00671a43
 def synthetic_datasets(cfg:Config, di:DistInfo) -> tuple:
     "A `data.format=synth` run's data: no real training set, fixed validation brains on rank 0, MSD labels, a split file saying so."
     split = dict(format="synth", synth_cases=cfg.data.synth_cases, val_cases=SYNTH_VAL_CASES, val_seed=epoch_seed(cfg.train.seed, 2**31 - 1))   # an epoch no run reaches
@@ -372,6 +377,7 @@ def epoch_summary(meter:dict, ts:TrainState, epoch:int) -> dict:
                 epoch_s=seconds, step_s=seconds / n, patches_per_s=meter["patches"] / max(seconds, 1e-9),
                 data_wait_share=meter["wait_s"] / max(seconds, 1e-9))
 
+# %% ../nbs/06_train.ipynb #881ca59a
 def epoch_line(record:dict, ts:TrainState, epochs:int) -> str:
     "One line per epoch for the console: loss, learning rate, Dice per region, speed."
     dice = ""
@@ -523,6 +529,7 @@ def resume_checkpoint(resume:str, # last, a checkpoint file or folder, or wandb:
     if path.is_dir(): return load_resumable(path/"checkpoints" if (path/"checkpoints").is_dir() else path)   # a run or checkpoints folder
     return load_checkpoint(path), path
 
+# %% ../nbs/06_train.ipynb #8ed73c55
 def check_resumable(ckpt:dict, cfg:Config, source:str):
     "Raise `NeurosegError` when the checkpoint's network or head differs from the config's."
     theirs, ours = ckpt["config"]["model"], cfg.to_dict()["model"]
@@ -534,15 +541,18 @@ EXISTING = ("refuse", "archive", "replace")
 
 RUN_FILES = ("history.json", "summary.json", "split.json", f"checkpoints/{LAST}", f"checkpoints/{PREVIOUS}", f"checkpoints/{BEST}")
 
+# %% ../nbs/06_train.ipynb #12c69119
 def holds_run(out_dir:str|Path) -> bool:
     "Whether `out_dir` holds an earlier run: a checkpoint or a training history (a killed write's temporary is none)."
     out_dir = Path(out_dir)
     return (out_dir/"history.json").is_file() or any(not p.name.startswith(".") for p in (out_dir/"checkpoints").glob("*.pt"))
 
+# %% ../nbs/06_train.ipynb #aefb2ede
 def clean_stale_temps(out_dir:str|Path) -> list[Path]:
     "Delete what a run killed mid-write left in `out_dir`: the temporaries of its checkpoints, history, summary and split."
     return [p for name in RUN_FILES for p in remove_stale_temps(Path(out_dir)/name)]
 
+# %% ../nbs/06_train.ipynb #34726edb
 def make_room(out_dir:str|Path, # train.out_dir
               existing:str="refuse", # what to do with an earlier run there: refuse, archive or replace
              ) -> Path|None:
@@ -597,6 +607,7 @@ def _start_tracking(run:Run, ts:TrainState, split_file:str, resumed:bool):
     ts.wandb_run_id = run.tracker.run_id or ts.wandb_run_id
     if run.di.main and not resumed: run.tracker.log_file(split_file)
 
+# %% ../nbs/06_train.ipynb #561e50c3
 ENVIRONMENT_FILE = "environment.json"   # in the run folder: the machine of every start and resume
 
 def record_environment(out_dir:str|Path, # the run folder
@@ -610,6 +621,7 @@ def record_environment(out_dir:str|Path, # the run folder
     write_json_atomic(path, dict(sessions=[*sessions, machine_record() | dict(resumed=resumed, step=step)]))
     return path
 
+# %% ../nbs/06_train.ipynb #67faa85b
 def setup_run(cfg:Config, di:DistInfo, resume:str|None=None) -> tuple[Run, TrainState]:
     "Everything a run needs, restored from a checkpoint when `resume` is given."
     seed_everything(cfg.train.seed, cfg.train.deterministic)

@@ -51,6 +51,7 @@ class SelectChannels(Transform):
     def __init__(self, indices:list[int]): self.indices = list(indices)  # channel indices to keep
     def __call__(self, img:torch.Tensor|np.ndarray) -> torch.Tensor|np.ndarray: return img[self.indices]
 
+# %% ../nbs/02b_transforms.ipynb #c2bb88a6
 class SelectChannelsd(MapTransform):
     "Dictionary version of `SelectChannels`."
     backend = SelectChannels.backend
@@ -68,10 +69,12 @@ class SelectChannelsd(MapTransform):
 CROP_MARGIN = 4  # voxels kept around the brain's bounding box
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 
+# %% ../nbs/02b_transforms.ipynb #3a483b16
 def nonzero(x:torch.Tensor) -> torch.Tensor:
     "Foreground of a skull-stripped image: every non-zero voxel (some scanners store negative intensities)."
     return x != 0
 
+# %% ../nbs/02b_transforms.ipynb #1ea1bdca
 class Compactd(MapTransform):
     "Copy each tensor under `keys` into storage of its own size (a crop is a view of the uncropped volume); labels as uint8."
     backend = [monai.utils.TransformBackends.TORCH]
@@ -88,6 +91,7 @@ class Compactd(MapTransform):
             elif x.untyped_storage().nbytes() > x.numel() * x.element_size() or not x.is_contiguous(): d[key] = x.clone(memory_format=torch.contiguous_format)
         return d
 
+# %% ../nbs/02b_transforms.ipynb #263bc254
 def label_targets(cfg:Config, # uses model.head
                   convention:str, # label convention of the label files
                  ) -> MapTransform:
@@ -125,6 +129,7 @@ def strong_augmentation(keys:list[str]=("image", "label"), # image first, then t
             RandSimulateLowResolutiond(image, prob=0.25, zoom_range=(0.5, 1.0)),
             RandBiasFieldd(image, prob=0.2, coeff_range=(0.0, 0.2))]
 
+# %% ../nbs/02b_transforms.ipynb #e82832d4
 def random_transforms(cfg:Config, # uses data.roi_size, data.num_samples, data.pos_fraction, data.augment
                      ) -> list[Transform]:
     "Training augmentation after the cache: tumour-aware random patches (padded where the brain is smaller), flips, intensity jitter, and `strong_augmentation` when asked."
@@ -178,6 +183,7 @@ def preprocessing_settings(cfg:Config, convention:str) -> dict:
                 convention=get_convention(convention).name, head=cfg.model.head, crop_margin=CROP_MARGIN, transforms=steps,
                 code=_source_hash(deterministic_transforms), neuroseg=neuroseg.__version__, monai=monai.__version__)
 
+# %% ../nbs/02b_transforms.ipynb #6edd94bb
 def preprocessing_key(cfg:Config, convention:str) -> str:
     "A short hash of `preprocessing_settings`: the name of the disk-cache folder."
     return hashlib.sha256(json.dumps(preprocessing_settings(cfg, convention), sort_keys=True).encode()).hexdigest()[:16]
@@ -195,6 +201,7 @@ def case_hash(case:dict, # a case dict
     paths = [p for v in case.values() for p in (v if isinstance(v, list) else [v]) if isinstance(p, str) and os.path.isfile(p)]
     return pickle_hashing(dict(case=case, files=[(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]))
 
+# %% ../nbs/02b_transforms.ipynb #2c2ca52b
 def cache_dir(cfg:Config, convention:str) -> Path:
     "The disk-cache folder of these preprocessing settings, `<data.cache_dir>/<key>`, with a settings.json that explains the key."
     folder = Path(cfg.data.cache_dir)/preprocessing_key(cfg, convention)

@@ -80,6 +80,7 @@ def read_regions(source:str|Path|np.ndarray, # (3, *spatial) WT/TC/ET masks or p
     if convention is None: raise NeurosegError(f"{name}: a label map needs its convention (msd, brats2021 or brats2023)")
     return labels_to_regions(volume, convention), affine
 
+# %% ../nbs/08_xai.ipynb #bf87f98c
 def as_regions(source:str|Path|np.ndarray, # masks, probabilities or label map, as for `read_regions`
                convention:str|None=None, # convention of a label map
               ) -> np.ndarray:
