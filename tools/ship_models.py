@@ -2,7 +2,7 @@
 it on the real cases it never saw, and write it into neuroseg/models with its model card (the registry entry).
 
     python tools/ship_models.py brats --ckpt runs/brats-all/checkpoints/last.pt --postprocess-from runs/brats-cv/postprocess.json
-    python tools/ship_models.py synth --ckpt runs/brats-synth-lookalikes/checkpoints/last.pt
+    python tools/ship_models.py synth --ckpt runs/brats-synth-wide-all/checkpoints/last.pt
 
 - `brats` (trained on real cases): the postprocessing is chosen on the validation fold of configs/brats-real-split.json
   (fold 0: two real cases the model validated on but never trained on), or taken with --postprocess-from from the
@@ -75,14 +75,18 @@ CARDS = {
                             "--postprocess-from runs/brats-cv/postprocess.json"],
                   cases="heldout"),
     "synth": dict(description="UNet (MONAI, 5 levels 16-256, 2 residual units), sigmoid WT/TC/ET, 1.5 mm, 64^3 patches; trained on synthetic "
-                              "brains only (03_synth: MNI152 anatomy, gliomas sized as real ones, tumour look-alikes, domain randomisation), "
+                              "brains only (03_synth: MNI152 anatomy, gliomas sized as real ones, tumour look-alikes, grey matter's contrast drawn "
+                              "from a wide range, domain randomisation), "
                               "never a real voxel",
-                  data="2250 steps of fresh synthetic brains, 50 per epoch (configs/brats-synth.yaml, brats-synth-sized.yaml, "
-                       "brats-synth-lookalikes.yaml); postprocessing chosen on 8 other synthetic brains",
+                  data="3050 steps of fresh synthetic brains, 50 per epoch (configs/brats-synth.yaml, brats-synth-sized.yaml, "
+                       "brats-synth-lookalikes.yaml, brats-synth-wide.yaml, brats-synth-wide-all.yaml); postprocessing chosen on 8 other "
+                       "synthetic brains",
                   commands=["neuroseg_train --config brats-synth train.out_dir=runs/brats-synth",
                             "neuroseg_train --config brats-synth-sized",
                             "neuroseg_train --config brats-synth-lookalikes",
-                            "python tools/ship_models.py synth --ckpt runs/brats-synth-lookalikes/checkpoints/last.pt"],
+                            "neuroseg_train --config brats-synth-wide",
+                            "neuroseg_train --config brats-synth-wide-all",
+                            "python tools/ship_models.py synth --ckpt runs/brats-synth-wide-all/checkpoints/last.pt"],
                   cases="all")}
 
 def main(argv=None):
