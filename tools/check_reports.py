@@ -91,7 +91,7 @@ def main():
                     help="also open the evaluation report and the 3D page in headless Chromium (auto: when installed)")
     args = ap.parse_args()
     start = time.time()
-    work = args.out or Path(tempfile.mkdtemp(prefix="neuroseg-check-reports-"))
+    work = (args.out or Path(tempfile.mkdtemp(prefix="neuroseg-check-reports-"))).resolve()   # absolute: the test cases are symbolic links
     if args.out and work.exists():
         if any(work.iterdir()) and not (work/MARKER).is_file():
             raise SystemExit(f"check_reports: {work} exists and was not written by check_reports; give another --out")

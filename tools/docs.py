@@ -10,7 +10,7 @@ console error; `make check-reports` does that.
 
     python tools/docs.py [--out _docs] [--only PATTERN ...] [--workers 2] [--browser auto|yes|no]
 """
-import argparse, concurrent.futures, html, json, os, re, shutil, subprocess, sys, tempfile, time
+import argparse, concurrent.futures, html, itertools, json, os, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,16 +26,23 @@ def pages(only:list|None=None) -> list[Path]:
     found += sorted((ROOT/"nbs"/"tutorials").glob("*.ipynb"))
     return [p for p in found if not only or any(o in p.name for o in only)]
 
-def _flag(cell:dict) -> str|None:
-    "The flag of a code cell whose first line is `#| <flag>`."
-    first = (cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])).lstrip().split("\n", 1)[0]
-    m = re.fullmatch(r"#\|\s*([a-z_]+)\s*", first)
-    return m.group(1) if cell["cell_type"] == "code" and m else None
+def _directives(cell:dict) -> list[str]:
+    "The nbdev directives of a code cell, from its leading `#|` lines: `#| real` then `#| slow` gives ['real', 'slow']."
+    if cell["cell_type"] != "code": return []
+    lines = (cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])).lstrip().split("\n")
+    return [re.sub(r"\s+", "", l[2:]) for l in itertools.takewhile(lambda l: l.startswith("#|"), lines)]
+
+def _runs(cell:dict, skipped:set) -> bool:
+    "Whether nbdev_test would run the cell: no directive among `skipped`, no `eval: false`, not nbdev's own export call."
+    directives = _directives(cell)
+    return not (skipped & set(directives) or "eval:false" in directives or "nbdev.nbdev_export()" in "".join(cell["source"]))
+
+_REMOTE_IMAGE = re.compile(r"!\[([^\]]*)\]\(https?://[^)]*\)")   # e.g. the Colab badge: its text stays, no request
 
 def runnable_copy(nb_path:Path, out:Path, skipped:set) -> Path:
     "A copy of the notebook without the cells flagged `skipped`, nor nbdev's own export call; `#| hide` cells stay (they run) but are dropped from the page later."
     nb = json.loads(nb_path.read_text())
-    nb["cells"] = [c for c in nb["cells"] if _flag(c) not in skipped and "nbdev.nbdev_export()" not in "".join(c["source"])]
+    nb["cells"] = [c for c in nb["cells"] if _runs(c, skipped)]
     for c in nb["cells"]:
         if c["cell_type"] == "code": c["outputs"], c["execution_count"] = [], None
     out.write_text(json.dumps(nb))
@@ -44,8 +51,9 @@ def runnable_copy(nb_path:Path, out:Path, skipped:set) -> Path:
 def shown_copy(executed:Path) -> Path:
     "The executed notebook as the page shows it: `#| hide` cells dropped, nbdev's directive lines taken out of the code."
     nb = json.loads(executed.read_text())
-    nb["cells"] = [c for c in nb["cells"] if _flag(c) != "hide"]
+    nb["cells"] = [c for c in nb["cells"] if "hide" not in _directives(c)]
     for c in nb["cells"]:
+        if c["cell_type"] == "markdown": c["source"] = _REMOTE_IMAGE.sub(r"\1", "".join(c["source"]))
         if c["cell_type"] == "code":
             lines = "".join(c["source"]).split("\n")
             c["source"] = "\n".join(l for l in lines if not re.match(r"#\|", l))
@@ -56,9 +64,13 @@ def build_page(nb_path:Path, out_dir:Path, skipped:set) -> tuple[str, float, str
     "Execute one notebook in a scratch folder beside nbs/ and write its page; (name, seconds, error or '')."
     tick = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix=f"neuroseg-docs-{nb_path.stem}-"))
-    try:   # the kernel runs in the notebook's folder, as nbdev_test runs it: relative paths resolve from there
+    # A library notebook's kernel runs in the notebook's folder, as nbdev_test runs it: relative paths resolve from there.
+    # A tutorial runs where a user would, in an empty folder (as tools/check_tutorials.py runs it): the runs it writes
+    # go with the scratch folder, and the next build finds no earlier run of its own in nbs/tutorials/.
+    cwd = work if nb_path.parent.name == "tutorials" else nb_path.parent
+    try:
         executed = work/nb_path.name
-        execute_template(runnable_copy(nb_path, work/f"in-{nb_path.name}", skipped), executed, {}, cwd=nb_path.parent)
+        execute_template(runnable_copy(nb_path, work/f"in-{nb_path.name}", skipped), executed, {}, cwd=cwd)
         page = out_dir/nb_path.with_suffix(".html").name
         tmp = page.with_name(f".{page.name}.tmp")
         tmp.write_text(notebook_html(shown_copy(executed), code=True))
