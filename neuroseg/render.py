@@ -52,7 +52,7 @@ def parse_parameter(name:str, # parameter name, for messages
     return float(value) if type_name == "float" else value
 
 # %% ../nbs/09a_render.ipynb #7efdfa89
-def report_parameters(report:str, # train, evaluate or data
+def report_parameters(report:str, # train, evaluate, data or bench
                       pairs:list|None=None, # [(name, value text)] from `-p NAME VALUE`
                       config:str|None=None, # --config
                       overrides:list|None=None, # positional `section.key=value` overrides, added to `-p overrides`
