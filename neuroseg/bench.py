@@ -15,7 +15,7 @@ import torch
 from IPython.display import HTML
 from monai.data import Dataset
 from monai.metrics import compute_dice as monai_compute_dice, compute_hausdorff_distance
-from .core import ENGINES, atomic_path, config_from_dict, load_config, cpu_model, environment_info, get_device, seed_everything, write_json_atomic
+from .core import atomic_path, config_from_dict, load_config, cpu_model, environment_info, get_device, seed_everything, write_json_atomic
 from .labels import REGIONS, labels_to_regions, convert_labels
 from .data import read_dataset, split_cases, split_for_config, grid_mismatch
 from .synth import write_msd_dataset
@@ -31,14 +31,14 @@ from .baseline import (ORIGINAL, original_network, original_optimizer, original_
                                original_epoch, original_preprocessing)
 
 # %% auto #0
-__all__ = ['ENGINE_NAMES', 'SCALING_SHAPES', 'MSD_TRAINING_CASES', 'NETWORK_SETTINGS', 'slug', 'device_label', 'hardware_line',
-           'meets', 'bench_row', 'run_measured', 'check_run', 'run_python', 'bench_dataset', 'bench_config',
-           'with_settings', 'training_cases', 'train_summary', 'train_weights', 'inputs_table', 'infer_commands',
-           'infer_outputs', 'grid_check', 'outputs_dice', 'run_inference', 'inference_rows', 'compare_inference',
-           'network_seconds', 'engine_command', 'compare_engines', 'rescaled_case', 'compare_scaling', 'cache_rows',
-           'network_step_seconds', 'compare_networks', 'loop_speed', 'gpu_memory', 'median_seconds',
-           'ours_training_speed', 'baseline_training_speed', 'compare_training', 'compare_floor', 'synthetic_batch',
-           'compute_floor', 'precision_rows', 'monai_metrics', 'metric_agreement', 'compare_metrics',
+__all__ = ['ENGINE_NAMES', 'ENGINE_VARIANTS', 'SCALING_SHAPES', 'MSD_TRAINING_CASES', 'NETWORK_SETTINGS', 'slug', 'device_label',
+           'hardware_line', 'meets', 'bench_row', 'run_measured', 'check_run', 'run_python', 'bench_dataset',
+           'bench_config', 'with_settings', 'training_cases', 'train_summary', 'train_weights', 'inputs_table',
+           'infer_commands', 'infer_outputs', 'grid_check', 'outputs_dice', 'run_inference', 'inference_rows',
+           'compare_inference', 'network_seconds', 'engine_command', 'variant_name', 'compare_engines', 'rescaled_case',
+           'compare_scaling', 'cache_rows', 'network_step_seconds', 'compare_networks', 'loop_speed', 'gpu_memory',
+           'median_seconds', 'ours_training_speed', 'baseline_training_speed', 'compare_training', 'compare_floor',
+           'synthetic_batch', 'compute_floor', 'precision_rows', 'monai_metrics', 'metric_agreement', 'compare_metrics',
            'official_evaluator', 'official_lesion_wise', 'lesion_pairs', 'lesion_agreement', 'compare_lesion_wise',
            'item_seconds', 'compare_preprocessing', 'bench_environment', 'targets_summary', 'write_results',
            'results_table', 'targets_table']
@@ -304,6 +304,7 @@ def compare_inference(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
 # %% ../nbs/91_bench.ipynb #1d31361b
 _NETWORK_STAGE = re.compile(r"network ([0-9.]+)")
 ENGINE_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}   # infer.engine, as the tables name it
+ENGINE_VARIANTS = (("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("torch", "bf16"), ("openvino", "bf16"))   # PyTorch fp32 first: the reference
 
 def network_seconds(output:str, # a `neuroseg_infer` run's output: "... (load 2.3, preprocess 0.9, network 4.8, ...)"
                    ) -> float|None:
@@ -312,12 +313,19 @@ def network_seconds(output:str, # a `neuroseg_infer` run's output: "... (load 2.
     return float(found[-1]) if found else None
 
 # %% ../nbs/91_bench.ipynb #e2eb023d
-def engine_command(image:str, model:str|Path, out:str|Path, tta:bool=False, device:str="cpu", engine:str|None=None) -> list[str]:
-    "`neuroseg_infer` of `model` (checkpoint or ONNX export) on `image` with the original's window settings, run by `engine` (None: the default)."
+def engine_command(image:str, model:str|Path, out:str|Path, tta:bool=False, device:str="cpu", engine:str|None=None, precision:str|None=None) -> list[str]:
+    "`neuroseg_infer` of `model` (checkpoint or ONNX export) on `image` with the original's window settings, run by `engine` in `precision` (None: the defaults)."
     o = ORIGINAL
     return [str(a) for a in (Path(sys.executable).parent/"neuroseg_infer", "--ckpt", model, "--input", image, "--out", out,
                              "--roi", *o["roi_size"], "--overlap", o["overlap"], "--sw_batch_size", o["sw_batch_size"],
-                             "--device", device, "--overwrite", *(["--tta"] if tta else []), *(["--engine", engine] if engine else []))]
+                             "--device", device, "--overwrite", *(["--tta"] if tta else []), *(["--engine", engine] if engine else []),
+                             *(["--precision", precision] if precision else []))]
+
+# %% ../nbs/91_bench.ipynb #720446fa
+def variant_name(key:str) -> str:
+    "How the tables name an engine variant: 'openvino-bf16' -> 'OpenVINO bf16'; fp32 goes unsaid."
+    engine, precision = key.split("-")
+    return ENGINE_NAMES[engine] + ("" if precision == "fp32" else f" {precision}")
 
 # %% ../nbs/91_bench.ipynb #ab49c24b
 def compare_engines(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
@@ -327,34 +335,37 @@ def compare_engines(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
                     repeats:int=1, # runs of each command (median)
                     original_s:float|None=None, # the original's end-to-end seconds (section 1), for the last row
                    ) -> list[dict]:
-    "Each CPU engine against PyTorch on one case (network stage, end to end, memory, equal labels); TTA against plain on the fastest."
-    from neuroseg.export import export_checkpoint
+    "Each engine and precision against PyTorch in fp32 on one case (network stage, end to end, memory, equal labels); TTA against plain on the fastest that keeps the labels."
+    from neuroseg.export import export_checkpoint, cpu_has_bf16
     out, load = Path(out_dir), os.getloadavg()[0]
     onnx_file = export_checkpoint(weights, out/"weights.onnx", overwrite=True)
-    def measure(engine:str, tta:bool=False) -> list:
+    def measure(key:str, tta:bool=False) -> list:
+        engine, precision = key.split("-")
         model, where = (weights, device) if engine == "torch" else (onnx_file, "cpu")   # the CPU engines run the export
-        return [check_run(run_measured(engine_command(image, model, out/f"{engine}{'_tta' * tta}", tta, where, engine)), f"{engine} inference")
-                for _ in range(repeats)]
-    runs = {engine: measure(engine) for engine in ENGINES}
-    wall = {k: _median(v, "wall_s") for k, v in runs.items()}
-    best = min(ENGINES, key=wall.get)
-    runs["tta"] = measure(best, tta=True); wall["tta"] = _median(runs["tta"], "wall_s")
+        command = engine_command(image, model, out/f"{key}{'_tta' * tta}", tta, where, engine, precision)
+        return [check_run(run_measured(command), f"{variant_name(key)} inference") for _ in range(repeats)]
+    keys = [f"{e}-{p}" for e, p in ENGINE_VARIANTS if p == "fp32" or cpu_has_bf16() is not False]   # bf16 where the CPU has it
+    runs, ref = {k: measure(k) for k in keys}, keys[0]
     stem = Path(image).name.split(".")[0]
-    labels = {k: np.asarray(nib.load(out/k/f"{stem}.nii.gz").dataobj) for k in ENGINES}
+    labels = {k: np.asarray(nib.load(out/k/f"{stem}.nii.gz").dataobj) for k in keys}
+    same = {k: float((labels[ref] == labels[k]).mean()) for k in keys}
+    wall = {k: _median(v, "wall_s") for k, v in runs.items()}
+    best = min((k for k in keys if same[k] >= 0.999), key=wall.get)   # the fastest that keeps the labels
+    runs["tta"] = measure(best, tta=True); wall["tta"] = _median(runs["tta"], "wall_s")
     net = {k: statistics.median(network_seconds(r["output"]) for r in v) for k, v in runs.items()}
     rss, hw = {k: _median(v, "peak_rss_mb") for k, v in runs.items()}, hardware_line(device, load)
     rows = []
-    for engine in ENGINES[1:]:
-        name = ENGINE_NAMES[engine]
-        rows += [bench_row("engines", f"network stage, one case ({name} / PyTorch)", net[engine], net["torch"], "s", target="ratio <= 0.5", hardware=hw),
-                 bench_row("engines", f"end-to-end wall time, one case ({name} / PyTorch)", wall[engine], wall["torch"], "s", hardware=hw,
-                           logs={k: _last_line(runs[k][-1]["output"]) for k in ("torch", engine)}),
-                 bench_row("engines", f"peak RSS ({name} / PyTorch)", rss[engine], rss["torch"], "MiB", hardware=hw),
-                 bench_row("engines", f"voxels with the same label as PyTorch's ({name})", float((labels["torch"] == labels[engine]).mean()), None,
+    for key in keys[1:]:
+        name = variant_name(key)
+        rows += [bench_row("engines", f"network stage, one case ({name} / PyTorch)", net[key], net[ref], "s", target="ratio <= 0.5", hardware=hw),
+                 bench_row("engines", f"end-to-end wall time, one case ({name} / PyTorch)", wall[key], wall[ref], "s", hardware=hw,
+                           logs={k: _last_line(runs[k][-1]["output"]) for k in (ref, key)}),
+                 bench_row("engines", f"peak RSS ({name} / PyTorch)", rss[key], rss[ref], "MiB", hardware=hw),
+                 bench_row("engines", f"voxels with the same label as PyTorch's ({name})", same[key], None,
                            better="higher", target="ours >= 0.999", hardware=hw)]
-    return rows + [bench_row("engines", f"8-flip TTA against plain, end to end (fastest engine, {ENGINE_NAMES[best]})", wall["tta"], wall[best], "s",
+    return rows + [bench_row("engines", f"8-flip TTA against plain, end to end (fastest engine, {variant_name(best)})", wall["tta"], wall[best], "s",
                              target="ratio <= 4.0", hardware=hw, network_s=dict(tta=net["tta"], plain=net[best])),
-                   bench_row("engines", f"end-to-end wall time, one case (fastest engine, {ENGINE_NAMES[best]}) against the original", wall[best], original_s, "s",
+                   bench_row("engines", f"end-to-end wall time, one case (fastest engine, {variant_name(best)}) against the original", wall[best], original_s, "s",
                              target="ratio <= 0.5", hardware=hw)]
 
 # %% ../nbs/91_bench.ipynb #78328cca

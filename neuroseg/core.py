@@ -13,12 +13,12 @@ import torch
 import yaml
 
 # %% auto #0
-__all__ = ['ENGINES', 'NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'console_script', 'fsync_path',
-           'atomic_path', 'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError', 'check_writable',
-           'remove_stale_temps', 'write_all', 'DataConfig', 'ModelConfig', 'TrainConfig', 'InferConfig',
-           'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config', 'project_root',
-           'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything', 'get_device', 'environment_info',
-           'cpu_model', 'machine_record']
+__all__ = ['ENGINES', 'PRECISIONS', 'NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'console_script',
+           'fsync_path', 'atomic_path', 'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError',
+           'check_writable', 'remove_stale_temps', 'write_all', 'DataConfig', 'ModelConfig', 'TrainConfig',
+           'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config',
+           'project_root', 'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything', 'get_device',
+           'environment_info', 'cpu_model', 'machine_record']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -196,6 +196,7 @@ def write_all(writers:dict, # {destination: function that writes the file at the
 
 # %% ../nbs/00_core.ipynb #924c6b9b
 ENGINES = ("torch", "onnxruntime", "openvino")   # infer.engine: what runs the network (05d_export); the last two on the CPU
+PRECISIONS = ("auto", "fp32", "bf16")   # infer.precision (07_infer)
 
 def _opt(default, choices=None, help=""):
     "A config field with a default, optional allowed values and a help line."
@@ -273,6 +274,7 @@ class InferConfig:
     tta: bool = _opt(False, help="average probabilities over the 8 axis-flip combinations")
     threshold: float = _opt(0.5, help="probability threshold of the sigmoid head")
     engine: str = _opt("torch", list(ENGINES), "what runs the network: PyTorch, or ONNX Runtime / OpenVINO on the CPU (neuroseg[export])")
+    precision: str = _opt("auto", list(PRECISIONS), "the network's arithmetic: auto = bf16 (or fp16) autocast on CUDA, fp32 on the CPU; bf16 also on the CPU (PyTorch or OpenVINO; fast where it has AMX)")
 
 # %% ../nbs/00_core.ipynb #606a6345
 @dataclass

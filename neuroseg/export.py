@@ -4,14 +4,14 @@
 
 # %% ../nbs/05d_export.ipynb #941dc733
 from __future__ import annotations
-import json, time, logging, warnings, contextlib, io
+import json, time, logging, warnings, contextlib, io, re, platform
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
 from fastcore.script import Param, store_true
 import neuroseg
-from .core import ENGINES, NeurosegError, Config, cli_errors, console_script, config_from_dict, atomic_path, check_writable
+from .core import ENGINES, PRECISIONS, NeurosegError, Config, cli_errors, console_script, config_from_dict, atomic_path, check_writable
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .pretrained import resolve_checkpoint, file_sha256
 
@@ -25,8 +25,8 @@ def optional(module:str, # an import of the `export` extra: onnx, onnxscript, on
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMATS', 'optional', 'export_metadata', 'read_metadata', 'export_onnx', 'export_torchscript',
-           'export_checkpoint', 'OnnxNetwork', 'OpenVinoNetwork', 'onnx_metadata', 'load_onnx', 'engine_network',
-           'neuroseg_export']
+           'export_checkpoint', 'cpu_has_bf16', 'engine_precision', 'OnnxNetwork', 'OpenVinoNetwork', 'onnx_metadata',
+           'load_onnx', 'engine_network', 'neuroseg_export']
 
 # %% ../nbs/05d_export.ipynb #cbc2afbe
 FORMAT = "neuroseg-export/1"   # bump when the metadata's meaning changes
@@ -107,6 +107,24 @@ def export_checkpoint(ckpt:str|Path, # a checkpoint file, or pretrained:<name>
     meta = export_metadata(state, ckpt, file_sha256(path))
     return (export_onnx if format == "onnx" else export_torchscript)(model.eval(), cfg, meta, out)
 
+# %% ../nbs/05d_export.ipynb #9d2960ca
+def cpu_has_bf16() -> bool|None:
+    "Whether this CPU computes in bf16 natively (x86 AMX or AVX512-BF16, Arm BF16), from Linux's /proc/cpuinfo; None where it cannot tell."
+    try: flags = Path("/proc/cpuinfo").read_text()
+    except OSError: return None
+    return bool(re.search(r"\b(amx_bf16|avx512_bf16|bf16)\b", flags))
+
+def engine_precision(engine:str, # torch, onnxruntime or openvino
+                     precision:str, # infer.precision: auto, fp32 or bf16
+                    ) -> str:
+    "What a CPU engine computes in for `precision`: bf16 for bf16, fp32 otherwise (auto is fp32 on the CPU); bf16 needs a CPU that has it, and not ONNX Runtime."
+    if precision not in PRECISIONS: raise NeurosegError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and engine == "onnxruntime":
+        raise NeurosegError("--precision bf16: ONNX Runtime's CPU engine runs fp32 only; use --engine openvino or torch, or --precision fp32")
+    if precision == "bf16" and cpu_has_bf16() is False:
+        raise NeurosegError(f"--precision bf16: this CPU ({platform.processor() or platform.machine()}) has no bf16 units, so bf16 would be emulated and slow; use --precision fp32")
+    return "bf16" if precision == "bf16" else "fp32"
+
 # %% ../nbs/05d_export.ipynb #75f1daba
 class OnnxNetwork(nn.Module):
     "An ONNX model run by ONNX Runtime on the CPU, called like the PyTorch network: (B, C, x, y, z) -> logits."
@@ -132,11 +150,12 @@ class OnnxNetwork(nn.Module):
 
 # %% ../nbs/05d_export.ipynb #eb9be39b
 class OpenVinoNetwork(nn.Module):
-    "A network compiled by OpenVINO for the CPU (fp32, latency mode), called like the PyTorch network: (B, C, x, y, z) -> logits."
+    "A network compiled by OpenVINO for the CPU (latency mode, fp32 or bf16), called like the PyTorch network: (B, C, x, y, z) -> logits."
     def __init__(self, model:nn.Module|str|Path, # a PyTorch network (converted directly), or an .onnx file
                  cfg:Config, # its config: the input channels and an example patch for the conversion
                  source:str, # named in errors
                  threads:int=0, # inference threads (0: OpenVINO's default, every core)
+                 precision:str="fp32", # fp32, or bf16 (infer.precision; OpenVINO's own default on CPUs with AMX)
                 ):
         super().__init__()
         ov = optional("openvino", f"running {Path(source).name} with --engine openvino")
@@ -146,7 +165,8 @@ class OpenVinoNetwork(nn.Module):
                     warnings.simplefilter("ignore")   # tracing warns about shape checks MONAI's blocks resolve statically
                     model = ov.convert_model(model.eval(), example_input=_example(cfg),   # batch and spatial axes stay dynamic
                                              input=[ov.PartialShape([-1, len(cfg.data.modalities), -1, -1, -1])])
-            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"} | ({"INFERENCE_NUM_THREADS": threads} if threads else {})
+            hint = {"fp32": "f32", "bf16": "bf16"}[precision]
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint} | ({"INFERENCE_NUM_THREADS": threads} if threads else {})
             self.compiled = ov.Core().compile_model(model if not isinstance(model, Path) else str(model), "CPU", config)
         except Exception as e: raise NeurosegError(f"{source}: OpenVINO cannot compile this network ({type(e).__name__}: {str(e)[:200]})") from e
         self.request = self.compiled.create_infer_request()
@@ -165,23 +185,30 @@ def onnx_metadata(path:str|Path) -> dict:
 # %% ../nbs/05d_export.ipynb #9da1aff4
 def load_onnx(path:str|Path, # an export of neuroseg_export
               engine:str="onnxruntime", # what runs it: onnxruntime or openvino
+              precision:str|None=None, # infer.precision: auto, fp32 or bf16 (OpenVINO only); None: the export's own
              ) -> tuple[nn.Module, Config, str, dict|None]:
     "The network of an export as `engine` runs it, and the config, label convention and postprocessing it carries."
     if not Path(path).is_file(): raise NeurosegError(f"{path}: model file not found")
-    if engine == "onnxruntime": network = OnnxNetwork(path); return (network, *read_metadata(network.metadata, str(path)))
+    if engine == "onnxruntime":
+        network = OnnxNetwork(path)
+        cfg, convention, post = read_metadata(network.metadata, str(path))
+        engine_precision(engine, precision or cfg.infer.precision)   # refuses bf16
+        return network, cfg, convention, post
     if engine != "openvino": raise NeurosegError(f"{path}: an ONNX export runs on onnxruntime or openvino, not {engine} (--engine)")
     cfg, convention, post = read_metadata(onnx_metadata(path), str(path))
-    return OpenVinoNetwork(path, cfg, str(path)), cfg, convention, post
+    return OpenVinoNetwork(path, cfg, str(path), precision=engine_precision(engine, precision or cfg.infer.precision)), cfg, convention, post
 
 # %% ../nbs/05d_export.ipynb #637e0f02
 def engine_network(network:nn.Module, # a PyTorch network on the CPU
                    cfg:Config, # its config
                    engine:str, # torch, onnxruntime or openvino
                    source:str, # named in errors
+                   precision:str="fp32", # infer.precision of the CPU engines: auto, fp32 or bf16 (OpenVINO); PyTorch autocasts at run time
                   ) -> nn.Module:
     "`network` as `engine` runs it: itself; compiled by OpenVINO from PyTorch; or exported to ONNX in memory for ONNX Runtime."
     if engine == "torch": return network
-    if engine == "openvino": return OpenVinoNetwork(network, cfg, source)
+    precision = engine_precision(engine, precision)
+    if engine == "openvino": return OpenVinoNetwork(network, cfg, source, precision=precision)
     if engine == "onnxruntime":
         optional("onnxscript", f"running {Path(source).name} with --engine onnxruntime")   # the exporter translates with it
         return OnnxNetwork(_onnx_bytes(network.eval(), cfg, opset=18), source=source)

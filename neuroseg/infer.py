@@ -19,26 +19,27 @@ from fastcore.script import Param, store_true
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged, EnsureChannelFirstd
 from monai.utils import convert_to_tensor
-from .core import ENGINES, NeurosegError, Config, cli_errors, console_script, config_from_dict, get_device, user_error
+from .core import ENGINES, PRECISIONS, NeurosegError, Config, cli_errors, console_script, config_from_dict, get_device, user_error
 from .labels import REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels
 from .data import open_nifti, grid_mismatch, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
 from .transforms import MSD_CHANNELS, deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .export import load_onnx, engine_network
+from .export import load_onnx, engine_network, engine_precision
 from .pretrained import resolve_checkpoint
 from .core import OutputError, check_writable, remove_stale_temps, write_all
 
 # %% auto #0
 __all__ = ['SPATIAL_FLIPS', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'image_case_id', 'resolve_case', 'open_input',
            'input_paths', 'check_headers', 'loading_steps', 'load_voxels', 'channel_sources', 'check_voxels',
-           'load_input', 'InferenceModel', 'engine_device', 'load_inference_model', 'inference_config', 'flip_tta',
-           'network_probs', 'invert_to_input', 'probs_to_regions', 'small_components', 'drop_small_components',
-           'replace_small_enhancing', 'Postprocess', 'postprocess_from_dict', 'read_postprocess', 'model_postprocess',
-           'cli_postprocess', 'shannon_entropy', 'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml',
-           'predict_probs', 'labels_from_probs', 'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble',
-           'read_ensemble', 'nifti_like', 'output_paths', 'check_not_inputs', 'check_outputs', 'save_prediction',
-           'predict_to_files', 'check_batch_out', 'is_batch', 'find_cases', 'predict_folder', 'infer_command']
+           'load_input', 'InferenceModel', 'engine_device', 'check_precision', 'inference_dtype',
+           'load_inference_model', 'inference_config', 'flip_tta', 'network_probs', 'invert_to_input',
+           'probs_to_regions', 'small_components', 'drop_small_components', 'replace_small_enhancing', 'Postprocess',
+           'postprocess_from_dict', 'read_postprocess', 'model_postprocess', 'cli_postprocess', 'shannon_entropy',
+           'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml', 'predict_probs', 'labels_from_probs',
+           'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble', 'read_ensemble', 'nifti_like', 'output_paths',
+           'check_not_inputs', 'check_outputs', 'save_prediction', 'predict_to_files', 'check_batch_out', 'is_batch',
+           'find_cases', 'predict_folder', 'infer_command']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
 def image_case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
@@ -141,8 +142,8 @@ def check_voxels(image:Tensor, # (C, x, y, z) as loaded
                  sources:list[str], # one name per channel, from `channel_sources`
                 ):
     "Raise `NeurosegError` naming the first volume with NaN or infinite voxels, or with no non-zero voxel."
-    for volume, source in zip(image, sources):
-        if (bad := int((~torch.isfinite(volume)).sum())):
+    for volume, source in zip(image, sources):   # a finite sum means every voxel is finite: the count runs only when it is not
+        if not torch.isfinite(volume.sum()) and (bad := int((~torch.isfinite(volume)).sum())):
             raise NeurosegError(f"{source}: {bad} NaN or infinite voxels; fix or re-export the image")
         if not bool(volume.any()): raise NeurosegError(f"{source}: every voxel is zero (an empty volume)")
 
@@ -166,6 +167,7 @@ class InferenceModel:
     source: str = "checkpoint"  # the checkpoint file, named in messages
     postprocess: dict|None = None  # the checkpoint's own postprocessing decision (neuroseg_postprocess), applied by default
     engine: str = "torch"  # what runs the network (infer.engine)
+    precision: str = "auto"  # its arithmetic (infer.precision): auto, fp32 or bf16
 
     @property
     def device(self) -> torch.device:
@@ -191,27 +193,54 @@ def engine_device(device:str, # auto, cpu, cuda or cuda:N
     if device not in ("auto", "cpu"): raise NeurosegError(f"--engine {engine} runs on the CPU; use --device cpu, or --engine torch on {device}")
     return "cpu"
 
+# %% ../nbs/07_infer.ipynb #07501499
+def check_precision(precision:str, # infer.precision: auto, fp32 or bf16
+                    device:torch.device, # where the network runs
+                    engine:str="torch", # infer.engine
+                   ) -> str:
+    "`precision`, checked: one of `PRECISIONS`, and bf16 only on a device (and CPU engine) that has it."
+    if device.type == "cpu": engine_precision(engine, precision); return precision
+    if precision not in PRECISIONS: raise NeurosegError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise NeurosegError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16; use --precision auto (fp16) or fp32")
+    return precision
+
+# %% ../nbs/07_infer.ipynb #cb2899bb
+def inference_dtype(precision:str, # infer.precision: auto, fp32 or bf16
+                    device:torch.device, # where PyTorch runs the network
+                    engine:str="torch", # infer.engine
+                   ) -> torch.dtype|None:
+    "The autocast dtype of PyTorch's network: None (fp32) for fp32, for auto on the CPU, and for the CPU engines, which compile their own."
+    if engine != "torch" or precision == "fp32": return None
+    return torch.bfloat16 if precision == "bf16" else amp_dtype("auto", device)
+
 # %% ../nbs/07_infer.ipynb #91ed094c
 def load_inference_model(ckpt:str|Path|dict|InferenceModel, # checkpoint file, loaded checkpoint, or a ready model
                          device:str="auto", # auto, cpu, cuda or cuda:N
                          engine:str|None=None, # torch, onnxruntime or openvino (None: the checkpoint's infer.engine; onnxruntime for an export)
+                         precision:str|None=None, # auto, fp32 or bf16 (None: the checkpoint's infer.precision, auto for an older one)
                         ) -> InferenceModel:
-    "The network, config and label convention of a checkpoint (loaded with `weights_only=True`), or of an ONNX export, run by `engine`."
+    "The network, config and label convention of a checkpoint (loaded with `weights_only=True`), or of an ONNX export, run by `engine` in `precision`."
     if isinstance(ckpt, InferenceModel): return ckpt
-    if isinstance(ckpt, (list, tuple)): return load_ensemble(ckpt, device, engine) if len(ckpt) > 1 else load_inference_model(ckpt[0], device, engine)
+    if isinstance(ckpt, (list, tuple)):
+        return load_ensemble(ckpt, device, engine, precision) if len(ckpt) > 1 else load_inference_model(ckpt[0], device, engine, precision)
     source = "checkpoint" if isinstance(ckpt, dict) else str(ckpt)
     if source.endswith(".json"):   # an ensemble file: its members, and the postprocessing chosen for them (neuroseg_cv)
         members, postprocess = read_ensemble(source)
-        return dataclasses.replace(load_ensemble(members, device, engine), postprocess=postprocess) if postprocess else load_ensemble(members, device, engine)
-    if source.endswith(".onnx"):   # neuroseg_export's file: the network and everything around it
-        engine_device(device, engine := engine or "onnxruntime")
-        network, cfg, convention, postprocess = load_onnx(ckpt, engine)
-        return InferenceModel(network, cfg, get_convention(convention).name, source, postprocess, engine)
+        ensemble = load_ensemble(members, device, engine, precision)
+        return dataclasses.replace(ensemble, postprocess=postprocess) if postprocess else ensemble
     try:
+        if source.endswith(".onnx"):   # neuroseg_export's file: the network and everything around it
+            engine_device(device, engine := engine or "onnxruntime")
+            network, cfg, convention, postprocess = load_onnx(ckpt, engine, precision)
+            return InferenceModel(network, cfg, get_convention(convention).name, source, postprocess, engine, precision or cfg.infer.precision)
         if not isinstance(ckpt, dict): ckpt = load_checkpoint(resolve_checkpoint(ckpt))   # a shipped model's name: its file, sha256 checked
         engine = engine or _stored_engine(ckpt)
-        model, cfg, convention = model_from_checkpoint(ckpt, get_device(engine_device(device, engine)), source)
-        return InferenceModel(engine_network(model, cfg, engine, source), cfg, get_convention(convention).name, source, ckpt.get("postprocess"), engine)
+        where = get_device(engine_device(device, engine))
+        model, cfg, convention = model_from_checkpoint(ckpt, where, source)
+        precision = check_precision(precision or cfg.infer.precision, where, engine)
+        return InferenceModel(engine_network(model, cfg, engine, source, precision), cfg, get_convention(convention).name, source,
+                              ckpt.get("postprocess"), engine, precision)
     except NeurosegError as e: raise _named(e, source) from e
 
 # %% ../nbs/07_infer.ipynb #fea0c28d
@@ -245,8 +274,8 @@ def network_probs(im:InferenceModel, # the network and its config
                   image:Tensor, # (C, x, y, z) preprocessed image
                   cfg:Config, # from `inference_config`: roi, overlap, sw_batch_size, blend, tta
                  ) -> Tensor:
-    "Probabilities (K, x, y, z) on the CPU: gaussian sliding window, autocast on CUDA, flip TTA if `cfg.infer.tta`."
-    dtype = amp_dtype("auto", im.device)
+    "Probabilities (K, x, y, z) on the CPU: gaussian sliding window, autocast as `im.precision` asks, flip TTA if `cfg.infer.tta`."
+    dtype = inference_dtype(im.precision, im.device, im.engine)
     run = lambda x: probabilities(predict_volume(im.model, x, cfg, dtype), cfg.model.head)
     x = convert_to_tensor(image, track_meta=False)[None].to(im.device)   # a plain tensor: no metadata through the network
     with torch.no_grad(): probs = flip_tta(run, x) if cfg.infer.tta else run(x)
@@ -476,9 +505,10 @@ def predict(image_or_case:str|Path|list|dict, # 4D NIfTI, BraTS case folder, 4 m
             postprocess:Postprocess|None=None, # None: the checkpoint's own decision, if any; `Postprocess()`: none
             device:str="auto", # auto, cpu, cuda or cuda:N (used when `ckpt` is not loaded yet)
             engine:str|None=None, # torch, onnxruntime or openvino (used when `ckpt` is not loaded yet; None: the checkpoint's)
+            precision:str|None=None, # auto, fp32 or bf16 (used when `ckpt` is not loaded yet; None: the checkpoint's)
            ) -> Prediction:
     "Segment one case: labels, probabilities and entropy on the input's own voxel grid."
-    im = load_inference_model(ckpt, device, engine)
+    im = load_inference_model(ckpt, device, engine, precision)
     cfg = inference_config(im.cfg, roi_size, overlap, sw_batch_size, tta)
     post = postprocess if postprocess is not None else model_postprocess(im)
     case, conv, timer = resolve_case(image_or_case), get_convention(convention or im.convention).name, StageTimer()
@@ -486,7 +516,8 @@ def predict(image_or_case:str|Path|list|dict, # 4D NIfTI, BraTS case folder, 4 m
     with timer("labels"): labels = labels_from_probs(probs, cfg, conv, post, voxel_ml(reference))
     meta = dict(case_id=case["id"], inputs=input_paths(case), checkpoint=im.source, convention=conv, head=cfg.model.head,
                 roi_size=cfg.data.roi_size, overlap=cfg.infer.overlap, sw_batch_size=cfg.infer.sw_batch_size,
-                tta=cfg.infer.tta, postprocess=dataclasses.asdict(post), engine=im.engine)
+                tta=cfg.infer.tta, postprocess=dataclasses.asdict(post), engine=im.engine,
+                precision=im.precision)
     return Prediction(case["id"], labels, probs, reference, conv, cfg.model.head, timer.seconds, meta)
 
 # %% ../nbs/07_infer.ipynb #5d5982e2
@@ -514,9 +545,10 @@ def _differences(a:InferenceModel, b:InferenceModel) -> list[str]:
 def load_ensemble(specs:list, # checkpoints, shipped names or exports, two or more
                   device:str="auto",
                   engine:str|None=None, # of every member (None: each member's own)
+                  precision:str|None=None, # of every member (None: each member's own; the first's leads PyTorch's autocast)
                  ) -> InferenceModel:
     "One `InferenceModel` averaging several: the first member's config (patch size, overlap) leads."
-    members = [load_inference_model(s, device, engine) for s in specs]
+    members = [load_inference_model(s, device, engine, precision) for s in specs]
     first = members[0]
     for m in members[1:]:
         if (diff := _differences(first, m)): raise NeurosegError(f"{m.source}: cannot join an ensemble with {first.source}: they differ in {', '.join(diff)}")
@@ -525,7 +557,7 @@ def load_ensemble(specs:list, # checkpoints, shipped names or exports, two or mo
     same_post = all(m.postprocess == first.postprocess for m in members)   # members that disagree leave the choice to the caller
     return InferenceModel(EnsembleNetwork([m.model for m in members], first.cfg.model.head), first.cfg, first.convention,
                           " + ".join(m.source for m in members), first.postprocess if same_post else None,
-                          "+".join(sorted({m.engine for m in members})))
+                          "+".join(sorted({m.engine for m in members})), first.precision)
 
 # %% ../nbs/07_infer.ipynb #96ae4de0
 def read_ensemble(path:str|Path, # JSON: {"members": [paths relative to the file, or pretrained:<name>], "postprocess": {...} (optional)}
@@ -693,6 +725,7 @@ def predict_folder(folder:str|Path, # MSD 4D files and/or BraTS case folders
                    save_probs:bool=False, save_entropy:bool=False, overwrite:bool=False,
                    device:str="auto", # auto, cpu, cuda or cuda:N
                    engine:str|None=None, # torch, onnxruntime or openvino (None: the checkpoint's infer.engine)
+                   precision:str|None=None, # auto, fp32 or bf16 (None: the checkpoint's infer.precision)
                    progress:bool=True, # show a progress bar on stderr
                    cases:list|None=None, # only these case ids (e.g. a split's test set)
                    **kwargs, # more `predict` settings: tta, roi_size, overlap, convention, postprocess, ...
@@ -701,7 +734,7 @@ def predict_folder(folder:str|Path, # MSD 4D files and/or BraTS case folders
     check_batch_out(folder, out_dir)
     inputs = find_cases(folder, cases)
     check_writable(out_dir)
-    im, report = load_inference_model(ckpt, device, engine), dict(written=[], skipped=[], failed={})
+    im, report = load_inference_model(ckpt, device, engine, precision), dict(written=[], skipped=[], failed={})
     for path in tqdm(inputs, desc="cases", unit="case", disable=not progress, file=sys.stderr):
         try: _batch_case(path, im, out_dir, report, save_probs, save_entropy, overwrite, **kwargs)
         except OutputError as e:
@@ -762,6 +795,7 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), a ship
                   min_fraction_et:Param("drop enhancing-tumour components under this fraction of the largest", float)=None,
                   device:Param("auto, cpu, cuda or cuda:N", str)="auto",
                   engine:Param("what runs the network: torch, or onnxruntime / openvino on the CPU (default: the checkpoint's infer.engine; onnxruntime for an .onnx)", str, choices=list(ENGINES))=None,
+                  precision:Param("the network's arithmetic: auto (bf16 autocast on a GPU, fp32 on the CPU), fp32, or bf16 (on the CPU too: fast where it has AMX) (default: the checkpoint's infer.precision)", str, choices=list(PRECISIONS))=None,
                   split:Param("batch: only the cases of one subset of this split file (written by neuroseg_train)", str)=None,
                   subset:Param("which subset of --split", str, choices=list(SUBSETS))="test",
                   fold:Param("validation fold of --split, for --subset train or val", int)=0,
@@ -774,9 +808,9 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), a ship
                                                 (min_fraction_wt, min_fraction_tc, min_fraction_et)))
     if isinstance(source, str) and is_batch(source):
         cases = split_subset_ids(split, subset, fold) if split else None
-        return _run_batch(source, ckpt, out, device=device, engine=engine, cases=cases, **files, **settings)
+        return _run_batch(source, ckpt, out, device=device, engine=engine, precision=precision, cases=cases, **files, **settings)
     if split: raise NeurosegError(f"--split selects cases of a batch: give --input a folder of cases, not {source}")
-    _print_case(predict_to_files(source, ckpt, out, device=device, engine=engine, **files, **settings))
+    _print_case(predict_to_files(source, ckpt, out, device=device, engine=engine, precision=precision, **files, **settings))
     return 0
 
 # %% ../nbs/07_infer.ipynb #6521bd58

@@ -17,7 +17,7 @@ from .core import Config, NeurosegError, load_config
 # %% auto #0
 __all__ = ['HEAD_CHANNELS', 'SEGRESNET_BLOCKS_DOWN', 'SEGRESNET_BLOCKS_UP', 'MEDNEXT_BLOCKS', 'NETWORKS', 'out_channels',
            'dynunet_plan', 'total_stride', 'check_roi', 'build_model', 'count_parameters', 'DiceBCELoss',
-           'SegmentationLoss', 'build_loss', 'probabilities', 'predict_labels', 'amp_dtype', 'autocast',
+           'SegmentationLoss', 'build_loss', 'probabilities', 'class_argmax', 'predict_labels', 'amp_dtype', 'autocast',
            'predict_volume']
 
 # %% ../nbs/04_model.ipynb #a4ffe66e
@@ -170,6 +170,16 @@ def probabilities(logits:Tensor, # (B, C, D, H, W) or (C, D, H, W)
     out_channels(head)
     return torch.sigmoid(logits) if head == "regions" else torch.softmax(logits, dim=-4)
 
+# %% ../nbs/04_model.ipynb #3c252d42
+def class_argmax(probs:Tensor, # (B, K, D, H, W) or (K, D, H, W), K < 256
+                ) -> Tensor:
+    "The index of the first largest of the K channels, uint8 with one channel: `probs.argmax(dim=-4, keepdim=True)`."
+    best, index = probs.select(-4, 0).clone(), torch.zeros_like(probs.select(-4, 0), dtype=torch.uint8)
+    for k in range(1, probs.shape[-4]):
+        higher = probs.select(-4, k) > best
+        index[higher], best = k, torch.maximum(best, probs.select(-4, k))
+    return index.unsqueeze(-4)
+
 # %% ../nbs/04_model.ipynb #e096747e
 def predict_labels(probs:Tensor, # probabilities, (B, C, D, H, W) or (C, D, H, W)
                    head:str="regions", # model.head
@@ -178,7 +188,7 @@ def predict_labels(probs:Tensor, # probabilities, (B, C, D, H, W) or (C, D, H, W
     "Region masks (bool, one channel per region) for the regions head; the class index map (uint8, 1 channel) for softmax."
     out_channels(head)
     if head == "regions": return probs > threshold
-    return probs.argmax(dim=-4, keepdim=True).to(torch.uint8)
+    return class_argmax(probs)
 
 # %% ../nbs/04_model.ipynb #1989c840
 def amp_dtype(amp:str, # train.amp: auto, fp16, bf16 or none
