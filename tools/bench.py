@@ -33,14 +33,17 @@ def wait_for_quiet(minutes:float, below:float=1.5):
     while os.getloadavg()[0] >= below and time.time() < deadline: time.sleep(15)
 
 COMPARISONS = {"inference", "training", "metrics", "preprocessing", "compute floor", "engines", "scale", "networks"}
-TARGETS = 12   # inference time and grid, patches/s, data wait, metrics time, the floor; engines: network stage and equal labels (ONNX Runtime, OpenVINO), TTA, against the original
+def expected_targets() -> int:
+    "Inference time and grid, patches/s, data wait, metrics time, the floor; engines: network stage and equal labels per variant (ONNX Runtime and OpenVINO, and PyTorch and OpenVINO in bf16 where the CPU has bf16 units), TTA, against the original."
+    from neuroseg.export import cpu_has_bf16
+    return 6 + 2 * (4 if cpu_has_bf16() is not False else 2) + 2
 
 def output_problems(results:Path, page:Path) -> list:
     "What is missing or wrong in a benchmark's JSON and HTML (their numbers are not judged)."
     if not (results.is_file() and page.is_file()): return [f"{results if not results.is_file() else page}: not written"]
     data, html, problems = json.loads(results.read_text()), page.read_text(), []
     if missing := COMPARISONS - {r["comparison"] for r in data["rows"]}: problems.append(f"{results.name}: no rows for {sorted(missing)}")
-    if len(data["targets"]) != TARGETS or any(t["met"] is None for t in data["targets"]):
+    if len(data["targets"]) != expected_targets() or any(t["met"] is None for t in data["targets"]):
         problems.append(f"{results.name}: {len(data['targets'])} targets, {sum(t['met'] is None for t in data['targets'])} unmeasured")
     if shows_error(html): problems.append(f"{page.name}: shows an error or stderr output")
     return problems
