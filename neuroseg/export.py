@@ -114,6 +114,7 @@ def cpu_has_bf16() -> bool|None:
     except OSError: return None
     return bool(re.search(r"\b(amx_bf16|avx512_bf16|bf16)\b", flags))
 
+# %% ../nbs/05d_export.ipynb #fb134cb6
 def engine_precision(engine:str, # torch, onnxruntime or openvino
                      precision:str, # infer.precision: auto, fp32 or bf16
                     ) -> str:
