@@ -14,11 +14,11 @@ import yaml
 
 # %% auto #0
 __all__ = ['ENGINES', 'PRECISIONS', 'NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'console_script',
-           'fsync_path', 'atomic_path', 'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError',
-           'check_writable', 'remove_stale_temps', 'write_all', 'DataConfig', 'ModelConfig', 'TrainConfig',
-           'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config',
-           'project_root', 'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything', 'get_device',
-           'environment_info', 'cpu_model', 'machine_record']
+           'exit_now', 'fsync_path', 'atomic_path', 'write_text_atomic', 'write_json_atomic', 'atomic_dir',
+           'OutputError', 'check_writable', 'remove_stale_temps', 'write_all', 'DataConfig', 'ModelConfig',
+           'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict',
+           'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything',
+           'get_device', 'environment_info', 'cpu_model', 'machine_record']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -73,6 +73,13 @@ def console_script(func=None, # the command: its signature is the command line; 
                   file=sys.stderr)
             sys.exit(130)
     return _main
+
+# %% ../nbs/00_core.ipynb #31dc9bcc
+def exit_now(code:int|None=0, # the exit status (None: 0)
+            ):
+    "End the process with `code` at once, without the interpreter's teardown; stdout and stderr are flushed first."
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(code or 0)
 
 # %% ../nbs/00_core.ipynb #4d6654ea
 def _umask() -> int:

@@ -27,7 +27,7 @@ from .model import check_roi, probabilities, predict_labels, predict_volume, amp
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .export import load_onnx, engine_network, engine_precision
 from .pretrained import resolve_checkpoint
-from .core import OutputError, check_writable, remove_stale_temps, write_all
+from .core import OutputError, check_writable, remove_stale_temps, write_all, exit_now
 
 # %% auto #0
 __all__ = ['SPATIAL_FLIPS', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'image_case_id', 'resolve_case', 'open_input',
@@ -39,7 +39,7 @@ __all__ = ['SPATIAL_FLIPS', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer'
            'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml', 'predict_probs', 'labels_from_probs',
            'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble', 'read_ensemble', 'nifti_like', 'output_paths',
            'check_not_inputs', 'check_outputs', 'save_prediction', 'predict_to_files', 'check_batch_out', 'is_batch',
-           'find_cases', 'predict_folder', 'infer_command']
+           'find_cases', 'predict_folder', 'infer_command', 'neuroseg_infer_main']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
 def image_case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
@@ -816,3 +816,8 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), a ship
 # %% ../nbs/07_infer.ipynb #6521bd58
 neuroseg_infer = console_script(infer_command, prog="neuroseg_infer")   # dashes or underscores: --save-probs, --min-size-wt; Ctrl-C is one line
 
+
+# %% ../nbs/07_infer.ipynb #8dd2feb0
+def neuroseg_infer_main():
+    "The `neuroseg_infer` command: `neuroseg_infer` on `sys.argv`, then `exit_now` with its status (from Python, call `neuroseg_infer(argv)`, which returns)."
+    exit_now(neuroseg_infer())
