@@ -31,7 +31,8 @@ __all__ = ['MODALITIES', 'MSD_MODALITY', 'MSD_LABELS', 'TUMOUR_CLASSES', 'REAL_C
            'measure_contrasts', 'load_labelled_case', 'measure_real_contrasts', 'summarise_contrasts',
            'brain_class_means', 'synth_lookalikes', 'widen_normal_contrasts', 'synth_brain_intensities', 'brats_shape',
            'synth_brain_case', 'calibrate_contrasts', 'case_name', 'case_plan', 'case_rng', 'msd_dataset_json',
-           'to_nifti', 'save_case', 'write_msd_dataset', 'check_dataset', 'neuroseg_synth', 'preview_dataset']
+           'to_nifti', 'save_case', 'brain_options', 'write_msd_dataset', 'check_dataset', 'neuroseg_synth',
+           'preview_dataset']
 
 # %% ../nbs/03_synth.ipynb #d46af812
 MODALITIES = ("FLAIR", "T1w", "T1gd", "T2w")   # channel order of the 4D images
@@ -826,21 +827,37 @@ def save_case(root:str|Path, # dataset folder
         (root/folder).mkdir(parents=True, exist_ok=True)
         nib.save(to_nifti(data, affine), root/folder/f"{name}.nii.gz")
 
+# %% ../nbs/03_synth.ipynb #796d5461
+def brain_options(tumour_mm:tuple=(8., 24.), # range of the tumour core's mean radius, mm (`glioma_plan`)
+                  lookalikes:float=0.0, # probability of tumour look-alikes labelled background (`synth_lookalikes`)
+                  wide_normal:float=0.0, # probability of grey matter's contrast from `WIDE_GM_WM` (`widen_normal_contrasts`)
+                 ) -> dict:
+    "`synth_brain_case` options (tumour, lookalikes, wide_normal) from a training config's generator settings, checked."
+    lo, hi = (float(r) for r in tumour_mm)
+    if not 0 < lo <= hi: raise NeurosegError(f"tumour_mm=({lo:g}, {hi:g}): give the smallest and largest radius in mm, 0 < smallest <= largest")
+    for name, p in (("lookalikes", lookalikes), ("wide_normal", wide_normal)):
+        if not 0 <= p <= 1: raise NeurosegError(f"{name}={p}: a probability in 0..1")
+    return dict(tumour=dict(radius_mm=(lo, hi)), lookalikes=float(lookalikes), wide_normal=float(wide_normal))
+
 # %% ../nbs/03_synth.ipynb #3d599235
 KINDS = ("brain", "ellipsoid")   # realistic MNI152 anatomy; ellipsoid heads (fastest, for unit tests)
 
-def _case_maker(kind:str, shape:tuple|None, spacing_mm:float|None, skull_stripped:bool):
+def _case_maker(kind:str, shape:tuple|None, spacing_mm:float|None, skull_stripped:bool, options:dict):
     "A function (index, rng) -> (image, label, affine) that makes case `index` of a dataset of `kind`."
     if kind == "brain":
         if not skull_stripped: raise NeurosegError("brain cases are skull-stripped, as BraTS: keep the head only with kind ellipsoid")
-        return lambda i, rng: synth_brain_case(shape, rng, spacing_mm or 1.0, "LPS")
+        return lambda i, rng: synth_brain_case(shape, rng, spacing_mm or 1.0, "LPS", **options)
     if spacing_mm is not None: raise NeurosegError("spacing: only for kind brain (ellipsoid cases cycle through their own voxel sizes)")
+    if options != brain_options(): raise NeurosegError("tumour_mm, lookalikes, wide_normal: only for kind brain")
     return lambda i, rng: synth_case(shape, rng, **case_plan(i), skull_stripped=skull_stripped)
 
-def _how(kind, n, shape, seed, skull_stripped, spacing_mm) -> str:
+def _how(kind, n, shape, seed, skull_stripped, spacing_mm, options) -> str:
     "The command line that makes this dataset, for its description."
+    lo, hi = options["tumour"]["radius_mm"]
+    brain = ("" if options == brain_options() else
+             f" --tumour_mm {lo:g} {hi:g} --lookalikes {options['lookalikes']:g} --wide_normal {options['wide_normal']:g}")
     return (f"neuroseg_synth --kind {kind} --n {n}" + (f" --shape {' '.join(map(str, shape))}" if shape else "")
-            + (f" --spacing {spacing_mm:g}" if spacing_mm else "") + f" --seed {seed}" + ("" if skull_stripped else " --head"))
+            + (f" --spacing {spacing_mm:g}" if spacing_mm else "") + f" --seed {seed}" + ("" if skull_stripped else " --head") + brain)
 
 # %% ../nbs/03_synth.ipynb #1e991a6e
 def write_msd_dataset(out:str|Path, # dataset folder to create
@@ -851,6 +868,9 @@ def write_msd_dataset(out:str|Path, # dataset folder to create
                       skull_stripped:bool=True, # False: keep CSF, skull and scalp around the brain (ellipsoid only)
                       kind:str="ellipsoid", # "brain": MNI152 anatomy, stored LPS as BraTS; "ellipsoid": fastest
                       spacing_mm:float|None=None, # brain: voxel size (default 1 mm)
+                      tumour_mm:tuple=(8., 24.), # brain: range of the tumour core's mean radius, mm
+                      lookalikes:float=0.0, # brain: probability of tumour look-alikes, labelled background
+                      wide_normal:float=0.0, # brain: probability of grey matter's contrast from the wide range
                      ) -> Path:
     "Write `n` synthetic cases in the MSD Task01 layout into `out`, atomically; return `out`."
     if kind not in KINDS: raise NeurosegError(f"kind={kind!r}: use one of {', '.join(KINDS)}")
@@ -859,8 +879,9 @@ def write_msd_dataset(out:str|Path, # dataset folder to create
     if seed < 0: raise NeurosegError(f"seed={seed}: must be 0 or more")
     if spacing_mm is not None and not 0.5 <= spacing_mm <= 4: raise NeurosegError(f"spacing={spacing_mm}: use 0.5 to 4 mm")
     shape = tuple(shape) if shape is not None else (None if kind == "brain" else (64, 64, 48))
-    make = _case_maker(kind, shape, spacing_mm, skull_stripped)
-    how = _how(kind, n, shape, seed, skull_stripped, spacing_mm)
+    options = brain_options(tumour_mm, lookalikes, wide_normal)
+    make = _case_maker(kind, shape, spacing_mm, skull_stripped, options)
+    how = _how(kind, n, shape, seed, skull_stripped, spacing_mm, options)
     with atomic_dir(out, overwrite) as tmp:
         for i in range(n): save_case(tmp, case_name(i), *make(i, case_rng(seed, i)))
         (tmp/"imagesTs").mkdir()
@@ -888,12 +909,16 @@ def neuroseg_synth(out:Param("output folder, written in the MSD Task01 layout", 
                    overwrite:bool=False, # replace OUT if it exists and is not empty
                    head:bool=False, # ellipsoid: keep CSF, skull and scalp around the brain (MSD is skull-stripped)
                    preview:str=None, # also write a PNG preview of the first cases here
+                   tumour_mm:Param("brain: range of the tumour core's mean radius, mm: MIN MAX (a training config's data.synth_tumour_mm)", float, nargs=2)=None,
+                   lookalikes:float=0.0, # brain: probability of tumour look-alikes labelled background (data.synth_lookalikes)
+                   wide_normal:float=0.0, # brain: probability of grey matter's contrast from a wide range (data.synth_wide_normal)
                   ):
     "Write a synthetic brain-tumour dataset (FLAIR, T1w, T1gd, T2w; MSD labels) in the MSD Task01 layout."
     if brats and (kind != "brain" or shape or spacing not in (None, 1)):
         raise NeurosegError("--brats is BraTS' geometry for --kind brain: drop --shape and --spacing, or drop --brats")
     for place in (Path(out).parent, *([Path(preview).parent] if preview else [])): check_writable(place)   # before any work
-    try: write_msd_dataset(out, n, tuple(shape) if shape else None, seed, overwrite, skull_stripped=not head, kind=kind, spacing_mm=spacing)
+    try: write_msd_dataset(out, n, tuple(shape) if shape else None, seed, overwrite, skull_stripped=not head, kind=kind, spacing_mm=spacing,
+                           tumour_mm=tuple(tumour_mm or (8., 24.)), lookalikes=lookalikes, wide_normal=wide_normal)
     except OSError as e: raise OutputError(f"{e.filename or out}: cannot write ({e.strerror or e}); nothing was written") from e
     print(f"wrote {n} synthetic cases ({kind}) to {out}")
     print(check_dataset(out))

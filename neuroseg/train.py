@@ -29,6 +29,7 @@ from .labels import REGIONS, REGION_COLOURS, labels_to_regions, classes_to_label
 from .data import read_dataset, split_for_config, split_cases
 from .download import MSD_TASK, is_task_folder, ensure_msd
 from .transforms import make_dataset, make_loader, fill_disk_cache, preprocess_workers, train_transforms, val_transforms
+from .synth import brain_options
 from .synth_dataset import SynthBrainDataset
 from .model import build_model, build_loss, probabilities, predict_labels, amp_dtype, autocast, predict_volume
 from .checkpoint import (FORMAT_VERSION, LAST, PREVIOUS, BEST, save_checkpoint, load_checkpoint, save_last,
@@ -172,8 +173,7 @@ def synth_dataset(cfg:Config, # uses data.spacing_mm and the preprocessing and a
     "Synthetic brains generated on the fly at the training spacing, through the run's preprocessing (and augmentation)."
     transform = (train_transforms if train else val_transforms)(cfg, "msd", load=False)
     return SynthBrainDataset(length, transform, seed=seed, spacing_mm=min(float(s) for s in cfg.data.spacing_mm),
-                             tumour=dict(radius_mm=tuple(float(r) for r in cfg.data.synth_tumour_mm)), lookalikes=cfg.data.synth_lookalikes,
-                             wide_normal=cfg.data.synth_wide_normal)
+                             **brain_options(cfg.data.synth_tumour_mm, cfg.data.synth_lookalikes, cfg.data.synth_wide_normal))
 
 # %% ../nbs/06_train.ipynb #00671a43
 def synthetic_datasets(cfg:Config, di:DistInfo) -> tuple:

@@ -9,7 +9,8 @@ it on the real cases it never saw, and write it into neuroseg/models with its mo
   cross-validation of the same cases (neuroseg_cv's choice on out-of-fold predictions) when the model trained on every
   fold; it is scored on the held-out test cases.
 - `synth` (trained on synthetic brains only): the postprocessing is chosen on 8 fresh synthetic brains (a seed no
-  training epoch used), so no real case informs any of its choices; it is scored on all 15 real cases.
+  training epoch used) drawn with the generator settings the checkpoint trained on (its data.synth_tumour_mm,
+  synth_lookalikes, synth_wide_normal), so no real case informs any of its choices; it is scored on all 15 real cases.
 
 Everything runs through neuroseg's own commands (neuroseg_infer, neuroseg_postprocess, tools/score_real.py) and lands in
 runs/ship-<name>/; the checkpoint is written last, with its sha256, so an interrupted run ships nothing.
@@ -35,6 +36,12 @@ def run(*args):
     print("$", " ".join(map(str, args)), flush=True)
     subprocess.run([str(a) for a in args], check=True)
 
+def trained_generator(ckpt:str) -> list:
+    "neuroseg_synth's options for brains drawn as `ckpt`'s training run drew them (its config's data.synth_* settings)."
+    from neuroseg.checkpoint import load_checkpoint, config_from_checkpoint
+    d = config_from_checkpoint(load_checkpoint(ckpt)).data
+    return ["--tumour_mm", *d.synth_tumour_mm, "--lookalikes", d.synth_lookalikes, "--wide_normal", d.synth_wide_normal]
+
 def choose_postprocess(name:str, ckpt:str, data:Path, work:Path) -> Path:
     "The decision file of `neuroseg_postprocess` on cases `ckpt` never trained on."
     if name == "brats":
@@ -44,7 +51,8 @@ def choose_postprocess(name:str, ckpt:str, data:Path, work:Path) -> Path:
         run(BIN/"neuroseg_postprocess", "--pred", work/"val-pred", "--ref", b21, "--split", SPLIT, "--subset", "val", "--fold", "0",
             "--convention", "brats2021", "--out", work/"postprocess.json")
     else:
-        run(BIN/"neuroseg_synth", "--out", work/"synth-val", "--kind", "brain", "--n", "8", "--spacing", "1.5", "--seed", SYNTH_SEED)
+        run(BIN/"neuroseg_synth", "--out", work/"synth-val", "--kind", "brain", "--n", "8", "--spacing", "1.5", "--seed", SYNTH_SEED,
+            *trained_generator(ckpt))
         run(BIN/"neuroseg_infer", "--ckpt", ckpt, "--input", work/"synth-val"/"imagesTr", "--postprocess", "none", "--convention", "msd",
             "--out", work/"val-pred")
         run(BIN/"neuroseg_postprocess", "--pred", work/"val-pred", "--ref", work/"synth-val"/"labelsTr", "--convention", "msd",
