@@ -88,7 +88,7 @@ CARDS = {
                               "never a real voxel",
                   data="3050 steps of fresh synthetic brains, 50 per epoch (configs/brats-synth.yaml, brats-synth-sized.yaml, "
                        "brats-synth-lookalikes.yaml, brats-synth-wide.yaml, brats-synth-wide-all.yaml); postprocessing chosen on 8 other "
-                       "synthetic brains",
+                       "synthetic brains, drawn with the generator settings of the last step",
                   commands=["neuroseg_train --config brats-synth train.out_dir=runs/brats-synth",
                             "neuroseg_train --config brats-synth-sized",
                             "neuroseg_train --config brats-synth-lookalikes",
