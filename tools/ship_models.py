@@ -72,11 +72,12 @@ def adopt_postprocess(path:str, work:Path) -> str:
 CARDS = {
     "brats": dict(description="UNet (MONAI, 5 levels 16-256, 2 residual units), sigmoid WT/TC/ET, 1.5 mm, 64^3 patches; trained on the 10 "
                               "non-held-out real BraTS 2018/2021 cases on a 2-core CPU (configs/brats-real.yaml, brats-finetune.yaml, "
-                              "then brats-all.yaml)",
-                  data="steps 1-2 on 8 cases of configs/brats-real-split.json (folds 1-4, fold 0 validating), step 3 on all 10 "
+                              "brats-long.yaml, then brats-all.yaml)",
+                  data="steps 1-3 on 8 cases of configs/brats-real-split.json (folds 1-4, fold 0 validating), step 4 on all 10 "
                        "(data.fold=-1); postprocessing chosen by neuroseg_cv on the out-of-fold predictions of the same 10 cases",
                   commands=["neuroseg_train --config brats-real data.root=<real>/brats2021 train.out_dir=runs/brats-real",
                             "neuroseg_train --config brats-finetune data.root=<real>/brats2021",
+                            "neuroseg_train --config brats-long data.root=<real>/brats2021",
                             "neuroseg_train --config brats-all data.root=<real>/brats2021",
                             "neuroseg_cv --config brats-cv data.root=<real>/brats2021",
                             "python tools/ship_models.py brats --ckpt runs/brats-all/checkpoints/last.pt "
