@@ -833,8 +833,10 @@ def brain_options(tumour_mm:tuple=(8., 24.), # range of the tumour core's mean r
                   wide_normal:float=0.0, # probability of grey matter's contrast from `WIDE_GM_WM` (`widen_normal_contrasts`)
                  ) -> dict:
     "`synth_brain_case` options (tumour, lookalikes, wide_normal) from a training config's generator settings, checked."
-    lo, hi = (float(r) for r in tumour_mm)
-    if not 0 < lo <= hi: raise NeurosegError(f"tumour_mm=({lo:g}, {hi:g}): give the smallest and largest radius in mm, 0 < smallest <= largest")
+    radii = np.ravel(np.asarray(tumour_mm, float))
+    if radii.size != 2 or not 0 < radii[0] <= radii[1]:
+        raise NeurosegError(f"tumour_mm={tuple(radii.tolist())}: give the smallest and largest radius in mm, 0 < smallest <= largest")
+    lo, hi = float(radii[0]), float(radii[1])
     for name, p in (("lookalikes", lookalikes), ("wide_normal", wide_normal)):
         if not 0 <= p <= 1: raise NeurosegError(f"{name}={p}: a probability in 0..1")
     return dict(tumour=dict(radius_mm=(lo, hi)), lookalikes=float(lookalikes), wide_normal=float(wide_normal))
