@@ -21,18 +21,18 @@ from .labels import convert_labels
 __all__ = ['MODALITIES', 'MSD_MODALITY', 'MSD_LABELS', 'TUMOUR_CLASSES', 'REAL_CASE', 'REAL_FILES', 'BRATS2021_TO_MSD',
            'REAL_CONTRASTS', 'T1GD_ENHANCEMENT', 'TISSUE_CONTRASTS', 'BACKGROUND', 'CSF', 'GM', 'WM', 'SKULL', 'SCALP',
            'BRAIN_FRACTION', 'TEXTURE', 'HEAD_CONTRASTS', 'LABEL_COLOURS', 'MNI_FILES', 'TEMPLATE_MARGIN',
-           'CONTRAST_ROWS', 'REAL_SETS', 'BRATS_CONTRASTS', 'BRATS_CONTRAST_SPREAD', 'GENERATOR_CONTRASTS',
-           'NORMAL_FRACTIONS', 'WIDE_GM_WM', 'BRATS_SHAPE', 'KINDS', 'load_real_case', 'relative_contrasts',
-           'format_contrasts', 'synth_contrasts', 'tissue_contrasts', 'grid_mm', 'smooth_field', 'ellipsoid_radius',
-           'synth_tissue', 'synth_tumour', 'class_means', 'synth_intensities', 'ras_affine', 'reorient', 'synth_case',
-           'tumour_slice', 'plot_cases', 'mni_dir', 'mni_template', 'template_at', 'template_half_extent_mm',
-           'brain_extent_mm', 'brain_pose', 'template_to_case', 'coarse_field', 'crop_coords', 'box_around',
-           'glioma_plan', 'mass_effect', 'sample_template', 'tissue_probabilities', 'synth_glioma', 'tissue_classes',
-           'measure_contrasts', 'load_labelled_case', 'measure_real_contrasts', 'summarise_contrasts',
-           'brain_class_means', 'synth_lookalikes', 'widen_normal_contrasts', 'synth_brain_intensities', 'brats_shape',
-           'synth_brain_case', 'calibrate_contrasts', 'case_name', 'case_plan', 'case_rng', 'msd_dataset_json',
-           'to_nifti', 'save_case', 'brain_options', 'write_msd_dataset', 'check_dataset', 'neuroseg_synth',
-           'preview_dataset']
+           'GLIOMA_RADIUS_MM', 'CONTRAST_ROWS', 'REAL_SETS', 'BRATS_CONTRASTS', 'BRATS_CONTRAST_SPREAD',
+           'GENERATOR_CONTRASTS', 'NORMAL_FRACTIONS', 'WIDE_GM_WM', 'BRATS_SHAPE', 'KINDS', 'load_real_case',
+           'relative_contrasts', 'format_contrasts', 'synth_contrasts', 'tissue_contrasts', 'grid_mm', 'smooth_field',
+           'ellipsoid_radius', 'synth_tissue', 'synth_tumour', 'class_means', 'synth_intensities', 'ras_affine',
+           'reorient', 'synth_case', 'tumour_slice', 'plot_cases', 'mni_dir', 'mni_template', 'template_at',
+           'template_half_extent_mm', 'brain_extent_mm', 'brain_pose', 'template_to_case', 'coarse_field',
+           'crop_coords', 'box_around', 'glioma_plan', 'mass_effect', 'sample_template', 'tissue_probabilities',
+           'synth_glioma', 'tissue_classes', 'measure_contrasts', 'load_labelled_case', 'measure_real_contrasts',
+           'summarise_contrasts', 'brain_class_means', 'synth_lookalikes', 'widen_normal_contrasts',
+           'synth_brain_intensities', 'brats_shape', 'synth_brain_case', 'calibrate_contrasts', 'case_name',
+           'case_plan', 'case_rng', 'msd_dataset_json', 'to_nifti', 'save_case', 'brain_options', 'write_msd_dataset',
+           'check_dataset', 'neuroseg_synth', 'preview_dataset']
 
 # %% ../nbs/03_synth.ipynb #d46af812
 MODALITIES = ("FLAIR", "T1w", "T1gd", "T2w")   # channel order of the 4D images
@@ -434,9 +434,11 @@ def _deep_white_matter() -> np.ndarray:
     inside = np.argwhere(ndimage.binary_erosion(template[2] > 0.9, iterations=3))[::7]
     return (inside - (np.array(template.shape[1:]) - 1) / 2).astype(np.float32)
 
+GLIOMA_RADIUS_MM = (8., 24.)   # default range of a glioma core's mean radius, mm
+
 def glioma_plan(rng:np.random.Generator, # source of randomness
                 pose:dict, # from `brain_pose`
-                radius_mm:tuple=(8., 24.), # range of the core's mean radius (in a brain shrunk to fit a small grid: shrunk alike)
+                radius_mm:tuple=GLIOMA_RADIUS_MM, # range of the core's mean radius (in a brain shrunk to fit a small grid: shrunk alike)
                 p_multifocal:float=0.25, # probability of 1-2 satellite foci
                 p_nonenhancing:float=0.25, # probability of a tumour without enhancement (lower-grade look)
                 enhancing:bool|None=None, # force enhancement on or off; None: at random
@@ -828,12 +830,12 @@ def save_case(root:str|Path, # dataset folder
         nib.save(to_nifti(data, affine), root/folder/f"{name}.nii.gz")
 
 # %% ../nbs/03_synth.ipynb #796d5461
-def brain_options(tumour_mm:tuple=(8., 24.), # range of the tumour core's mean radius, mm (`glioma_plan`)
+def brain_options(tumour_mm:tuple|None=None, # range of the tumour core's mean radius, mm (None: `GLIOMA_RADIUS_MM`)
                   lookalikes:float=0.0, # probability of tumour look-alikes labelled background (`synth_lookalikes`)
                   wide_normal:float=0.0, # probability of grey matter's contrast from `WIDE_GM_WM` (`widen_normal_contrasts`)
                  ) -> dict:
     "`synth_brain_case` options (tumour, lookalikes, wide_normal) from a training config's generator settings, checked."
-    radii = np.ravel(np.asarray(tumour_mm, float))
+    radii = np.ravel(np.asarray(GLIOMA_RADIUS_MM if tumour_mm is None else tumour_mm, float))
     if radii.size != 2 or not 0 < radii[0] <= radii[1]:
         raise NeurosegError(f"tumour_mm={tuple(radii.tolist())}: give the smallest and largest radius in mm, 0 < smallest <= largest")
     lo, hi = float(radii[0]), float(radii[1])
@@ -870,7 +872,7 @@ def write_msd_dataset(out:str|Path, # dataset folder to create
                       skull_stripped:bool=True, # False: keep CSF, skull and scalp around the brain (ellipsoid only)
                       kind:str="ellipsoid", # "brain": MNI152 anatomy, stored LPS as BraTS; "ellipsoid": fastest
                       spacing_mm:float|None=None, # brain: voxel size (default 1 mm)
-                      tumour_mm:tuple=(8., 24.), # brain: range of the tumour core's mean radius, mm
+                      tumour_mm:tuple|None=None, # brain: range of the tumour core's mean radius, mm (None: `GLIOMA_RADIUS_MM`)
                       lookalikes:float=0.0, # brain: probability of tumour look-alikes, labelled background
                       wide_normal:float=0.0, # brain: probability of grey matter's contrast from the wide range
                      ) -> Path:
@@ -920,7 +922,7 @@ def neuroseg_synth(out:Param("output folder, written in the MSD Task01 layout", 
         raise NeurosegError("--brats is BraTS' geometry for --kind brain: drop --shape and --spacing, or drop --brats")
     for place in (Path(out).parent, *([Path(preview).parent] if preview else [])): check_writable(place)   # before any work
     try: write_msd_dataset(out, n, tuple(shape) if shape else None, seed, overwrite, skull_stripped=not head, kind=kind, spacing_mm=spacing,
-                           tumour_mm=tuple(tumour_mm or (8., 24.)), lookalikes=lookalikes, wide_normal=wide_normal)
+                           tumour_mm=tumour_mm, lookalikes=lookalikes, wide_normal=wide_normal)
     except OSError as e: raise OutputError(f"{e.filename or out}: cannot write ({e.strerror or e}); nothing was written") from e
     print(f"wrote {n} synthetic cases ({kind}) to {out}")
     print(check_dataset(out))
