@@ -39,14 +39,14 @@ from .pretrained import resolve_checkpoint
 from .core import OutputError, check_writable, remove_stale_temps
 
 # %% auto #0
-__all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'RUN_FILES', 'ENVIRONMENT_FILE', 'lr_factor', 'make_scheduler', 'DistInfo',
-           'init_distributed', 'epoch_seed', 'seed_epoch', 'ensure_data', 'build_data', 'real_datasets',
+__all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'RUN_FILES', 'RUN_ENTRIES', 'ENVIRONMENT_FILE', 'lr_factor', 'make_scheduler',
+           'DistInfo', 'init_distributed', 'epoch_seed', 'seed_epoch', 'ensure_data', 'build_data', 'real_datasets',
            'synth_dataset', 'synthetic_datasets', 'TrainState', 'new_state', 'checkpoint_state', 'restore_state',
            'StopOnSignal', 'TrainingInterrupted', 'Run', 'train_step', 'sync_step', 'epoch_batches', 'train_epoch',
            'epoch_summary', 'epoch_line', 'plot_training_curves', 'to_regions', 'validate', 'overlay_image',
            'save_run_checkpoints', 'update_best', 'end_epoch', 'resume_checkpoint', 'check_resumable', 'holds_run',
-           'clean_stale_temps', 'make_room', 'init_weights', 'record_environment', 'setup_run', 'fit', 'train',
-           'resume_command', 'neuroseg_train']
+           'clean_stale_temps', 'check_clearable', 'make_room', 'run_folder_of', 'check_resume_target', 'init_weights',
+           'record_environment', 'setup_run', 'fit', 'train', 'resume_command', 'neuroseg_train']
 
 # %% ../nbs/06_train.ipynb #6bf50fbf
 def lr_factor(step:int, # optimiser steps done so far
@@ -541,6 +541,10 @@ EXISTING = ("refuse", "archive", "replace")
 
 RUN_FILES = ("history.json", "summary.json", "split.json", f"checkpoints/{LAST}", f"checkpoints/{PREVIOUS}", f"checkpoints/{BEST}")
 
+# What a run folder may hold and `--existing archive|replace` may move or delete: what training writes, and the
+# predictions and evaluation that `make demo` (and the README) put beside them.
+RUN_ENTRIES = ("history.json", "summary.json", "split.json", "environment.json", "checkpoints", "wandb", "predictions", "evaluation")
+
 # %% ../nbs/06_train.ipynb #12c69119
 def holds_run(out_dir:str|Path) -> bool:
     "Whether `out_dir` holds an earlier run: a checkpoint or a training history (a killed write's temporary is none)."
@@ -552,9 +556,29 @@ def clean_stale_temps(out_dir:str|Path) -> list[Path]:
     "Delete what a run killed mid-write left in `out_dir`: the temporaries of its checkpoints, history, summary and split."
     return [p for name in RUN_FILES for p in remove_stale_temps(Path(out_dir)/name)]
 
+# %% ../nbs/06_train.ipynb #22c02d99
+def check_clearable(out_dir:Path, # train.out_dir, holding an earlier run
+                    existing:str, # archive or replace
+                    data_root:str|Path|None=None, # data.root, which must outlive the run folder
+                   ):
+    "Raise `NeurosegError`, before anything moves, unless `out_dir` is a run folder that `existing` may move or delete."
+    flag, real, cwd = f"--existing {existing}", out_dir.resolve(), Path.cwd().resolve()
+    if out_dir.is_symlink():
+        raise NeurosegError(f"{out_dir}: is a symbolic link; {flag} acts on a run folder itself: give train.out_dir its real path")
+    if real == cwd or real in cwd.parents:
+        raise NeurosegError(f"{out_dir}: is the working folder or one above it; {flag} would take it away: give the run a folder of its own")
+    if data_root is not None and (real == Path(data_root).resolve() or real in Path(data_root).resolve().parents):
+        raise NeurosegError(f"{out_dir}: holds data.root {data_root}; {flag} would move or delete the dataset: "
+                            f"give the run a folder of its own")
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in RUN_ENTRIES)
+    if foreign:
+        raise NeurosegError(f"{out_dir}: holds {', '.join(map(repr, foreign[:3]))}{' ...' if len(foreign) > 3 else ''}, which no "
+                            f"training run writes; {flag} acts only on run folders: move it out or choose another train.out_dir")
+
 # %% ../nbs/06_train.ipynb #34726edb
 def make_room(out_dir:str|Path, # train.out_dir
               existing:str="refuse", # what to do with an earlier run there: refuse, archive or replace
+              data_root:str|Path|None=None, # data.root: never moved or deleted with the run
              ) -> Path|None:
     "Clear `out_dir` for a new run as `existing` says; returns where an archived run went."
     out_dir = Path(out_dir)
@@ -565,10 +589,28 @@ def make_room(out_dir:str|Path, # train.out_dir
     if existing == "refuse":
         raise NeurosegError(f"{out_dir}: holds an earlier run; continue it with --resume last, keep it aside with "
                             f"--existing archive, or delete it with --existing replace")
+    check_clearable(out_dir, existing, data_root)
     if existing == "replace": shutil.rmtree(out_dir); return None
     archive = out_dir.with_name(f"{out_dir.name}.archived-{time.strftime('%Y%m%d-%H%M%S')}")
     out_dir.rename(archive)
     return archive
+
+# %% ../nbs/06_train.ipynb #57e84591
+def run_folder_of(checkpoint:str|Path) -> Path:
+    "The run folder a checkpoint file (or checkpoints folder, or run folder) belongs to."
+    path = Path(checkpoint)
+    if path.is_dir(): return path.parent if path.name == "checkpoints" and not (path/"checkpoints").is_dir() else path
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+def check_resume_target(resume:str, # --resume: last, a file or folder, or wandb:...
+                        out_dir:str|Path, # train.out_dir, where the resumed run writes
+                       ):
+    "Raise `NeurosegError` when resuming another run's checkpoint would write over the run that `out_dir` holds."
+    if resume == "last" or resume.startswith("wandb:") or not holds_run(out_dir): return
+    source = run_folder_of(resume)
+    if source.resolve() != Path(out_dir).resolve():
+        raise NeurosegError(f"{out_dir}: holds another run; resuming {resume} there would write over its checkpoints: resume "
+                            f"with train.out_dir={source}, or continue it in a new folder (train.out_dir=NEW)")
 
 # %% ../nbs/06_train.ipynb #b1e0c7a6
 def init_weights(model:nn.Module, # the new run's bare network
@@ -688,8 +730,10 @@ def train(cfg:Config, # the run's configuration (`load_config`)
     try:
         out_dir = Path(cfg.train.out_dir)   # a new run's folder, missing or empty: a refused start leaves it so
         fresh = None if resume is not None else "missing" if not out_dir.exists() else "empty" if out_dir.is_dir() and not any(out_dir.iterdir()) else None
-        if resume is None: _first_on_main(di, lambda: make_room(cfg.train.out_dir, existing) if di.main else None)
-        elif di.main: clean_stale_temps(cfg.train.out_dir)
+        if resume is None: _first_on_main(di, lambda: make_room(cfg.train.out_dir, existing, cfg.data.root) if di.main else None)
+        else:
+            check_resume_target(resume, cfg.train.out_dir)
+            if di.main: clean_stale_temps(cfg.train.out_dir)
         with StopOnSignal() as stop:
             run, ts = _setup_or_clean(cfg, di, resume, fresh)
             run.stop = stop
