@@ -24,7 +24,7 @@ $(STAMP): settings.ini setup.py
 	@# pandas<3 and plotly<6, which would downgrade the stack neuroseg runs on; it works with the newer ones, so it is
 	@# installed without its pins and its other requirements beside it (a test dependency, never imported by neuroseg).
 	$(BIN)/python -m pip install -q --no-deps "brats-evaluation==0.0.10" "panoptica==2.1.7"
-	$(BIN)/python -m pip install -q "connected-components-3d>=3.12.3,<4" "rich>=13.6,<14" ruamel.yaml typer SimpleITK pandas
+	$(BIN)/python -m pip install -q "connected-components-3d>=3.12.3,<4" "rich>=13.6,<14" ruamel.yaml typer pandas
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (neuroseg)" >/dev/null
 	@touch $@
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02b_transforms.ipynb #547e279d
 from __future__ import annotations
-import os, copy, json, hashlib, inspect, pickle, warnings
+import os, copy, json, hashlib, inspect, logging, pickle, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Hashable, Mapping
@@ -30,6 +30,10 @@ __all__ = ['MSD_CHANNELS', 'CROP_MARGIN', 'CACHE_SAFE_GLOBALS', 'modality_indice
            'random_transforms', 'train_transforms', 'val_transforms', 'CheckVoxelsd', 'preprocessing_settings',
            'preprocessing_key', 'case_hash', 'cache_dir', 'MetaPersistentDataset', 'loader_workers',
            'preprocess_workers', 'MemoryCacheDataset', 'make_dataset', 'fill_disk_cache', 'make_loader']
+
+# %% ../nbs/02b_transforms.ipynb #9a6b48c8
+warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
+logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
 
 # %% ../nbs/02b_transforms.ipynb #2cb10055
 MSD_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")  # channel order of every loaded image
