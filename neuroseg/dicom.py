@@ -118,7 +118,8 @@ def write_dicom_series(volume:sitk.Image, # a 3D image with its geometry (LPS, a
         meta.MediaStorageSOPInstanceUID = generate_uid(); meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = Dataset(); ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, study_uid + ".1"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study_uid])   # one per exam: its series share the scanner's frame
         ds.PatientName, ds.PatientID, ds.Modality = patient_name, "ID-0001", "MR"
         ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = number, k + 1, description
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M"]
@@ -184,10 +185,10 @@ class Decision:
     reason:str
 
 # %% ../nbs/10_dicom.ipynb #5e398e8b
-def _pick(series:list[Series], key:str) -> Series:
-    "The series whose number or UID is `key`."
+def _pick(series:list[Series], key:str, modality:str) -> Series:
+    "The series whose number or UID is `key`, chosen for `modality`."
     hits = [s for s in series if str(s.number) == str(key) or s.uid == str(key)]
-    if not hits: raise NeurosegError(f"--{key and ''}series {key}: not in this exam (series: {', '.join(str(s.number) for s in series)})")
+    if not hits: raise NeurosegError(f"--{modality} {key}: no such series in this exam (series: {', '.join(str(s.number) for s in series)})")
     return hits[0]
 
 def _protocol(s:Series) -> tuple: return (s.description, s.tags.get("RepetitionTime"), s.tags.get("EchoTime"), s.tags.get("InversionTime"))
@@ -213,7 +214,7 @@ def assign_series(series:list[Series], # find_series
     kinds = {s.uid: series_kind(s) for s in series}
     roles, reasons = {}, {}
     for m, key in chosen.items():
-        s = _pick(series, key); roles[m], reasons[s.uid] = s, f"chosen with --{m}"
+        s = _pick(series, key, m); roles[m], reasons[s.uid] = s, f"chosen with --{m}"
     free = [s for s in series if s not in roles.values()]
     cands = {k: [s for s in free if kinds[s.uid][0] == k] for k in ("flair", "t1", "t2")}
     pre, post, t1_reasons = _split_t1(cands["t1"])
