@@ -14,8 +14,8 @@ from .core import NeurosegError
 # %% auto #0
 __all__ = ['N4_ITERATIONS', 'N4_VOXEL_MM', 'QC_SHIFT_MM', 'QC_ALIGNMENT_MIN', 'DEEPBET_SHA256', 'BRAIN_ML', 'tool_version',
            'step_record', 'to_nifti', 'from_nifti', 'read_volume', 'reorient', 'head_mask', 'n4_correct', 'nmi',
-           'alignment_score', 'register_rigid', 'target_registration_error', 'brain_points', 'case_grid', 'resample_to',
-           'deepbet_extractor', 'extract_brain', 'mask_dice']
+           'alignment_score', 'register_rigid', 'target_registration_error', 'brain_points', 'random_rigid',
+           'simulate_raw_series', 'case_grid', 'resample_to', 'deepbet_extractor', 'extract_brain', 'mask_dice']
 
 # %% ../nbs/10a_preprocess.ipynb #a5a56a63
 def tool_version(package:str) -> str:
@@ -111,7 +111,7 @@ def _register(fixed:sitk.Image, moving:sitk.Image, initial:sitk.Transform, seed:
     "Mattes MI, regular-step gradient descent over three resolutions, from `initial`; (transform, metric, iterations)."
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    reg.SetMetricSamplingStrategy(reg.RANDOM); reg.SetMetricSamplingPercentage(0.2, seed)
+    reg.SetMetricSamplingStrategy(reg.REGULAR); reg.SetMetricSamplingPercentage(0.3, seed)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-4, numberOfIterations=300, relaxationFactor=0.5)
     reg.SetOptimizerScalesFromPhysicalShift()
@@ -163,7 +163,7 @@ def register_rigid(fixed:sitk.Image, # the post-contrast T1 (bias-corrected)
         qc2 = alignment_score(fixed, moving, other, mask)
         if qc2["alignment"] > qc["alignment"]: best, metric, iters, qc, init = other, metric2, iters2, qc2, "centres of mass (the scanner geometry failed its check)"
     return best, step_record("register", tool_version("SimpleITK"), time.perf_counter() - tick, modality, qc,
-                             to="t1c", transform="rigid (Euler3D)", metric="Mattes MI, 32 bins, 20 % of voxels", levels=[4, 2, 1],
+                             to="t1c", transform="rigid (Euler3D)", metric="Mattes MI, 32 bins, 30 % of voxels on a regular grid", levels=[4, 2, 1],
                              start=init, iterations=iters, final_metric=round(metric, 4), parameters=[round(v, 5) for v in best.GetParameters()])
 
 # %% ../nbs/10a_preprocess.ipynb #2861fddc
@@ -177,6 +177,39 @@ def brain_points(mask:sitk.Image, n:int=2000, seed:int=0) -> np.ndarray:
     idx = np.argwhere(sitk.GetArrayViewFromImage(mask) > 0)[:, ::-1]
     pick = idx[np.random.default_rng(seed).choice(len(idx), min(n, len(idx)), replace=False)]
     return np.array([mask.TransformIndexToPhysicalPoint(tuple(int(v) for v in i)) for i in pick])
+
+# %% ../nbs/10a_preprocess.ipynb #af141248
+def random_rigid(rng:np.random.Generator, # source of randomness
+                 centre:tuple, # the rotation's centre (mm, physical)
+                 max_degrees:float=15.0, # about each axis
+                 max_mm:float=20.0, # along each axis
+                ) -> sitk.Euler3DTransform:
+    "A random rigid motion: up to `max_degrees` about each axis and `max_mm` along each."
+    return sitk.Euler3DTransform(tuple(centre), *np.radians(rng.uniform(-max_degrees, max_degrees, 3)), tuple(rng.uniform(-max_mm, max_mm, 3)))
+
+def simulate_raw_series(img:sitk.Image, # a 1 mm volume (a BraTS modality, a template)
+                        motion:sitk.Transform, # anatomy point -> where the scanner sees it (rigid)
+                        spacing:tuple=(0.9, 0.9, 5.5), # the series' voxels (mm): 2D axial, thick slices
+                        rng:np.random.Generator|int=0, # for the noise and the field
+                        noise:float=0.02, # Gaussian noise, as a fraction of the 99th percentile
+                        bias:float=0.2, # the bias field's amplitude (multiplicative, smooth)
+                       ) -> sitk.Image:
+    "`img` as a scanner's 2D series would hold it after `motion`: thick slices centred on the moved head, bias field, noise."
+    rng = np.random.default_rng(rng)
+    extent = np.array(img.GetSize()) * np.array(img.GetSpacing())
+    size = [max(2, int(round(e / s))) for e, s in zip(extent, spacing)]
+    grid = sitk.Image(size, sitk.sitkFloat32); grid.SetSpacing(tuple(float(s) for s in spacing)); grid.SetDirection(img.GetDirection())
+    d = np.array(img.GetDirection()).reshape(3, 3)
+    grid.SetOrigin((np.array(motion.TransformPoint(_centre(img))) - d @ ((np.array(size) - 1) / 2 * np.array(spacing))).tolist())
+    profile = [max(0.0, s - o) / 2.355 for s, o in zip(spacing, img.GetSpacing())]   # thick slices average across them
+    smooth = sitk.DiscreteGaussian(img, variance=[p ** 2 for p in profile], maximumKernelWidth=64, useImageSpacing=True)
+    raw = sitk.GetArrayFromImage(sitk.Resample(smooth, grid, motion.GetInverse(), sitk.sitkLinear, 0.0))
+    z, y, x = (np.linspace(-1, 1, n) for n in raw.shape)
+    a = rng.uniform(-1, 1, 3)
+    field = 1 + bias * (a[0] * x[None, None, :] + a[1] * y[None, :, None] + a[2] * z[:, None, None]) / max(1.0, np.abs(a).sum())
+    raw = raw * field + rng.normal(0, noise * np.percentile(raw, 99), raw.shape)
+    out = sitk.GetImageFromArray(np.clip(raw, 0, None).astype(np.float32)); out.CopyInformation(grid)
+    return out
 
 # %% ../nbs/10a_preprocess.ipynb #7cf8d2ad
 def case_grid(reference:sitk.Image, # the T1c, reoriented

@@ -137,13 +137,15 @@ def qc_figure(on_grid:dict, # co-registered modalities on the case grid
               native_t1c:sitk.Image|None=None, # the T1c in its own grid, with
               native_labels:np.ndarray|None=None, # the segmentation there (nibabel axis order), if one
               records:list|None=None, # step records: their scores go in the titles
+              case_labels:np.ndarray|None=None, # the segmentation on the case grid (nibabel axis order): its slice is shown
              ) -> Path:
     "Write the QC figure: brain outline per modality, checkerboards of each registration, segmentation on the native T1c."
     import matplotlib; matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     qc = {r["modality"]: r["qc"] for r in records or [] if r["step"] == "register"}
     m = sitk.GetArrayViewFromImage(mask)
-    z = int(np.median(np.nonzero(m)[0])) if m.any() else m.shape[0] // 2
+    if case_labels is not None and case_labels.any(): z = int(np.argmax((case_labels > 0).sum((0, 1))))   # the tumour's largest slice
+    else: z = int(np.median(np.nonzero(m)[0])) if m.any() else m.shape[0] // 2
     fig, axes = plt.subplots(3, 4, figsize=(14, 10.5), facecolor="black")
     for ax in axes.ravel(): ax.axis("off")
     for ax, mod in zip(axes[0], RAW_MODALITIES):
@@ -232,7 +234,7 @@ def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empt
             nib.save(nib.Nifti1Image(pred.labels, pred.reference.affine), tmp/f"{case_id}_seg.nii.gz")
             nib.save(nib.Nifti1Image(native_labels, to_nifti(volumes["t1c"]).affine), tmp/"native"/"seg.nii.gz")
             log(f"{'segment':>9} {'':<5} {rec['seconds']:6.1f} s  volumes mL {rec['params']['volumes_ml']}")
-        qc_figure(on_grid, mask, tmp/"qc.png", volumes["t1c"], native_labels, records)
+        qc_figure(on_grid, mask, tmp/"qc.png", volumes["t1c"], native_labels, records, pred.labels if pred else None)
         record.update(outputs=sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + ["preprocess.json"],
                       seconds=round(time.perf_counter() - start, 1))
         write_json_atomic(tmp/"preprocess.json", record)
