@@ -5,6 +5,7 @@
 # %% ../nbs/10b_raw.ipynb #19dbe049
 from __future__ import annotations
 import json, time
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import nibabel as nib
@@ -15,11 +16,12 @@ from .core import NeurosegError, cli_errors, console_script, atomic_dir, check_w
 from .labels import REGIONS, labels_to_regions
 from .dicom import RAW_MODALITIES, exam_folder, find_series, assign_series, series_table, read_series
 from .preprocess import (step_record, tool_version, to_nifti, from_nifti, read_volume, reorient, n4_correct,
-                                 head_mask, register_rigid, case_grid, resample_to, extract_brain)
+                                 head_mask, register_rigid, case_grid, resample_to, extract_brain, BRAIN_ML)
 
 # %% auto #0
 __all__ = ['BRATS_NAMES', 'dicom_volumes', 'nifti_volumes', 'coregister', 'brain_mask', 'qc_failures', 'probs_to_native',
-           'region_volumes_ml', 'qc_figure', 'preprocess_raw', 'neuroseg_preprocess']
+           'region_volumes_ml', 'qc_figure', 'Coregistered', 'load_and_coregister', 'preprocess_raw',
+           'neuroseg_preprocess']
 
 # %% ../nbs/10b_raw.ipynb #0cbfac4d
 BRATS_NAMES = dict(flair="flair", t1="t1", t1c="t1ce", t2="t2")   # file suffixes of a BraTS 2021 case folder
@@ -78,7 +80,8 @@ def brain_mask(on_grid:dict, # from `coregister`
     else: return extract_brain(on_grid["t1"])
     mask = sitk.Cast(mask, sitk.sitkUInt8)
     ml = float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) * float(np.prod(grid.GetSpacing())) / 1000
-    return mask, step_record("brain_mask", "neuroseg", time.perf_counter() - tick, "t1c", dict(brain_ml=round(ml, 1), passed=ml > 0), source=how)
+    qc = dict(brain_ml=round(ml, 1), brain_ml_range=list(BRAIN_ML), passed=bool(BRAIN_ML[0] <= ml <= BRAIN_ML[1]))
+    return mask, step_record("brain_mask", "neuroseg", time.perf_counter() - tick, "t1c", qc, source=how)
 
 # %% ../nbs/10b_raw.ipynb #32c82d42
 def qc_failures(records:list[dict]) -> list[str]:
@@ -199,6 +202,31 @@ def _segment(case_dir:Path, ckpt:str, native:sitk.Image) -> tuple:
     return pred, labels, rec
 
 # %% ../nbs/10b_raw.ipynb #8060e5c8
+@dataclass
+class Coregistered:
+    "The raw volumes and what co-registration made of them: the part of the path that does not depend on the outputs asked for."
+    volumes:dict            # the four modalities as read, on their own grids
+    inputs:list             # a record per series (DICOM) or file
+    table:str|None          # the printed series table (DICOM)
+    on_grid:dict            # bias-corrected, co-registered, on the case grid
+    grid:sitk.Image         # the case grid
+    transforms:dict         # T1c -> each modality (rigid)
+    records:list            # the steps so far
+    source:str              # dicom or nifti
+
+def load_and_coregister(dicom:str|Path|None=None, # a DICOM exam folder or zip; else `files`
+                        files:dict|None=None, # {modality: NIfTI}, without `dicom`; with it, {modality: series} choices
+                        spacing_mm:float=1.0, # the case grid
+                        log=print, # where progress lines go
+                       ) -> Coregistered:
+    "Read the exam (printing the series table) and co-register it onto the case grid."
+    if dicom: volumes, inputs, table = dicom_volumes(dicom, files); log(table)
+    else: (volumes, inputs), table = nifti_volumes(files or {}), None
+    on_grid, grid, transforms, records = coregister(volumes, spacing_mm)
+    for r in records: log(f"{r['step']:>9} {r['modality'] or '':<5} {r['seconds']:6.1f} s  {r['qc'] or ''}")
+    return Coregistered(volumes, inputs, table, on_grid, grid, transforms, records, "dicom" if dicom else "nifti")
+
+# %% ../nbs/10b_raw.ipynb #50be685f
 def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empty)
                    dicom:str|Path|None=None, # a DICOM exam folder or zip; else `files`
                    files:dict|None=None, # {modality: NIfTI}, without `dicom`; with it, {modality: series} choices
@@ -209,32 +237,32 @@ def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empt
                    skull_stripped:bool=False, # the inputs are already skull-stripped
                    force:bool=False, # segment even when a check failed
                    log=print, # where progress lines go
+                   coregistered:Coregistered|None=None, # `load_and_coregister`'s result, to reuse (then dicom, files, spacing_mm unused)
                   ) -> dict:
     "Preprocess a raw exam into `out` (and segment it with `ckpt`); returns the record written as `preprocess.json`."
     start, out = time.perf_counter(), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise NeurosegError(f"{out}: exists and is not an empty folder; choose a new one (an output never replaces an earlier one)")
     check_writable(out.parent)
-    if dicom: volumes, inputs, table = dicom_volumes(dicom, files); log(table)
-    else: (volumes, inputs), table = nifti_volumes(files or {}), None
-    on_grid, grid, transforms, records = coregister(volumes, spacing_mm)
-    for r in records: log(f"{r['step']:>9} {r['modality'] or '':<5} {r['seconds']:6.1f} s  {r['qc'] or ''}")
-    mask, rec = brain_mask(on_grid, mask_file, skull_stripped); records.append(rec)
+    c = coregistered or load_and_coregister(dicom, files, spacing_mm, log)
+    mask, rec = brain_mask(c.on_grid, mask_file, skull_stripped); records = [*c.records, rec]
     log(f"{'brain':>9} {'':<5} {rec['seconds']:6.1f} s  {rec['qc']}")
     failures = qc_failures(records)
-    record = dict(neuroseg=neuroseg.__version__, case=case_id, source="dicom" if dicom else "nifti", inputs=inputs,
+    record = dict(neuroseg=neuroseg.__version__, case=case_id, source=c.source, inputs=c.inputs,
                   steps=records, qc="failed" if failures else "passed", qc_failures=failures, forced=bool(force and failures))
     with atomic_dir(out) as tmp:
-        case_files = _write_case(tmp/case_id, case_id, on_grid, mask)
+        _write_case(tmp/case_id, case_id, c.on_grid, mask)
         (tmp/"native").mkdir(); (tmp/"transforms").mkdir()
-        sitk.WriteImage(volumes["t1c"], str(tmp/"native"/"t1c.nii.gz"), True)
-        for m in ("flair", "t1", "t2"): sitk.WriteTransform(transforms[m], str(tmp/"transforms"/f"t1c_to_{m}.tfm"))
-        if table: write_text_atomic(tmp/"series.txt", table + "\n")
+        sitk.WriteImage(c.volumes["t1c"], str(tmp/"native"/"t1c.nii.gz"), True)
+        for m in ("flair", "t1", "t2"): sitk.WriteTransform(c.transforms[m], str(tmp/"transforms"/f"t1c_to_{m}.tfm"))
+        if c.table: write_text_atomic(tmp/"series.txt", c.table + "\n")
         pred = native_labels = None
         if ckpt and (force or not failures):
-            pred, native_labels, rec = _segment(tmp/case_id, ckpt, volumes["t1c"]); records.append(rec)
+            pred, native_labels, rec = _segment(tmp/case_id, ckpt, c.volumes["t1c"]); records.append(rec)
             nib.save(nib.Nifti1Image(pred.labels, pred.reference.affine), tmp/f"{case_id}_seg.nii.gz")
-            nib.save(nib.Nifti1Image(native_labels, to_nifti(volumes["t1c"]).affine), tmp/"native"/"seg.nii.gz")
+            nib.save(nib.Nifti1Image(native_labels, to_nifti(c.volumes["t1c"]).affine), tmp/"native"/"seg.nii.gz")
             log(f"{'segment':>9} {'':<5} {rec['seconds']:6.1f} s  volumes mL {rec['params']['volumes_ml']}")
-        qc_figure(on_grid, mask, tmp/"qc.png", volumes["t1c"], native_labels, records, pred.labels if pred else None)
+        qc_figure(c.on_grid, mask, tmp/"qc.png", c.volumes["t1c"], native_labels, records, pred.labels if pred else None)
         record.update(outputs=sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + ["preprocess.json"],
                       seconds=round(time.perf_counter() - start, 1))
         write_json_atomic(tmp/"preprocess.json", record)
