@@ -4,7 +4,7 @@
 
 # %% ../nbs/91_bench.ipynb #e26d71db
 from __future__ import annotations
-import contextlib, functools, hashlib, io, json, operator, os, platform, re, statistics, subprocess, sys, tempfile, time, warnings
+import contextlib, functools, hashlib, io, json, operator, os, platform, re, shutil, statistics, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -40,8 +40,8 @@ __all__ = ['ENGINE_NAMES', 'ENGINE_VARIANTS', 'SCALING_SHAPES', 'MSD_TRAINING_CA
            'median_seconds', 'ours_training_speed', 'baseline_training_speed', 'compare_training', 'compare_floor',
            'synthetic_batch', 'compute_floor', 'precision_rows', 'monai_metrics', 'metric_agreement', 'compare_metrics',
            'official_evaluator', 'official_lesion_wise', 'lesion_pairs', 'lesion_agreement', 'compare_lesion_wise',
-           'item_seconds', 'compare_preprocessing', 'bench_environment', 'targets_summary', 'write_results',
-           'results_table', 'targets_table']
+           'item_seconds', 'compare_preprocessing', 'raw_exam', 'compare_raw_path', 'bench_environment',
+           'targets_summary', 'write_results', 'results_table', 'targets_table']
 
 # %% ../nbs/91_bench.ipynb #991305db
 def slug(text:str) -> str:
@@ -726,6 +726,51 @@ def compare_preprocessing(config:dict, # from `bench_config`
     return [bench_row("preprocessing", "s/case: disk cache vs uncached", on_disk, uncached, "s", hardware=hw, cases=len(cases)),
             bench_row("preprocessing", "s/case: memory cache vs uncached", in_memory, uncached, "s", hardware=hw),
             bench_row("preprocessing", "s/case uncached: neuroseg (with brain crop) vs the original", uncached, original_s, "s", hardware=hw)]
+
+# %% ../nbs/91_bench.ipynb #4fdb9fef
+def raw_exam(work_dir:str|Path, # the exam is written once into <work_dir>/raw-exam-<size>
+             in_plane:int=256, # rows and columns of FLAIR, T1 and T1c (the T2 has twice as many)
+             slices:int=26, # 2D slices of every series
+             seed:int=0,
+            ) -> Path:
+    "A synthetic clinical DICOM exam (FLAIR, T1, T1c, T2) of a 03_synth brain with a glioma, each series on its own grid."
+    from neuroseg.synth import synth_brain_case
+    from neuroseg.preprocess import from_nifti, random_rigid, simulate_raw_series, _centre
+    from neuroseg.dicom import write_dicom_series
+    folder = Path(work_dir)/f"raw-exam-{in_plane}x{slices}-{seed}"
+    if (folder/"complete").is_file(): return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    fov = 0.9 * 256   # mm, as the real exam's
+    spacing, thick = fov / in_plane, 156 / slices
+    image, _, affine = synth_brain_case(shape=tuple(int(round(v)) for v in (fov, fov, 156)), rng=seed, spacing_mm=1.0, enhancing=True)
+    rng, timing = np.random.default_rng(seed), dict(flair=(6000, 120, 2000), t1=(625, 15, None), t1c=(625, 15, None), t2=(5200, 100, None))
+    for i, (m, number) in enumerate((("flair", 701), ("t1", 901), ("t1c", 1201), ("t2", 401))):
+        vol = from_nifti(nib.Nifti1Image(image[..., i], affine))
+        step = spacing / 2 if m == "t2" else spacing
+        raw = simulate_raw_series(vol, random_rigid(rng, _centre(vol), 5, 5), (step, step, thick), rng=rng)
+        write_dicom_series(raw, folder/m, number, "T1W_SE" if m.startswith("t1") else m.upper(), *timing[m])
+    (folder/"complete").write_text("")
+    return folder
+
+# %% ../nbs/91_bench.ipynb #29167b17
+def compare_raw_path(exam:str|Path, # a DICOM exam (`raw_exam`, or a real one)
+                     out_dir:str|Path, # the run's output folder goes here (replaced on each run)
+                     ckpt:str="pretrained:brats", # the model that segments
+                     force:bool=False, # segment even when a check fails (tiny exams fail the brain-volume check)
+                     device:str="cpu",
+                    ) -> list[dict]:
+    "`neuroseg_preprocess --dicom EXAM --ckpt CKPT` timed from the command line: a row per step, end to end (<= 90 s), peak memory (<= 4096 MiB)."
+    out = Path(out_dir)/"raw-run"
+    shutil.rmtree(out, ignore_errors=True)
+    load = os.getloadavg()[0]
+    cmd = [Path(sys.executable).parent/"neuroseg_preprocess", "--dicom", exam, "--out", out, "--ckpt", ckpt, *(["--force"] if force else [])]
+    done = check_run(run_measured(cmd), "neuroseg_preprocess")
+    record, hw = json.loads((out/"preprocess.json").read_text()), hardware_line(device, load)
+    steps = [bench_row("raw scans", f"step: {r['step']}" + (f" {r['modality']}" if r["modality"] else ""), r["seconds"], None, "s",
+                       hardware=hw, tool=r["tool"]) for r in record["steps"]]
+    return steps + [bench_row("raw scans", "DICOM exam to a native-grid segmentation, from the command line", done["wall_s"], None, "s",
+                              target="ours <= 90", hardware=hw, qc=record["qc"], series=len(record["inputs"])),
+                    bench_row("raw scans", "peak memory of that command", done["peak_rss_mb"], None, "MiB", target="ours <= 4096", hardware=hw)]
 
 # %% ../nbs/91_bench.ipynb #81dc2553
 def bench_environment(device:str="cpu") -> dict:
