@@ -732,17 +732,18 @@ def raw_exam(work_dir:str|Path, # the exam is written once into <work_dir>/raw-e
              in_plane:int=256, # rows and columns of FLAIR, T1 and T1c (the T2 has twice as many)
              slices:int=26, # 2D slices of every series
              seed:int=0,
+             brain_mm:float=1.0, # voxel size the brain is generated at before it is seen on those grids
             ) -> Path:
     "A synthetic clinical DICOM exam (FLAIR, T1, T1c, T2) of a 03_synth brain with a glioma, each series on its own grid."
     from neuroseg.synth import synth_brain_case
     from neuroseg.preprocess import from_nifti, random_rigid, simulate_raw_series, _centre
     from neuroseg.dicom import write_dicom_series
-    folder = Path(work_dir)/f"raw-exam-{in_plane}x{slices}-{seed}"
+    folder = Path(work_dir)/f"raw-exam-{in_plane}x{slices}-{seed}-{brain_mm:g}mm"
     if (folder/"complete").is_file(): return folder
     shutil.rmtree(folder, ignore_errors=True)
     fov = 0.9 * 256   # mm, as the real exam's
     spacing, thick = fov / in_plane, 156 / slices
-    image, _, affine = synth_brain_case(shape=tuple(int(round(v)) for v in (fov, fov, 156)), rng=seed, spacing_mm=1.0, enhancing=True)
+    image, _, affine = synth_brain_case(shape=tuple(int(round(v / brain_mm)) for v in (fov, fov, 156)), rng=seed, spacing_mm=brain_mm, enhancing=True)
     rng, timing = np.random.default_rng(seed), dict(flair=(6000, 120, 2000), t1=(625, 15, None), t1c=(625, 15, None), t2=(5200, 100, None))
     for i, (m, number) in enumerate((("flair", 701), ("t1", 901), ("t1c", 1201), ("t2", 401))):
         vol = from_nifti(nib.Nifti1Image(image[..., i], affine))
@@ -757,13 +758,14 @@ def compare_raw_path(exam:str|Path, # a DICOM exam (`raw_exam`, or a real one)
                      out_dir:str|Path, # the run's output folder goes here (replaced on each run)
                      ckpt:str="pretrained:brats", # the model that segments
                      force:bool=False, # segment even when a check fails (tiny exams fail the brain-volume check)
+                     spacing_mm:float=1.0, # the case grid (neuroseg_preprocess --spacing)
                      device:str="cpu",
                     ) -> list[dict]:
     "`neuroseg_preprocess --dicom EXAM --ckpt CKPT` timed from the command line: a row per step, end to end (<= 90 s), peak memory (<= 4096 MiB)."
     out = Path(out_dir)/"raw-run"
     shutil.rmtree(out, ignore_errors=True)
     load = os.getloadavg()[0]
-    cmd = [Path(sys.executable).parent/"neuroseg_preprocess", "--dicom", exam, "--out", out, "--ckpt", ckpt, *(["--force"] if force else [])]
+    cmd = [Path(sys.executable).parent/"neuroseg_preprocess", "--dicom", exam, "--out", out, "--ckpt", ckpt, "--spacing", spacing_mm, *(["--force"] if force else [])]
     done = check_run(run_measured(cmd), "neuroseg_preprocess")
     record, hw = json.loads((out/"preprocess.json").read_text()), hardware_line(device, load)
     steps = [bench_row("raw scans", f"step: {r['step']}" + (f" {r['modality']}" if r["modality"] else ""), r["seconds"], None, "s",
