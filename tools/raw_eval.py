@@ -39,8 +39,8 @@ SPACING = dict(flair=(0.9, 0.9, 5.5), t1=(0.9, 0.9, 5.5), t1c=(0.9, 0.9, 5.5), t
 def dice(a:np.ndarray, b:np.ndarray) -> float:
     return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
 
-def region_dice(labels:np.ndarray, ref:np.ndarray, convention:str) -> list[float]:
-    p, r = labels_to_regions(labels, convention), labels_to_regions(ref, convention)
+def region_dice(labels:np.ndarray, convention:str, ref:np.ndarray, ref_convention:str) -> list[float]:
+    p, r = labels_to_regions(labels, convention), labels_to_regions(ref, ref_convention)
     return [round(dice(p[i], r[i]), 4) for i in range(len(REGIONS))]
 
 def simulate(case:dict, folder:Path, rng:np.random.Generator, move:bool) -> dict:
@@ -69,7 +69,7 @@ def one_case(case:dict, convention:str, work:Path, rng:np.random.Generator) -> d
     original = nib.load(case["image"][0])
     ref = np.asarray(nib.load(case["label"]).dataobj)
     base = predict(case, im)
-    row = dict(case=case["id"], dice_original=region_dice(base.labels, ref, base.convention))
+    row = dict(case=case["id"], dice_original=region_dice(base.labels, base.convention, ref, convention))
     for name, move in (("raw", True), ("control", False)):
         motions = simulate(case, work/f"{case['id']}-{name}-in", rng, move)
         tick = time.perf_counter()
@@ -77,7 +77,7 @@ def one_case(case:dict, convention:str, work:Path, rng:np.random.Generator) -> d
         record = preprocess_raw(work/f"{case['id']}-{name}", files=files, case_id=case["id"], skull_stripped=True, force=True, log=lambda *a: None)
         seconds = time.perf_counter() - tick
         probs, pred = probs_in_original(work/f"{case['id']}-{name}", case["id"], im, original, motions["t1c"])
-        row[f"dice_{name}"] = region_dice(labels_of(probs, pred), ref, pred.convention)
+        row[f"dice_{name}"] = region_dice(labels_of(probs, pred), pred.convention, ref, convention)
         row[f"seconds_{name}"] = round(seconds, 1)
         row[f"qc_{name}"] = record["qc"]
         if move:
@@ -110,17 +110,18 @@ def main():
     cases = cases[:args.cases]
     held_out = set(read_registry()["brats"]["held_out"])
     im = load_inference_model("pretrained:brats")
-    rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    saved = args.out/"raw_eval.json"   # resumable: cases already measured with this seed are kept
+    rows = json.loads(saved.read_text())["rows"] if saved.is_file() and json.loads(saved.read_text())["seed"] == args.seed else []
     with tempfile.TemporaryDirectory(dir=args.out) as work:
-        for case, conv in cases:
-            tick = time.perf_counter()
+        for index, (case, conv) in enumerate(cases):
+            if case["id"] in {r["case"] for r in rows}: continue
+            tick, rng = time.perf_counter(), np.random.default_rng([args.seed, index])   # one stream per case: any subset reproduces
             row = one_case(case, conv, Path(work), rng) | dict(held_out=case["id"] in held_out)
             rows.append(row)
             print(f"{row['case']}: TRE {row['tre_mm']}, Dice original {row['dice_original']} raw {row['dice_raw']} control "
                   f"{row['dice_control']}, {time.perf_counter() - tick:.0f} s", flush=True)
-            (args.out/"raw_eval.json").write_text(json.dumps(dict(seed=args.seed, spacing=SPACING, rows=rows), indent=2))
+            saved.write_text(json.dumps(dict(seed=args.seed, spacing=SPACING, rows=rows), indent=2))
     print_tables(rows)
 
 def print_tables(rows:list):
