@@ -39,7 +39,9 @@ class Series:
     orientations:int = 1                     # distinct ImageOrientationPatient among its files
 
     @property
-    def name(self) -> str: return f"series {self.number if self.number is not None else self.uid}"
+    def name(self) -> str:
+        "How tables, reasons and errors call it: by number (a UID would link an output back to the exam)."
+        return f"series {self.number}" if self.number is not None else f"the series without a SeriesNumber ({self.description!r})"
 
 # %% ../nbs/10_dicom.ipynb #1c8151b0
 def _plain(value):

@@ -15,7 +15,7 @@ from .core import NeurosegError
 __all__ = ['N4_ITERATIONS', 'N4_VOXEL_MM', 'QC_SHIFT_MM', 'QC_ALIGNMENT_MIN', 'DEEPBET_SHA256', 'BRAIN_ML', 'tool_version',
            'step_record', 'to_nifti', 'from_nifti', 'read_volume', 'reorient', 'head_mask', 'n4_correct', 'nmi',
            'alignment_score', 'register_rigid', 'target_registration_error', 'brain_points', 'random_rigid',
-           'simulate_raw_series', 'case_grid', 'resample_to', 'deepbet_extractor', 'extract_brain', 'mask_dice']
+           'simulate_raw_series', 'case_grid', 'resample_to', 'deepbet_extractor', 'extract_brain']
 
 # %% ../nbs/10a_preprocess.ipynb #a5a56a63
 def tool_version(package:str) -> str:
@@ -267,9 +267,3 @@ def extract_brain(t1:sitk.Image, # a T1-weighted head on the case grid (co-regis
     ml = float(np.count_nonzero(sitk.GetArrayViewFromImage(out))) * float(np.prod(t1.GetSpacing())) / 1000
     qc = dict(brain_ml=round(ml, 1), brain_ml_range=list(BRAIN_ML), passed=bool(BRAIN_ML[0] <= ml <= BRAIN_ML[1]))
     return out, step_record("brain_mask", tool_version("deepbet"), time.perf_counter() - tick, "t1", qc, threshold=threshold)
-
-# %% ../nbs/10a_preprocess.ipynb #e2265d6c
-def mask_dice(a:sitk.Image, b:sitk.Image) -> float:
-    "Dice of two binary masks on one grid."
-    x, y = sitk.GetArrayViewFromImage(a) > 0, sitk.GetArrayViewFromImage(b) > 0
-    return float(2 * np.count_nonzero(x & y) / max(1, np.count_nonzero(x) + np.count_nonzero(y)))

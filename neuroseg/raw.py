@@ -13,15 +13,14 @@ import SimpleITK as sitk
 from fastcore.script import Param, store_true
 import neuroseg
 from .core import NeurosegError, cli_errors, console_script, atomic_dir, check_writable, write_json_atomic, write_text_atomic
-from .labels import REGIONS, labels_to_regions
+from .xai import region_volumes_cm3
 from .dicom import RAW_MODALITIES, exam_folder, find_series, assign_series, series_table, read_series
 from .preprocess import (step_record, tool_version, to_nifti, from_nifti, read_volume, reorient, n4_correct,
                                  head_mask, register_rigid, case_grid, resample_to, extract_brain, BRAIN_ML)
 
 # %% auto #0
 __all__ = ['BRATS_NAMES', 'dicom_volumes', 'nifti_volumes', 'coregister', 'brain_mask', 'qc_failures', 'probs_to_native',
-           'region_volumes_ml', 'qc_figure', 'Coregistered', 'load_and_coregister', 'preprocess_raw',
-           'neuroseg_preprocess']
+           'qc_figure', 'Coregistered', 'load_and_coregister', 'preprocess_raw', 'neuroseg_preprocess']
 
 # %% ../nbs/10b_raw.ipynb #0cbfac4d
 BRATS_NAMES = dict(flair="flair", t1="t1", t1c="t1ce", t2="t2")   # file suffixes of a BraTS 2021 case folder
@@ -110,15 +109,6 @@ def probs_to_native(probs:np.ndarray, # (K, X, Y, Z) on the case grid
         out.append(sitk.GetArrayFromImage(resample_to(img, native, None, sitk.sitkLinear)).transpose(2, 1, 0))
     return np.stack(out)
 
-# %% ../nbs/10b_raw.ipynb #4ab7b947
-def region_volumes_ml(labels:np.ndarray, # label map (X, Y, Z)
-                      convention:str, # its label convention
-                      voxel_ml:float, # mL per voxel
-                     ) -> dict:
-    "WT, TC, ET volumes in mL."
-    regions = labels_to_regions(labels, convention)
-    return {r: round(float(regions[i].sum()) * voxel_ml, 2) for i, r in enumerate(REGIONS)}
-
 # %% ../nbs/10b_raw.ipynb #74f74ae2
 def _axial(img:sitk.Image, z:int) -> np.ndarray:
     "Slice `z` of an LPS volume: rows anterior to posterior, the patient's left on the right, as radiologists look at it."
@@ -187,15 +177,15 @@ def _write_case(folder:Path, case_id:str, on_grid:dict, mask:sitk.Image) -> dict
 # %% ../nbs/10b_raw.ipynb #7d388b69
 def _segment(case_dir:Path, ckpt:str, native:sitk.Image) -> tuple:
     "Segment the case: (the prediction on the case grid, its labels on `native`'s grid, the step's record)."
-    from neuroseg.infer import load_inference_model, inference_config, predict, labels_from_probs, model_postprocess, voxel_ml
+    from neuroseg.infer import load_inference_model, inference_config, predict, labels_from_probs, model_postprocess
     tick = time.perf_counter()
     im = load_inference_model(ckpt)
     pred = predict(case_dir, im)
     probs = probs_to_native(pred.probs, pred.reference, native)
     native_ml = float(np.prod(native.GetSpacing())) / 1000
     labels = labels_from_probs(probs, inference_config(im.cfg), pred.convention, model_postprocess(im), native_ml)
-    volumes = dict(case_grid=region_volumes_ml(pred.labels, pred.convention, voxel_ml(pred.reference)),
-                   native_t1c=region_volumes_ml(labels, pred.convention, native_ml))
+    mL = lambda labels, affine: {r: round(v, 2) for r, v in region_volumes_cm3(labels, affine, pred.convention).items()}
+    volumes = dict(case_grid=mL(pred.labels, pred.reference.affine), native_t1c=mL(labels, to_nifti(native).affine))
     rec = step_record("segment", f"neuroseg=={neuroseg.__version__}", time.perf_counter() - tick, None, checkpoint=str(ckpt),
                       convention=pred.convention, postprocess=pred.meta["postprocess"], back_to_native="probabilities, linear, then thresholded",
                       volumes_ml=volumes)

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT/"tools"))
 from real_data import find_real_data
 from neuroseg.data import read_brats
 from neuroseg.labels import labels_to_regions, REGIONS
+from neuroseg.metrics import compute_dice
 from neuroseg.preprocess import (from_nifti, random_rigid, simulate_raw_series, target_registration_error, brain_points, _centre)
 from neuroseg.raw import preprocess_raw
 from neuroseg.infer import load_inference_model, predict
@@ -36,12 +37,9 @@ from neuroseg.pretrained import read_registry
 MODALITIES = ("flair", "t1", "t1c", "t2")   # the order of a BraTS case's image list (MSD channels)
 SPACING = dict(flair=(0.9, 0.9, 5.5), t1=(0.9, 0.9, 5.5), t1c=(0.9, 0.9, 5.5), t2=(0.6, 0.6, 5.5))
 
-def dice(a:np.ndarray, b:np.ndarray) -> float:
-    return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
-
 def region_dice(labels:np.ndarray, convention:str, ref:np.ndarray, ref_convention:str) -> list[float]:
     p, r = labels_to_regions(labels, convention), labels_to_regions(ref, ref_convention)
-    return [round(dice(p[i], r[i]), 4) for i in range(len(REGIONS))]
+    return [round(compute_dice(p[i], r[i]), 4) for i in range(len(REGIONS))]
 
 def simulate(case:dict, folder:Path, rng:np.random.Generator, move:bool) -> dict:
     "Write the case's raw series into `folder`; returns each modality's motion (identity when not `move`)."
