@@ -4,19 +4,20 @@
 
 # %% ../nbs/10_dicom.ipynb #b53c43ba
 from __future__ import annotations
-import re, shutil, tempfile, zipfile, contextlib
+import re, shutil, logging, warnings, tempfile, zipfile, contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 import SimpleITK as sitk
-from .core import NeurosegError
+from .core import NeurosegError, atomic_path
 
 # %% auto #0
-__all__ = ['RAW_MODALITIES', 'HEADER_TAGS', 'Series', 'read_header', 'find_series', 'exam_folder', 'write_dicom_series',
-           'series_kind', 'contrast_evidence', 'Decision', 'assign_series', 'series_table', 'slice_positions',
-           'check_series_geometry', 'read_series']
+__all__ = ['RAW_MODALITIES', 'HEADER_TAGS', 'SEG_IDENTITY_TAGS', 'SEG_EMPTY_TAGS', 'Series', 'read_header', 'group_series',
+           'find_series', 'exam_folder', 'write_dicom_series', 'series_kind', 'contrast_evidence', 'Decision',
+           'assign_series', 'series_table', 'slice_positions', 'check_series_geometry', 'read_series',
+           'seg_source_headers', 'seg_frames', 'seg_segments', 'write_dicom_seg']
 
 # %% ../nbs/10_dicom.ipynb #7303d388
 RAW_MODALITIES = ("flair", "t1", "t1c", "t2")   # FLAIR, pre-contrast T1, post-contrast T1, T2
@@ -57,11 +58,11 @@ def read_header(path:Path) -> pydicom.Dataset|None:
     return ds if "SeriesInstanceUID" in ds and "ImagePositionPatient" in ds else None
 
 # %% ../nbs/10_dicom.ipynb #a3b84d53
-def find_series(folder:str|Path, # the exam: a folder of DICOM files, in subfolders or not
-               ) -> list[Series]:
-    "Every image series under `folder`, by series number; files that are not DICOM images are skipped."
+def group_series(paths:list, # files: DICOM images and others
+                ) -> list[Series]:
+    "The image series among `paths`, by series number; files that are not DICOM images are skipped."
     groups, orientations = {}, {}
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink()):
+    for path in paths:
         if (ds := read_header(path)) is None: continue
         uid = str(ds.SeriesInstanceUID)
         if uid not in groups:
@@ -69,11 +70,17 @@ def find_series(folder:str|Path, # the exam: a folder of DICOM files, in subfold
             tags = {k: _plain(ds.get(k)) for k in HEADER_TAGS if ds.get(k) is not None}
             groups[uid] = Series(uid, int(number) if number not in (None, "") else None,
                                  str(ds.get("SeriesDescription") or ds.get("ProtocolName") or ""), [], tags)
-        groups[uid].files.append(path)
+        groups[uid].files.append(Path(path))
         orientations.setdefault(uid, set()).add(tuple(np.round(np.array(ds.get("ImageOrientationPatient", [0] * 6), float), 3)))
     for uid, s in groups.items(): s.orientations = len(orientations[uid])
-    if not groups: raise NeurosegError(f"{folder}: no DICOM image found (a folder or zip of one exam's files)")
     return sorted(groups.values(), key=lambda s: (s.number is None, s.number or 0, s.uid))
+
+def find_series(folder:str|Path, # the exam: a folder of DICOM files, in subfolders or not
+               ) -> list[Series]:
+    "Every image series under `folder`, by series number; files that are not DICOM images are skipped."
+    if not (found := group_series(sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink()))):
+        raise NeurosegError(f"{folder}: no DICOM image found (a folder or zip of one exam's files)")
+    return found
 
 # %% ../nbs/10_dicom.ipynb #d486e2b8
 @contextlib.contextmanager
@@ -283,3 +290,123 @@ def read_series(s:Series) -> sitk.Image:
     try: img = reader.Execute()
     except RuntimeError as e: raise NeurosegError(f"{s.name} ({s.description}): cannot read its pixels ({str(e).splitlines()[-1][:120]})") from e
     return sitk.Cast(img, sitk.sitkFloat32)
+
+# %% ../nbs/10_dicom.ipynb #37338a6d
+SEG_IDENTITY_TAGS = ("PatientName", "PatientID", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber")
+SEG_EMPTY_TAGS = ("PatientBirthDate", "PatientSex", "ReferringPhysicianName")   # type 2: present, and empty
+_SEG_SOURCE_TAGS = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Modality", "SpecificCharacterSet",
+                    "Rows", "Columns", "PixelSpacing", "SliceThickness", "ImageOrientationPatient", "ImagePositionPatient")
+
+def seg_source_headers(files:list, # the source slices, in slice order (check_series_geometry)
+                      ) -> list[pydicom.Dataset]:
+    "What a SEG may take from its source slices: references, geometry and `SEG_IDENTITY_TAGS`, with `SEG_EMPTY_TAGS` empty."
+    heads = [pydicom.dcmread(f, stop_before_pixels=True, specific_tags=[*_SEG_SOURCE_TAGS, *SEG_IDENTITY_TAGS]) for f in files]
+    for h in heads:
+        for k in (*SEG_IDENTITY_TAGS, *SEG_EMPTY_TAGS):
+            if k not in h: setattr(h, k, None)
+    return heads
+
+# %% ../nbs/10_dicom.ipynb #2936d4f6
+def _grid(heads:list) -> tuple:
+    "(origin, spacing, direction) of the volume that the slices `heads` make, as SimpleITK holds it (LPS)."
+    iop, pos = np.array(heads[0].ImageOrientationPatient, float), np.array([h.ImagePositionPatient for h in heads], float)
+    normal, pixel = np.cross(iop[:3], iop[3:]), np.array(heads[0].PixelSpacing, float)
+    gap = (pos[-1] - pos[0]) @ normal / max(len(heads) - 1, 1)
+    return pos[0], np.array([pixel[1], pixel[0], gap]), np.stack([iop[:3], iop[3:], normal], 1)
+
+def seg_frames(labels:np.ndarray|sitk.Image, # the label map: an array in x, y, z order (nibabel's) or a SimpleITK image
+               heads:list, # seg_source_headers, in slice order
+               name:str="the series", # the series, in errors
+              ) -> np.ndarray:
+    "The label map as (slice, row, column) frames in the order of `heads`; refuse a map of another shape or grid."
+    want = (int(heads[0].Columns), int(heads[0].Rows), len(heads))
+    if (shape := tuple(labels.GetSize() if isinstance(labels, sitk.Image) else np.shape(labels))) != want:
+        raise NeurosegError(f"label map of shape {shape} does not match {name} ({want[0]} x {want[1]} x {want[2]}: columns, rows, "
+                            f"slices); give it on the series' own grid, as an array in x, y, z order")
+    if isinstance(labels, sitk.Image):
+        origin, spacing, direction = _grid(heads)
+        if not (np.allclose(labels.GetOrigin(), origin, atol=0.01) and np.allclose(labels.GetSpacing(), spacing, atol=0.01)
+                and np.allclose(np.reshape(labels.GetDirection(), (3, 3)), direction, atol=1e-4)):
+            raise NeurosegError(f"label map is not on {name}'s grid (origin, spacing or direction differ); resample it onto the series first")
+        labels = sitk.GetArrayFromImage(labels).transpose(2, 1, 0)
+    return np.asarray(labels).transpose(2, 1, 0)
+
+# %% ../nbs/10_dicom.ipynb #64f9699d
+def seg_segments(convention:str, # the label map's convention: brats2023, brats2021 or msd
+                 values:list, # the tumour labels present, in order
+                 model:str, # the model's name, for the algorithm identification
+                ) -> list:
+    "A highdicom `SegmentDescription` per label: the convention's name, SNOMED CT codes by tissue, the colour of our figures."
+    import highdicom as hd, neuroseg
+    from pydicom.sr.codedict import codes
+    from neuroseg.labels import get_convention, REGIONS, REGION_COLOURS
+    conv = get_convention(convention)
+    algorithm = hd.AlgorithmIdentificationSequence(str(model)[:64], codes.cid7162.ArtificialIntelligence, neuroseg.__version__, "NeuroSeg-3D")
+    segments = []
+    for number, v in enumerate(values, 1):
+        tissue, name = conv.label_classes[v], conv.labels[v]   # tissue: 1 edema, 2 core that does not enhance, 3 enhancing
+        kind = codes.SCT.Edema if tissue == 1 else codes.SCT.Necrosis if "necrotic" in name else codes.SCT.Neoplasm
+        d = hd.seg.SegmentDescription(number, name[0].upper() + name[1:], codes.SCT.MorphologicallyAbnormalStructure, kind, "AUTOMATIC",
+                                      algorithm, anatomic_regions=[codes.SCT.Brain],
+                                      display_color=hd.color.CIELabColor.from_string(REGION_COLOURS[REGIONS[tissue - 1]]))
+        d.SegmentDescription = f"{conv.name} label {v}"
+        segments.append(d)
+    return segments
+
+# %% ../nbs/10_dicom.ipynb #b7696eeb
+def _in_source_order(seg:pydicom.Dataset, heads:list):
+    "Put each segment's frames in the order of the source slices `heads` (highdicom sorts them along an axis of its own)."
+    from pydicom.pixels import pack_bits
+    index, items = {h.SOPInstanceUID: k for k, h in enumerate(heads)}, seg.PerFrameFunctionalGroupsSequence
+    shared = seg.SharedFunctionalGroupsSequence[0]   # holds the segment number when there is one segment
+    key = [(int((i if "SegmentIdentificationSequence" in i else shared).SegmentIdentificationSequence[0].ReferencedSegmentNumber),
+            index[i.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]) for i in items]
+    order = sorted(range(len(items)), key=key.__getitem__)
+    pixels = seg.pixel_array.reshape(len(items), seg.Rows, seg.Columns)
+    seg.PerFrameFunctionalGroupsSequence = [items[i] for i in order]
+    seg.PixelData = pack_bits(pixels[order])
+
+@contextlib.contextmanager
+def _quiet(*loggers:str):
+    "Drop every warning, and the log lines of `loggers`, inside the block: they may quote header values (UIDs, a patient's name)."
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in loggers: logging.getLogger(name).setLevel(logging.CRITICAL)
+        try: yield
+        finally:
+            for name, level in levels.items(): logging.getLogger(name).setLevel(level)
+
+# %% ../nbs/10_dicom.ipynb #4dd847da
+def _one_series(files:list) -> Series:
+    "The series that `files` make; raise `NeurosegError` when they make none or several."
+    found = group_series(sorted(Path(f) for f in files))
+    if len(found) != 1:
+        raise NeurosegError(f"the source files hold {len(found)} image series" + (f" ({', '.join(s.name for s in found)})" if found else "")
+                            + "; give the files of one series")
+    return found[0]
+
+def write_dicom_seg(labels:np.ndarray|sitk.Image, # the label map on the series' grid: an array in x, y, z order (nibabel's) or a SimpleITK image
+                    series:Series|list, # the series it lies on (the T1c, from find_series), or its DICOM files
+                    path:str|Path, # the DICOM SEG file to write
+                    convention:str, # the label map's convention: brats2023, brats2021 or msd
+                    model:str, # the model's name (pretrained:brats, a checkpoint's name), for the algorithm identification
+                    series_number:int=9901, # the SEG's SeriesNumber
+                   ) -> Path:
+    "Write `labels` as a binary DICOM SEG of `series`: a segment per tumour label present, a frame per slice it is on."
+    import highdicom as hd, neuroseg
+    from neuroseg.labels import check_labels
+    series = series if isinstance(series, Series) else _one_series(series)
+    heads = seg_source_headers(check_series_geometry(series))
+    frames = seg_frames(labels, heads, series.name)
+    if not (values := [v for v in check_labels(frames, convention, "label map") if v]):
+        raise NeurosegError("label map holds no tumour voxel, and a DICOM SEG needs at least one segmented frame: nothing written")
+    with _quiet("highdicom", "pydicom"):
+        seg = hd.seg.Segmentation(heads, np.stack([frames == v for v in values], -1).astype(np.uint8), "BINARY",
+                                  seg_segments(convention, values, model), hd.UID(), series_number, hd.UID(), 1, "NeuroSeg-3D", "neuroseg",
+                                  neuroseg.__version__, "none", content_qualification="RESEARCH", content_label="TUMOUR",
+                                  content_description=f"{model}, {convention} labels; not for clinical decisions"[:64],
+                                  series_description="NeuroSeg-3D tumour (research use only)")
+        _in_source_order(seg, heads)
+        with atomic_path(path) as tmp: seg.save_as(tmp)
+    return Path(path)
