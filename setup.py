@@ -23,7 +23,7 @@ min_python = cfg['min_python']
 # an sdist or a git URL gives a complete install: neuroseg.core.packaged_dir finds them there. New files in configs/
 # (*.yaml, *.json) ship without a change here.
 package_data = {f"{cfg['lib_name']}.configs": ("configs", ["*.yaml", "*.json"]),
-                f"{cfg['lib_name']}.templates": ("reports", ["train.ipynb", "evaluate.ipynb", "data.ipynb", "bench.ipynb"])}
+                f"{cfg['lib_name']}.templates": ("reports", ["train.ipynb", "evaluate.ipynb", "data.ipynb", "bench.ipynb", "preprocess.ipynb"])}
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 
 setuptools.setup(

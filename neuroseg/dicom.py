@@ -279,7 +279,7 @@ def check_series_geometry(s:Series) -> list[Path]:
     if (drift := np.linalg.norm(inplane[-1])) > 0.05 * max(1.0, np.median(gaps)):
         angle = np.degrees(np.arctan2(drift, along[-1] - along[0]))
         raise NeurosegError(f"{s.name} ({s.description}): slices sheared by {angle:.1f} degrees (gantry tilt); "
-                            f"convert it with dcm2niix (which corrects tilt) and pass the NIfTI")
+                            f"not read (a box would misplace the slices); pass a NIfTI resampled without tilt")
     return files
 
 # %% ../nbs/10_dicom.ipynb #eadf88c3

@@ -799,13 +799,25 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), a ship
                   split:Param("batch: only the cases of one subset of this split file (written by neuroseg_train)", str)=None,
                   subset:Param("which subset of --split", str, choices=list(SUBSETS))="test",
                   fold:Param("validation fold of --split, for --subset train or val", int)=0,
+                  dicom:Param("a raw DICOM exam (folder or zip): preprocessed as neuroseg_preprocess does, then segmented; --out is a new folder", str)=None,
+                  raw:Param("--flair --t1 --t1gd --t2 are raw scans (any grids, with skull): preprocessed as neuroseg_preprocess does first", store_true)=False,
                  ) -> int:
     "Segment brain tumours with a checkpoint; every output lies on its input's voxel grid. Exit code: 0 done, 2 bad input, 1 some cases of a batch failed."
-    source = _cli_input(input, flair, t1, t1gd, t2)
-    files = dict(save_probs=save_probs, save_entropy=save_entropy, overwrite=overwrite)
     settings = dict(tta=tta or None, roi_size=roi, overlap=overlap, sw_batch_size=sw_batch_size, convention=convention,
                     postprocess=cli_postprocess(postprocess, (min_size_wt, min_size_tc, min_size_et), et_min_volume,
                                                 (min_fraction_wt, min_fraction_tc, min_fraction_et)))
+    if dicom or raw:
+        from neuroseg.raw import _run_raw
+        if dicom and input: raise NeurosegError("--dicom is the input: give --dicom or --input, not both")
+        if raw and (input or dicom): raise NeurosegError("--raw reads --flair --t1 --t1gd --t2 (raw scans): give them instead of --input or --dicom")
+        if unused := [o for o, v in (("--save-probs", save_probs), ("--save-entropy", save_entropy), ("--overwrite", overwrite), ("--split", split)) if v]:
+            raise NeurosegError(f"{' '.join(unused)}: not available with --dicom or --raw (run neuroseg_infer on the case folder it writes)")
+        if raw: _cli_input(None, flair, t1, t1gd, t2)   # all four, named as this command names them
+        _run_raw(out, dicom, dict(flair=flair, t1=t1, t1c=t1gd, t2=t2), ckpt, "case", 1.0, None, False, "t1c", False, True, False,
+                 dict(device=device, engine=engine, precision=precision, **settings))
+        return 0
+    source = _cli_input(input, flair, t1, t1gd, t2)
+    files = dict(save_probs=save_probs, save_entropy=save_entropy, overwrite=overwrite)
     if isinstance(source, str) and is_batch(source):
         cases = split_subset_ids(split, subset, fold) if split else None
         return _run_batch(source, ckpt, out, device=device, engine=engine, precision=precision, cases=cases, **files, **settings)

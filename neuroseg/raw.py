@@ -4,7 +4,7 @@
 
 # %% ../nbs/10b_raw.ipynb #19dbe049
 from __future__ import annotations
-import json, time
+import dataclasses, html, json, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -14,27 +14,29 @@ from fastcore.script import Param, store_true
 import neuroseg
 from .core import NeurosegError, cli_errors, console_script, atomic_dir, check_writable, write_json_atomic, write_text_atomic
 from .xai import region_volumes_cm3
-from .dicom import RAW_MODALITIES, exam_folder, find_series, assign_series, series_table, read_series
+from .dicom import RAW_MODALITIES, exam_folder, find_series, assign_series, series_table, read_series, write_dicom_seg
 from .preprocess import (step_record, tool_version, to_nifti, from_nifti, read_volume, reorient, n4_correct,
                                  head_mask, register_rigid, case_grid, resample_to, extract_brain, BRAIN_ML)
 
 # %% auto #0
 __all__ = ['BRATS_NAMES', 'dicom_volumes', 'nifti_volumes', 'coregister', 'brain_mask', 'qc_failures', 'probs_to_native',
-           'qc_figure', 'Coregistered', 'load_and_coregister', 'preprocess_raw', 'neuroseg_preprocess']
+           'face_keep_mask', 'deface', 'qc_figure', 'qc_record', 'qc_summary', 'qc_steps', 'brain_outline_figure',
+           'registration_figure', 'native_segmentation_figures', 'Coregistered', 'load_and_coregister',
+           'preprocess_raw', 'neuroseg_preprocess']
 
 # %% ../nbs/10b_raw.ipynb #0cbfac4d
 BRATS_NAMES = dict(flair="flair", t1="t1", t1c="t1ce", t2="t2")   # file suffixes of a BraTS 2021 case folder
 
 def dicom_volumes(exam:str|Path, # a DICOM folder or zip of one exam
                   chosen:dict|None=None, # {modality: series number or UID} where the user decides
-                 ) -> tuple[dict, list, str]:
-    "(volumes by modality, a record per series, the printed table) of a DICOM exam."
+                 ) -> tuple[dict, list, str, dict]:
+    "(volumes by modality, a record per series, the printed table, {modality: SeriesInstanceUID}) of a DICOM exam."
     with exam_folder(exam) as folder:
         decisions = assign_series(find_series(folder), chosen)
         volumes = {d.role: read_series(d.series) for d in decisions if d.role}
     inputs = [dict(series=d.series.number, description=d.series.description, images=len(d.series.files), kind=d.kind,
                    use=d.role, why=d.reason) for d in decisions]
-    return volumes, inputs, series_table(decisions)
+    return volumes, inputs, series_table(decisions), {d.role: d.series.uid for d in decisions if d.role}
 
 def nifti_volumes(paths:dict, # {modality: file}
                  ) -> tuple[dict, list]:
@@ -100,14 +102,40 @@ def qc_failures(records:list[dict]) -> list[str]:
 # %% ../nbs/10b_raw.ipynb #fe2904ad
 def probs_to_native(probs:np.ndarray, # (K, X, Y, Z) on the case grid
                     reference:nib.Nifti1Image, # the case grid (a modality of the case)
-                    native:sitk.Image, # the target grid: the T1c as the scanner wrote it
+                    native:sitk.Image, # the target grid: the T1c as the scanner wrote it, or another modality's
+                    transform:sitk.Transform|None=None, # T1c -> that modality (`coregister`'s); None: the T1c itself
                    ) -> np.ndarray:
     "The probabilities (K, x, y, z) resampled linearly onto `native`'s grid, in nibabel's axis order."
+    back = transform.GetInverse() if transform is not None else None   # a native point -> the T1c's space, where the case grid lies
     out = []
     for channel in probs:
         img = from_nifti(nib.Nifti1Image(np.asarray(channel, np.float32), reference.affine))
-        out.append(sitk.GetArrayFromImage(resample_to(img, native, None, sitk.sitkLinear)).transpose(2, 1, 0))
+        out.append(sitk.GetArrayFromImage(resample_to(img, native, back, sitk.sitkLinear)).transpose(2, 1, 0))
     return np.stack(out)
+
+# %% ../nbs/10b_raw.ipynb #571b281b
+def face_keep_mask(brain:sitk.Image, # the brain mask on the case grid (1 mm or so, near-isotropic)
+                   margin_mm:float=10.0, # the plane's distance from the brain
+                  ) -> sitk.Image:
+    "uint8 on `brain`'s grid: 1 above Quickshear's plane (kept), 0 below it (the face)."
+    import quickshear
+    mask = to_nifti(sitk.Cast(brain > 0, sitk.sitkUInt8))
+    if not np.asarray(mask.dataobj).any(): raise NeurosegError("deface: the brain mask is empty")
+    superior = int(np.argmax(np.abs(mask.affine[2, :3])))     # the voxel axis closest to the patient's superior
+    margin = max(1, round(margin_mm / float(mask.header.get_zooms()[superior])))
+    ones = nib.Nifti1Image(np.ones(mask.shape, np.uint8), mask.affine)
+    keep = from_nifti(quickshear.quickshear(ones, mask, buff=margin), np.uint8)
+    keep.CopyInformation(brain)
+    return keep
+
+def deface(head:sitk.Image, # a volume with its face: the case grid's, or a native one
+           keep:sitk.Image, # `face_keep_mask` on the case grid
+           transform:sitk.Transform|None=None, # T1c -> `head`'s modality (`coregister`'s); None: the T1c or the case grid
+          ) -> sitk.Image:
+    "`head` with the face removed: voxels below the plane, and (for privacy's sake) any outside the case grid, set to 0."
+    back = transform.GetInverse() if transform is not None else None
+    kept = sitk.Resample(keep, head, back or sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.Mask(head, kept)
 
 # %% ../nbs/10b_raw.ipynb #74f74ae2
 def _axial(img:sitk.Image, z:int) -> np.ndarray:
@@ -162,6 +190,116 @@ def qc_figure(on_grid:dict, # co-registered modalities on the case grid
     path = Path(path); fig.savefig(path, dpi=70, facecolor="black"); plt.close(fig)
     return path
 
+# %% ../nbs/10b_raw.ipynb #c32afb67
+def _write_qc_volumes(folder:Path, on_grid:dict, mask:sitk.Image, keep:sitk.Image|None):
+    "The co-registered heads as uint8 (1st-99.5th percentile window) and the brain mask, for the QC report and viewers."
+    folder.mkdir()
+    for m in RAW_MODALITIES:
+        img = on_grid[m] if keep is None else deface(on_grid[m], keep)
+        a = sitk.GetArrayFromImage(img)
+        out = sitk.GetImageFromArray(np.round(_window(a) * 255).astype(np.uint8)); out.CopyInformation(img)
+        sitk.WriteImage(out, str(folder/f"{m}.nii.gz"), True)
+    sitk.WriteImage(mask, str(folder/"brainmask.nii.gz"), True)
+
+def _qc_report(folder:Path, log=print):
+    "Render the preprocess template on `folder` into folder/qc.html (the executed notebook is not kept)."
+    from neuroseg.render import template_path, execute_template, notebook_html
+    tick, page = time.perf_counter(), folder/".qc.ipynb"
+    try:
+        execute_template(template_path("preprocess"), page, dict(run_dir=str(folder)))
+        write_text_atomic(folder/"qc.html", notebook_html(page))
+    finally: page.unlink(missing_ok=True)
+    log(f"{'report':>9} {'':<5} {time.perf_counter() - tick:6.1f} s  qc.html")
+
+# %% ../nbs/10b_raw.ipynb #b8e3edd4
+def qc_record(run_dir:str|Path, # a folder written by `preprocess_raw`
+             ) -> dict:
+    "The folder's preprocess.json, with a clear error when it is not such a folder."
+    path = Path(run_dir)/"preprocess.json"
+    if not path.is_file(): raise NeurosegError(f"{run_dir}: no preprocess.json (not a folder written by neuroseg_preprocess)")
+    return json.loads(path.read_text())
+
+def qc_summary(record:dict) -> str:
+    "HTML: the verdict, each failed check, and the volumes in mL on each grid."
+    from neuroseg.report import table_html
+    ok = record["qc"] == "passed"
+    head = (f'<p style="font-size:1.3em;color:{"#117733" if ok else "#CC3311"}"><b>QC {record["qc"]}</b>'
+            + (" (segmented anyway: --force)" if record.get("forced") else "") + "</p>")
+    fails = "".join(f"<li>{html.escape(f)}</li>" for f in record["qc_failures"])
+    seg = next((s for s in record["steps"] if s["step"] == "segment"), None)
+    volumes = [dict(grid=g.replace("_", " "), **v) for g, v in seg["params"]["volumes_ml"].items()] if seg else []
+    facts = [dict(item="case", value=record["case"]), dict(item="input", value=record["source"]),
+             dict(item="neuroseg", value=record["neuroseg"]), dict(item="seconds", value=record["seconds"]),
+             dict(item="native grids", value=record.get("native", "t1c")), dict(item="defaced", value=record.get("defaced", False))]
+    return (head + (f"<ul>{fails}</ul>" if fails else "") + table_html(facts, "Run")
+            + (table_html(volumes, "Volumes, mL (the case grid, and each native grid)") if volumes else "<p>Not segmented.</p>"))
+
+def qc_steps(record:dict) -> str:
+    "HTML: one row per step with its tool, time and scores; a failed check is marked."
+    from neuroseg.report import table_html
+    rows = []
+    for s in record["steps"]:
+        qc = s.get("qc") or {}
+        scores = ", ".join(f"{k} {v}" for k, v in qc.items() if k not in ("passed",) and not isinstance(v, (list, dict)))
+        rows.append(dict(step=s["step"], modality=s["modality"] or "", tool=s["tool"], seconds=s["seconds"], scores=scores,
+                         check="" if "passed" not in qc else "passed" if qc["passed"] else "FAILED"))
+    return table_html(rows, "Steps")
+
+def _qc_case(run_dir:Path, modality:str):
+    "The canonical (RAS) view of a QC volume, its slices crossing at the brain mask's centre."
+    from neuroseg.xai import canonical_case
+    mask = nib.load(run_dir/"qc"/"brainmask.nii.gz")
+    ijk = np.argwhere(np.asarray(mask.dataobj) > 0).mean(0) if np.asarray(mask.dataobj).any() else np.array(mask.shape) / 2
+    return canonical_case(str(run_dir/"qc"/f"{modality}.nii.gz"), centre=nib.affines.apply_affine(mask.affine, ijk))
+
+def brain_outline_figure(run_dir:str|Path, # a folder written by `preprocess_raw`
+                        ):
+    "The brain mask's outline on each co-registered modality, in three planes (rows: modalities)."
+    from neuroseg.xai import PLANES, _figure, draw_image, panel_title
+    run_dir = Path(run_dir)
+    fig, axes = _figure(len(RAW_MODALITIES), len(PLANES))
+    for row, m in zip(axes, RAW_MODALITIES):
+        case = _qc_case(run_dir, m)
+        mask = case.reorient(np.asarray(nib.load(run_dir/"qc"/"brainmask.nii.gz").dataobj) > 0)
+        for ax, plane in zip(row, PLANES):
+            view = case.view(case.image, plane)
+            draw_image(ax, view, (0, 255), panel_title(f"{m}, brain outline", plane, case))
+            ax.contour(case.view(mask.astype(np.float32), plane).pixels, [0.5], colors="#EE7733", linewidths=1)
+    return fig
+
+def registration_figure(run_dir:str|Path, # a folder written by `preprocess_raw`
+                        modality:str, # flair, t1 or t2: registered to the T1c
+                       ):
+    "Row 1: checkerboard of the T1c and `modality`; row 2: the T1c's edges (Canny) over `modality`; three planes."
+    from skimage.feature import canny
+    from neuroseg.xai import PLANES, _figure, draw_image, panel_title
+    run_dir = Path(run_dir)
+    fixed, moving = _qc_case(run_dir, "t1c"), _qc_case(run_dir, modality)
+    fig, axes = _figure(2, len(PLANES))
+    for k, plane in enumerate(PLANES):
+        a, b = fixed.view(fixed.image, plane), moving.view(moving.image, plane)
+        board = b.pixels.copy(); rows, cols = np.indices(board.shape)
+        pick = ((rows * 8 // board.shape[0]) + (cols * 8 // board.shape[1])) % 2 == 0
+        board[pick] = a.pixels[pick]
+        draw_image(axes[0, k], dataclasses.replace(b, pixels=board), (0, 255), panel_title(f"t1c | {modality}", plane, fixed))
+        draw_image(axes[1, k], b, (0, 255), panel_title(f"t1c edges on {modality}", plane, fixed))
+        edges = np.ma.masked_equal(canny(a.pixels.astype(float), sigma=2, low_threshold=10, high_threshold=25).astype(float), 0)
+        axes[1, k].imshow(edges, cmap="autumn", aspect=a.aspect, interpolation="nearest", alpha=0.9)
+    return fig
+
+def native_segmentation_figures(run_dir:str|Path, # a folder written by `preprocess_raw`
+                               ) -> dict:
+    "{grid: figure}: the segmentation on each native volume written (three planes through the tumour)."
+    from neuroseg.xai import plot_multiplanar
+    run_dir, record = Path(run_dir), qc_record(run_dir)
+    seg = next((s for s in record["steps"] if s["step"] == "segment"), None)
+    figs = {}
+    for m in RAW_MODALITIES:
+        labels = run_dir/"native"/("seg.nii.gz" if m == "t1c" else f"seg_{m}.nii.gz")
+        if seg and labels.is_file():
+            figs[m] = plot_multiplanar(str(run_dir/"native"/f"{m}.nii.gz"), regions_pred=str(labels), convention=seg["params"]["convention"])
+    return figs
+
 # %% ../nbs/10b_raw.ipynb #fad06e8e
 def _write_case(folder:Path, case_id:str, on_grid:dict, mask:sitk.Image) -> dict:
     "The BraTS 2021 case folder: each modality masked to the brain, and the mask; returns the files written."
@@ -175,18 +313,24 @@ def _write_case(folder:Path, case_id:str, on_grid:dict, mask:sitk.Image) -> dict
     return files
 
 # %% ../nbs/10b_raw.ipynb #7d388b69
-def _segment(case_dir:Path, ckpt:str, native:sitk.Image) -> tuple:
-    "Segment the case: (the prediction on the case grid, its labels on `native`'s grid, the step's record)."
+def _segment(case_dir:Path, ckpt:str|list, natives:dict, infer:dict|None=None) -> tuple:
+    """Segment the case: (the prediction on the case grid, {modality: labels on its native grid}, the step's record).
+
+    `natives` maps a modality to (its native image, the transform T1c -> it, None for the T1c); `infer` holds
+    neuroseg_infer's settings (device, engine, precision, tta, overlap, postprocess, ...)."""
     from neuroseg.infer import load_inference_model, inference_config, predict, labels_from_probs, model_postprocess
-    tick = time.perf_counter()
-    im = load_inference_model(ckpt)
-    pred = predict(case_dir, im)
-    probs = probs_to_native(pred.probs, pred.reference, native)
-    native_ml = float(np.prod(native.GetSpacing())) / 1000
-    labels = labels_from_probs(probs, inference_config(im.cfg), pred.convention, model_postprocess(im), native_ml)
+    tick, infer = time.perf_counter(), dict(infer or {})
+    im = load_inference_model(ckpt, *(infer.pop(k, d) for k, d in (("device", "auto"), ("engine", None), ("precision", None))))
+    pred = predict(case_dir, im, **infer)
+    rule = model_postprocess(im) if infer.get("postprocess") is None else infer["postprocess"]
     mL = lambda labels, affine: {r: round(v, 2) for r, v in region_volumes_cm3(labels, affine, pred.convention).items()}
-    volumes = dict(case_grid=mL(pred.labels, pred.reference.affine), native_t1c=mL(labels, to_nifti(native).affine))
-    rec = step_record("segment", f"neuroseg=={neuroseg.__version__}", time.perf_counter() - tick, None, checkpoint=str(ckpt),
+    labels, volumes = {}, dict(case_grid=mL(pred.labels, pred.reference.affine))
+    for m, (native, transform) in natives.items():
+        probs = probs_to_native(pred.probs, pred.reference, native, transform)
+        voxel_ml = float(np.prod(native.GetSpacing())) / 1000
+        labels[m] = labels_from_probs(probs, inference_config(im.cfg), pred.convention, rule, voxel_ml)
+        volumes[f"native_{m}"] = mL(labels[m], to_nifti(native).affine)
+    rec = step_record("segment", f"neuroseg=={neuroseg.__version__}", time.perf_counter() - tick, None, checkpoint=ckpt if isinstance(ckpt, str) else [str(c) for c in ckpt],
                       convention=pred.convention, postprocess=pred.meta["postprocess"], back_to_native="probabilities, linear, then thresholded",
                       volumes_ml=volumes)
     return pred, labels, rec
@@ -203,6 +347,8 @@ class Coregistered:
     transforms:dict         # T1c -> each modality (rigid)
     records:list            # the steps so far
     source:str              # dicom or nifti
+    exam:Path|None = None   # the DICOM exam (folder or zip)
+    uids:dict|None = None   # {modality: SeriesInstanceUID}, in memory only: a DICOM SEG must reference its series
 
 def load_and_coregister(dicom:str|Path|None=None, # a DICOM exam folder or zip; else `files`
                         files:dict|None=None, # {modality: NIfTI}, without `dicom`; with it, {modality: series} choices
@@ -210,27 +356,56 @@ def load_and_coregister(dicom:str|Path|None=None, # a DICOM exam folder or zip; 
                         log=print, # where progress lines go
                        ) -> Coregistered:
     "Read the exam (printing the series table) and co-register it onto the case grid."
-    if dicom: volumes, inputs, table = dicom_volumes(dicom, files); log(table)
-    else: (volumes, inputs), table = nifti_volumes(files or {}), None
+    if dicom: volumes, inputs, table, uids = dicom_volumes(dicom, files); log(table)
+    else: (volumes, inputs), table, uids = nifti_volumes(files or {}), None, None
     on_grid, grid, transforms, records = coregister(volumes, spacing_mm)
     for r in records: log(f"{r['step']:>9} {r['modality'] or '':<5} {r['seconds']:6.1f} s  {r['qc'] or ''}")
-    return Coregistered(volumes, inputs, table, on_grid, grid, transforms, records, "dicom" if dicom else "nifti")
+    return Coregistered(volumes, inputs, table, on_grid, grid, transforms, records, "dicom" if dicom else "nifti",
+                        Path(dicom) if dicom else None, uids)
 
 # %% ../nbs/10b_raw.ipynb #50be685f
+def _native_outputs(tmp:Path, c:Coregistered, native:str, keep:sitk.Image|None) -> dict:
+    "Write the native volumes (the T1c, or all four) into tmp/native, defaced with `keep` if given; {modality: (image, T1c -> it)}."
+    mods = RAW_MODALITIES if native == "all" else ("t1c",)
+    grids = {m: (c.volumes[m], None if m == "t1c" else c.transforms[m]) for m in mods}
+    for m, (img, transform) in grids.items():
+        sitk.WriteImage(img if keep is None else deface(img, keep, transform), str(tmp/"native"/f"{m}.nii.gz"), True)
+    return grids
+
+def _dicom_seg(c:Coregistered, labels:np.ndarray, convention:str, ckpt, path:Path, log=print) -> dict:
+    "Write the DICOM SEG of the native T1c labels, referencing the T1c series (read again: a zip's files are gone); its record."
+    tick = time.perf_counter()
+    model = ckpt if isinstance(ckpt, str) and ckpt.startswith("pretrained:") else ", ".join(Path(str(p)).name for p in ([ckpt] if isinstance(ckpt, (str, Path)) else ckpt))
+    with exam_folder(c.exam) as folder:
+        series = next(s for s in find_series(folder) if s.uid == c.uids["t1c"])
+        write_dicom_seg(labels, series, path, convention, model)
+    rec = step_record("dicom_seg", tool_version("highdicom"), time.perf_counter() - tick, "t1c", None, file=str(path.name),
+                      references=f"{series.name} ({series.description})")
+    log(f"{'dicom seg':>9} {'t1c':<5} {rec['seconds']:6.1f} s  native/seg.dcm")
+    return rec
+
 def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empty)
                    dicom:str|Path|None=None, # a DICOM exam folder or zip; else `files`
                    files:dict|None=None, # {modality: NIfTI}, without `dicom`; with it, {modality: series} choices
                    case_id:str="case", # the case's name in file names
-                   ckpt:str|None=None, # segment with this checkpoint (pretrained:brats, a file); None: preprocess only
+                   ckpt:str|list|None=None, # segment with this checkpoint (pretrained:brats, a file, several); None: preprocess only
                    spacing_mm:float=1.0, # the case grid
                    mask_file:str|Path|None=None, # a brain mask of the user's
                    skull_stripped:bool=False, # the inputs are already skull-stripped
                    force:bool=False, # segment even when a check failed
                    log=print, # where progress lines go
                    coregistered:Coregistered|None=None, # `load_and_coregister`'s result, to reuse (then dicom, files, spacing_mm unused)
+                   native:str="t1c", # the native grids written with a segmentation: t1c, or all (each modality's)
+                   defaced:bool=False, # remove the face from the native volumes written (`deface`)
+                   report:bool=True, # render the QC report qc.html (the preprocess template)
+                   infer:dict|None=None, # neuroseg_infer's settings for the segmentation (device, tta, postprocess, ...)
+                   dicom_seg:bool=False, # also write native/seg.dcm, a DICOM SEG of the T1c series (it carries the patient's name and ID)
                   ) -> dict:
     "Preprocess a raw exam into `out` (and segment it with `ckpt`); returns the record written as `preprocess.json`."
     start, out = time.perf_counter(), Path(out)
+    if native not in ("t1c", "all"): raise NeurosegError(f"--native {native}: use t1c or all")
+    if dicom_seg and not (ckpt and (dicom or coregistered and coregistered.exam)):
+        raise NeurosegError("--dicom-seg: needs a DICOM exam (--dicom) and a model to segment it (--ckpt)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise NeurosegError(f"{out}: exists and is not an empty folder; choose a new one (an output never replaces an earlier one)")
     check_writable(out.parent)
@@ -238,32 +413,39 @@ def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empt
     mask, rec = brain_mask(c.on_grid, mask_file, skull_stripped); records = [*c.records, rec]
     log(f"{'brain':>9} {'':<5} {rec['seconds']:6.1f} s  {rec['qc']}")
     failures = qc_failures(records)
-    record = dict(neuroseg=neuroseg.__version__, case=case_id, source=c.source, inputs=c.inputs,
-                  steps=records, qc="failed" if failures else "passed", qc_failures=failures, forced=bool(force and failures))
+    record = dict(neuroseg=neuroseg.__version__, case=case_id, source=c.source, inputs=c.inputs, steps=records,
+                  qc="failed" if failures else "passed", qc_failures=failures, forced=bool(force and failures),
+                  native=native, defaced=defaced, out=str(out))
     with atomic_dir(out) as tmp:
         _write_case(tmp/case_id, case_id, c.on_grid, mask)
         (tmp/"native").mkdir(); (tmp/"transforms").mkdir()
-        sitk.WriteImage(c.volumes["t1c"], str(tmp/"native"/"t1c.nii.gz"), True)
+        keep = face_keep_mask(mask) if defaced else None
+        grids = _native_outputs(tmp, c, native, keep)
+        _write_qc_volumes(tmp/"qc", c.on_grid, mask, keep)
         for m in ("flair", "t1", "t2"): sitk.WriteTransform(c.transforms[m], str(tmp/"transforms"/f"t1c_to_{m}.tfm"))
         if c.table: write_text_atomic(tmp/"series.txt", c.table + "\n")
         pred = native_labels = None
         if ckpt and (force or not failures):
-            pred, native_labels, rec = _segment(tmp/case_id, ckpt, c.volumes["t1c"]); records.append(rec)
+            pred, native_labels, rec = _segment(tmp/case_id, ckpt, grids, infer); records.append(rec)
             nib.save(nib.Nifti1Image(pred.labels, pred.reference.affine), tmp/f"{case_id}_seg.nii.gz")
-            nib.save(nib.Nifti1Image(native_labels, to_nifti(c.volumes["t1c"]).affine), tmp/"native"/"seg.nii.gz")
+            for m, labels in native_labels.items():
+                nib.save(nib.Nifti1Image(labels, to_nifti(grids[m][0]).affine), tmp/"native"/("seg.nii.gz" if m == "t1c" else f"seg_{m}.nii.gz"))
             log(f"{'segment':>9} {'':<5} {rec['seconds']:6.1f} s  volumes mL {rec['params']['volumes_ml']}")
-        qc_figure(c.on_grid, mask, tmp/"qc.png", c.volumes["t1c"], native_labels, records, pred.labels if pred else None)
-        record.update(outputs=sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + ["preprocess.json"],
+            if dicom_seg: records.append(_dicom_seg(c, native_labels["t1c"], pred.convention, ckpt, tmp/"native"/"seg.dcm", log))
+        qc_figure(c.on_grid, mask, tmp/"qc.png", c.volumes["t1c"], native_labels and native_labels["t1c"], records, pred.labels if pred else None)
+        written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        record.update(outputs=written + ["preprocess.json"] + (["qc.html"] if report else []),
                       seconds=round(time.perf_counter() - start, 1))
         write_json_atomic(tmp/"preprocess.json", record)
+        if report: _qc_report(tmp, log)
     if failures and not force:
-        raise NeurosegError(f"{failures[0]}; nothing segmented: look at {out/'qc.png'}, or pass --force to segment anyway")
+        raise NeurosegError(f"{failures[0]}; nothing segmented: look at {out/'qc.html' if report else out/'qc.png'}, or pass --force to segment anyway")
     return record
 
 # %% ../nbs/10b_raw.ipynb #77811446
 @console_script
 @cli_errors
-def neuroseg_preprocess(out:Param("output folder (new): the BraTS case, native/, transforms/, qc.png, preprocess.json", str)=None,
+def neuroseg_preprocess(out:Param("output folder (new): the BraTS case, native/, transforms/, qc/, qc.html, qc.png, preprocess.json", str)=None,
                         dicom:Param("a DICOM exam: a folder (subfolders too) or a .zip", str)=None,
                         flair:Param("with --dicom: the FLAIR series (number or UID); else the FLAIR NIfTI", str)=None,
                         t1:Param("with --dicom: the pre-contrast T1 series; else its NIfTI", str)=None,
@@ -274,12 +456,21 @@ def neuroseg_preprocess(out:Param("output folder (new): the BraTS case, native/,
                         spacing:Param("voxel size of the case grid, mm", float)=1.0,
                         brain_mask:Param("a brain mask of yours (NIfTI in the T1c's space) instead of deepbet", str)=None,
                         skull_stripped:Param("the inputs are already skull-stripped", store_true)=False,
+                        native:Param("native grids that get the segmentation: t1c, or all (each modality's own grid too)", str, choices=["t1c", "all"])="t1c",
+                        deface:Param("remove the face from the native volumes and QC volumes written (Quickshear)", store_true)=False,
+                        no_report:Param("skip the HTML QC report (qc.html, about 10 s); qc.png is still written", store_true)=False,
+                        dicom_seg:Param("with --dicom and --ckpt: also write native/seg.dcm, a DICOM SEG of the T1c series for PACS viewers (it carries the patient's name and ID, as a SEG must)", store_true)=False,
                         force:Param("segment even when a registration or brain-mask check failed", store_true)=False,
                        ):
     "Preprocess a raw exam (DICOM or one NIfTI per modality, any grids, with skull) into a BraTS case, and segment it with --ckpt."
+    _run_raw(out, dicom, dict(flair=flair, t1=t1, t1c=t1c, t2=t2), ckpt, case, spacing, brain_mask, skull_stripped, native, deface,
+             not no_report, force, dicom_seg=dicom_seg)
+
+def _run_raw(out, dicom, files, ckpt, case, spacing, brain_mask, skull_stripped, native, defaced, report, force, infer=None, dicom_seg=False):
+    "The raw path from the command line (neuroseg_preprocess, neuroseg_infer --dicom/--raw): checks, the run, one closing line."
     if not out: raise NeurosegError("--out: give the output folder (a new one)")
     if not (spacing > 0 and spacing <= 4): raise NeurosegError(f"--spacing {spacing:g}: give a voxel size between 0 and 4 mm")
-    files = dict(flair=flair, t1=t1, t1c=t1c, t2=t2)
-    record = preprocess_raw(out, dicom, files, case, ckpt, spacing, brain_mask, skull_stripped, force)
+    record = preprocess_raw(out, dicom, files, case, ckpt, spacing, brain_mask, skull_stripped, force, native=native, defaced=defaced,
+                            report=report, infer=infer, dicom_seg=dicom_seg)
     seg = f"; segmentation in the native T1c grid: {Path(out)/'native'/'seg.nii.gz'}" if ckpt else f"; segment it with neuroseg_infer --input {Path(out)/case}"
-    print(f"{out}: {case} preprocessed in {record['seconds']:.0f} s, QC {record['qc']}{seg}")
+    print(f"{out}: {case} preprocessed in {record['seconds']:.0f} s, QC {record['qc']}" + (f", report {Path(out)/'qc.html'}" if report else "") + seg)

@@ -19,7 +19,7 @@ __all__ = ['REPORTS', 'template_path', 'template_parameters', 'parse_parameter',
            'neuroseg_report']
 
 # %% ../nbs/09a_render.ipynb #7c38e6e0
-REPORTS = ("train", "evaluate", "data", "bench")
+REPORTS = ("train", "evaluate", "data", "bench", "preprocess")   # preprocess: the QC report of a raw exam (10b_raw)
 
 def template_path(report:str) -> Path:
     "The shipped template of `report`: `neuroseg/templates/<report>.ipynb` when installed, `reports/` in a checkout."
@@ -89,6 +89,10 @@ def report_page_name(report:str, # train, evaluate, data or bench
 def _run_dir(report:str, parameters:dict) -> Path:
     "The run folder the parameters name (for the data report, the dataset's `data.root`), its config and overrides checked."
     p = {k: default for k, (_, default) in template_parameters(template_path(report)).items()} | parameters
+    if report == "preprocess":
+        if not (Path(p["run_dir"] or ".")/"preprocess.json").is_file():
+            raise NeurosegError(f"-p run_dir {p['run_dir'] or '(not given)'}: give a folder written by neuroseg_preprocess (it holds preprocess.json)")
+        return Path(p["run_dir"])
     cfg, run_dir = resolve_run(p["config"], p["overrides"], p.get("run_dir", ""))
     return Path(cfg.data.root) if report == "data" else run_dir
 
@@ -227,7 +231,7 @@ class ShortParam(Param):
 # %% ../nbs/09a_render.ipynb #20896dbf
 @console_script
 @cli_errors
-def neuroseg_report(report:Param("which report: train, evaluate, data (the dataset: its fingerprint and EDA) or bench (the benchmark)", str, opt=False, choices=list(REPORTS))=None,
+def neuroseg_report(report:Param("which report: train, evaluate, data (the dataset: its fingerprint and EDA), bench (the benchmark) or preprocess (the QC of neuroseg_preprocess)", str, opt=False, choices=list(REPORTS))=None,
                     overrides:Param("section.key=value settings over the config", str, opt=False, nargs="*")=None,
                     config:Param("YAML config file, or the name of one in configs/ (demo, msd)", str)=None,
                     p:ShortParam("template parameter, e.g. -p pred_dir runs/demo/predictions (repeatable; see the template's parameters cell)",
@@ -236,6 +240,6 @@ def neuroseg_report(report:Param("which report: train, evaluate, data (the datas
                     out:Param("folder of the report folders", str)="reports",
                     kernel:Param("registered Jupyter kernel that runs the template (default: this Python)", str)="",
                    ):
-    "Render a training, evaluation, dataset (EDA) or benchmark report: papermill runs the shipped template <report>.ipynb, nbconvert writes <out>/<run>/<report>.html without code."
+    "Render a training, evaluation, dataset (EDA), benchmark or preprocessing-QC report: papermill runs the shipped template <report>.ipynb, nbconvert writes <out>/<run>/<report>.html without code."
     page = render_report(report, report_parameters(report, p, config, overrides), name, out, kernel)
     print(f"wrote {page} and {page.with_suffix('.ipynb')}")
