@@ -12,10 +12,11 @@ import SimpleITK as sitk
 from .core import NeurosegError
 
 # %% auto #0
-__all__ = ['N4_ITERATIONS', 'N4_VOXEL_MM', 'QC_SHIFT_MM', 'QC_ALIGNMENT_MIN', 'DEEPBET_SHA256', 'BRAIN_ML', 'tool_version',
-           'step_record', 'to_nifti', 'from_nifti', 'read_volume', 'reorient', 'head_mask', 'n4_correct', 'nmi',
-           'alignment_score', 'register_rigid', 'target_registration_error', 'brain_points', 'random_rigid',
-           'simulate_raw_series', 'case_grid', 'resample_to', 'deepbet_extractor', 'extract_brain']
+__all__ = ['N4_ITERATIONS', 'N4_VOXEL_MM', 'QC_SHIFT_MM', 'QC_ALIGNMENT_MIN', 'DEEPBET_SHA256', 'BRAIN_ML', 'BRAIN_TOOLS',
+           'tool_version', 'step_record', 'to_nifti', 'from_nifti', 'read_volume', 'reorient', 'head_mask',
+           'n4_correct', 'nmi', 'alignment_score', 'register_rigid', 'target_registration_error', 'brain_points',
+           'random_rigid', 'simulate_raw_series', 'case_grid', 'resample_to', 'deepbet_extractor', 'extract_brain',
+           'check_brain_tool', 'external_brain_mask']
 
 # %% ../nbs/10a_preprocess.ipynb #a5a56a63
 def tool_version(package:str) -> str:
@@ -267,3 +268,45 @@ def extract_brain(t1:sitk.Image, # a T1-weighted head on the case grid (co-regis
     ml = float(np.count_nonzero(sitk.GetArrayViewFromImage(out))) * float(np.prod(t1.GetSpacing())) / 1000
     qc = dict(brain_ml=round(ml, 1), brain_ml_range=list(BRAIN_ML), passed=bool(BRAIN_ML[0] <= ml <= BRAIN_ML[1]))
     return out, step_record("brain_mask", tool_version("deepbet"), time.perf_counter() - tick, "t1", qc, threshold=threshold)
+
+# %% ../nbs/10a_preprocess.ipynb #454b9a16
+BRAIN_TOOLS = {   # name -> (program, its arguments for input and mask, where to get it)
+    "hd-bet": ("hd-bet", lambda i, m: ["-i", i, "-o", m, "-device", "cpu", "--disable_tta", "--save_bet_mask", "--no_bet_image"],
+               "pip install hd-bet; it downloads its weights from Zenodo at first use, so run it once with internet access"),
+    "synthstrip": ("mri_synthstrip", lambda i, m: ["-i", i, "-m", m],
+                   "FreeSurfer 7.3 or later, or the synthstrip-docker wrapper, on PATH as mri_synthstrip"),
+}
+
+def check_brain_tool(tool:str, # deepbet, hd-bet or synthstrip
+                    ) -> str|None:
+    "The program's path for an external tool (None for deepbet); a one-line error when it is unknown or not installed."
+    import shutil
+    if tool == "deepbet": return None
+    if tool not in BRAIN_TOOLS: raise NeurosegError(f"--brain-tool {tool}: use deepbet, {' or '.join(BRAIN_TOOLS)}")
+    program, _, how = BRAIN_TOOLS[tool]
+    if not (path := shutil.which(program)): raise NeurosegError(f"--brain-tool {tool}: {program} not found on PATH ({how})")
+    return path
+
+def external_brain_mask(tool:str, # hd-bet or synthstrip (`BRAIN_TOOLS`)
+                        t1:sitk.Image, # a T1-weighted head on the case grid
+                        timeout_s:float=1800, # the program's time limit
+                       ) -> tuple[sitk.Image, dict]:
+    "(brain mask uint8 on `t1`'s grid, record with its volume check) from HD-BET or SynthStrip, run as a program."
+    import subprocess, tempfile
+    path, (program, arguments, how) = check_brain_tool(tool), BRAIN_TOOLS[tool]
+    tick = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="neuroseg-brain-") as tmp:
+        src, out = Path(tmp)/"t1.nii.gz", Path(tmp)/"mask.nii.gz"
+        sitk.WriteImage(t1, str(src), True)
+        try: done = subprocess.run([path, *arguments(str(src), str(out))], capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired: raise NeurosegError(f"--brain-tool {tool}: {program} ran past {timeout_s:.0f} s") from None
+        written = next((p for p in (out, Path(tmp)/"mask_bet.nii.gz") if p.is_file()), None)   # HD-BET adds _bet to the mask's name
+        if done.returncode != 0 or written is None:
+            last = next((l.strip() for l in reversed((done.stderr + done.stdout).splitlines()) if l.strip()), "no output")
+            raise NeurosegError(f"--brain-tool {tool}: {program} exited with status {done.returncode} and wrote no mask: {last[:200]} ({how})")
+        mask = resample_to(sitk.Cast(sitk.ReadImage(str(written)) > 0, sitk.sitkFloat32), t1, None, sitk.sitkNearestNeighbor)
+    mask = sitk.Cast(mask > 0.5, sitk.sitkUInt8)
+    ml = float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) * float(np.prod(t1.GetSpacing())) / 1000
+    qc = dict(brain_ml=round(ml, 1), brain_ml_range=list(BRAIN_ML), passed=bool(BRAIN_ML[0] <= ml <= BRAIN_ML[1]))
+    version = tool_version(tool) if tool == "hd-bet" else program
+    return mask, step_record("brain_mask", version, time.perf_counter() - tick, "t1", qc, program=program)

@@ -16,7 +16,7 @@ from .core import NeurosegError, cli_errors, console_script, atomic_dir, check_w
 from .xai import region_volumes_cm3
 from .dicom import RAW_MODALITIES, exam_folder, find_series, assign_series, series_table, read_series, write_dicom_seg
 from .preprocess import (step_record, tool_version, to_nifti, from_nifti, read_volume, reorient, n4_correct,
-                                 head_mask, register_rigid, case_grid, resample_to, extract_brain, BRAIN_ML)
+                                 head_mask, register_rigid, case_grid, resample_to, extract_brain, external_brain_mask, check_brain_tool, BRAIN_ML)
 
 # %% auto #0
 __all__ = ['BRATS_NAMES', 'dicom_volumes', 'nifti_volumes', 'coregister', 'brain_mask', 'qc_failures', 'probs_to_native',
@@ -70,15 +70,18 @@ def coregister(volumes:dict, # the four modalities on their own grids
 def brain_mask(on_grid:dict, # from `coregister`
                mask_file:str|Path|None=None, # a brain mask of the user's, in the T1c's physical space
                skull_stripped:bool=False, # the inputs are already stripped: the brain is what is not background
+               tool:str="deepbet", # what extracts the brain otherwise: deepbet (offline), hd-bet or synthstrip (`BRAIN_TOOLS`)
               ) -> tuple[sitk.Image, dict]:
     "(brain mask uint8 on the case grid, its record)."
     if mask_file and skull_stripped: raise NeurosegError("--brain-mask and --skull-stripped: give one, not both")
+    if tool != "deepbet" and (mask_file or skull_stripped): raise NeurosegError(f"--brain-tool {tool}: not with --brain-mask or --skull-stripped")
     tick, grid = time.perf_counter(), on_grid["t1c"]
     if skull_stripped: mask, how = head_mask(grid), "input already skull-stripped: Otsu mask of the T1c"
     elif mask_file:
         mask = resample_to(sitk.Cast(read_volume(mask_file, "brain mask") > 0.5, sitk.sitkFloat32), grid, None, sitk.sitkLinear) > 0.5
         how = f"given: {Path(mask_file).name}"
-    else: return extract_brain(on_grid["t1"])
+    elif tool == "deepbet": return extract_brain(on_grid["t1"])
+    else: return external_brain_mask(tool, on_grid["t1"])
     mask = sitk.Cast(mask, sitk.sitkUInt8)
     ml = float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) * float(np.prod(grid.GetSpacing())) / 1000
     qc = dict(brain_ml=round(ml, 1), brain_ml_range=list(BRAIN_ML), passed=bool(BRAIN_ML[0] <= ml <= BRAIN_ML[1]))
@@ -400,17 +403,19 @@ def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empt
                    report:bool=True, # render the QC report qc.html (the preprocess template)
                    infer:dict|None=None, # neuroseg_infer's settings for the segmentation (device, tta, postprocess, ...)
                    dicom_seg:bool=False, # also write native/seg.dcm, a DICOM SEG of the T1c series (it carries the patient's name and ID)
+                   brain_tool:str="deepbet", # deepbet, hd-bet or synthstrip
                   ) -> dict:
     "Preprocess a raw exam into `out` (and segment it with `ckpt`); returns the record written as `preprocess.json`."
     start, out = time.perf_counter(), Path(out)
     if native not in ("t1c", "all"): raise NeurosegError(f"--native {native}: use t1c or all")
+    check_brain_tool(brain_tool)   # unknown, or not installed: said now, not after a minute of registration
     if dicom_seg and not (ckpt and (dicom or coregistered and coregistered.exam)):
         raise NeurosegError("--dicom-seg: needs a DICOM exam (--dicom) and a model to segment it (--ckpt)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise NeurosegError(f"{out}: exists and is not an empty folder; choose a new one (an output never replaces an earlier one)")
     check_writable(out.parent)
     c = coregistered or load_and_coregister(dicom, files, spacing_mm, log)
-    mask, rec = brain_mask(c.on_grid, mask_file, skull_stripped); records = [*c.records, rec]
+    mask, rec = brain_mask(c.on_grid, mask_file, skull_stripped, brain_tool); records = [*c.records, rec]
     log(f"{'brain':>9} {'':<5} {rec['seconds']:6.1f} s  {rec['qc']}")
     failures = qc_failures(records)
     record = dict(neuroseg=neuroseg.__version__, case=case_id, source=c.source, inputs=c.inputs, steps=records,
@@ -456,6 +461,7 @@ def neuroseg_preprocess(out:Param("output folder (new): the BraTS case, native/,
                         spacing:Param("voxel size of the case grid, mm", float)=1.0,
                         brain_mask:Param("a brain mask of yours (NIfTI in the T1c's space) instead of deepbet", str)=None,
                         skull_stripped:Param("the inputs are already skull-stripped", store_true)=False,
+                        brain_tool:Param("brain extraction: deepbet (offline, its weights in its wheel), hd-bet or synthstrip (their programs, installed by you)", str, choices=["deepbet", "hd-bet", "synthstrip"])="deepbet",
                         native:Param("native grids that get the segmentation: t1c, or all (each modality's own grid too)", str, choices=["t1c", "all"])="t1c",
                         deface:Param("remove the face from the native volumes and QC volumes written (Quickshear)", store_true)=False,
                         no_report:Param("skip the HTML QC report (qc.html, about 10 s); qc.png is still written", store_true)=False,
@@ -464,13 +470,14 @@ def neuroseg_preprocess(out:Param("output folder (new): the BraTS case, native/,
                        ):
     "Preprocess a raw exam (DICOM or one NIfTI per modality, any grids, with skull) into a BraTS case, and segment it with --ckpt."
     _run_raw(out, dicom, dict(flair=flair, t1=t1, t1c=t1c, t2=t2), ckpt, case, spacing, brain_mask, skull_stripped, native, deface,
-             not no_report, force, dicom_seg=dicom_seg)
+             not no_report, force, dicom_seg=dicom_seg, brain_tool=brain_tool)
 
-def _run_raw(out, dicom, files, ckpt, case, spacing, brain_mask, skull_stripped, native, defaced, report, force, infer=None, dicom_seg=False):
+def _run_raw(out, dicom, files, ckpt, case, spacing, brain_mask, skull_stripped, native, defaced, report, force, infer=None,
+             dicom_seg=False, brain_tool="deepbet"):
     "The raw path from the command line (neuroseg_preprocess, neuroseg_infer --dicom/--raw): checks, the run, one closing line."
     if not out: raise NeurosegError("--out: give the output folder (a new one)")
     if not (spacing > 0 and spacing <= 4): raise NeurosegError(f"--spacing {spacing:g}: give a voxel size between 0 and 4 mm")
     record = preprocess_raw(out, dicom, files, case, ckpt, spacing, brain_mask, skull_stripped, force, native=native, defaced=defaced,
-                            report=report, infer=infer, dicom_seg=dicom_seg)
+                            report=report, infer=infer, dicom_seg=dicom_seg, brain_tool=brain_tool)
     seg = f"; segmentation in the native T1c grid: {Path(out)/'native'/'seg.nii.gz'}" if ckpt else f"; segment it with neuroseg_infer --input {Path(out)/case}"
     print(f"{out}: {case} preprocessed in {record['seconds']:.0f} s, QC {record['qc']}" + (f", report {Path(out)/'qc.html'}" if report else "") + seg)
