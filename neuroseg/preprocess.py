@@ -12,11 +12,11 @@ import SimpleITK as sitk
 from .core import NeurosegError
 
 # %% auto #0
-__all__ = ['N4_ITERATIONS', 'N4_VOXEL_MM', 'QC_SHIFT_MM', 'QC_ALIGNMENT_MIN', 'DEEPBET_SHA256', 'BRAIN_ML', 'BRAIN_TOOLS',
-           'tool_version', 'step_record', 'to_nifti', 'from_nifti', 'read_volume', 'reorient', 'head_mask',
-           'n4_correct', 'nmi', 'alignment_score', 'register_rigid', 'target_registration_error', 'brain_points',
-           'random_rigid', 'simulate_raw_series', 'case_grid', 'resample_to', 'deepbet_extractor', 'extract_brain',
-           'check_brain_tool', 'external_brain_mask']
+__all__ = ['N4_ITERATIONS', 'N4_VOXEL_MM', 'QC_SHIFT_MM', 'QC_ALIGNMENT_MIN', 'QC_TEMPLATE_MIN', 'DEEPBET_SHA256', 'BRAIN_ML',
+           'BRAIN_TOOLS', 'tool_version', 'step_record', 'to_nifti', 'from_nifti', 'read_volume', 'reorient',
+           'head_mask', 'n4_correct', 'nmi', 'alignment_score', 'register_rigid', 'target_registration_error',
+           'brain_points', 'random_rigid', 'simulate_raw_series', 'case_grid', 'resample_to', 'template_image',
+           'register_template', 'deepbet_extractor', 'extract_brain', 'check_brain_tool', 'external_brain_mask']
 
 # %% ../nbs/10a_preprocess.ipynb #a5a56a63
 def tool_version(package:str) -> str:
@@ -108,8 +108,9 @@ def n4_correct(img:sitk.Image, # one modality, any grid
 def _centre(img:sitk.Image) -> tuple:
     return img.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in img.GetSize()])
 
-def _register(fixed:sitk.Image, moving:sitk.Image, initial:sitk.Transform, seed:int) -> tuple[sitk.Transform, float, int]:
-    "Mattes MI, regular-step gradient descent over three resolutions, from `initial`; (transform, metric, iterations)."
+def _register(fixed:sitk.Image, moving:sitk.Image, initial:sitk.Transform, seed:int, kind=sitk.Euler3DTransform,
+              fixed_mask:sitk.Image|None=None) -> tuple[sitk.Transform, float, int]:
+    "Mattes MI, regular-step gradient descent over three resolutions, from `initial`; (transform of `kind`, metric, iterations)."
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.REGULAR); reg.SetMetricSamplingPercentage(0.3, seed)
@@ -118,9 +119,10 @@ def _register(fixed:sitk.Image, moving:sitk.Image, initial:sitk.Transform, seed:
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel([4, 2, 1]); reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0]); reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(initial, inPlace=False)
+    if fixed_mask is not None: reg.SetMetricFixedMask(fixed_mask)
     out = reg.Execute(fixed, moving)
-    rigid = sitk.Euler3DTransform(out.GetNthTransform(0) if out.GetName() == "CompositeTransform" else out)
-    return rigid, reg.GetMetricValue(), reg.GetOptimizerIteration()
+    found = kind(out.GetNthTransform(0) if out.GetName() == "CompositeTransform" else out)
+    return found, reg.GetMetricValue(), reg.GetOptimizerIteration()
 
 # %% ../nbs/10a_preprocess.ipynb #603b0ecd
 def nmi(a:np.ndarray, b:np.ndarray, bins:int=32) -> float:
@@ -135,16 +137,17 @@ def nmi(a:np.ndarray, b:np.ndarray, bins:int=32) -> float:
 QC_SHIFT_MM = 8.0          # how far the moving image is pushed to measure the optimum's sharpness
 QC_ALIGNMENT_MIN = 2.0     # a registration scoring less fails its check (see the calibration in the text)
 
-def alignment_score(fixed:sitk.Image, moving:sitk.Image, transform:sitk.Transform, mask:sitk.Image) -> dict:
+def alignment_score(fixed:sitk.Image, moving:sitk.Image, transform:sitk.Transform, mask:sitk.Image,
+                    minimum:float=QC_ALIGNMENT_MIN) -> dict:
     "NMI at `transform` and its sharpness: (NMI - 1) there over the mean (NMI - 1) with the moving image shifted `QC_SHIFT_MM` along each axis."
     inside = sitk.GetArrayViewFromImage(mask) > 0
-    sample = lambda t: sitk.GetArrayViewFromImage(sitk.Resample(moving, fixed, t, sitk.sitkLinear, 0.0))[inside]
+    sample = lambda t: sitk.GetArrayFromImage(sitk.Resample(moving, fixed, t, sitk.sitkLinear, 0.0))[inside]   # a copy: a view would outlive its image
     ref, here = sitk.GetArrayViewFromImage(fixed)[inside], nmi(sitk.GetArrayViewFromImage(fixed)[inside], sample(transform))
     away = [nmi(ref, sample(sitk.CompositeTransform([transform, sitk.TranslationTransform(3, [QC_SHIFT_MM * sign * (i == axis) for i in range(3)])])))
             for axis in range(3) for sign in (-1, 1)]
     sharpness = (here - 1) / max(np.mean(away) - 1, 1e-6)
-    return dict(nmi=round(here, 4), alignment=round(float(sharpness), 3), alignment_min=QC_ALIGNMENT_MIN,
-                passed=bool(sharpness >= QC_ALIGNMENT_MIN))
+    return dict(nmi=round(here, 4), alignment=round(float(sharpness), 3), alignment_min=minimum,
+                passed=bool(sharpness >= minimum))
 
 # %% ../nbs/10a_preprocess.ipynb #81bbc743
 def register_rigid(fixed:sitk.Image, # the post-contrast T1 (bias-corrected)
@@ -235,6 +238,31 @@ def resample_to(img:sitk.Image, # a volume on any grid
     "`img` resampled onto `grid` (outside: 0), B-spline overshoot below 0 clipped for intensities."
     out = sitk.Resample(img, grid, transform or sitk.Transform(), interpolator, 0.0, img.GetPixelID())
     return sitk.Clamp(out, lowerBound=0.0) if interpolator == sitk.sitkBSpline else out
+
+# %% ../nbs/10a_preprocess.ipynb #585bfec2
+QC_TEMPLATE_MIN = 1.3   # a registration to the template scoring less fails its check (calibrated on BraTS T1s: see the text)
+
+def template_image(spacing_mm:float=1.0, # the template's grid
+                  ) -> sitk.Image:
+    "nilearn's MNI152 2009a symmetric T1 (skull-stripped), LPS, float32 scaled to 0-1000, on a `spacing_mm` grid."
+    from neuroseg.synth import mni_dir, MNI_FILES
+    img = reorient(from_nifti(nib.load(mni_dir()/MNI_FILES["t1"])) * (1000.0 / 255))
+    if spacing_mm == 1.0: return sitk.Cast(img, sitk.sitkFloat32)
+    size = [int(round(n * s / spacing_mm)) for n, s in zip(img.GetSize(), img.GetSpacing())]
+    return sitk.Resample(img, size, sitk.Transform(), sitk.sitkLinear, img.GetOrigin(), [spacing_mm] * 3, img.GetDirection(), 0.0, sitk.sitkFloat32)
+
+def register_template(brain_t1:sitk.Image, # the skull-stripped T1 on the case grid (T1c space)
+                      template:sitk.Image, # `template_image`
+                      seed:int=0, # the metric's random sampling
+                     ) -> tuple[sitk.AffineTransform, dict]:
+    "(affine transform template -> T1c points, record with its check): from the centres of mass, Mattes MI, three levels."
+    tick, brain = time.perf_counter(), sitk.Cast(template > 50, sitk.sitkUInt8)
+    start = sitk.CenteredTransformInitializer(template, brain_t1, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS)
+    found, metric, iters = _register(template, brain_t1, start, seed, sitk.AffineTransform)
+    qc = alignment_score(template, brain_t1, found, brain, QC_TEMPLATE_MIN)
+    return found, step_record("template", tool_version("SimpleITK"), time.perf_counter() - tick, "t1", qc, to="MNI152 2009a symmetric (nilearn)",
+                              transform="affine (12 parameters)", metric="Mattes MI, 32 bins, 30 % of voxels on a regular grid",
+                              levels=[4, 2, 1], start="centres of mass", iterations=iters, final_metric=round(metric, 4))
 
 # %% ../nbs/10a_preprocess.ipynb #e7db015a
 DEEPBET_SHA256 = {"model.pt": "de8ee7c69654d0dd3935dc4a5d84571d8ecf4637a6bfc01df399c4c2bc86e0fd",

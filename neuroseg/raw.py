@@ -16,13 +16,14 @@ from .core import NeurosegError, cli_errors, console_script, atomic_dir, check_w
 from .xai import region_volumes_cm3
 from .dicom import RAW_MODALITIES, exam_folder, find_series, assign_series, series_table, read_series, write_dicom_seg
 from .preprocess import (step_record, tool_version, to_nifti, from_nifti, read_volume, reorient, n4_correct,
-                                 head_mask, register_rigid, case_grid, resample_to, extract_brain, external_brain_mask, check_brain_tool, BRAIN_ML)
+                                 head_mask, register_rigid, case_grid, resample_to, extract_brain, external_brain_mask, check_brain_tool, BRAIN_ML,
+                                 template_image, register_template)
 
 # %% auto #0
-__all__ = ['BRATS_NAMES', 'dicom_volumes', 'nifti_volumes', 'coregister', 'brain_mask', 'qc_failures', 'probs_to_native',
-           'face_keep_mask', 'deface', 'qc_figure', 'qc_record', 'qc_summary', 'qc_steps', 'brain_outline_figure',
-           'registration_figure', 'native_segmentation_figures', 'Coregistered', 'load_and_coregister',
-           'preprocess_raw', 'neuroseg_preprocess']
+__all__ = ['BRATS_NAMES', 'TEMPLATES', 'dicom_volumes', 'nifti_volumes', 'coregister', 'brain_mask', 'qc_failures',
+           'probs_to_native', 'face_keep_mask', 'deface', 'qc_figure', 'qc_record', 'qc_summary', 'qc_steps',
+           'brain_outline_figure', 'registration_figure', 'native_segmentation_figures', 'Coregistered',
+           'load_and_coregister', 'to_template', 'preprocess_raw', 'neuroseg_preprocess']
 
 # %% ../nbs/10b_raw.ipynb #0cbfac4d
 BRATS_NAMES = dict(flair="flair", t1="t1", t1c="t1ce", t2="t2")   # file suffixes of a BraTS 2021 case folder
@@ -48,8 +49,8 @@ def nifti_volumes(paths:dict, # {modality: file}
 # %% ../nbs/10b_raw.ipynb #36ced64e
 def coregister(volumes:dict, # the four modalities on their own grids
                spacing_mm:float=1.0, # the case grid's voxel size
-              ) -> tuple[dict, sitk.Image, dict, list]:
-    "(bias-corrected volumes on the case grid, the grid, transforms T1c -> each modality, step records)."
+              ) -> tuple[dict, sitk.Image, dict, list, dict]:
+    "(bias-corrected volumes on the case grid, the grid, transforms T1c -> each modality, step records, the bias-corrected volumes)."
     records, corrected, masks = [], {}, {}
     for m in RAW_MODALITIES:
         tick = time.perf_counter()
@@ -64,7 +65,7 @@ def coregister(volumes:dict, # the four modalities on their own grids
     on_grid = {m: resample_to(corrected[m], grid, transforms[m]) for m in RAW_MODALITIES}
     records.append(step_record("resample", tool_version("SimpleITK"), time.perf_counter() - tick, None,
                                spacing_mm=spacing_mm, size=list(grid.GetSize()), interpolator="B-spline, clipped at 0"))
-    return on_grid, grid, transforms, records
+    return on_grid, grid, transforms, records, corrected
 
 # %% ../nbs/10b_raw.ipynb #f43cecd9
 def brain_mask(on_grid:dict, # from `coregister`
@@ -94,8 +95,9 @@ def qc_failures(records:list[dict]) -> list[str]:
     for r in records:
         q = r.get("qc") or {}
         if q.get("passed", True): continue
-        if r["step"] == "register":
-            out.append(f"{r['modality']}: registration to the T1c failed its check (alignment {q['alignment']:.2f} < {q['alignment_min']:g}; NMI {q['nmi']:.3f})")
+        if r["step"] in ("register", "template"):
+            to = "the T1c" if r["step"] == "register" else "the template"
+            out.append(f"{r['modality']}: registration to {to} failed its check (alignment {q['alignment']:.2f} < {q['alignment_min']:g}; NMI {q['nmi']:.3f})")
         elif r["step"] == "brain_mask":
             lo, hi = q.get("brain_ml_range", (0, float("inf")))
             out.append(f"{r['modality']}: brain mask of {q['brain_ml']:.0f} mL, outside {lo:.0f}-{hi:.0f} mL")
@@ -106,14 +108,13 @@ def qc_failures(records:list[dict]) -> list[str]:
 def probs_to_native(probs:np.ndarray, # (K, X, Y, Z) on the case grid
                     reference:nib.Nifti1Image, # the case grid (a modality of the case)
                     native:sitk.Image, # the target grid: the T1c as the scanner wrote it, or another modality's
-                    transform:sitk.Transform|None=None, # T1c -> that modality (`coregister`'s); None: the T1c itself
+                    to_case:sitk.Transform|None=None, # a native point -> the case grid's space (`Coregistered.to_case`); None: the same
                    ) -> np.ndarray:
     "The probabilities (K, x, y, z) resampled linearly onto `native`'s grid, in nibabel's axis order."
-    back = transform.GetInverse() if transform is not None else None   # a native point -> the T1c's space, where the case grid lies
     out = []
     for channel in probs:
         img = from_nifti(nib.Nifti1Image(np.asarray(channel, np.float32), reference.affine))
-        out.append(sitk.GetArrayFromImage(resample_to(img, native, back, sitk.sitkLinear)).transpose(2, 1, 0))
+        out.append(sitk.GetArrayFromImage(resample_to(img, native, to_case, sitk.sitkLinear)).transpose(2, 1, 0))
     return np.stack(out)
 
 # %% ../nbs/10b_raw.ipynb #571b281b
@@ -133,11 +134,10 @@ def face_keep_mask(brain:sitk.Image, # the brain mask on the case grid (1 mm or 
 
 def deface(head:sitk.Image, # a volume with its face: the case grid's, or a native one
            keep:sitk.Image, # `face_keep_mask` on the case grid
-           transform:sitk.Transform|None=None, # T1c -> `head`'s modality (`coregister`'s); None: the T1c or the case grid
+           to_case:sitk.Transform|None=None, # a point of `head` -> the case grid's space (`Coregistered.to_case`); None: the same
           ) -> sitk.Image:
     "`head` with the face removed: voxels below the plane, and (for privacy's sake) any outside the case grid, set to 0."
-    back = transform.GetInverse() if transform is not None else None
-    kept = sitk.Resample(keep, head, back or sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    kept = sitk.Resample(keep, head, to_case or sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return sitk.Mask(head, kept)
 
 # %% ../nbs/10b_raw.ipynb #74f74ae2
@@ -197,7 +197,7 @@ def qc_figure(on_grid:dict, # co-registered modalities on the case grid
 def _write_qc_volumes(folder:Path, on_grid:dict, mask:sitk.Image, keep:sitk.Image|None):
     "The co-registered heads as uint8 (1st-99.5th percentile window) and the brain mask, for the QC report and viewers."
     folder.mkdir()
-    for m in RAW_MODALITIES:
+    for m in on_grid:
         img = on_grid[m] if keep is None else deface(on_grid[m], keep)
         a = sitk.GetArrayFromImage(img)
         out = sitk.GetImageFromArray(np.round(_window(a) * 255).astype(np.uint8)); out.CopyInformation(img)
@@ -233,6 +233,7 @@ def qc_summary(record:dict) -> str:
     volumes = [dict(grid=g.replace("_", " "), **v) for g, v in seg["params"]["volumes_ml"].items()] if seg else []
     facts = [dict(item="case", value=record["case"]), dict(item="input", value=record["source"]),
              dict(item="neuroseg", value=record["neuroseg"]), dict(item="seconds", value=record["seconds"]),
+             dict(item="case grid", value=f"{record['template']} template, 1 mm" if record.get("template") else "over the T1c"),
              dict(item="native grids", value=record.get("native", "t1c")), dict(item="defaced", value=record.get("defaced", False))]
     return (head + (f"<ul>{fails}</ul>" if fails else "") + table_html(facts, "Run")
             + (table_html(volumes, "Volumes, mL (the case grid, and each native grid)") if volumes else "<p>Not segmented.</p>"))
@@ -271,21 +272,22 @@ def brain_outline_figure(run_dir:str|Path, # a folder written by `preprocess_raw
     return fig
 
 def registration_figure(run_dir:str|Path, # a folder written by `preprocess_raw`
-                        modality:str, # flair, t1 or t2: registered to the T1c
+                        modality:str, # flair, t1 or t2: registered to the T1c (or the T1, to the template)
+                        fixed:str="t1c", # what it was registered to: t1c, or template (its QC volume)
                        ):
-    "Row 1: checkerboard of the T1c and `modality`; row 2: the T1c's edges (Canny) over `modality`; three planes."
+    "Row 1: checkerboard of `fixed` and `modality`; row 2: `fixed`'s edges (Canny) over `modality`; three planes."
     from skimage.feature import canny
     from neuroseg.xai import PLANES, _figure, draw_image, panel_title
     run_dir = Path(run_dir)
-    fixed, moving = _qc_case(run_dir, "t1c"), _qc_case(run_dir, modality)
+    name, (fixed, moving) = fixed, (_qc_case(run_dir, fixed), _qc_case(run_dir, modality))
     fig, axes = _figure(2, len(PLANES))
     for k, plane in enumerate(PLANES):
         a, b = fixed.view(fixed.image, plane), moving.view(moving.image, plane)
         board = b.pixels.copy(); rows, cols = np.indices(board.shape)
         pick = ((rows * 8 // board.shape[0]) + (cols * 8 // board.shape[1])) % 2 == 0
         board[pick] = a.pixels[pick]
-        draw_image(axes[0, k], dataclasses.replace(b, pixels=board), (0, 255), panel_title(f"t1c | {modality}", plane, fixed))
-        draw_image(axes[1, k], b, (0, 255), panel_title(f"t1c edges on {modality}", plane, fixed))
+        draw_image(axes[0, k], dataclasses.replace(b, pixels=board), (0, 255), panel_title(f"{name} | {modality}", plane, fixed))
+        draw_image(axes[1, k], b, (0, 255), panel_title(f"{name} edges on {modality}", plane, fixed))
         edges = np.ma.masked_equal(canny(a.pixels.astype(float), sigma=2, low_threshold=10, high_threshold=25).astype(float), 0)
         axes[1, k].imshow(edges, cmap="autumn", aspect=a.aspect, interpolation="nearest", alpha=0.9)
     return fig
@@ -319,7 +321,7 @@ def _write_case(folder:Path, case_id:str, on_grid:dict, mask:sitk.Image) -> dict
 def _segment(case_dir:Path, ckpt:str|list, natives:dict, infer:dict|None=None) -> tuple:
     """Segment the case: (the prediction on the case grid, {modality: labels on its native grid}, the step's record).
 
-    `natives` maps a modality to (its native image, the transform T1c -> it, None for the T1c); `infer` holds
+    `natives` maps a modality to (its native image, native point -> case grid point, or None); `infer` holds
     neuroseg_infer's settings (device, engine, precision, tta, overlap, postprocess, ...)."""
     from neuroseg.infer import load_inference_model, inference_config, predict, labels_from_probs, model_postprocess
     tick, infer = time.perf_counter(), dict(infer or {})
@@ -328,8 +330,8 @@ def _segment(case_dir:Path, ckpt:str|list, natives:dict, infer:dict|None=None) -
     rule = model_postprocess(im) if infer.get("postprocess") is None else infer["postprocess"]
     mL = lambda labels, affine: {r: round(v, 2) for r, v in region_volumes_cm3(labels, affine, pred.convention).items()}
     labels, volumes = {}, dict(case_grid=mL(pred.labels, pred.reference.affine))
-    for m, (native, transform) in natives.items():
-        probs = probs_to_native(pred.probs, pred.reference, native, transform)
+    for m, (native, to_case) in natives.items():
+        probs = probs_to_native(pred.probs, pred.reference, native, to_case)
         voxel_ml = float(np.prod(native.GetSpacing())) / 1000
         labels[m] = labels_from_probs(probs, inference_config(im.cfg), pred.convention, rule, voxel_ml)
         volumes[f"native_{m}"] = mL(labels[m], to_nifti(native).affine)
@@ -352,6 +354,14 @@ class Coregistered:
     source:str              # dicom or nifti
     exam:Path|None = None   # the DICOM exam (folder or zip)
     uids:dict|None = None   # {modality: SeriesInstanceUID}, in memory only: a DICOM SEG must reference its series
+    corrected:dict|None = None  # the bias-corrected volumes on their own grids (reoriented)
+    case_to_t1c:sitk.Transform|None = None  # case grid point -> T1c point: None over the T1c, an affine in a template's space
+
+    def to_case(self, modality:str) -> sitk.Transform|None:
+        "A point of `modality`'s native grid -> the case grid's space (None: the same space)."
+        steps = [self.case_to_t1c.GetInverse()] if self.case_to_t1c is not None else []
+        if modality != "t1c": steps.append(self.transforms[modality].GetInverse())   # applied first: native -> T1c
+        return None if not steps else steps[0] if len(steps) == 1 else sitk.CompositeTransform(steps)
 
 def load_and_coregister(dicom:str|Path|None=None, # a DICOM exam folder or zip; else `files`
                         files:dict|None=None, # {modality: NIfTI}, without `dicom`; with it, {modality: series} choices
@@ -361,19 +371,37 @@ def load_and_coregister(dicom:str|Path|None=None, # a DICOM exam folder or zip; 
     "Read the exam (printing the series table) and co-register it onto the case grid."
     if dicom: volumes, inputs, table, uids = dicom_volumes(dicom, files); log(table)
     else: (volumes, inputs), table, uids = nifti_volumes(files or {}), None, None
-    on_grid, grid, transforms, records = coregister(volumes, spacing_mm)
+    on_grid, grid, transforms, records, corrected = coregister(volumes, spacing_mm)
     for r in records: log(f"{r['step']:>9} {r['modality'] or '':<5} {r['seconds']:6.1f} s  {r['qc'] or ''}")
     return Coregistered(volumes, inputs, table, on_grid, grid, transforms, records, "dicom" if dicom else "nifti",
-                        Path(dicom) if dicom else None, uids)
+                        Path(dicom) if dicom else None, uids, corrected)
 
 # %% ../nbs/10b_raw.ipynb #50be685f
 def _native_outputs(tmp:Path, c:Coregistered, native:str, keep:sitk.Image|None) -> dict:
     "Write the native volumes (the T1c, or all four) into tmp/native, defaced with `keep` if given; {modality: (image, T1c -> it)}."
     mods = RAW_MODALITIES if native == "all" else ("t1c",)
-    grids = {m: (c.volumes[m], None if m == "t1c" else c.transforms[m]) for m in mods}
-    for m, (img, transform) in grids.items():
-        sitk.WriteImage(img if keep is None else deface(img, keep, transform), str(tmp/"native"/f"{m}.nii.gz"), True)
+    grids = {m: (c.volumes[m], c.to_case(m)) for m in mods}
+    for m, (img, to_case) in grids.items():
+        sitk.WriteImage(img if keep is None else deface(img, keep, to_case), str(tmp/"native"/f"{m}.nii.gz"), True)
     return grids
+
+TEMPLATES = ("mni152",)   # --template: MNI152 2009a symmetric, from nilearn's wheel (10a's `template_image`)
+
+def to_template(c:Coregistered, # `load_and_coregister`'s result, on the grid over the T1c
+                mask:sitk.Image, # the brain mask on that grid
+                template:str="mni152", # which template
+               ) -> tuple[Coregistered, sitk.Image, list]:
+    "(the case on the template's 1 mm grid, the brain mask there, the steps' records): each modality resampled once, from its bias-corrected volume."
+    if template not in TEMPLATES: raise NeurosegError(f"--template {template}: use {', '.join(TEMPLATES)}")
+    tpl = template_image()
+    found, rec = register_template(sitk.Mask(c.on_grid["t1"], mask), tpl)   # template point -> T1c point
+    tick = time.perf_counter()
+    through = lambda m: found if m == "t1c" else sitk.CompositeTransform([c.transforms[m], found])   # template -> T1c -> m
+    on_grid = {m: resample_to(c.corrected[m], tpl, through(m)) for m in RAW_MODALITIES}
+    brain = sitk.Cast(resample_to(sitk.Cast(mask, sitk.sitkFloat32), tpl, found, sitk.sitkLinear) > 0.5, sitk.sitkUInt8)
+    resampled = step_record("resample", tool_version("SimpleITK"), time.perf_counter() - tick, None, spacing_mm=1.0,
+                            size=list(tpl.GetSize()), space=template, interpolator="B-spline, clipped at 0; brain mask linear > 0.5")
+    return dataclasses.replace(c, on_grid=on_grid, grid=tpl, case_to_t1c=found), brain, [rec, resampled]
 
 def _dicom_seg(c:Coregistered, labels:np.ndarray, convention:str, ckpt, path:Path, log=print) -> dict:
     "Write the DICOM SEG of the native T1c labels, referencing the T1c series (read again: a zip's files are gone); its record."
@@ -404,11 +432,13 @@ def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empt
                    infer:dict|None=None, # neuroseg_infer's settings for the segmentation (device, tta, postprocess, ...)
                    dicom_seg:bool=False, # also write native/seg.dcm, a DICOM SEG of the T1c series (it carries the patient's name and ID)
                    brain_tool:str="deepbet", # deepbet, hd-bet or synthstrip
+                   template:str|None=None, # mni152: the case in that template's space (affine); None: on a grid over the T1c
                   ) -> dict:
     "Preprocess a raw exam into `out` (and segment it with `ckpt`); returns the record written as `preprocess.json`."
     start, out = time.perf_counter(), Path(out)
     if native not in ("t1c", "all"): raise NeurosegError(f"--native {native}: use t1c or all")
     check_brain_tool(brain_tool)   # unknown, or not installed: said now, not after a minute of registration
+    if template is not None and template not in TEMPLATES: raise NeurosegError(f"--template {template}: use {', '.join(TEMPLATES)}")
     if dicom_seg and not (ckpt and (dicom or coregistered and coregistered.exam)):
         raise NeurosegError("--dicom-seg: needs a DICOM exam (--dicom) and a model to segment it (--ckpt)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -417,16 +447,19 @@ def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empt
     c = coregistered or load_and_coregister(dicom, files, spacing_mm, log)
     mask, rec = brain_mask(c.on_grid, mask_file, skull_stripped, brain_tool); records = [*c.records, rec]
     log(f"{'brain':>9} {'':<5} {rec['seconds']:6.1f} s  {rec['qc']}")
+    if template:
+        c, mask, recs = to_template(c, mask, template); records += recs
+        log(f"{'template':>9} {'t1':<5} {recs[0]['seconds']:6.1f} s  {recs[0]['qc']}")
     failures = qc_failures(records)
     record = dict(neuroseg=neuroseg.__version__, case=case_id, source=c.source, inputs=c.inputs, steps=records,
                   qc="failed" if failures else "passed", qc_failures=failures, forced=bool(force and failures),
-                  native=native, defaced=defaced, out=str(out))
+                  native=native, defaced=defaced, template=template, out=str(out))
     with atomic_dir(out) as tmp:
         _write_case(tmp/case_id, case_id, c.on_grid, mask)
         (tmp/"native").mkdir(); (tmp/"transforms").mkdir()
         keep = face_keep_mask(mask) if defaced else None
         grids = _native_outputs(tmp, c, native, keep)
-        _write_qc_volumes(tmp/"qc", c.on_grid, mask, keep)
+        _write_qc_volumes(tmp/"qc", c.on_grid | ({"template": template_image()} if template else {}), mask, keep)
         for m in ("flair", "t1", "t2"): sitk.WriteTransform(c.transforms[m], str(tmp/"transforms"/f"t1c_to_{m}.tfm"))
         if c.table: write_text_atomic(tmp/"series.txt", c.table + "\n")
         pred = native_labels = None
@@ -462,6 +495,7 @@ def neuroseg_preprocess(out:Param("output folder (new): the BraTS case, native/,
                         brain_mask:Param("a brain mask of yours (NIfTI in the T1c's space) instead of deepbet", str)=None,
                         skull_stripped:Param("the inputs are already skull-stripped", store_true)=False,
                         brain_tool:Param("brain extraction: deepbet (offline, its weights in its wheel), hd-bet or synthstrip (their programs, installed by you)", str, choices=["deepbet", "hd-bet", "synthstrip"])="deepbet",
+                        template:Param("put the case in a template's space by an affine registration of the T1: mni152 (default: a grid over the T1c)", str, choices=["mni152"])=None,
                         native:Param("native grids that get the segmentation: t1c, or all (each modality's own grid too)", str, choices=["t1c", "all"])="t1c",
                         deface:Param("remove the face from the native volumes and QC volumes written (Quickshear)", store_true)=False,
                         no_report:Param("skip the HTML QC report (qc.html, about 10 s); qc.png is still written", store_true)=False,
@@ -470,14 +504,14 @@ def neuroseg_preprocess(out:Param("output folder (new): the BraTS case, native/,
                        ):
     "Preprocess a raw exam (DICOM or one NIfTI per modality, any grids, with skull) into a BraTS case, and segment it with --ckpt."
     _run_raw(out, dicom, dict(flair=flair, t1=t1, t1c=t1c, t2=t2), ckpt, case, spacing, brain_mask, skull_stripped, native, deface,
-             not no_report, force, dicom_seg=dicom_seg, brain_tool=brain_tool)
+             not no_report, force, dicom_seg=dicom_seg, brain_tool=brain_tool, template=template)
 
 def _run_raw(out, dicom, files, ckpt, case, spacing, brain_mask, skull_stripped, native, defaced, report, force, infer=None,
-             dicom_seg=False, brain_tool="deepbet"):
+             dicom_seg=False, brain_tool="deepbet", template=None):
     "The raw path from the command line (neuroseg_preprocess, neuroseg_infer --dicom/--raw): checks, the run, one closing line."
     if not out: raise NeurosegError("--out: give the output folder (a new one)")
     if not (spacing > 0 and spacing <= 4): raise NeurosegError(f"--spacing {spacing:g}: give a voxel size between 0 and 4 mm")
     record = preprocess_raw(out, dicom, files, case, ckpt, spacing, brain_mask, skull_stripped, force, native=native, defaced=defaced,
-                            report=report, infer=infer, dicom_seg=dicom_seg, brain_tool=brain_tool)
+                            report=report, infer=infer, dicom_seg=dicom_seg, brain_tool=brain_tool, template=template)
     seg = f"; segmentation in the native T1c grid: {Path(out)/'native'/'seg.nii.gz'}" if ckpt else f"; segment it with neuroseg_infer --input {Path(out)/case}"
     print(f"{out}: {case} preprocessed in {record['seconds']:.0f} s, QC {record['qc']}" + (f", report {Path(out)/'qc.html'}" if report else "") + seg)
