@@ -14,9 +14,9 @@ import SimpleITK as sitk
 from .core import NeurosegError, atomic_path
 
 # %% auto #0
-__all__ = ['RAW_MODALITIES', 'HEADER_TAGS', 'SEG_IDENTITY_TAGS', 'SEG_EMPTY_TAGS', 'Series', 'read_header', 'group_series',
-           'find_series', 'exam_folder', 'write_dicom_series', 'series_kind', 'contrast_evidence', 'Decision',
-           'assign_series', 'series_table', 'slice_positions', 'check_series_geometry', 'read_series',
+__all__ = ['RAW_MODALITIES', 'HEADER_TAGS', 'ZIP_MAX_GB', 'SEG_IDENTITY_TAGS', 'SEG_EMPTY_TAGS', 'Series', 'read_header',
+           'group_series', 'find_series', 'exam_folder', 'write_dicom_series', 'series_kind', 'contrast_evidence',
+           'Decision', 'assign_series', 'series_table', 'slice_positions', 'check_series_geometry', 'read_series',
            'seg_source_headers', 'seg_frames', 'seg_segments', 'write_dicom_seg']
 
 # %% ../nbs/10_dicom.ipynb #7303d388
@@ -83,6 +83,8 @@ def find_series(folder:str|Path, # the exam: a folder of DICOM files, in subfold
     return found
 
 # %% ../nbs/10_dicom.ipynb #d486e2b8
+ZIP_MAX_GB = 8.0   # one exam unpacks to at most this (an MR exam is well under 2 GB): a larger archive is refused, not unpacked
+
 @contextlib.contextmanager
 def exam_folder(path:str|Path, # a folder of DICOM files, or a .zip of one
                ):
@@ -92,6 +94,10 @@ def exam_folder(path:str|Path, # a folder of DICOM files, or a .zip of one
     if not path.is_file(): raise NeurosegError(f"{path}: not found (a DICOM folder or a .zip of one)")
     if not zipfile.is_zipfile(path): raise NeurosegError(f"{path}: neither a folder nor a zip file")
     with tempfile.TemporaryDirectory(prefix="neuroseg-dicom-") as tmp, zipfile.ZipFile(path) as zf:
+        size = sum(m.file_size for m in zf.infolist())   # as declared; zipfile stops reading a member there (and checks its CRC)
+        if size > ZIP_MAX_GB * 2**30: raise NeurosegError(f"{path}: unpacks to {size / 2**30:.3g} GB, over the {ZIP_MAX_GB:g} GB of one exam; refused")
+        if size > (free := shutil.disk_usage(tmp).free):
+            raise NeurosegError(f"{path}: unpacks to {size / 2**30:.1f} GB, more than the {free / 2**30:.1f} GB free in {Path(tmp).parent}")
         for member in zf.infolist():
             target = (Path(tmp)/member.filename).resolve()
             if member.is_dir(): continue
