@@ -760,18 +760,19 @@ def compare_raw_path(exam:str|Path, # a DICOM exam (`raw_exam`, or a real one)
                      force:bool=False, # segment even when a check fails (tiny exams fail the brain-volume check)
                      spacing_mm:float=1.0, # the case grid (neuroseg_preprocess --spacing)
                      device:str="cpu",
+                     options:list|tuple=(), # more of its options, e.g. ["--template", "mni152", "--native", "all", "--deface", "--dicom-seg"]
                     ) -> list[dict]:
     "`neuroseg_preprocess --dicom EXAM --ckpt CKPT` timed from the command line: a row per step, end to end (<= 90 s), peak memory (<= 4096 MiB)."
     out = Path(out_dir)/"raw-run"
     shutil.rmtree(out, ignore_errors=True)
     load = os.getloadavg()[0]
-    cmd = [Path(sys.executable).parent/"neuroseg_preprocess", "--dicom", exam, "--out", out, "--ckpt", ckpt, "--spacing", spacing_mm, *(["--force"] if force else [])]
+    cmd = [Path(sys.executable).parent/"neuroseg_preprocess", "--dicom", exam, "--out", out, "--ckpt", ckpt, "--spacing", spacing_mm, *(["--force"] if force else []), *options]
     done = check_run(run_measured(cmd), "neuroseg_preprocess")
     record, hw = json.loads((out/"preprocess.json").read_text()), hardware_line(device, load)
     steps = [bench_row("raw scans", f"step: {r['step']}" + (f" {r['modality']}" if r["modality"] else ""), r["seconds"], None, "s",
                        hardware=hw, tool=r["tool"]) for r in record["steps"]]
     return steps + [bench_row("raw scans", "DICOM exam to a native-grid segmentation, from the command line", done["wall_s"], None, "s",
-                              target="ours <= 90", hardware=hw, qc=record["qc"], series=len(record["inputs"])),
+                              target="ours <= 90", hardware=hw, qc=record["qc"], series=len(record["inputs"]), options=" ".join(map(str, options))),
                     bench_row("raw scans", "peak memory of that command", done["peak_rss_mb"], None, "MiB", target="ours <= 4096", hardware=hw)]
 
 # %% ../nbs/91_bench.ipynb #81dc2553

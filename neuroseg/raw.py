@@ -204,15 +204,18 @@ def _write_qc_volumes(folder:Path, on_grid:dict, mask:sitk.Image, keep:sitk.Imag
         sitk.WriteImage(out, str(folder/f"{m}.nii.gz"), True)
     sitk.WriteImage(mask, str(folder/"brainmask.nii.gz"), True)
 
-def _qc_report(folder:Path, log=print):
-    "Render the preprocess template on `folder` into folder/qc.html (the executed notebook is not kept)."
+def _qc_report(folder:Path, log=print) -> dict:
+    "Render the preprocess template on `folder` into folder/qc.html (the executed notebook is not kept); the step's record."
     from neuroseg.render import template_path, execute_template, notebook_html
     tick, page = time.perf_counter(), folder/".qc.ipynb"
     try:
         execute_template(template_path("preprocess"), page, dict(run_dir=str(folder)))
         write_text_atomic(folder/"qc.html", notebook_html(page))
     finally: page.unlink(missing_ok=True)
-    log(f"{'report':>9} {'':<5} {time.perf_counter() - tick:6.1f} s  qc.html")
+    rec = step_record("report", f"neuroseg=={neuroseg.__version__}", time.perf_counter() - tick, None, None, file="qc.html",
+                      engine="papermill + nbconvert (the preprocess template)")
+    log(f"{'report':>9} {'':<5} {rec['seconds']:6.1f} s  qc.html")
+    return rec
 
 # %% ../nbs/10b_raw.ipynb #b8e3edd4
 def qc_record(run_dir:str|Path, # a folder written by `preprocess_raw`
@@ -475,7 +478,8 @@ def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empt
         record.update(outputs=written + ["preprocess.json"] + (["qc.html"] if report else []),
                       seconds=round(time.perf_counter() - start, 1))
         write_json_atomic(tmp/"preprocess.json", record)
-        if report: _qc_report(tmp, log)
+        if report:   # its time joins the record once it is done (the report itself reads the record)
+            records.append(_qc_report(tmp, log)); write_json_atomic(tmp/"preprocess.json", record)
     if failures and not force:
         raise NeurosegError(f"{failures[0]}; nothing segmented: look at {out/'qc.html' if report else out/'qc.png'}, or pass --force to segment anyway")
     return record

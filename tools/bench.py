@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(work_dir=".cache/neuroseg/bench-tiny", n_cases=4, shape=[48, 40, 32], train_roi=[32, 32, 32], num_workers=0,
             warmup_steps=1, train_steps=2, floor_steps=1, weights_steps=2, weights_roi=[32, 32, 32], metrics_repeats=1,
             preprocess_cases=2, scaling_shapes=[[32, 32, 24], [48, 40, 32]], network_batch=1, network_steps=1,
-            raw_in_plane=64, raw_slices=12, raw_force=True, raw_brain_mm=2.0, raw_spacing=2.0)
+            raw_in_plane=64, raw_slices=12, raw_force=True, raw_brain_mm=2.0, raw_spacing=2.0, raw_options=["--no-report"])
 
 def parameters(args) -> dict:
     "The template's parameters: the device, the tiny sizes with --tiny, and each -p NAME VALUE (typed as the template declares)."
