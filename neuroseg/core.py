@@ -15,10 +15,10 @@ import yaml
 # %% auto #0
 __all__ = ['ENGINES', 'PRECISIONS', 'NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'console_script',
            'exit_now', 'fsync_path', 'atomic_path', 'write_text_atomic', 'write_json_atomic', 'atomic_dir',
-           'OutputError', 'check_writable', 'remove_stale_temps', 'write_all', 'DataConfig', 'ModelConfig',
-           'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict',
-           'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything',
-           'get_device', 'environment_info', 'cpu_model', 'machine_record']
+           'OutputError', 'check_writable', 'remove_stale_temps', 'write_all', 'folder_lock', 'DataConfig',
+           'ModelConfig', 'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides',
+           'config_from_dict', 'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_dir',
+           'seed_everything', 'get_device', 'environment_info', 'cpu_model', 'machine_record']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -200,6 +200,38 @@ def write_all(writers:dict, # {destination: function that writes the file at the
         where = current or e.filename or next(iter(writers))
         raise OutputError(f"{where}: cannot write ({e.strerror or e}); none of {', '.join(Path(p).name for p in writers)} was written") from e
     return [Path(p) for p in writers]
+
+# %% ../nbs/00_core.ipynb #b4eaf50d
+@contextlib.contextmanager
+def folder_lock(folder:str|Path, # the run or output folder (need not exist yet)
+                command:str, # who holds it, for the refusal: neuroseg_train, neuroseg_cv, neuroseg_infer
+               ):
+    "Hold the advisory lock of `folder` while the block runs; `NeurosegError` naming the holder if another process has it."
+    import fcntl, socket
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    path = folder.parent/f".{folder.name}.lock"
+    while True:
+        try: fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e: raise OutputError(f"{folder}: cannot create its lock file {path} ({e.strerror})") from None
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise NeurosegError(f"{folder}: {holder} is writing there; wait for it to end, or choose another folder") from None
+        try: same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError: same = False
+        if same: break
+        os.close(fd)   # its holder removed the file as we opened it: lock the one at the path now
+    try:
+        if left := os.pread(fd, 512, 0).decode(errors="replace").strip():
+            print(f"{command}: {folder}: took over from {left}, which ended without releasing it", file=sys.stderr)
+        with contextlib.suppress(OSError):   # a full disk: the lock holds all the same, only unnamed
+            os.ftruncate(fd, 0); os.pwrite(fd, f"{command} (pid {os.getpid()} on {socket.gethostname()})".encode(), 0)
+        yield
+    finally:
+        path.unlink(missing_ok=True)   # removed while still held: whoever opened it meanwhile sees it gone and retries
+        os.close(fd)
 
 # %% ../nbs/00_core.ipynb #924c6b9b
 ENGINES = ("torch", "onnxruntime", "openvino")   # infer.engine: what runs the network (05d_export); the last two on the CPU

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, DistributedSampler, ConcatDataset
-from fastcore.script import Param
+from fastcore.script import Param, store_true
 from tqdm import tqdm
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
@@ -24,7 +24,7 @@ from monai.data.utils import set_rnd
 from monai.metrics import compute_dice
 import neuroseg
 from .core import (NeurosegError, Config, cli_errors, console_script, load_config, find_config, seed_everything, get_device,
-                           write_json_atomic, machine_record)
+                           write_json_atomic, machine_record, folder_lock)
 from .labels import REGIONS, REGION_COLOURS, labels_to_regions, classes_to_labels
 from .data import read_dataset, split_for_config, split_cases
 from .download import MSD_TASK, is_task_folder, ensure_msd
@@ -39,12 +39,13 @@ from .pretrained import resolve_checkpoint
 from .core import OutputError, check_writable, remove_stale_temps
 
 # %% auto #0
-__all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'RUN_FILES', 'RUN_ENTRIES', 'ENVIRONMENT_FILE', 'lr_factor', 'make_scheduler',
-           'DistInfo', 'init_distributed', 'epoch_seed', 'seed_epoch', 'ensure_data', 'build_data', 'real_datasets',
-           'synth_dataset', 'synthetic_datasets', 'TrainState', 'new_state', 'checkpoint_state', 'restore_state',
-           'StopOnSignal', 'TrainingInterrupted', 'Run', 'train_step', 'sync_step', 'epoch_batches', 'train_epoch',
-           'epoch_summary', 'epoch_line', 'plot_training_curves', 'to_regions', 'validate', 'overlay_image',
-           'save_run_checkpoints', 'update_best', 'end_epoch', 'resume_checkpoint', 'check_resumable', 'holds_run',
+__all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'RUN_FILES', 'RUN_ENTRIES', 'RUN_MANIFEST', 'ENVIRONMENT_FILE', 'lr_factor',
+           'make_scheduler', 'DistInfo', 'init_distributed', 'epoch_seed', 'seed_epoch', 'ensure_data', 'build_data',
+           'real_datasets', 'synth_dataset', 'synthetic_datasets', 'TrainState', 'new_state', 'checkpoint_state',
+           'restore_state', 'StopOnSignal', 'TrainingInterrupted', 'Run', 'train_step', 'sync_step', 'epoch_batches',
+           'train_epoch', 'epoch_summary', 'epoch_line', 'plot_training_curves', 'to_regions', 'validate',
+           'overlay_image', 'save_run_checkpoints', 'update_best', 'end_epoch', 'resume_checkpoint', 'check_resumable',
+           'data_fingerprint', 'data_changes', 'write_manifest', 'check_same_data', 'check_new_run_folder', 'holds_run',
            'clean_stale_temps', 'check_clearable', 'make_room', 'run_folder_of', 'check_resume_target', 'init_weights',
            'record_environment', 'setup_run', 'fit', 'train', 'resume_command', 'neuroseg_train']
 
@@ -543,7 +544,71 @@ RUN_FILES = ("history.json", "summary.json", "split.json", f"checkpoints/{LAST}"
 
 # What a run folder may hold and `--existing archive|replace` may move or delete: what training writes, and the
 # predictions and evaluation that `make demo` (and the README) put beside them.
-RUN_ENTRIES = ("history.json", "summary.json", "split.json", "environment.json", "checkpoints", "wandb", "predictions", "evaluation")
+RUN_ENTRIES = ("run.json", "history.json", "summary.json", "split.json", "environment.json", "checkpoints", "wandb", "predictions", "evaluation")
+
+# %% ../nbs/06_train.ipynb #aa19a524
+RUN_MANIFEST = "run.json"   # marks a run folder; written first by a new run
+
+def data_fingerprint(cfg:Config, # uses data.format, data.root, data.convention, data.spacing_mm, data.synth_cases
+                    ) -> dict:
+    "What a run trains on: format, convention, spacing, the case ids, and a hash of the ids with their files' sizes."
+    import hashlib
+    common = dict(format=cfg.data.format, spacing_mm=[float(s) for s in cfg.data.spacing_mm], synth_cases=cfg.data.synth_cases)
+    if cfg.data.format == "synth": return common
+    cases, convention = read_dataset(cfg.data.root, cfg.data.format, cfg.data.convention)
+    h = hashlib.sha256()
+    for case in sorted(cases, key=lambda c: c["id"]):
+        files = [*(case["image"] if isinstance(case["image"], list) else [case["image"]]), *([case["label"]] if case.get("label") else [])]
+        h.update(json.dumps([case["id"], [Path(f).stat().st_size for f in files]]).encode())
+    return dict(common, convention=convention, cases=sorted(c["id"] for c in cases), sha256=h.hexdigest())
+
+def data_changes(before:dict, after:dict) -> list[str]:
+    "What differs between two fingerprints, in words (empty: the same data)."
+    out = [f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in ("format", "convention", "spacing_mm", "synth_cases") if before.get(k) != after.get(k)]
+    gone, new = sorted(set(before.get("cases", [])) - set(after.get("cases", []))), sorted(set(after.get("cases", [])) - set(before.get("cases", [])))
+    name = lambda ids: ", ".join(ids[:3]) + (" ..." if len(ids) > 3 else "")
+    if gone: out.append(f"{len(gone)} case(s) gone ({name(gone)})")
+    if new: out.append(f"{len(new)} case(s) new ({name(new)})")
+    if not (gone or new or out) and before.get("sha256") != after.get("sha256"): out.append("the same case ids, other files (sizes differ)")
+    return out
+
+def write_manifest(out_dir:str|Path, # the run folder
+                   cfg:Config, # the run's config
+                   fingerprint:dict, # `data_fingerprint(cfg)`
+                   previous:dict|None=None, # the manifest continued (a resume), whose history is kept
+                  ) -> Path:
+    "Write the run's `run.json` (atomically): started, host, pid, config hash, data; a resume keeps the first start and adds itself."
+    import hashlib, socket
+    now = dict(time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), host=socket.gethostname(), pid=os.getpid())
+    manifest = dict(run="neuroseg_train", neuroseg=neuroseg.__version__, started=(previous or {}).get("started", now),
+                    config_sha256=hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest(),
+                    data=fingerprint, sessions=[*(previous or {}).get("sessions", []), now])
+    if previous and previous.get("data") != fingerprint:
+        manifest["data_history"] = [*previous.get("data_history", []), previous.get("data")]
+    return write_json_atomic(Path(out_dir)/RUN_MANIFEST, manifest)
+
+def check_same_data(source:Path, # the run folder resumed
+                    fingerprint:dict, # the data given now
+                    other_data:bool=False, # go on anyway (--other-data)
+                   ) -> dict|None:
+    "The resumed run's manifest (None for a run from before manifests); `NeurosegError` when its data differ, unless `other_data`."
+    path = Path(source)/RUN_MANIFEST
+    if not path.is_file(): return None
+    manifest = json.loads(path.read_text())
+    if (changes := data_changes(manifest.get("data", {}), fingerprint)) and not other_data:
+        raise NeurosegError(f"{source}: trained on other data ({'; '.join(changes)}); resume on this data with --other-data, "
+                            f"or start a new run")
+    return manifest
+
+def check_new_run_folder(out_dir:str|Path, # train.out_dir of a new run
+                        ):
+    "Raise `NeurosegError` when `out_dir` holds anything but an earlier run's files (a dataset, anyone's files): before anything is written."
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir(): return
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in RUN_ENTRIES and not p.name.startswith("."))
+    if foreign:
+        raise NeurosegError(f"{out_dir}: holds {', '.join(map(repr, foreign[:3]))}{' ...' if len(foreign) > 3 else ''}, and is not "
+                            f"a run folder; a new run starts in a new or empty folder: choose another train.out_dir")
 
 # %% ../nbs/06_train.ipynb #12c69119
 def holds_run(out_dir:str|Path) -> bool:
@@ -585,7 +650,7 @@ def make_room(out_dir:str|Path, # train.out_dir
     if existing not in EXISTING: raise NeurosegError(f"--existing {existing!r}: use one of {', '.join(EXISTING)}")
     check_writable(out_dir)
     clean_stale_temps(out_dir)
-    if not holds_run(out_dir): return None
+    if not holds_run(out_dir): check_new_run_folder(out_dir); return None
     if existing == "refuse":
         raise NeurosegError(f"{out_dir}: holds an earlier run; continue it with --resume last, keep it aside with "
                             f"--existing archive, or delete it with --existing replace")
@@ -664,10 +729,15 @@ def record_environment(out_dir:str|Path, # the run folder
     return path
 
 # %% ../nbs/06_train.ipynb #67faa85b
-def setup_run(cfg:Config, di:DistInfo, resume:str|None=None) -> tuple[Run, TrainState]:
-    "Everything a run needs, restored from a checkpoint when `resume` is given."
+def setup_run(cfg:Config, di:DistInfo, resume:str|None=None, other_data:bool=False) -> tuple[Run, TrainState]:
+    "Everything a run needs, restored from a checkpoint when `resume` is given (on the data its run trained on, unless `other_data`)."
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     ckpt, source = _checkpoint_to_resume(cfg, di, resume)
+    if di.main:   # the manifest first: a new run's, or the resumed run's, checked against the data given now
+        if cfg.data.format != "synth": ensure_data(cfg, di)
+        fingerprint = data_fingerprint(cfg)
+        previous = check_same_data(run_folder_of(source), fingerprint, other_data) if ckpt else None
+        write_manifest(cfg.train.out_dir, cfg, fingerprint, previous)
     train_dl, val_dl, convention, split = build_data(cfg, di)
     steps = _steps_per_epoch(cfg, train_dl)
     ts = new_state(cfg, steps, di.device)
@@ -710,9 +780,9 @@ def _summary(run:Run, ts:TrainState, stopped_early:bool) -> dict:
                 weights_digest=digest, rank_digests=digests)
 
 # %% ../nbs/06_train.ipynb #1761a9c0
-def _setup_or_clean(cfg:Config, di:DistInfo, resume:str|None, fresh:str|None) -> tuple[Run, TrainState]:
+def _setup_or_clean(cfg:Config, di:DistInfo, resume:str|None, fresh:str|None, other_data:bool=False) -> tuple[Run, TrainState]:
     "`setup_run`; a new run refused during set-up (bad case, bad setting) takes back what it wrote into a fresh run folder."
-    try: return setup_run(cfg, di, resume)
+    try: return setup_run(cfg, di, resume, other_data)
     except BaseException:
         out_dir = Path(cfg.train.out_dir)
         if fresh and di.main and out_dir.is_dir():
@@ -723,9 +793,19 @@ def _setup_or_clean(cfg:Config, di:DistInfo, resume:str|None, fresh:str|None) ->
 def train(cfg:Config, # the run's configuration (`load_config`)
           resume:str|None=None, # None: a new run; last, a checkpoint path, or wandb:ENTITY/PROJECT/NAME:ALIAS
           existing:str="refuse", # a new run over an earlier one in train.out_dir: refuse, archive or replace it
+          other_data:bool=False, # resume although the data differ from the run's manifest
          ) -> dict:
     "Train (or resume) a segmentation network as `cfg` says; returns a summary. SIGTERM/SIGINT save and raise `TrainingInterrupted`."
     di = init_distributed(cfg.train.device)
+    try:   # one writer at a time: the lock of train.out_dir, held by rank 0 for the whole run
+        if di.main: check_writable(cfg.train.out_dir)   # a read-only or full place: said plainly, before the lock file
+        with folder_lock(cfg.train.out_dir, "neuroseg_train") if di.main else contextlib.nullcontext():
+            return _train(cfg, di, resume, existing, other_data)
+    finally:
+        if di.owns_group: dist.destroy_process_group()
+
+def _train(cfg:Config, di:DistInfo, resume:str|None, existing:str, other_data:bool) -> dict:
+    "The body of `train`, under the run folder's lock."
     run = None
     try:
         out_dir = Path(cfg.train.out_dir)   # a new run's folder, missing or empty: a refused start leaves it so
@@ -735,7 +815,7 @@ def train(cfg:Config, # the run's configuration (`load_config`)
             check_resume_target(resume, cfg.train.out_dir)
             if di.main: clean_stale_temps(cfg.train.out_dir)
         with StopOnSignal() as stop:
-            run, ts = _setup_or_clean(cfg, di, resume, fresh)
+            run, ts = _setup_or_clean(cfg, di, resume, fresh, other_data)
             run.stop = stop
             summary = _summary(run, ts, fit(run, ts))
         if di.main: write_json_atomic(run.out_dir/"summary.json", {k: v for k, v in summary.items() if k != "history"})
@@ -744,7 +824,6 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         return summary
     finally:
         if run and run.tracker: run.tracker.finish(exit_code=1)
-        if di.owns_group: dist.destroy_process_group()
 
 # %% ../nbs/06_train.ipynb #98fe4143
 def resume_command(config:str|None, overrides:list[str]) -> str:
@@ -761,11 +840,12 @@ def neuroseg_train(overrides:Param("section.key=value settings over the config, 
                    resume:Param("continue a run: last, a checkpoint file or run folder, or wandb:ENTITY/PROJECT/NAME:ALIAS", str)=None,
                    existing:Param("a new run where train.out_dir holds one: refuse, archive (move it aside) or replace (delete it)",
                                   str, choices=EXISTING)="refuse",
+                   other_data:Param("with --resume: go on although the data differ from those the run trained on (its run.json)", store_true)=False,
                   ):
     "Train a 3D brain-tumour segmentation network; SIGTERM or Ctrl-C saves a checkpoint that --resume continues."
     overrides = list(overrides or [])
     cfg = load_config(find_config(config) if config else None, overrides)
-    try: summary = train(cfg, resume, existing)
+    try: summary = train(cfg, resume, existing, other_data)
     except TrainingInterrupted as e:
         if e.checkpoint: print(f"neuroseg_train: {e}\nresume with: {resume_command(config, overrides)}", file=sys.stderr, flush=True)
         sys.exit(128 + e.signum)

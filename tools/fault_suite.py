@@ -98,6 +98,11 @@ def with_(*steps):
 def bad_ckpt(make):
     "The case, and `make(folder)`'s bytes as bad.pt."
     return with_(case, lambda w: _w(w/"bad.pt", make(w)))
+def _resave_float64(path):
+    "The same image in another file: float64 voxels (a resume must notice that its data changed)."
+    import nibabel as nib, numpy as np
+    img = nib.load(path); nib.save(nib.Nifti1Image(np.asarray(img.dataobj, np.float64), img.affine), path)
+
 def _half(path): b = Path(path).read_bytes(); return b[:len(b)//2]
 def _random(n=4096, seed=0): import numpy as np; return np.random.default_rng(seed).bytes(n)
 def _torch_bytes(obj):
@@ -336,6 +341,12 @@ ROWS = [
     Row("train-resume-both-corrupt", "train", "--config tiny.yaml --resume last", ("last.pt", "last-1.pt", "no usable"),
         with_(run_in, lambda w: _w(w/"run"/"checkpoints"/"last.pt", b""), lambda w: _w(w/"run"/"checkpoints"/"last-1.pt", _random()))),
     Row("train-resume-other-network", "train", "--config tiny.yaml model.channels=[8,16] --resume run", ("model.channels",), run_in),
+    Row("train-first-run-into-dataset", "train", "--config tiny.yaml train.out_dir=data", ("data", "not a run folder"), train_in),
+    Row("train-first-run-into-cwd", "train", "--config tiny.yaml train.out_dir=.", (".", "not a run folder"), train_in),
+    Row("train-resume-other-data", "train", "--config tiny.yaml train.epochs=2 --resume last", ("run", "other data", "--other-data"),
+        with_(run_in, lambda w: _resave_float64(next(iter(sorted((w/"data"/"imagesTr").glob("*.nii.gz"))))))),
+    Row("train-run-folder-locked", "train", "--config tiny.yaml train.epochs=2 --resume last", ("run", "is writing there"),
+        run_in, hook="hold_run_lock", keep=(r"\.run\.lock",)),
     Row("train-resume-no-checkpoints", "train", "--config tiny.yaml --resume run", "run", _run_no_ckpt),
     Row("train-resume-last-nothing", "train", "--config tiny.yaml --resume last", "run", train_in),
     Row("train-out-parent-is-file", "train", "--config tiny.yaml train.out_dir=afile/run", "afile",
@@ -443,6 +454,14 @@ def _hook_sigint_after_first_write():
 def _hook_sigint_in_evaluate_case():
     import neuroseg.metrics
     _sigint_after(neuroseg.metrics, "evaluate_case")
+
+def _hook_hold_run_lock():
+    "Another process holds the lock of ./run (a training writing there) for as long as this command lives."
+    parent, run = os.getpid(), os.path.abspath("run")
+    code = (f"import os, time\nfrom neuroseg.core import folder_lock\nwith folder_lock({run!r}, 'neuroseg_train'):\n"
+            f"    print('held', flush=True)\n    while os.getppid() == {parent}: time.sleep(0.1)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    holder.stdout.readline()   # the lock is held from here on
 
 def _hook_sigterm_at_step_1(): os.environ["NEUROSEG_TEST_SIGNAL_AT_STEP"] = "1"
 def _hook_sigint_at_step_1(): os.environ["NEUROSEG_TEST_SIGNAL_AT_STEP"] = "1:SIGINT"
