@@ -104,45 +104,24 @@ def run_notebooks(files:list[Path], flags:str, workers:int, timeout:float=900) -
         return f.name, ok, secs
     with ThreadPoolExecutor(workers) as pool: return list(pool.map(one, files))
 
-def run_templates() -> list[tuple[str, bool, float]]:
-    "Run the papermill report templates with tiny parameters (tools/check_reports.py, once the reports exist)."
-    script = ROOT/"tools"/"check_reports.py"
-    if not script.is_file(): return []
+def run_phase(name:str, cmd:list, cwd:Path=ROOT) -> tuple[str, bool, float]:
+    "Run one of the checks after the notebooks' (a script of tools/), its output kept and printed in one block when it ends."
     start = time.time()
-    ok = subprocess.run([sys.executable, str(script)], cwd=ROOT).returncode == 0
-    return [("report templates", ok, time.time() - start)]
+    done = subprocess.run([str(c) for c in cmd], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    print(done.stdout, end="", flush=True)
+    return name, done.returncode == 0, time.time() - start
 
-def run_fault_suite() -> list[tuple[str, bool, float]]:
-    "Hostile inputs and faults against the six console scripts (tools/fault_suite.py): exit 2, one line, nothing left behind."
-    start = time.time()
-    ok = subprocess.run([sys.executable, str(ROOT/"tools"/"fault_suite.py")], cwd=ROOT).returncode == 0
-    return [("fault suite (tools/fault_suite.py)", ok, time.time() - start)]
-
-def run_tutorials() -> list[tuple[str, bool, float]]:
-    "Run the tutorial notebooks in nbs/tutorials/ top to bottom with tiny parameters (tools/check_tutorials.py)."
-    start = time.time()
-    ok = subprocess.run([sys.executable, str(ROOT/"tools"/"check_tutorials.py")], cwd=ROOT).returncode == 0
-    return [("tutorial notebooks", ok, time.time() - start)]
-
-def run_bench_template() -> list[tuple[str, bool, float]]:
-    "The benchmark template on tiny inputs in a temporary folder (`tools/bench.py --tiny --check`)."
-    start = time.time()
-    with tempfile.TemporaryDirectory(prefix="neuroseg-bench-check-") as tmp:
-        cmd = [sys.executable, str(ROOT/"tools"/"bench.py"), "--tiny", "--check", "--out", f"{tmp}/reports", "-p", "work_dir", f"{tmp}/work"]
-        ok = subprocess.run(cmd, cwd=ROOT).returncode == 0
-    return [("benchmark template (tiny)", ok, time.time() - start)]
-
-def run_gpu_check_dry() -> list[tuple[str, bool, float]]:
-    "`make gpu-check`'s steps, checked without a GPU (`tools/gpu_check.py --dry-run`)."
-    start = time.time()
-    ok = subprocess.run([sys.executable, str(ROOT/"tools"/"gpu_check.py"), "--dry-run"], cwd=ROOT).returncode == 0
-    return [("gpu-check steps (dry run)", ok, time.time() - start)]
-
-def run_wheel_check() -> list[tuple[str, bool, float]]:
-    "Build the wheel, install it into a fresh venv outside the checkout and run the console scripts (tools/check_wheel.py)."
-    start = time.time()
-    ok = subprocess.run([sys.executable, str(ROOT/"tools"/"check_wheel.py")], cwd=ROOT).returncode == 0
-    return [("wheel in a fresh venv (check_wheel)", ok, time.time() - start)]
+def phases(tmp:str) -> list[tuple[str, list]]:
+    """The checks beside the notebooks' tests, longest first: the wheel in a fresh venv (tools/check_wheel.py), the
+    benchmark template on tiny inputs, the report templates, the tutorial notebooks, the fault suite (hostile inputs
+    against the console scripts: exit 2, one line, nothing left behind) and `make gpu-check`'s steps without a GPU."""
+    tools = ROOT/"tools"
+    return [("wheel in a fresh venv (check_wheel)", [sys.executable, tools/"check_wheel.py"]),
+            ("benchmark template (tiny)", [sys.executable, tools/"bench.py", "--tiny", "--check", "--out", f"{tmp}/reports", "-p", "work_dir", f"{tmp}/work"]),
+            ("report templates", [sys.executable, tools/"check_reports.py"]),
+            ("tutorial notebooks", [sys.executable, tools/"check_tutorials.py"]),
+            ("fault suite (tools/fault_suite.py)", [sys.executable, tools/"fault_suite.py"]),
+            ("gpu-check steps (dry run)", [sys.executable, tools/"gpu_check.py", "--dry-run"])]
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -161,9 +140,14 @@ def main():
         if not ok: print(f"FAIL nbdev sync: {msg}; run `make sync` and commit", file=sys.stderr)
     files = notebooks(args.only)
     flags = " ".join([args.flags, real_data_flag(files, fetch=not args.no_fetch)])
-    results += run_notebooks(files, flags, args.workers)
-    if not args.only: results += run_templates() + run_fault_suite() + run_tutorials() + run_bench_template() + run_gpu_check_dry()
-    if not args.only and not args.no_wheel: results += run_wheel_check()
+    # The other checks run one at a time beside the notebooks (a third lane): they wait on pip, kernels and
+    # subprocesses much of the time, so two notebook workers and this lane keep the two cores busy.
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as lane, tempfile.TemporaryDirectory(prefix="neuroseg-bench-check-") as tmp:
+        todo = [] if args.only else [p for p in phases(tmp) if not (args.no_wheel and p[0].startswith("wheel"))]
+        others = lane.submit(lambda: [run_phase(name, cmd) for name, cmd in todo])
+        results += run_notebooks(files, flags, args.workers)
+        results += others.result()
     for name, ok, secs in results: print(f"{'ok  ' if ok else 'FAIL'} {name:45s} {secs:6.1f} s")
     n_ok = sum(ok for _, ok, _ in results)
     print(f"total {time.time() - start:.0f} s")
