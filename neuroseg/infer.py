@@ -30,16 +30,17 @@ from .pretrained import resolve_checkpoint
 from .core import OutputError, check_writable, remove_stale_temps, write_all, exit_now
 
 # %% auto #0
-__all__ = ['SPATIAL_FLIPS', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'image_case_id', 'resolve_case', 'open_input',
-           'input_paths', 'check_headers', 'loading_steps', 'load_voxels', 'channel_sources', 'check_voxels',
-           'load_input', 'InferenceModel', 'engine_device', 'check_precision', 'inference_dtype',
+__all__ = ['SPATIAL_FLIPS', 'CONNECTIVITY', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'image_case_id', 'resolve_case',
+           'open_input', 'input_paths', 'check_headers', 'loading_steps', 'load_voxels', 'channel_sources',
+           'check_voxels', 'load_input', 'InferenceModel', 'engine_device', 'check_precision', 'inference_dtype',
            'load_inference_model', 'inference_config', 'flip_tta', 'network_probs', 'invert_to_input',
-           'probs_to_regions', 'small_components', 'drop_small_components', 'replace_small_enhancing', 'Postprocess',
+           'probs_to_regions', 'label_components', 'small_components', 'nest_regions', 'drop_small_components',
+           'replace_small_enhancing', 'Postprocess', 'count_components', 'postprocess_violations',
            'postprocess_from_dict', 'read_postprocess', 'model_postprocess', 'cli_postprocess', 'shannon_entropy',
            'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml', 'predict_probs', 'labels_from_probs',
            'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble', 'read_ensemble', 'nifti_like', 'output_paths',
-           'check_not_inputs', 'check_outputs', 'save_prediction', 'predict_to_files', 'check_batch_out', 'is_batch',
-           'find_cases', 'predict_folder', 'infer_command', 'neuroseg_infer_main']
+           'check_not_inputs', 'check_outputs', 'save_prediction', 'predict_to_files', 'written_violations',
+           'check_batch_out', 'is_batch', 'find_cases', 'predict_folder', 'infer_command', 'neuroseg_infer_main']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
 def image_case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
@@ -310,23 +311,37 @@ def probs_to_regions(probs:np.ndarray, # (K, X, Y, Z) probabilities
     return predicted if head == "regions" else labels_to_regions(predicted[0], "msd")
 
 # %% ../nbs/07_infer.ipynb #f703d395
+CONNECTIVITY = np.ones((3, 3, 3), bool)   # 26-connected: a shared face, edge or corner joins two voxels, as BraTS counts lesions
+
+def label_components(mask:np.ndarray, # boolean mask (X, Y, Z)
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    "The 26-connected components of `mask`: their map (0 outside, 1..n) and their sizes in voxels (n + 1,), the outside first."
+    components, _ = scipy.ndimage.label(mask, structure=CONNECTIVITY)
+    return components, np.bincount(components.ravel(), minlength=1)
+
 def small_components(mask:np.ndarray, # boolean mask (X, Y, Z)
                      min_voxels:int, # components with fewer voxels are small
                      min_fraction:float=0.0, # and those smaller than this fraction of the largest (1: all but the largest)
                     ) -> np.ndarray:
     "The voxels of `mask`'s 26-connected components smaller than `min_voxels`, or than `min_fraction` of the largest one."
     if (min_voxels <= 1 and min_fraction <= 0) or not mask.any(): return np.zeros_like(mask)
-    components, _ = scipy.ndimage.label(mask, structure=np.ones((3, 3, 3)))
-    sizes = np.bincount(components.ravel())
+    components, sizes = label_components(mask)
     return (sizes < max(min_voxels, min_fraction * sizes[1:].max()))[components] & mask
+
+# %% ../nbs/07_infer.ipynb #55912830
+def nest_regions(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z), nested or not
+                ) -> np.ndarray:
+    "The masks as a label map holds them, WT ⊇ TC ⊇ ET: where they do not nest the innermost region wins, as in `regions_to_labels`."
+    core = regions[1] | regions[2]
+    return np.stack([regions[0] | core, core, regions[2]])
 
 # %% ../nbs/07_infer.ipynb #d14fa26d
 def drop_small_components(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
                           min_voxels:tuple, # minimum component size per region, in voxels (0: keep all)
                           min_fractions:tuple=(0.0, 0.0, 0.0), # minimum size per region as a fraction of its largest component
                          ) -> np.ndarray:
-    "Region masks without their small components; a component dropped from a region takes the regions inside it along."
-    regions = regions.copy()
+    "Nested region masks without their small components; a component dropped from a region takes the regions inside it along."
+    regions = nest_regions(regions)
     for i, (size, fraction) in enumerate(zip(min_voxels, min_fractions)): regions[i:] &= ~small_components(regions[i], int(size), fraction)
     return regions
 
@@ -361,13 +376,41 @@ class Postprocess:
         if not self.et_min_volume_ml >= 0:
             raise NeurosegError(f"--et-min-volume (et_min_volume_ml): {self.et_min_volume_ml:g} mL; volumes must be 0 or more")
 
+    def voxels(self, voxel_ml:float, # volume of one voxel in mL
+              ) -> tuple[tuple, int]:
+        "The rules' volumes in voxels of this size: the smallest component kept per region, and the ET volume rule's."
+        count = lambda ml: int(np.ceil(ml / voxel_ml - 1e-9)) if ml > 0 else 0
+        return tuple(map(count, self.min_size_ml)), count(self.et_min_volume_ml)
+
     def __call__(self, regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
                  voxel_ml:float, # volume of one voxel in mL
                 ) -> np.ndarray:
-        "The postprocessed region masks (the input is left untouched)."
-        voxels = lambda ml: int(np.ceil(ml / voxel_ml - 1e-9)) if ml > 0 else 0
-        regions = drop_small_components(regions, tuple(voxels(ml) for ml in self.min_size_ml), self.min_fraction)
-        return replace_small_enhancing(regions, voxels(self.et_min_volume_ml))
+        "The postprocessed region masks, nested (the input is left untouched)."
+        sizes, et_voxels = self.voxels(voxel_ml)
+        return replace_small_enhancing(drop_small_components(regions, sizes, self.min_fraction), et_voxels)
+
+# %% ../nbs/07_infer.ipynb #51836568
+def count_components(labels:np.ndarray, # label map (X, Y, Z)
+                     convention:str, # its label convention
+                    ) -> dict:
+    "The number of 26-connected components of each region of a label map, `{WT: n, TC: n, ET: n}`."
+    return {r: len(label_components(mask)[1]) - 1 for r, mask in zip(REGIONS, labels_to_regions(labels, convention))}
+
+def postprocess_violations(labels:np.ndarray, # label map (X, Y, Z), e.g. as written
+                           convention:str, # its label convention
+                           post:Postprocess, # the rules it should satisfy
+                           voxel_ml:float, # volume of one voxel of its grid, in mL
+                          ) -> list[str]:
+    "Each rule of `post` that `labels` breaks, one line each (none: it satisfies them all), on its own regions' 26-connected components."
+    regions, (min_voxels, et_voxels), found = labels_to_regions(labels, convention), post.voxels(voxel_ml), []
+    for region, mask, ml, size, fraction in zip(REGIONS, regions, post.min_size_ml, min_voxels, post.min_fraction):
+        sizes = np.sort(label_components(mask)[1][1:])[::-1]
+        floor = max(size, fraction * sizes[0]) if sizes.size else 0
+        if (small := sizes[sizes < floor]).size:
+            found.append(f"{region}: {small.size} of {sizes.size} components under the {floor:g} voxels its rules keep "
+                          f"(min_size_ml {ml:g}, min_fraction {fraction:g}): {small[:5].tolist()}")
+    if 0 < (et := int(regions[2].sum())) < et_voxels: found.append(f"ET: {et} voxels in all, under the {et_voxels} of et_min_volume_ml {post.et_min_volume_ml:g}")
+    return found
 
 # %% ../nbs/07_infer.ipynb #1b7a9e45
 def postprocess_from_dict(d:dict|None, # `{"min_size_ml": [WT, TC, ET], "et_min_volume_ml": x}`
@@ -466,7 +509,7 @@ def labels_from_probs(probs:np.ndarray, # (K, X, Y, Z) on the input's grid
                       postprocess:Postprocess, # optional postprocessing
                       voxel_ml:float, # mL per voxel
                      ) -> np.ndarray:
-    "The label map (X, Y, Z) uint8 in `convention`: region masks, postprocessed, then labels."
+    "The label map (X, Y, Z) uint8 in `convention`: region masks, nested and postprocessed, then labels."
     regions = probs_to_regions(probs, cfg.model.head, cfg.infer.threshold)
     return regions_to_labels(postprocess(regions, voxel_ml), convention)
 
@@ -664,6 +707,15 @@ def predict_to_files(image_or_case:str|Path|list|dict, # as for `predict`
     with StageTimer(pred.timings)("write"): save_prediction(pred, paths)
     pred.meta["outputs"] = {k: str(p) for k, p in paths.items()}
     return pred
+
+# %% ../nbs/07_infer.ipynb #bc2dc342
+def written_violations(path:str|Path, # a label map file, e.g. written by `predict_to_files`
+                       convention:str, # its label convention
+                       post:Postprocess, # the rules it should satisfy
+                      ) -> list[str]:
+    "`postprocess_violations` of a label map file, counted on its own grid (the voxel volume from its affine)."
+    image = nib.load(path)
+    return postprocess_violations(np.asarray(image.dataobj), convention, post, voxel_ml(image))
 
 # %% ../nbs/07_infer.ipynb #377aeb18
 def check_batch_out(folder:str|Path, # the batch's input folder
