@@ -104,6 +104,8 @@ def run_notebooks(files:list[Path], flags:str, workers:int, timeout:float=900) -
         return f.name, ok, secs
     with ThreadPoolExecutor(workers) as pool: return list(pool.map(one, files))
 
+SLOW_FIRST = ("07_infer", "10b_raw", "06_train", "03_synth", "10a_preprocess", "05_metrics")   # started first: the longest
+
 def run_phase(name:str, cmd:list, cwd:Path=ROOT) -> tuple[str, bool, float]:
     "Run one of the checks after the notebooks' (a script of tools/), its output kept and printed in one block when it ends."
     start = time.time()
@@ -140,14 +142,16 @@ def main():
         if not ok: print(f"FAIL nbdev sync: {msg}; run `make sync` and commit", file=sys.stderr)
     files = notebooks(args.only)
     flags = " ".join([args.flags, real_data_flag(files, fetch=not args.no_fetch)])
-    # The other checks run one at a time beside the notebooks (a third lane): they wait on pip, kernels and
-    # subprocesses much of the time, so two notebook workers and this lane keep the two cores busy.
+    # The other checks run one after another in a third lane beside the notebooks: they wait on pip, kernels and
+    # subprocesses much of the time, so they fill what the notebooks leave idle (a fourth lane only slows all of them:
+    # 649 s against 674 s in the checkout); the longest notebooks start first.
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(1) as lane, tempfile.TemporaryDirectory(prefix="neuroseg-bench-check-") as tmp:
         todo = [] if args.only else [p for p in phases(tmp) if not (args.no_wheel and p[0].startswith("wheel"))]
         others = lane.submit(lambda: [run_phase(name, cmd) for name, cmd in todo])
-        results += run_notebooks(files, flags, args.workers)
+        results += run_notebooks(sorted(files, key=lambda f: not f.stem.startswith(SLOW_FIRST)), flags, args.workers)
         results += others.result()
+    results.sort(key=lambda r: r[0])
     for name, ok, secs in results: print(f"{'ok  ' if ok else 'FAIL'} {name:45s} {secs:6.1f} s")
     n_ok = sum(ok for _, ok, _ in results)
     print(f"total {time.time() - start:.0f} s")
