@@ -5,21 +5,23 @@
 # %% ../nbs/01_labels.ipynb #cfead5fa
 from __future__ import annotations
 import re, functools, operator
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type
-from .core import NeurosegError
+from .core import NeurosegError, write_all
 
 # %% auto #0
-__all__ = ['REGIONS', 'REGION_NAMES', 'REGION_COLOURS', 'CLASSES', 'CONVENTIONS', 'LabelConvention', 'get_convention',
-           'detect_convention', 'check_labels', 'labels_to_regions', 'regions_to_labels', 'convert_labels',
-           'labels_to_classes', 'classes_to_labels', 'LabelsToRegions', 'LabelsToClasses', 'LabelsToRegionsd',
-           'LabelsToClassesd']
+__all__ = ['REGIONS', 'REGION_NAMES', 'REGION_COLOURS', 'CLASSES', 'CONVENTIONS', 'LABEL_TABLES', 'LabelConvention',
+           'get_convention', 'detect_convention', 'check_labels', 'labels_to_regions', 'regions_to_labels',
+           'convert_labels', 'labels_to_classes', 'classes_to_labels', 'LabelsToRegions', 'LabelsToClasses',
+           'LabelsToRegionsd', 'LabelsToClassesd', 'label_rows', 'itksnap_label_table', 'slicer_name',
+           'slicer_color_table', 'label_table_paths', 'label_table_writers', 'write_label_tables']
 
 # %% ../nbs/01_labels.ipynb #9acd42cc
 REGIONS = ("WT", "TC", "ET")  # whole tumour, tumour core, enhancing tumour: each inside the previous
@@ -258,3 +260,80 @@ class LabelsToRegionsd(_LabelMapd):
 class LabelsToClassesd(_LabelMapd):
     "Dictionary version of `LabelsToClasses`: label maps under `keys` -> softmax class indices 0..3."
     array_transform = LabelsToClasses
+
+# %% ../nbs/01_labels.ipynb #06541c9f
+def label_rows(convention:str|LabelConvention, # the label convention of the segmentation
+              ) -> list[tuple[int, str, tuple]]:
+    "`(value, name, (r, g, b))` of each foreground label: its tissue name, and the colour of the innermost region holding it."
+    conv = get_convention(convention)
+    rgb = lambda hex_colour: tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return [(v, conv.labels[v], rgb(REGION_COLOURS[REGIONS[conv.label_classes[v] - 1]])) for v in sorted(conv.labels)]
+
+# %% ../nbs/01_labels.ipynb #0fdbb292
+_ITKSNAP_HEADER = """################################################
+# ITK-SnAP Label Description File
+# File format: 
+# IDX   -R-  -G-  -B-  -A--  VIS MSH  LABEL
+# Fields: 
+#    IDX:   Zero-based index 
+#    -R-:   Red color component (0..255)
+#    -G-:   Green color component (0..255)
+#    -B-:   Blue color component (0..255)
+#    -A-:   Label transparency (0.00 .. 1.00)
+#    VIS:   Label visibility (0 or 1)
+#    IDX:   Label mesh visibility (0 or 1)
+#  LABEL:   Label description 
+################################################
+"""
+
+def _itksnap_line(value:int, rgb:tuple, alpha:float, visible:int, name:str) -> str:
+    "One row of an ITK-SNAP label description file, laid out as ITK-SNAP writes it."
+    return f'{value:5d} {rgb[0]:5d} {rgb[1]:4d} {rgb[2]:4d} {alpha:8.2g} {visible:2d} {visible:2d}    "{name}"'
+
+def itksnap_label_table(convention:str|LabelConvention, # the label convention of the segmentation
+                       ) -> str:
+    "The ITK-SNAP label description file of `convention`: ITK-SNAP's header, label 0 clear, then each tumour label."
+    conv = get_convention(convention)
+    rows = [_itksnap_line(0, (0, 0, 0), 0, 0, "Clear Label")]
+    rows += [_itksnap_line(v, rgb, 1, 1, name.replace('"', "'")) for v, name, rgb in label_rows(conv)]
+    return _ITKSNAP_HEADER + f"# neuroseg: tumour labels, {conv.name} convention\n" + "\n".join(rows) + "\n"
+
+# %% ../nbs/01_labels.ipynb #487da1f8
+def slicer_name(name:str) -> str:
+    "A label name as a Slicer colour table holds it: one word, spaces as underscores."
+    return re.sub(r"\s+", "_", re.sub(r"\s*/\s*", "/", name.strip()))
+
+def slicer_color_table(convention:str|LabelConvention, # the label convention of the segmentation
+                      ) -> str:
+    "The 3D Slicer colour table (`.ctbl`) of `convention`: background 0, then each tumour label, colours 0-255, opaque."
+    conv = get_convention(convention)
+    rows = ["0 Background 0 0 0 0"] + [f"{v} {slicer_name(name)} {r} {g} {b} 255" for v, name, (r, g, b) in label_rows(conv)]
+    return (f"# Color table file neuroseg_{conv.name}\n# {len(rows)} values\n"
+            f"# neuroseg: tumour labels, {conv.name} convention\n" + "\n".join(rows) + "\n")
+
+# %% ../nbs/01_labels.ipynb #db10d1a1
+LABEL_TABLES = {"itksnap": ("_itksnap_labels.txt", itksnap_label_table),  # kind -> (suffix after the stem, text of a convention)
+                "slicer": ("_ColorTable.ctbl", slicer_color_table)}
+
+def label_table_paths(segmentation:str|Path, # the label map file, e.g. out/seg.nii.gz
+                     ) -> dict[str, Path]:
+    "Where the label tables of `segmentation` go: `{'itksnap': seg_itksnap_labels.txt, 'slicer': seg_ColorTable.ctbl}` beside it."
+    path = Path(segmentation)
+    stem = re.sub(r"\.nii(\.gz)?$", "", path.name, flags=re.IGNORECASE) if re.search(r"\.nii(\.gz)?$", path.name, re.IGNORECASE) else path.stem
+    return {kind: path.with_name(stem + suffix) for kind, (suffix, _) in LABEL_TABLES.items()}
+
+# %% ../nbs/01_labels.ipynb #0ad08f2c
+def label_table_writers(segmentation:str|Path, # the label map file
+                        convention:str|LabelConvention, # its label convention
+                       ) -> dict[Path, Callable]:
+    "`{table path: function writing it at the path it is given}` for `core.write_all`, beside `segmentation`."
+    conv = get_convention(convention)
+    texts = {path: LABEL_TABLES[kind][1](conv) for kind, path in label_table_paths(segmentation).items()}
+    return {path: functools.partial(lambda text, tmp: Path(tmp).write_text(text), text) for path, text in texts.items()}
+
+def write_label_tables(segmentation:str|Path, # the label map file
+                       convention:str|LabelConvention, # its label convention
+                      ) -> dict[str, Path]:
+    "Write the ITK-SNAP and Slicer label tables of `segmentation` beside it (both or neither, atomically); return their paths."
+    write_all(label_table_writers(segmentation, convention))
+    return label_table_paths(segmentation)
