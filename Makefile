@@ -7,11 +7,12 @@ BIN    := $(VENV)/bin
 # CPU wheel by default; GPU users: `make install TORCH=torch` (or use environment.yml).
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.neuroseg-installed
+TEST_STAMP := $(VENV)/.neuroseg-test-deps
 KERNEL := neuroseg
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 DEMO_DATA := data/demo
 
-.PHONY: help install demo demo-real test test-all check-reports docs check-wheel real-data sync readme lab bench gpu-check clean-demo
+.PHONY: help install dist demo demo-real test test-all check-reports docs check-wheel real-data sync readme lab bench gpu-check clean-demo
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -20,23 +21,30 @@ $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	@# The official BraTS evaluator, the reference the lesion-wise tests compare with. Its panoptica pins numpy<2.3,
-	@# pandas<3 and plotly<6, which would downgrade the stack neuroseg runs on; it works with the newer ones, so it is
-	@# installed without its pins and its other requirements beside it (a test dependency, never imported by neuroseg).
-	$(BIN)/python -m pip install -q --no-deps "brats-evaluation==0.0.10" "panoptica==2.1.7"
-	$(BIN)/python -m pip install -q "connected-components-3d>=3.12.3,<4" "rich>=13.6,<14" ruamel.yaml typer pandas
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (neuroseg)" >/dev/null
 	@touch $@
 
-install: $(STAMP)  ## create .venv: torch first, then neuroseg[dev] and the Jupyter kernel
+# Test-only dependencies, installed by `make test` alone: the official BraTS evaluator, the reference the lesion-wise
+# tests compare with. Its panoptica pins numpy<2.3, pandas<3 and plotly<6, which would downgrade the stack neuroseg runs
+# on; it works with the newer ones, so its other requirements go in first and it goes in last without its pins (pip
+# then has nothing left to resolve, and prints no dependency-conflict ERROR). neuroseg never imports it.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q "connected-components-3d>=3.12.3,<4" "rich>=13.6,<14" ruamel.yaml typer pandas
+	$(BIN)/python -m pip install -q --no-deps "brats-evaluation==0.0.10" "panoptica==2.1.7"
+	@touch $@
 
-test: $(STAMP)  ## nbdev hygiene + every notebook's tests + report templates + the wheel in a fresh venv; ends with `N passed, M failed`
+install: $(STAMP)  ## create .venv: torch first, then neuroseg-3d[dev] (editable) and the Jupyter kernel
+
+dist: $(STAMP)  ## build the sdist and the wheel into dist/ (pip install dist/neuroseg_3d-*.whl)
+	$(BIN)/python -m build --sdist --wheel --outdir dist .
+
+test: $(TEST_STAMP)  ## nbdev hygiene + every notebook's tests + report templates + the wheel in a fresh venv; ends with `N passed, M failed`
 	$(BIN)/python tools/run_tests.py
 
-test-all: $(STAMP)  ## the tests, including the cells flagged slow
+test-all: $(TEST_STAMP)  ## the tests, including the cells flagged slow
 	$(BIN)/python tools/run_tests.py --flags slow
 
-check-reports: $(STAMP)  ## render the reports on a tiny run and build the docs, open every page in headless Chromium (installs Debian's chromium)
+check-reports: $(TEST_STAMP)  ## render the reports on a tiny run and build the docs, open every page in headless Chromium (installs Debian's chromium)
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 	$(BIN)/python tools/check_reports.py --browser yes --out reports/check
 	$(BIN)/python tools/docs.py --browser yes
@@ -44,14 +52,14 @@ check-reports: $(STAMP)  ## render the reports on a tiny run and build the docs,
 docs: $(STAMP)  ## the notebooks executed into an offline HTML site with their code and figures: _docs/index.html
 	$(BIN)/python tools/docs.py
 
-check-wheel: $(STAMP)  ## build sdist + wheel, install them in a fresh venv outside the checkout, run every console script (make test does this too)
+check-wheel: $(TEST_STAMP)  ## build sdist + wheel, install them in a fresh venv outside the checkout, run every console script (make test does this too)
 	$(BIN)/python tools/check_wheel.py
 
 real-data: $(STAMP)  ## download the real MRI test cases (tools/real_data.json: URL, size, sha256) into ~/.cache/neuroseg/real-data
 	$(BIN)/python tools/real_data.py --fetch
 
-sync: $(STAMP)  ## nbdev_clean + nbdev_export + README from nbs/index.ipynb (run before committing)
-	$(BIN)/nbdev_clean && $(BIN)/nbdev_export && $(BIN)/python tools/readme.py
+sync: $(STAMP)  ## nbdev_clean + nbdev_export + the commands' parsers (neuroseg/cli.json) + README from nbs/index.ipynb (run before committing)
+	$(BIN)/nbdev_clean && $(BIN)/nbdev_export && $(BIN)/python -c "from neuroseg.cli import write_command_specs; write_command_specs()" && $(BIN)/python tools/readme.py
 
 readme: $(STAMP)  ## regenerate README.md from nbs/index.ipynb
 	$(BIN)/python tools/readme.py

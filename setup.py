@@ -7,7 +7,7 @@ config.read('settings.ini', encoding='utf-8')
 cfg = config['DEFAULT']
 
 cfg_keys = 'version description keywords author author_email'.split()
-expected = cfg_keys + "lib_name user branch license status min_python audience language".split()
+expected = cfg_keys + "lib_name lib_path user branch license status min_python audience language".split()
 for o in expected: assert o in cfg, f"missing expected setting: {o}"
 setup_cfg = {o: cfg[o] for o in cfg_keys}
 
@@ -22,8 +22,10 @@ min_python = cfg['min_python']
 # Package data kept where the checkout has it (configs/, reports/) and installed inside the package, so that a wheel,
 # an sdist or a git URL gives a complete install: neuroseg.core.packaged_dir finds them there. New files in configs/
 # (*.yaml, *.json) ship without a change here.
-package_data = {f"{cfg['lib_name']}.configs": ("configs", ["*.yaml", "*.json"]),
-                f"{cfg['lib_name']}.templates": ("reports", ["train.ipynb", "evaluate.ipynb", "data.ipynb", "bench.ipynb", "preprocess.ipynb"])}
+# nbdev's convention: `lib_name` is the distribution's name on PyPI (neuroseg-3d), `lib_path` the import package (neuroseg).
+pkg = cfg['lib_path']
+package_data = {f"{pkg}.configs": ("configs", ["*.yaml", "*.json"]),
+                f"{pkg}.templates": ("reports", ["train.ipynb", "evaluate.ipynb", "data.ipynb", "bench.ipynb", "preprocess.ipynb"])}
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 
 setuptools.setup(
@@ -36,10 +38,12 @@ setuptools.setup(
                  ] + ['Programming Language :: Python :: ' + o for o in py_versions[py_versions.index(min_python):]]
                    + (['License :: ' + lic[1]] if lic[1] else []),
     url=cfg['git_url'],
-    packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']) + list(package_data),
-    package_dir={pkg: folder for pkg, (folder, _) in package_data.items()},
-    package_data={**{pkg: files for pkg, (_, files) in package_data.items()},
-                  cfg['lib_name']: ['models/*.pt', 'models/models.json']},   # shipped models (05c_pretrained)
+    # neuroseg.models holds the shipped models (05c_pretrained): data only, declared as a package of its own
+    packages=setuptools.find_packages(include=[pkg, pkg + '.*']) + [f"{pkg}.models"] + list(package_data),
+    package_dir={name: folder for name, (folder, _) in package_data.items()},
+    package_data={**{name: files for name, (_, files) in package_data.items()},
+                  f"{pkg}.models": ['*.pt', 'models.json'],
+                  pkg: ['cli.json']},   # the console scripts' recorded parsers (00_cli)
     include_package_data=True,
     install_requires=requirements,
     extras_require={'dev': dev_requirements + export_requirements, 'export': export_requirements},

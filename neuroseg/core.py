@@ -11,14 +11,15 @@ from typing import Any, get_type_hints
 import numpy as np
 import torch
 import yaml
+from .cli import underscore_option   # the light parser of the console scripts (00_cli) shares it
 
 # %% auto #0
-__all__ = ['ENGINES', 'PRECISIONS', 'NeurosegError', 'user_error', 'cli_errors', 'underscore_option', 'console_script',
-           'exit_now', 'fsync_path', 'atomic_path', 'write_text_atomic', 'write_json_atomic', 'atomic_dir',
-           'OutputError', 'check_writable', 'remove_stale_temps', 'write_all', 'folder_lock', 'DataConfig',
-           'ModelConfig', 'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides',
-           'config_from_dict', 'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_dir',
-           'seed_everything', 'get_device', 'environment_info', 'cpu_model', 'machine_record']
+__all__ = ['ENGINES', 'PRECISIONS', 'NeurosegError', 'user_error', 'cli_errors', 'command_parser', 'console_script', 'exit_now',
+           'fsync_path', 'atomic_path', 'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError',
+           'check_writable', 'remove_stale_temps', 'write_all', 'folder_lock', 'DataConfig', 'ModelConfig',
+           'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict',
+           'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything',
+           'get_device', 'environment_info', 'cpu_model', 'machine_record']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -46,12 +47,15 @@ def cli_errors(func):
             sys.exit(2)
     return _wrapper
 
-# %% ../nbs/00_core.ipynb #c0a5e7b2
-def underscore_option(arg:str) -> str:
-    "`--per-label` -> `--per_label`, `--sw-batch-size=2` -> `--sw_batch_size=2`: an option's name only, never a value."
-    if not arg.startswith("--") or arg == "--": return arg
-    name, eq, value = arg.partition("=")
-    return "--" + name[2:].replace("-", "_") + eq + value
+# %% ../nbs/00_core.ipynb #c0a5e7b4
+def command_parser(func, # the command, as `console_script` takes it
+                   prog:str, # the program's name in help and errors
+                  ) -> "argparse.ArgumentParser":
+    "The command line of `func`: fastcore's `anno_parser` of its signature, with the note on dashes."
+    from fastcore.script import anno_parser
+    parser = anno_parser(func, prog=prog)
+    parser.epilog = "Options may be written with dashes or underscores (--per-label or --per_label)."
+    return parser
 
 # %% ../nbs/00_core.ipynb #367568bd
 def console_script(func=None, # the command: its signature is the command line; wrap it in `cli_errors` first
@@ -59,12 +63,10 @@ def console_script(func=None, # the command: its signature is the command line; 
                   ):
     "A console script from `func`: options with dashes or underscores, positional arguments before or after options."
     if func is None: return functools.partial(console_script, prog=prog)
-    from fastcore.script import anno_parser
     @functools.wraps(func)
     def _main(argv:list|None=None, # command-line arguments (default: `sys.argv[1:]`)
              ):
-        parser = anno_parser(func, prog=prog or func.__name__)
-        parser.epilog = "Options may be written with dashes or underscores (--per-label or --per_label)."
+        parser = command_parser(func, prog or func.__name__)
         args = vars(parser.parse_intermixed_args([underscore_option(str(a)) for a in (sys.argv[1:] if argv is None else argv)]))
         for key in ("pdb", "xtra"): args.pop(key, None)   # anno_parser's own options
         try: return func(**args)
@@ -72,6 +74,7 @@ def console_script(func=None, # the command: its signature is the command line; 
             print(f"{parser.prog}: interrupted; the outputs already written are complete, none is partial (run again to finish)",
                   file=sys.stderr)
             sys.exit(130)
+    _main.parser = functools.partial(command_parser, func, prog or func.__name__)   # recorded by 00_cli for a fast --help
     return _main
 
 # %% ../nbs/00_core.ipynb #31dc9bcc
@@ -312,7 +315,7 @@ class InferConfig:
     blend: str = _opt("gaussian", ["gaussian", "constant"], "how overlapping windows are blended")
     tta: bool = _opt(False, help="average probabilities over the 8 axis-flip combinations")
     threshold: float = _opt(0.5, help="probability threshold of the sigmoid head")
-    engine: str = _opt("torch", list(ENGINES), "what runs the network: PyTorch, or ONNX Runtime / OpenVINO on the CPU (neuroseg[export])")
+    engine: str = _opt("torch", list(ENGINES), "what runs the network: PyTorch, or ONNX Runtime / OpenVINO on the CPU (neuroseg-3d[export])")
     precision: str = _opt("auto", list(PRECISIONS), "the network's arithmetic: auto = bf16 (or fp16) autocast on CUDA, fp32 on the CPU; bf16 also on the CPU (PyTorch or OpenVINO; fast where it has AMX)")
 
 # %% ../nbs/00_core.ipynb #606a6345

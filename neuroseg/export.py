@@ -21,7 +21,7 @@ def optional(module:str, # an import of the `export` extra: onnx, onnxscript, on
     "Import a module of the optional `export` extra, or say in one line how to install it."
     import importlib
     try: return importlib.import_module(module)
-    except ImportError as e: raise NeurosegError(f"{what} needs {module}, which is not installed: pip install \"neuroseg[export]\"") from e
+    except ImportError as e: raise NeurosegError(f"{what} needs {module}, which is not installed: pip install \"neuroseg-3d[export]\"") from e
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMATS', 'optional', 'export_metadata', 'read_metadata', 'export_onnx', 'export_torchscript',

@@ -1,8 +1,9 @@
-"""Proof that `pip install neuroseg` is a complete install: build the sdist and the wheel, install them into a fresh venv
+"""Proof that `pip install neuroseg-3d` is a complete install: build the sdist and the wheel, install them into a fresh venv
 outside the checkout, and run every console script from an empty folder, reading no file of the checkout.
 
 1. `python -m build` (sdist, then the wheel built from the sdist, in an isolated build environment); both carry the
-   version of settings.ini, and the wheel holds every shipped config and report template.
+   version of settings.ini, the build warns of nothing (setuptools' warnings about undeclared package data, say),
+   and the wheel holds every shipped config, report template and model.
 2. A fresh venv in a temporary folder: torch first (`$TORCH`, the Makefile's CPU wheel by default), then the sdist
    (built and installed without dependencies: it must build), then the wheel with its dependencies; `pip check`.
 3. From an empty folder, with HOME in the temporary folder (no user kernels, configs or caches) and nothing of the
@@ -62,13 +63,25 @@ class Checker:
         if touched: self.problems.append(f"{Path(cmd[0]).name}: touched the checkout: {', '.join(touched[:5])}")
         log.unlink()   # traces of training are large; keep only what failed
 
-def build(work:Path, version:str) -> tuple[Path, Path]:
+def dist_stem() -> str:
+    "The distribution's name as file names spell it (PEP 427/625): settings.ini's `lib_name`, `neuroseg-3d` -> `neuroseg_3d`."
+    return re.sub(r"[-_.]+", "_", settings()["lib_name"]).lower()
+
+# Not the package's doing: this machine sets PYTHONDONTWRITEBYTECODE, and setuptools says so.
+HARMLESS_BUILD_WARNINGS = re.compile(r"byte-compiling is disabled")
+
+def build_warnings(log:str) -> list:
+    "The lines of a build log that warn, but for the harmless ones."
+    return [l.strip() for l in log.splitlines() if re.search(r"warning", l, re.I) and not HARMLESS_BUILD_WARNINGS.search(l)]
+
+def build(work:Path, version:str, problems:list) -> tuple[Path, Path]:
     "The sdist and the wheel of the checkout, built in an isolated environment; both named with `version`."
     dist, start = work/"dist", time.time()
     done = subprocess.run([sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)], capture_output=True, text=True)
     if done.returncode != 0: sys.exit(f"check_wheel: python -m build failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     print(f"  {time.time() - start:6.1f} s  python -m build (sdist, then the wheel from it)")
-    sdist, wheel = dist/f"neuroseg-{version}.tar.gz", dist/f"neuroseg-{version}-py3-none-any.whl"
+    if warned := build_warnings(done.stdout + done.stderr): problems.append("python -m build warned: " + " | ".join(sorted(set(warned))[:5]))
+    sdist, wheel = dist/f"{dist_stem()}-{version}.tar.gz", dist/f"{dist_stem()}-{version}-py3-none-any.whl"
     for f in (sdist, wheel):
         if not f.is_file(): sys.exit(f"check_wheel: {f.name} not built (found: {', '.join(p.name for p in dist.iterdir())})")
     return sdist, wheel
@@ -96,12 +109,20 @@ def install(c:Checker, sdist:Path, wheel:Path, torch:str):
     c.run(*pip, torch, env=env, trace=False)
     c.run(*pip, "--no-deps", sdist, env=env, trace=False)
     c.run(*pip, "--force-reinstall", "--no-deps", wheel, env=env, trace=False)
-    c.run(*pip, wheel, env=env, trace=False)
+    done = c.run(*pip, wheel, env=env, trace=False)
+    if warned := pip_warnings(done.stdout + done.stderr): c.problems.append("pip install of the wheel warned: " + " | ".join(warned[:5]))
     c.run(c.venv/"bin"/"python", "-m", "pip", "check", env=env, trace=False)
+
+# Not the package's doing: this machine's pip configuration names local package folders that do not all exist.
+HARMLESS_PIP = re.compile(r"Location '.*' is ignored")
+
+def pip_warnings(log:str) -> list:
+    "pip's WARNING and ERROR lines, but for the harmless ones."
+    return [l.strip() for l in log.splitlines() if re.match(r"\s*(WARNING|ERROR)", l) and not HARMLESS_PIP.search(l)]
 
 def console_scripts(c:Checker) -> list:
     "The console scripts the installed distribution declares."
-    ep = next(c.venv.glob("lib/python*/site-packages/neuroseg-*.dist-info/entry_points.txt"))
+    ep = next(c.venv.glob(f"lib/python*/site-packages/{dist_stem()}-*.dist-info/entry_points.txt"))
     cfg = configparser.ConfigParser(delimiters=["="]); cfg.read(ep)
     return sorted(cfg["console_scripts"])
 
@@ -158,10 +179,10 @@ def main(argv=None):
     if any(str(work).startswith(f) for f in FORBIDDEN): sys.exit(f"check_wheel: {work} is inside the checkout; choose another --keep")
     work.mkdir(parents=True, exist_ok=True)
     try:
-        print(f"check_wheel: neuroseg {version} in {work}" + ("" if shutil.which("strace") else
+        print(f"check_wheel: {settings()['lib_name']} {version} in {work}" + ("" if shutil.which("strace") else
               " (strace not found: the check that no checkout file is read is skipped; apt-get install strace)"))
         c = Checker(work)
-        sdist, wheel = build(work, version)
+        sdist, wheel = build(work, version, c.problems)
         check_wheel_contents(wheel, c.problems)
         install(c, sdist, wheel, args.torch)
         if not c.problems: pipeline(c, version)

@@ -18,13 +18,14 @@ import real_data
 
 def _tree_digest() -> dict:
     "Content hashes of everything nbdev_clean, nbdev_export and the README generator may rewrite."
-    files = [*(ROOT/"nbs").glob("*.ipynb"), *(ROOT/"neuroseg").glob("*.py"), ROOT/"README.md"]
+    files = [*(ROOT/"nbs").glob("*.ipynb"), *(ROOT/"nbs"/"tutorials").glob("*.ipynb"), *(ROOT/"neuroseg").glob("*.py"), ROOT/"neuroseg"/"cli.json", ROOT/"README.md"]
     return {str(f.relative_to(ROOT)): hashlib.sha1(f.read_bytes()).hexdigest() for f in files if f.is_file()}
 
 def check_sync() -> tuple[bool, str]:
     "Fail when nbdev_clean, nbdev_export or tools/readme.py would change the tree."
     before = _tree_digest()
-    for cmd in ([BIN/"nbdev_clean"], [BIN/"nbdev_export"], [sys.executable, ROOT/"tools"/"readme.py"]):
+    for cmd in ([BIN/"nbdev_clean"], [BIN/"nbdev_export"], [sys.executable, "-c", "from neuroseg.cli import write_command_specs; write_command_specs()"],
+                [sys.executable, ROOT/"tools"/"readme.py"]):
         subprocess.run([str(c) for c in cmd], cwd=ROOT, check=True, capture_output=True)
     after = _tree_digest()
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
