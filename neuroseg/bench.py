@@ -31,17 +31,18 @@ from .baseline import (ORIGINAL, original_network, original_optimizer, original_
                                original_epoch, original_preprocessing)
 
 # %% auto #0
-__all__ = ['ENGINE_NAMES', 'ENGINE_VARIANTS', 'SCALING_SHAPES', 'MSD_TRAINING_CASES', 'NETWORK_SETTINGS', 'slug', 'device_label',
-           'hardware_line', 'meets', 'bench_row', 'run_measured', 'check_run', 'run_python', 'bench_dataset',
-           'bench_config', 'with_settings', 'training_cases', 'train_summary', 'train_weights', 'inputs_table',
-           'infer_commands', 'infer_outputs', 'grid_check', 'outputs_dice', 'run_inference', 'inference_rows',
-           'compare_inference', 'network_seconds', 'engine_command', 'variant_name', 'compare_engines', 'rescaled_case',
-           'compare_scaling', 'cache_rows', 'network_step_seconds', 'compare_networks', 'loop_speed', 'gpu_memory',
-           'median_seconds', 'ours_training_speed', 'baseline_training_speed', 'compare_training', 'compare_floor',
-           'synthetic_batch', 'compute_floor', 'precision_rows', 'monai_metrics', 'metric_agreement', 'compare_metrics',
-           'official_evaluator', 'official_lesion_wise', 'lesion_pairs', 'lesion_agreement', 'compare_lesion_wise',
-           'item_seconds', 'compare_preprocessing', 'raw_exam', 'compare_raw_path', 'bench_environment',
-           'targets_summary', 'write_results', 'results_table', 'targets_table']
+__all__ = ['ENGINE_NAMES', 'ENGINE_VARIANTS', 'SCALING_SHAPES', 'MSD_TRAINING_CASES', 'NETWORK_SETTINGS', 'STARTUP_CASES', 'slug',
+           'device_label', 'hardware_line', 'meets', 'bench_row', 'run_measured', 'check_run', 'run_python',
+           'bench_dataset', 'bench_config', 'with_settings', 'training_cases', 'train_summary', 'train_weights',
+           'inputs_table', 'infer_commands', 'infer_outputs', 'grid_check', 'outputs_dice', 'run_inference',
+           'inference_rows', 'compare_inference', 'network_seconds', 'engine_command', 'variant_name',
+           'compare_engines', 'rescaled_case', 'compare_scaling', 'cache_rows', 'network_step_seconds',
+           'compare_networks', 'loop_speed', 'gpu_memory', 'median_seconds', 'ours_training_speed',
+           'baseline_training_speed', 'compare_training', 'compare_floor', 'synthetic_batch', 'compute_floor',
+           'precision_rows', 'monai_metrics', 'metric_agreement', 'compare_metrics', 'official_evaluator',
+           'official_lesion_wise', 'lesion_pairs', 'lesion_agreement', 'compare_lesion_wise', 'item_seconds',
+           'compare_preprocessing', 'raw_exam', 'compare_raw_path', 'startup_commands', 'compare_startup',
+           'bench_environment', 'targets_summary', 'write_results', 'results_table', 'targets_table']
 
 # %% ../nbs/91_bench.ipynb #991305db
 def slug(text:str) -> str:
@@ -774,6 +775,34 @@ def compare_raw_path(exam:str|Path, # a DICOM exam (`raw_exam`, or a real one)
     return steps + [bench_row("raw scans", "DICOM exam to a native-grid segmentation, from the command line", done["wall_s"], None, "s",
                               target="ours <= 90", hardware=hw, qc=record["qc"], series=len(record["inputs"]), options=" ".join(map(str, options))),
                     bench_row("raw scans", "peak memory of that command", done["peak_rss_mb"], None, "MiB", target="ours <= 4096", hardware=hw)]
+
+# %% ../nbs/91_bench.ipynb #6b67350d
+STARTUP_CASES = {"neuroseg_infer --help": ("neuroseg_infer", "neuroseg.infer", ["--help"]),
+                 "neuroseg_evaluate with --ref missing (an argument error)": ("neuroseg_evaluate", "neuroseg.metrics", ["--pred", "x"])}
+
+def startup_commands(command:str, # a console script, e.g. "neuroseg_infer"
+                     module:str, # the module that defines it
+                     args:list, # its arguments
+                    ) -> dict:
+    "The command as installed (through `neuroseg.cli`) and as its own module parses it, each as an argv."
+    run = lambda mod: [sys.executable, "-c", f"import sys; from {mod} import {command}; sys.exit({command}())", *args]
+    return dict(ours=run("neuroseg.cli"), baseline=run(module))
+
+def compare_startup(repeats:int=3, # fresh processes per side; the median is kept
+                    hardware:str="", # from `hardware_line`
+                   ) -> list[dict]:
+    "Seconds from start to exit of `--help` and of an argument error, through 00_cli against the command's own parser."
+    rows = []
+    for what, (command, module, args) in STARTUP_CASES.items():
+        argvs = startup_commands(command, module, args)
+        runs = {side: [run_measured(argv) for _ in range(repeats)] for side, argv in argvs.items()}
+        codes = {side: sorted({r["returncode"] for r in rs}) for side, rs in runs.items()}
+        if codes["ours"] != codes["baseline"] or len(codes["ours"]) != 1:
+            raise RuntimeError(f"{what}: exit codes differ: {codes}; {runs['ours'][0]['output'][-300:]}")
+        rows.append(bench_row("start-up", what, _median(runs["ours"], "wall_s"), _median(runs["baseline"], "wall_s"), "s",
+                              target="ours < 1.0", hardware=hardware, exit_code=codes["ours"][0], repeats=repeats,
+                              same_output=runs["ours"][0]["output"] == runs["baseline"][0]["output"]))
+    return rows
 
 # %% ../nbs/91_bench.ipynb #81dc2553
 def bench_environment(device:str="cpu") -> dict:

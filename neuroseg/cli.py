@@ -77,7 +77,8 @@ def parser_from_spec(spec:dict) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=spec["prog"], description=spec["description"], epilog=spec["epilog"],
                                      formatter_class=HelpFormatter)
     for a in spec["arguments"]:
-        kw = dict(action=a["action"], default=a["default"], help=a["help"])
+        hidden = a["help"] == argparse.SUPPRESS   # argparse hides an option by identity with its marker
+        kw = dict(action=a["action"], default=a["default"], help=argparse.SUPPRESS if hidden else a["help"])
         if a["action"] in ("store", "append"):
             kw |= dict(nargs=a["nargs"], const=a["const"], type=TYPES.get(a["type"]), choices=a["choices"],
                        metavar=tuple(a["metavar"]) if isinstance(a["metavar"], list) else a["metavar"])

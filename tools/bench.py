@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(work_dir=".cache/neuroseg/bench-tiny", n_cases=4, shape=[48, 40, 32], train_roi=[32, 32, 32], num_workers=0,
             warmup_steps=1, train_steps=2, floor_steps=1, weights_steps=2, weights_roi=[32, 32, 32], metrics_repeats=1,
             preprocess_cases=2, scaling_shapes=[[32, 32, 24], [48, 40, 32]], network_batch=1, network_steps=1,
-            raw_in_plane=64, raw_slices=12, raw_force=True, raw_brain_mm=2.0, raw_spacing=2.0, raw_options=["--no-report"])
+            raw_in_plane=64, raw_slices=12, raw_force=True, raw_brain_mm=2.0, raw_spacing=2.0, raw_options=["--no-report"], startup_repeats=1)
 
 def parameters(args) -> dict:
     "The template's parameters: the device, the tiny sizes with --tiny, and each -p NAME VALUE (typed as the template declares)."
@@ -33,11 +33,11 @@ def wait_for_quiet(minutes:float, below:float=1.5):
     deadline = time.time() + 60 * minutes
     while os.getloadavg()[0] >= below and time.time() < deadline: time.sleep(15)
 
-COMPARISONS = {"inference", "training", "metrics", "preprocessing", "compute floor", "engines", "scale", "networks", "raw scans"}
+COMPARISONS = {"inference", "training", "metrics", "preprocessing", "compute floor", "engines", "scale", "networks", "raw scans", "start-up"}
 def expected_targets() -> int:
-    "Inference time and grid, patches/s, data wait, metrics time, the floor; engines: network stage and equal labels per variant (ONNX Runtime and OpenVINO, and PyTorch and OpenVINO in bf16 where the CPU has bf16 units), TTA, against the original; raw scans: end to end and peak memory."
+    "Inference time and grid, patches/s, data wait, metrics time, the floor; engines: network stage and equal labels per variant (ONNX Runtime and OpenVINO, and PyTorch and OpenVINO in bf16 where the CPU has bf16 units), TTA, against the original; raw scans: end to end and peak memory; start-up: help and an argument error."
     from neuroseg.export import cpu_has_bf16
-    return 6 + 2 * (4 if cpu_has_bf16() is not False else 2) + 2 + 2
+    return 6 + 2 * (4 if cpu_has_bf16() is not False else 2) + 2 + 2 + 2
 
 def output_problems(results:Path, page:Path) -> list:
     "What is missing or wrong in a benchmark's JSON and HTML (their numbers are not judged)."
