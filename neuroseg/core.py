@@ -4,22 +4,23 @@
 
 # %% ../nbs/00_core.ipynb #75dc070a
 from __future__ import annotations
-import os, re, sys, json, random, shutil, tempfile, functools, dataclasses, contextlib
+import os, re, sys, json, time, random, shutil, tempfile, functools, dataclasses, contextlib
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 from typing import Any, get_type_hints
 import numpy as np
 import torch
 import yaml
+from tqdm import tqdm
 from .cli import underscore_option   # the light parser of the console scripts (00_cli) shares it
 
 # %% auto #0
 __all__ = ['ENGINES', 'PRECISIONS', 'NeurosegError', 'user_error', 'cli_errors', 'command_parser', 'console_script', 'exit_now',
-           'fsync_path', 'atomic_path', 'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError',
-           'check_writable', 'remove_stale_temps', 'write_all', 'folder_lock', 'DataConfig', 'ModelConfig',
-           'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict',
-           'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything',
-           'get_device', 'environment_info', 'cpu_model', 'machine_record']
+           'LineProgress', 'progress_bar', 'fsync_path', 'atomic_path', 'write_text_atomic', 'write_json_atomic',
+           'atomic_dir', 'OutputError', 'check_writable', 'remove_stale_temps', 'write_all', 'folder_lock',
+           'DataConfig', 'ModelConfig', 'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides',
+           'config_from_dict', 'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_dir',
+           'seed_everything', 'get_device', 'environment_info', 'cpu_model', 'machine_record']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -83,6 +84,53 @@ def exit_now(code:int|None=0, # the exit status (None: 0)
     "End the process with `code` at once, without the interpreter's teardown; stdout and stderr are flushed first."
     sys.stdout.flush(); sys.stderr.flush()
     os._exit(code or 0)
+
+# %% ../nbs/00_core.ipynb #a30a1c02
+class LineProgress(tqdm):
+    "tqdm for logs: a line per `step` percent, at most one per `every_s` seconds, and the end of a bar that wrote one; never a `\\r` frame."
+    def __init__(self, *args, step:float=10, every_s:float=30, **kwargs):
+        self.step_pct, self.every_s, self._next_pct, self._line_n = step, every_s, step, None
+        self._line_t = time.monotonic()
+        super().__init__(*args, **{"ascii": True, **kwargs})
+
+    def _line(self):
+        self.fp.write(self.__str__() + "\n"); self.fp.flush()
+        self._line_n, self._line_t = self.n, time.monotonic()
+
+    def display(self, msg=None, pos=None):
+        "Write a line when the next step is reached and `every_s` has passed; a message (tqdm's clearing) writes nothing."
+        if msg is not None or not self.total: return True
+        pct = 100 * self.n / self.total
+        if pct >= self._next_pct and time.monotonic() - self._line_t >= self.every_s:
+            self._line()
+            self._next_pct = (pct // self.step_pct + 1) * self.step_pct
+        return True
+
+    def close(self):
+        "End the bar: its last state as a line when it is kept (`leave`) and wrote a line before, not this one."
+        if getattr(self, "disable", True): return
+        keep = (abs(self.pos) == 0) if self.leave is None else self.leave
+        if keep and self._line_n is not None and self._line_n != self.n:
+            with self._lock: self._line()
+        self.disable = True
+        self._decr_instances(self)
+
+def _watched(stream) -> bool:
+    "Whether `stream` draws `\\r` frames as one moving line: a terminal, or a Jupyter kernel's output."
+    try: tty = stream.isatty()
+    except (AttributeError, ValueError): tty = False
+    return tty or type(stream).__module__.startswith("ipykernel")
+
+def progress_bar(iterable=None, # what to iterate over, as tqdm takes it
+             file=None, # where the bar goes (default: stderr)
+             **kwargs, # tqdm's arguments (desc, total, unit, leave, disable, ...), and LineProgress's step and every_s
+            ) -> tqdm:
+    "A tqdm bar on a terminal or in Jupyter, a `LineProgress` in a log or a pipe."
+    file = file if file is not None else sys.stderr
+    if _watched(file):
+        for key in ("step", "every_s"): kwargs.pop(key, None)
+        return tqdm(iterable, file=file, **kwargs)
+    return LineProgress(iterable, file=file, **kwargs)
 
 # %% ../nbs/00_core.ipynb #4d6654ea
 def _umask() -> int:

@@ -6,9 +6,8 @@
 from __future__ import annotations
 import os, re, shutil, hashlib, tarfile, tempfile, http.client, urllib.request, urllib.error
 from pathlib import Path
-from tqdm import tqdm
 from monai.apps.utils import check_hash, extractall
-from .core import NeurosegError, cli_errors, console_script
+from .core import NeurosegError, cli_errors, console_script, progress_bar
 
 # %% auto #0
 __all__ = ['MSD_TASK', 'MSD_URL', 'MSD_MD5', 'is_task_folder', 'verify_md5', 'fetch_resumable', 'extract_atomic', 'download_msd',
@@ -69,7 +68,7 @@ def _append_from(url:str, # address of the file
         total = _total_size(resp)
         try: f = open(part, "ab" if start else "wb", buffering=0)   # unbuffered: a full disk fails in write, not in close
         except OSError as e: raise _write_error(part, e) from e
-        with f, tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=part.name, disable=None if progress else True) as bar:
+        with f, progress_bar(total=total, initial=start, unit="B", unit_scale=True, desc=part.name, disable=not progress) as bar:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 try: bar.update(_write_all(f, chunk))
                 except OSError as e: raise _write_error(part, e) from e

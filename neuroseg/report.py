@@ -17,6 +17,7 @@ from .data import read_dataset, split_cases, open_nifti
 from .synth import MODALITIES
 from .plan import dataset_fingerprint, plan_config
 from .checkpoint import load_checkpoint, config_from_checkpoint
+from .pretrained import is_model_name
 from .tracking import offline_run_dirs
 from .train import ENVIRONMENT_FILE, plot_training_curves
 from .metrics import METRICS, find_label_files, format_summary
@@ -308,7 +309,7 @@ class EvaluationRun:
     cases: dict  # case id -> case dict of the dataset (image files, reference label)
     predictions: dict  # case id -> predicted label file
     pred_dir: Path  # where neuroseg_infer wrote them (and `<id>_entropy.nii.gz`, with --save-entropy)
-    checkpoint: Path  # for the uncertainty map, when no entropy file was written
+    checkpoint: str|Path  # for the uncertainty map, when no entropy file was written: a file, or a shipped model (pretrained:<name>)
 
 # %% ../nbs/09_report.ipynb #93892d80
 def load_evaluation_run(config:str, # YAML config: a path, or the name of a file in configs/
@@ -328,7 +329,7 @@ def load_evaluation_run(config:str, # YAML config: a path, or the name of a file
     cases, _ = read_dataset(data_root or cfg.data.root, cfg.data.format, cfg.data.convention)
     return EvaluationRun(cfg, read_metrics_csv(eval_dir/"metrics.csv"), summary, summary["label_convention"],
                          {c["id"]: c for c in cases}, find_label_files(pred_dir), pred_dir,
-                         Path(checkpoint or run_dir/"checkpoints"/"best.pt"))
+                         checkpoint if is_model_name(checkpoint) else Path(checkpoint or run_dir/"checkpoints"/"best.pt"))
 
 # %% ../nbs/09_report.ipynb #1948c613
 def region_summary(ev:EvaluationRun) -> HTML:
@@ -441,7 +442,7 @@ def case_entropy(ev:EvaluationRun, case:str) -> tuple[np.ndarray, np.ndarray|Pat
     "Entropy (C, X, Y, Z) in bits of `case`, its predicted labels, and their convention."
     entropy_file = output_paths(ev.pred_dir, case, entropy=True)["entropy"]
     if entropy_file.is_file(): return read_entropy(entropy_file), ev.predictions[case], ev.convention
-    if not ev.checkpoint.is_file():
+    if not (is_model_name(ev.checkpoint) or Path(ev.checkpoint).is_file()):
         raise NeurosegError(f"{ev.checkpoint}: checkpoint not found, and no {case}_entropy.nii.gz in the predictions "
                             "(set checkpoint, or run neuroseg_infer --save-entropy)")
     pred = predict(ev.cases[case], ev.checkpoint)

@@ -36,7 +36,7 @@ from .checkpoint import (FORMAT_VERSION, LAST, PREVIOUS, BEST, save_checkpoint, 
                                  load_resumable, rng_state, set_rng_state, weights_digest, config_from_checkpoint)
 from .tracking import Tracker, download_checkpoint
 from .pretrained import resolve_checkpoint
-from .core import OutputError, check_writable, remove_stale_temps
+from .core import OutputError, check_writable, remove_stale_temps, progress_bar
 
 # %% auto #0
 __all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'RUN_FILES', 'RUN_ENTRIES', 'RUN_MANIFEST', 'ENVIRONMENT_FILE', 'lr_factor',
@@ -360,7 +360,7 @@ def train_epoch(run:Run, ts:TrainState, epoch:int) -> dict:
     meter, steps = _meter(ts.partial), run.steps_per_epoch
     batches = itertools.islice(epoch_batches(run.train_dl, steps), meter["batches"], None)
     run.net.train()
-    with tqdm(total=steps, initial=meter["batches"], desc=f"epoch {epoch + 1}/{run.cfg.train.epochs}",
+    with progress_bar(total=steps, initial=meter["batches"], desc=f"epoch {epoch + 1}/{run.cfg.train.epochs}",
               disable=not run.di.main, leave=False, dynamic_ncols=True) as bar:
         while meter["batches"] < steps:
             meter, loss, stop = _timed_step(run, ts, batches, meter)

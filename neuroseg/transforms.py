@@ -15,13 +15,12 @@ from monai.config import KeysCollection
 from monai.data import Dataset, CacheDataset, PersistentDataset, DataLoader
 from monai.data.utils import worker_init_fn, pickle_hashing
 from monai.utils import convert_to_tensor
-from tqdm import tqdm
 from monai.transforms import (Compose, Transform, MapTransform, LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd,
                               CropForegroundd, NormalizeIntensityd, SpatialPadd, RandCropByPosNegLabeld, RandFlipd,
                               RandScaleIntensityd, RandShiftIntensityd, RandAffined, RandGaussianNoised, RandGaussianSmoothd,
                               RandAdjustContrastd, RandSimulateLowResolutiond, RandBiasFieldd)
 import neuroseg
-from .core import NeurosegError, Config, atomic_path, get_device, write_json_atomic
+from .core import NeurosegError, Config, atomic_path, get_device, progress_bar, write_json_atomic
 from .labels import get_convention, LabelsToRegionsd, LabelsToClassesd
 
 # %% auto #0
@@ -302,7 +301,7 @@ def fill_disk_cache(dataset:Dataset, # from `make_dataset`; anything but a disk-
     missing = [item for item in dataset.data[rank::world] if not dataset.entry_path(item).is_file()]
     if missing:
         loader = torch.utils.data.DataLoader(_Preprocess(dataset, missing), batch_size=None, num_workers=min(num_workers, len(missing)))
-        for _ in tqdm(loader, total=len(missing), desc="preprocessing into the disk cache", disable=not progress, leave=False): pass
+        for _ in progress_bar(loader, total=len(missing), desc="preprocessing into the disk cache", disable=not progress, leave=False): pass
     return len(missing)
 
 # %% ../nbs/02b_transforms.ipynb #bf450d22
