@@ -666,7 +666,7 @@ def lesion_pairs(data:str|Path, # dataset from `bench_dataset`
     return pairs
 
 # %% ../nbs/91_bench.ipynb #3941c9c7
-def lesion_agreement(ours:list[list[dict]], # per pair, the rows of `evaluate_case(..., lesion_wise=True)`
+def lesion_agreement(ours:list[list[dict]], # per pair, the rows of `evaluate_case(..., lesion_wise=True)` (panoptica columns lesion_sq_dsc, lesion_sq_hd95)
                      theirs:list[dict], # per pair, `official_lesion_wise`
                     ) -> dict:
     "Whether both sides count the same lesions, and their largest Dice and HD95 differences where a lesion is matched."
@@ -676,8 +676,8 @@ def lesion_agreement(ours:list[list[dict]], # per pair, the rows of `evaluate_ca
                 regions_scored=len(both), regions_with_matches=len(matched),
                 lesion_counts=dict(tp=sum(b["lesion_tp"] for _, b in both), fn=sum(b["lesion_fn"] for _, b in both),
                                    fp=sum(b["lesion_fp"] for _, b in both)),
-                lesion_dice_max_abs_diff=max((abs(a["lesion_dice"] - b["lesion_dice"]) for a, b in matched), default=0.0),
-                lesion_hd95_max_abs_diff_mm=max((abs(a["lesion_hd95"] - b["lesion_hd95"]) for a, b in matched), default=0.0))
+                lesion_dice_max_abs_diff=max((abs(a["lesion_sq_dsc"] - b["lesion_dice"]) for a, b in matched), default=0.0),
+                lesion_hd95_max_abs_diff_mm=max((abs(a["lesion_sq_hd95"] - b["lesion_hd95"]) for a, b in matched), default=0.0))
 
 # %% ../nbs/91_bench.ipynb #ab308600
 def compare_lesion_wise(pairs:list, # (prediction, reference) NIfTI files on one grid

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_metrics.ipynb #527e15f6
 from __future__ import annotations
-import contextlib, csv, functools, io, json, math, os, re, shutil, tempfile
+import contextlib, csv, functools, io, json, math, os, re, shutil, sys, tempfile
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -16,18 +16,21 @@ from fastcore.script import Param
 from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, fsync_path,
                            check_writable, remove_stale_temps, write_all)
 from .labels import REGIONS, labels_to_regions, get_convention, check_labels
-from .data import SUBSETS, split_subset_ids, open_nifti, grid_mismatch, nifti_stem
+from .data import SUBSETS, split_subset_ids, open_nifti, grid_mismatch, nifti_stem, match_brats_suffix
 
 # %% auto #0
-__all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRICS', 'LESION_WISE', 'LESION_MATCH_MIN_DICE',
-           'NOT_LABEL_SUFFIXES', 'check_hd95_definition', 'EmptyRegionPolicy', 'get_empty_policy', 'foreground_bbox',
-           'compute_dice', 'overlap_metrics', 'mask_surface', 'compute_surface_distances', 'hd95_from_distances',
-           'compute_hd95', 'distance_metrics', 'volume_metrics', 'compute_region_metrics', 'region_masks',
-           'evaluate_case', 'label_lesions', 'lesion_overlaps', 'match_lesions', 'lesion_pair_scores',
-           'compute_lesion_wise', 'perturb_labels', 'LabelMap', 'load_label_map', 'check_same_grid', 'label_case_id',
-           'find_label_files', 'pair_label_files', 'convention_from_values', 'detect_label_convention',
-           'missing_case_rows', 'evaluate_files', 'describe_values', 'summarise', 'format_summary', 'rows_to_csv',
-           'write_evaluation', 'check_out_not_input', 'neuroseg_evaluate']
+__all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRICS', 'PANOPTIC_QUALITY', 'LESION_MATCH_MIN_DICE',
+           'BRATS2023_DILATION', 'BRATS2023_MIN_LESION_MM3', 'BRATS2023_PENALTY_MM', 'BRATS2023_LESION_WISE',
+           'LESION_WISE', 'NOT_LABEL_SUFFIXES', 'check_hd95_definition', 'EmptyRegionPolicy', 'get_empty_policy',
+           'foreground_bbox', 'compute_dice', 'overlap_metrics', 'mask_surface', 'compute_surface_distances',
+           'hd95_from_distances', 'compute_hd95', 'distance_metrics', 'volume_metrics', 'compute_region_metrics',
+           'region_masks', 'evaluate_case', 'label_lesions', 'lesion_overlaps', 'match_lesions', 'lesion_pair_scores',
+           'compute_panoptic_quality', 'surfel_area_table', 'surfel_hd95', 'group_reference_lesions',
+           'brats2023_lesion_scores', 'compute_brats2023_lesion_wise', 'compute_lesion_wise', 'perturb_labels',
+           'LabelMap', 'load_label_map', 'check_same_grid', 'label_case_id', 'case_folder_label', 'find_label_files',
+           'pair_label_files', 'convention_from_values', 'detect_label_convention', 'missing_case_rows',
+           'evaluate_files', 'describe_values', 'summarise', 'format_summary', 'rows_to_csv', 'write_evaluation',
+           'shipped_training_cases', 'training_case_warning', 'check_out_not_input', 'neuroseg_evaluate']
 
 # %% ../nbs/05_metrics.ipynb #19ddcaf4
 HD95_DEFINITIONS = {
@@ -234,7 +237,7 @@ def evaluate_case(pred_labels:np.ndarray, # predicted label map
                   definition:str="legacy", # HD95 definition (see `HD95_DEFINITIONS`)
                   policy:str|EmptyRegionPolicy="brats", # empty-region convention
                   per_label:bool=False, # also a row per foreground label
-                  lesion_wise:bool=False, # also lesion-wise Dice and HD95, as the official BraTS evaluator computes them (see `compute_lesion_wise`)
+                  lesion_wise:bool=False, # also lesion-wise scores: panoptica's (official evaluator) and the BraTS 2023 challenge's (`compute_lesion_wise`)
                  ) -> list[dict]:
     "One row of every metric per region (WT, TC, ET, and labels if asked), stating how each was computed."
     pred_labels, ref_labels = np.asarray(pred_labels), np.asarray(ref_labels)
@@ -253,11 +256,12 @@ def evaluate_case(pred_labels:np.ndarray, # predicted label map
     return rows
 
 # %% ../nbs/05_metrics.ipynb #e0d015e3
-LESION_WISE = dict(
+PANOPTIC_QUALITY = dict(
     lesions="26-connected components of each region, prediction and reference alike",
     matching="one to one, largest total Dice over the pairs that share a voxel (panoptica MaxBipartiteMatching)",
-    scores="means over matched lesions of Dice and HD95 (brats2023 definition); misses and false positives counted",
-    reference="brats-evaluation (official BraTS 2023+ evaluator), config gli")
+    scores="sq_dsc, sq_hd95: means over matched lesions of Dice and HD95 (brats2023 definition); rq: F1 of lesion detection; "
+           "pq_dsc = sq_dsc x rq; tp, fn, fp: lesion counts",
+    reference="brats-evaluation (official BraTS evaluator since 2024, on panoptica), config gli")
 LESION_MATCH_MIN_DICE = 1e-6   # panoptica's matching_threshold in brats-evaluation's gli config
 
 def label_lesions(mask:np.ndarray, # boolean mask, any dimension
@@ -313,17 +317,134 @@ def lesion_pair_scores(pred:np.ndarray, # predicted mask
     return dict(dice=[d for *_, d in matches], hd95=hd95, tp=len(matches), fn=n_ref - len(matches), fp=n_pred - len(matches))
 
 # %% ../nbs/05_metrics.ipynb #f35a2e6a
+def compute_panoptic_quality(pred:np.ndarray, # predicted mask
+                             ref:np.ndarray, # reference mask, same shape
+                             spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
+                             policy:str|EmptyRegionPolicy="brats", # fills the scores when no lesion is matched
+                            ) -> dict:
+    "panoptica's lesion-wise sq_dsc, sq_hd95 (means over matched lesions), rq, pq_dsc and the lesion counts, as the official BraTS evaluator computes them."
+    s, policy = lesion_pair_scores(pred, ref, spacing), get_empty_policy(policy)
+    counts = dict(lesion_tp=s["tp"], lesion_fn=s["fn"], lesion_fp=s["fp"])
+    if s["tp"]:
+        sq_dsc, rq = float(np.mean(s["dice"])), s["tp"] / (s["tp"] + 0.5 * s["fp"] + 0.5 * s["fn"])
+        return dict(lesion_sq_dsc=sq_dsc, lesion_sq_hd95=float(np.mean(s["hd95"])), lesion_rq=rq, lesion_pq_dsc=sq_dsc * rq, **counts)
+    nothing = s["fn"] + s["fp"] == 0
+    dice, distance = (policy.dice_both_empty, policy.distance_both_empty) if nothing else (policy.dice_one_empty, policy.distance_one_empty)
+    return dict(lesion_sq_dsc=dice, lesion_sq_hd95=distance, lesion_rq=dice, lesion_pq_dsc=dice, **counts)
+
+# %% ../nbs/05_metrics.ipynb #55dffb0e
+BRATS2023_DILATION = 3              # dilation_factor of BraTS-GLI (and SSA, PED) in the 2023 challenge code
+BRATS2023_MIN_LESION_MM3 = 50.0     # lesion_volume_thresh: reference lesions of this volume or less are left out
+BRATS2023_PENALTY_MM = 374.0        # the HD95 of a missed lesion or a false positive
+BRATS2023_LESION_WISE = dict(
+    lesions=f"26-connected components; reference components merged when their dilations ({BRATS2023_DILATION} x the 18-neighbourhood) touch",
+    matching="every predicted component touching a reference lesion's dilation is pooled into it; the others are false positives",
+    ignored=f"reference lesions of {BRATS2023_MIN_LESION_MM3:g} mm³ or less; predicted components are never ignored",
+    scores=f"mean over kept lesions and false positives (Dice 0, HD95 {BRATS2023_PENALTY_MM:g} mm) of Dice and the area-weighted "
+           "surface HD95 (DeepMind surface-distance); Dice 1 and HD95 0 when there is nothing to average",
+    reference="rachitsaluja/BraTS-2023-Metrics, brats_metrics.py, BraTS-GLI parameters")
+
+# %% ../nbs/05_metrics.ipynb #723b28c3
+_CORNER_CODE = np.array([[[128, 64], [32, 16]], [[8, 4], [2, 1]]])   # bit of each voxel of a 2x2x2 neighbourhood
+
+@functools.cache
+def surfel_area_table(spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm (a tuple: the table is cached)
+                     ) -> np.ndarray:
+    "Area in mm² of the surface crossing a voxel corner, for each of the 256 codes of its 2x2x2 neighbourhood (DeepMind surface-distance)."
+    from monai.metrics.utils import _get_neighbour_code_to_normals_table   # DeepMind's normals, as MONAI ships them
+    normals, (s0, s1, s2) = _get_neighbour_code_to_normals_table().numpy().astype(np.float64), spacing
+    scaled = np.stack([normals[..., 0] * s1 * s2, normals[..., 1] * s0 * s2, normals[..., 2] * s0 * s1], axis=-1)
+    areas, table = np.linalg.norm(scaled, axis=-1), np.zeros(256)
+    for k in range(areas.shape[1]): table += areas[:, k]   # summed one normal after the other, as DeepMind does
+    return table
+
+# %% ../nbs/05_metrics.ipynb #f0e5711b
+def _corner_surface(mask:np.ndarray, box:tuple) -> tuple[np.ndarray, np.ndarray]:
+    "Neighbourhood codes on the voxel-corner grid of `mask[box]`, and where the surface passes (codes other than 0 and 255)."
+    crop = np.zeros(tuple(s.stop - s.start + 1 for s in box), np.uint8)
+    crop[tuple(slice(0, -1) for _ in box)] = mask[box]
+    code = ndimage.correlate(crop, _CORNER_CODE, mode="constant", cval=0)
+    return code, (code != 0) & (code != 255)
+
+def _area_percentile(distances:np.ndarray, areas:np.ndarray, percent:float=95.0) -> float:
+    "The distance below which `percent` % of the surface area lies (DeepMind's `compute_robust_hausdorff`, one direction); inf when empty."
+    if not len(distances): return math.inf
+    order = np.lexsort((areas, distances))   # by distance, then area, as DeepMind sorts its (distance, area) pairs
+    cumulative = np.cumsum(areas[order]) / np.sum(areas[order])
+    return float(distances[order][min(int(np.searchsorted(cumulative, percent / 100.0)), len(distances) - 1)])
+
+def surfel_hd95(pred:np.ndarray, # predicted mask, 3D
+                ref:np.ndarray, # reference mask, same shape
+                spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
+               ) -> float:
+    "HD95 as the BraTS 2023 challenge code computes it (DeepMind surface-distance): area-weighted, the larger direction; inf when one mask is empty."
+    pred, ref = _as_mask(pred), _as_mask(ref)
+    box = foreground_bbox(pred, ref, margin=0)
+    if box is None: return 0.0
+    (pred_code, pred_surface), (ref_code, ref_surface) = _corner_surface(pred, box), _corner_surface(ref, box)
+    to = lambda surface: ndimage.distance_transform_edt(~surface, sampling=spacing) if surface.any() else np.full(surface.shape, math.inf)
+    table = surfel_area_table(tuple(float(s) for s in spacing))
+    return max(_area_percentile(to(pred_surface)[ref_surface], table[ref_code[ref_surface]]),
+               _area_percentile(to(ref_surface)[pred_surface], table[pred_code[pred_surface]]))
+
+# %% ../nbs/05_metrics.ipynb #2d6ee674
+def group_reference_lesions(ref:np.ndarray, # reference mask, 3D
+                            dilation:int=BRATS2023_DILATION, # dilations by the 18-neighbourhood
+                           ) -> tuple[np.ndarray, int]:
+    "Reference lesions as the 2023 challenge code groups them: 26-connected components merged where their dilations touch: (labels, count)."
+    ref = _as_mask(ref)
+    grown = ndimage.binary_dilation(ref, ndimage.generate_binary_structure(3, 2), iterations=dilation)
+    groups, n = label_lesions(grown)
+    return np.where(ref, groups, 0), n
+
+# %% ../nbs/05_metrics.ipynb #e18ac5b5
+def brats2023_lesion_scores(pred:np.ndarray, # predicted mask, 3D
+                            ref:np.ndarray, # reference mask, same shape
+                            spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
+                            dilation:int=BRATS2023_DILATION, # dilations by the 18-neighbourhood, for grouping and matching
+                           ) -> tuple[list[dict], int]:
+    "Each reference lesion's volume (mm³), whether a prediction touches it, Dice and HD95 (inf if missed), and the count of false-positive components."
+    pred, ref = _as_mask(pred), _as_mask(ref)
+    box = foreground_bbox(pred, ref, margin=dilation + 1)   # every dilation fits: the numbers of the whole image
+    if box is None: return [], 0
+    pred, ref, grow = pred[box], ref[box], ndimage.generate_binary_structure(3, 2)
+    (components, n_pred), (lesions, _) = label_lesions(pred), group_reference_lesions(ref, dilation)
+    scores, touched = [], set()
+    for k, where in enumerate(ndimage.find_objects(lesions), start=1):
+        near = tuple(slice(max(s.start - dilation, 0), s.stop + dilation) for s in where)
+        ids = np.unique(components[near][ndimage.binary_dilation(lesions[near] == k, grow, iterations=dilation)])
+        ids = ids[ids > 0]; touched.update(ids.tolist())
+        lesion, found = lesions == k, np.isin(components, ids)
+        scores.append(dict(volume_mm3=np.count_nonzero(lesion) * spacing[0] * spacing[1] * spacing[2], found=bool(len(ids)),
+                           dice=2.0 * np.count_nonzero(lesion & found) / (np.count_nonzero(lesion) + np.count_nonzero(found)),
+                           hd95=surfel_hd95(found, lesion, spacing) if len(ids) else math.inf))
+    return scores, n_pred - len(touched)
+
+# %% ../nbs/05_metrics.ipynb #541bed27
+def compute_brats2023_lesion_wise(pred:np.ndarray, # predicted mask, 3D
+                                  ref:np.ndarray, # reference mask, same shape
+                                  spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
+                                  dilation:int=BRATS2023_DILATION, # 3 for BraTS-GLI, SSA, PED; 1 for MEN, MET
+                                  min_volume_mm3:float=BRATS2023_MIN_LESION_MM3, # 50 for GLI, SSA, PED, MEN; 2 for MET
+                                 ) -> dict:
+    "Lesion-wise Dice and HD95 as the BraTS 2023 challenge ranked them, with its lesion counts (`lesion_brats2023_*`)."
+    scores, n_fp = brats2023_lesion_scores(pred, ref, spacing, dilation)
+    kept = [s for s in scores if s["volume_mm3"] > min_volume_mm3]
+    n, tp = len(kept) + n_fp, sum(s["found"] for s in kept)
+    hd95 = sum(s["hd95"] if math.isfinite(s["hd95"]) else BRATS2023_PENALTY_MM for s in kept) + BRATS2023_PENALTY_MM * n_fp
+    return dict(lesion_brats2023_dice=sum(s["dice"] for s in kept) / n if n else 1.0, lesion_brats2023_hd95=hd95 / n if n else 0.0,
+                lesion_brats2023_tp=tp, lesion_brats2023_fn=len(kept) - tp, lesion_brats2023_fp=n_fp)
+
+# %% ../nbs/05_metrics.ipynb #9929682a
+LESION_WISE = dict(panoptica=PANOPTIC_QUALITY, brats2023=BRATS2023_LESION_WISE)   # what summary.json says of the lesion-wise columns
+
 def compute_lesion_wise(pred:np.ndarray, # predicted mask
                         ref:np.ndarray, # reference mask, same shape
                         spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
-                        policy:str|EmptyRegionPolicy="brats", # fills the scores when no lesion is matched
+                        policy:str|EmptyRegionPolicy="brats", # fills panoptica's scores when no lesion is matched
                        ) -> dict:
-    "Lesion-wise Dice and HD95 as the official BraTS evaluator computes them (means over matched lesions), with the lesion counts."
-    s, policy = lesion_pair_scores(pred, ref, spacing), get_empty_policy(policy)
-    counts = dict(lesion_tp=s["tp"], lesion_fn=s["fn"], lesion_fp=s["fp"])
-    if s["tp"]: return dict(lesion_dice=float(np.mean(s["dice"])), lesion_hd95=float(np.mean(s["hd95"])), **counts)
-    if s["fn"] + s["fp"] == 0: return dict(lesion_dice=policy.dice_both_empty, lesion_hd95=policy.distance_both_empty, **counts)
-    return dict(lesion_dice=policy.dice_one_empty, lesion_hd95=policy.distance_one_empty, **counts)
+    "Both lesion-wise families of one region: panoptica's (`compute_panoptic_quality`) and the BraTS 2023 challenge's (`compute_brats2023_lesion_wise`)."
+    return compute_panoptic_quality(pred, ref, spacing, policy) | compute_brats2023_lesion_wise(pred, ref, spacing)
 
 # %% ../nbs/05_metrics.ipynb #e94f5399
 def perturb_labels(label_map:np.ndarray, # reference label map, 3D, with some tumour
@@ -388,11 +509,24 @@ def label_case_id(path:str|Path) -> str:
     return _ID_SUFFIX.sub("", nifti_stem(path) or Path(path).name)
 
 # %% ../nbs/05_metrics.ipynb #d0e6e23a
+def case_folder_label(folder:str|Path) -> Path|None:
+    "The label map (`*_seg` / `*-seg`) of a BraTS case folder; None when `folder` is no case folder (no modality file of one case); `NeurosegError` when it has no label map."
+    folder = Path(folder)
+    hits = [(f, hit) for f in sorted(folder.iterdir()) if f.is_file() and (hit := match_brats_suffix(nifti_stem(f) or ""))]
+    if len({hit[0] for _, hit in hits}) != 1 or all(hit[2] == "seg" for _, hit in hits): return None
+    labels = [f for f, hit in hits if hit[2] == "seg"]
+    if not labels:
+        raise NeurosegError(f"{folder}: a BraTS case folder with no label map (*_seg.nii.gz or *-seg.nii.gz), only the images "
+                            f"{', '.join(f.name for f, _ in hits)}; give the reference label file or a folder holding it")
+    if len(labels) > 1: raise NeurosegError(f"{folder}: several label maps ({', '.join(f.name for f in labels)}); keep one")
+    return labels[0]
+
 def find_label_files(path:str|Path) -> dict:
-    "`{case id: file}` of a NIfTI file, or of a directory's NIfTI files (else its case folders' `*seg.nii*` files)."
+    "`{case id: file}` of a NIfTI file, a BraTS case folder (its label map), or a directory's NIfTI files (else its case folders' `*seg.nii*` files)."
     path = Path(path)
     if path.is_file(): return {label_case_id(path): path}
     if not path.is_dir(): raise NeurosegError(f"{path}: no such file or directory")
+    if (label := case_folder_label(path)): return {label_case_id(label): label}
     files = sorted(f for f in path.iterdir() if f.is_file() and re.search(r"\.nii(\.gz)?$", f.name)
                    and not re.sub(r"\.nii(\.gz)?$", "", f.name).endswith(NOT_LABEL_SUFFIXES))
     files = files or sorted(path.glob("*/*seg.nii*"))
@@ -405,11 +539,12 @@ def find_label_files(path:str|Path) -> dict:
 
 # %% ../nbs/05_metrics.ipynb #93cf0ca1
 def pair_label_files(pred:str|Path, # prediction file or directory
-                     ref:str|Path, # reference file or directory
+                     ref:str|Path, # reference file, BraTS case folder or directory
                      cases:list|None=None, # only these case ids (each counted, found or not); None: every case on either side
                     ) -> list[tuple]:
-    "`(case, pred file or None, ref file or None)` for every case, sorted; two single files always pair."
-    if Path(pred).is_file() and Path(ref).is_file(): return [(label_case_id(ref), Path(pred), Path(ref))]
+    "`(case, pred file or None, ref file or None)` for every case, sorted; a prediction file and one reference (a file or a case folder) always pair."
+    ref_file = Path(ref) if Path(ref).is_file() else case_folder_label(ref) if Path(ref).is_dir() else None
+    if Path(pred).is_file() and ref_file: return [(label_case_id(ref_file), Path(pred), ref_file)]
     preds, refs = find_label_files(pred), find_label_files(ref)
     return [(case, preds.get(case), refs.get(case)) for case in sorted(cases or preds.keys() | refs.keys())]
 
@@ -443,7 +578,8 @@ def missing_case_rows(case:str, # case id
     rows = evaluate_case(pred, ref, convention, present.spacing, case, definition, policy, per_label, lesion_wise)
     miss = dict(dice=policy.dice_one_empty, sensitivity=policy.dice_one_empty, specificity=policy.dice_one_empty,
                 hd95=policy.distance_one_empty, hd=policy.distance_one_empty, assd=policy.distance_one_empty)
-    if lesion_wise: miss |= dict(lesion_dice=policy.dice_one_empty, lesion_hd95=policy.distance_one_empty)
+    if lesion_wise: miss |= dict(lesion_sq_dsc=policy.dice_one_empty, lesion_sq_hd95=policy.distance_one_empty, lesion_rq=policy.dice_one_empty,
+                                 lesion_pq_dsc=policy.dice_one_empty, lesion_brats2023_dice=0.0, lesion_brats2023_hd95=BRATS2023_PENALTY_MM)
     return [row | miss | dict(status=f"missing_{missing}") for row in rows]
 
 # %% ../nbs/05_metrics.ipynb #700ebff7
@@ -484,7 +620,10 @@ def _one(rows:list, key:str):
     if len(values) != 1: raise NeurosegError(f"rows mix {key} values {sorted(values)}; summarise each separately")
     return values.pop()
 
+_LESION_COUNTS = ("lesion_tp", "lesion_fn", "lesion_fp", "lesion_brats2023_tp", "lesion_brats2023_fn", "lesion_brats2023_fp")
+
 def summarise(rows:list, # rows from `evaluate_case` / `evaluate_files`
+              left_out:list=(), # cases with a reference but no prediction that were not scored (`--only-predicted`)
              ) -> dict:
     "Per region and metric: n, mean, std, median, quartiles; with the HD95 definition and conventions used."
     if not rows: raise NeurosegError("no rows to summarise")
@@ -492,11 +631,15 @@ def summarise(rows:list, # rows from `evaluate_case` / `evaluate_files`
     metrics = [k for k in rows[0] if k in METRICS or k.startswith("lesion_")]
     regions = list(dict.fromkeys(r["region"] for r in rows))
     cases = {r["case"]: r["status"] for r in rows}
-    lesion_wise = dict(lesion_wise=LESION_WISE) if "lesion_dice" in rows[0] else {}
+    lesion_wise = {}
+    if "lesion_sq_dsc" in rows[0]:
+        lesion_wise = dict(lesion_wise=LESION_WISE, lesion_counts={g: {k: sum(r[k] for r in rows if r["region"] == g) for k in _LESION_COUNTS}
+                                                                    for g in regions})
     return dict(hd95_definition=definition, hd95_definition_text=HD95_DEFINITIONS[definition],
                 empty_regions=policy.describe(), empty_region_policy=asdict(policy), label_convention=_one(rows, "label_convention"),
                 distances="mm, from each case's voxel spacing (column spacing_mm)", n_cases=len(cases),
                 n_missing_pred=sum(s == "missing_pred" for s in cases.values()), n_missing_ref=sum(s == "missing_ref" for s in cases.values()),
+                n_left_out_without_pred=len(left_out), left_out_without_pred=sorted(left_out),
                 regions={g: {k: describe_values([r[k] for r in rows if r["region"] == g]) for k in metrics} for g in regions}, **lesion_wise)
 
 # %% ../nbs/05_metrics.ipynb #79927288
@@ -505,18 +648,34 @@ def _fmt(stats:dict, digits:int) -> str:
     if not stats["n"]: return "-"
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f} ({stats['median']:.{digits}f})"
 
+def _table(summary:dict, cols:list, counts:tuple=()) -> list[str]:
+    "Aligned lines: a header, then per region `n`, `mean ± std (median)` of `cols` and, if given, the summed lesion counts TP/FN/FP."
+    table = [["region", "n"] + [c[1] for c in cols] + (["TP/FN/FP"] if counts else [])]
+    for g, s in summary["regions"].items():
+        total = summary.get("lesion_counts", {}).get(g, {})
+        table.append([g, str(s["dice"]["n"])] + [_fmt(s[k], dg) for k, _, dg in cols] + (["/".join(str(total[k]) for k in counts)] if counts else []))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+
 def format_summary(summary:dict) -> str:
-    "A plain-text table of the summary: mean ± std (median) of Dice, HD95 and volumes per region."
+    "A plain-text table of the summary: mean ± std (median) of Dice, HD95 and volumes per region, then the lesion-wise families if scored."
     cols = [("dice", "Dice", 3), ("hd95", "HD95 mm", 2), ("assd", "ASSD mm", 2), ("ref_volume_ml", "ref mL", 1), ("pred_volume_ml", "pred mL", 1)]
-    cols += [c for c in [("lesion_dice", "lesion Dice", 3), ("lesion_hd95", "lesion HD95 mm", 2)] if c[0] in next(iter(summary["regions"].values()))]
+    left_out = summary.get("n_left_out_without_pred", 0)
     lines = [f"HD95: {summary['hd95_definition']} ({summary['hd95_definition_text']})",
              f"empty regions: {summary['empty_regions']}",
              f"labels: {summary['label_convention']}; {summary['n_cases']} cases ({summary['n_missing_pred']} without prediction, "
-             f"{summary['n_missing_ref']} without reference, scored as misses); mean ± std (median)"]
-    table = [["region", "n"] + [c[1] for c in cols]]
-    table += [[g, str(s["dice"]["n"])] + [_fmt(s[k], dg) for k, _, dg in cols] for g, s in summary["regions"].items()]
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    return "\n".join(lines + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table])
+             f"{summary['n_missing_ref']} without reference, scored as misses"
+             + (f"; {left_out} references without prediction left out (--only-predicted)" if left_out else "") + "); mean ± std (median)"]
+    lines += _table(summary, cols)
+    if "lesion_wise" not in summary: return "\n".join(lines)
+    lines += ["lesion-wise, panoptica (official BraTS evaluator): sq = mean over matched lesions, rq = F1 of lesion detection, pq = sq x rq"]
+    lines += _table(summary, [("lesion_sq_dsc", "sq_dsc", 3), ("lesion_sq_hd95", "sq_hd95 mm", 2), ("lesion_rq", "rq", 3),
+                              ("lesion_pq_dsc", "pq_dsc", 3)], ("lesion_tp", "lesion_fn", "lesion_fp"))
+    lines += [f"lesion-wise, BraTS 2023 challenge: lesions > {BRATS2023_MIN_LESION_MM3:g} mm³, misses and false positives "
+              f"Dice 0 / HD95 {BRATS2023_PENALTY_MM:g} mm"]
+    lines += _table(summary, [("lesion_brats2023_dice", "lesion Dice", 3), ("lesion_brats2023_hd95", "lesion HD95 mm", 2)],
+                    ("lesion_brats2023_tp", "lesion_brats2023_fn", "lesion_brats2023_fp"))
+    return "\n".join(lines)
 
 # %% ../nbs/05_metrics.ipynb #df469299
 def rows_to_csv(rows:list) -> str:
@@ -551,6 +710,34 @@ def write_evaluation(rows:list, summary:dict, out_dir:str|Path) -> tuple[Path, P
     else: write_all({out_dir/name: lambda tmp, text=text: Path(tmp).write_text(text) for name, text in texts.items()})
     return out_dir/"metrics.csv", out_dir/"summary.json"
 
+# %% ../nbs/05_metrics.ipynb #7147ae8c
+@functools.cache
+def shipped_training_cases(folder:str|None=None, # where shipped models live (default: `pretrained.models_dir()`)
+                          ) -> dict:
+    "`{shipped model name: sorted case ids it trained on}`, from the split file and fold its checkpoint's config names (none: no such split)."
+    import torch
+    from neuroseg.pretrained import read_registry, models_dir
+    from neuroseg.core import find_config
+    found = {}
+    for name, entry in read_registry(folder).items():
+        data = torch.load(Path(folder or models_dir())/entry["file"], map_location="cpu", weights_only=True, mmap=True)["config"]["data"]
+        if not data.get("split_file"): continue
+        try: found[name] = sorted(split_subset_ids(find_config(data["split_file"]), "train", data.get("fold", 0)))
+        except NeurosegError: continue   # a split of the training machine that did not ship: nothing known
+    return found
+
+# %% ../nbs/05_metrics.ipynb #ca2584b4
+def training_case_warning(cases:list, # the scored case ids
+                          trained:dict|None=None, # `{model: case ids}`; default `shipped_training_cases()`
+                         ) -> str|None:
+    "One line naming the scored cases that shipped models trained on, or None when there are none."
+    trained = shipped_training_cases() if trained is None else trained
+    hits = {name: sorted(set(cases) & set(ids)) for name, ids in trained.items()}
+    parts = [f"{', '.join(h)} (pretrained:{name})" for name, h in hits.items() if h]
+    if not parts: return None
+    return (f"warning: {sum(map(len, hits.values()))} scored case(s) are training cases of a shipped model; if the predictions come "
+            f"from that model, their scores are not held-out: " + "; ".join(parts))
+
 # %% ../nbs/05_metrics.ipynb #08976447
 def check_out_not_input(out:str|Path, # the output folder
                         **inputs:str|Path, # the inputs by option name, e.g. pred=..., ref=...
@@ -569,13 +756,14 @@ def check_out_not_input(out:str|Path, # the output folder
 @console_script
 @cli_errors
 def neuroseg_evaluate(pred:Param("prediction NIfTI file, or directory of them", str, required=True)=None,
-                      ref:Param("reference NIfTI file, or directory of them (or of BraTS case folders)", str, required=True)=None,
+                      ref:Param("reference label file, BraTS case folder (its *_seg file), or directory of them", str, required=True)=None,
                       convention:Param("label convention of both sides", str, choices=["auto", "msd", "brats2021", "brats2023"])="auto",
                       out:str="evaluation", # output directory for metrics.csv and summary.json
                       hd95:Param("HD95 definition", str, choices=list(HD95_DEFINITIONS))="legacy",
                       empty:Param("empty-region convention", str, choices=list(EMPTY_POLICIES))="brats",
                       per_label:bool=False, # also score each label on its own
-                      lesion_wise:bool=False, # also lesion-wise Dice and HD95, as the official BraTS evaluator (brats-evaluation) computes them
+                      lesion_wise:bool=False, # also lesion-wise scores: panoptica's sq/rq/pq (official BraTS evaluator) and the BraTS 2023 challenge's lesion-wise Dice and HD95
+                      only_predicted:bool=False, # score only cases with a prediction (default, as BraTS: a reference without prediction is a miss)
                       split:str=None, # score only one subset of this split file (written by neuroseg_train)
                       subset:Param("which subset of --split", str, choices=list(SUBSETS))="test",
                       fold:int=0, # validation fold of --split, for --subset train or val
@@ -584,9 +772,13 @@ def neuroseg_evaluate(pred:Param("prediction NIfTI file, or directory of them", 
     if not (pred and ref): raise NeurosegError("neuroseg_evaluate: give both --pred and --ref")
     check_out_not_input(out, pred=pred, ref=ref)
     check_writable(out)
-    cases = split_subset_ids(split, subset, fold) if split else None
-    rows = evaluate_files(pair_label_files(pred, ref, cases), convention, hd95, empty, per_label, lesion_wise)
-    summary = summarise(rows)
+    pairs = pair_label_files(pred, ref, split_subset_ids(split, subset, fold) if split else None)
+    left_out = [case for case, p, r in pairs if only_predicted and p is None and r is not None]
+    pairs = [pair for pair in pairs if pair[0] not in left_out]
+    if not pairs: raise NeurosegError(f"{pred}: no prediction for any reference in {ref} (--only-predicted scores those only)")
+    if (warning := training_case_warning([case for case, *_ in pairs])): print(warning, file=sys.stderr)
+    rows = evaluate_files(pairs, convention, hd95, empty, per_label, lesion_wise)
+    summary = summarise(rows, left_out)
     csv_path, json_path = write_evaluation(rows, summary, out)
     print(format_summary(summary))
     print(f"wrote {csv_path} and {json_path}")
