@@ -416,7 +416,7 @@ def brats2023_lesion_scores(pred:np.ndarray, # predicted mask, 3D
         ids = ids[ids > 0]; touched.update(ids.tolist())
         lesion, found = lesions == k, np.isin(components, ids)
         scores.append(dict(volume_mm3=np.count_nonzero(lesion) * spacing[0] * spacing[1] * spacing[2], found=bool(len(ids)),
-                           dice=2.0 * np.count_nonzero(lesion & found) / (np.count_nonzero(lesion) + np.count_nonzero(found)),
+                           dice=float(2.0 * np.count_nonzero(lesion & found) / (np.count_nonzero(lesion) + np.count_nonzero(found))),
                            hd95=surfel_hd95(found, lesion, spacing) if len(ids) else math.inf))
     return scores, n_pred - len(touched)
 
