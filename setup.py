@@ -25,7 +25,7 @@ min_python = cfg['min_python']
 # nbdev's convention: `lib_name` is the distribution's name on PyPI (neuroseg-3d), `lib_path` the import package (neuroseg).
 pkg = cfg['lib_path']
 package_data = {f"{pkg}.configs": ("configs", ["*.yaml", "*.json"]),
-                f"{pkg}.templates": ("reports", ["train.ipynb", "evaluate.ipynb", "data.ipynb", "bench.ipynb", "preprocess.ipynb"])}
+                f"{pkg}.templates": ("reports", ["train.ipynb", "evaluate.ipynb", "data.ipynb", "bench.ipynb", "preprocess.ipynb", "case.ipynb"])}
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 
 setuptools.setup(

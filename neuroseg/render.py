@@ -9,17 +9,18 @@ from pathlib import Path
 import yaml
 from fastcore.script import Param
 from .core import NeurosegError, check_writable, cli_errors, console_script, packaged_dir
+from .data import nifti_stem
 from .report import resolve_run, training_run_dir
 
 
 # %% auto #0
-__all__ = ['REPORTS', 'template_path', 'template_parameters', 'parse_parameter', 'report_parameters', 'report_folder_name',
-           'report_page_name', 'check_report_inputs', 'notebook_html', 'kernel_settings', 'this_python_kernel_manager',
-           'kernel_options', 'execute_template', 'publish', 'remove_empty_folders', 'render_report', 'ShortParam',
-           'neuroseg_report']
+__all__ = ['REPORTS', 'template_path', 'template_parameters', 'parse_parameter', 'report_parameters', 'case_report_name',
+           'report_folder_name', 'report_page_name', 'check_report_inputs', 'notebook_html', 'kernel_settings',
+           'this_python_kernel_manager', 'kernel_options', 'execute_template', 'publish', 'remove_empty_folders',
+           'render_report', 'ShortParam', 'neuroseg_report']
 
 # %% ../nbs/09a_render.ipynb #7c38e6e0
-REPORTS = ("train", "evaluate", "data", "bench", "preprocess")   # preprocess: the QC report of a raw exam (10b_raw)
+REPORTS = ("train", "evaluate", "data", "bench", "preprocess", "case")   # preprocess: the QC of a raw exam (10b_raw); case: one segmented case
 
 def template_path(report:str) -> Path:
     "The shipped template of `report`: `neuroseg/templates/<report>.ipynb` when installed, `reports/` in a checkout."
@@ -68,12 +69,24 @@ def report_parameters(report:str, # train, evaluate, data or bench
     if overrides: params["overrides"] = [*params.get("overrides", []), *overrides]
     return params
 
+# %% ../nbs/09a_render.ipynb #48b99c15
+def case_report_name(parameters:dict, # the case report's parameters: pred and case
+                    ) -> str:
+    "The case report's folder name, once its prediction and its case are found."
+    pred, case = parameters.get("pred", ""), parameters.get("case", "")
+    if not (pred and Path(pred).is_file()):
+        raise NeurosegError(f"-p pred {pred or '(not given)'}: give the segmentation to report on (a label map written by neuroseg_infer)")
+    if not (case and Path(case).exists()):
+        raise NeurosegError(f"-p case {case or '(not given)'}: give the case it was segmented from (a BraTS case folder or a 4D NIfTI)")
+    return Path(case).name if Path(case).is_dir() else nifti_stem(pred) or Path(pred).stem
+
 # %% ../nbs/09a_render.ipynb #00f5bd6c
 def report_folder_name(report:str, # train, evaluate, data or bench
                        parameters:dict, # given parameters (the template's defaults fill the rest)
                       ) -> str:
     "The run's name: the basename of `run_dir`, else of the config's train.out_dir; `bench` for the benchmark."
     if report == "bench": return "bench"
+    if report == "case": return case_report_name(parameters)
     return _run_dir(report, parameters).resolve().name or "run"
 
 # %% ../nbs/09a_render.ipynb #4ce9f406
@@ -103,6 +116,9 @@ def check_report_inputs(report:str, # train, evaluate, data or bench
     "Check what the template reads first (config, overrides, the training run folder; the benchmark's device) without a kernel; returns the run folder."
     if report == "bench":
         report_page_name(report, parameters)   # a device this machine lacks fails here
+        return None
+    if report == "case":
+        case_report_name(parameters)   # the prediction and the case must exist
         return None
     run_dir = _run_dir(report, parameters)
     if report == "data" and not (run_dir.is_dir() or parameters.get("fingerprint")): raise NeurosegError(f"{run_dir}: dataset folder not found (data.root)")
@@ -231,7 +247,7 @@ class ShortParam(Param):
 # %% ../nbs/09a_render.ipynb #20896dbf
 @console_script
 @cli_errors
-def neuroseg_report(report:Param("which report: train, evaluate, data (the dataset: its fingerprint and EDA), bench (the benchmark) or preprocess (the QC of neuroseg_preprocess)", str, opt=False, choices=list(REPORTS))=None,
+def neuroseg_report(report:Param("which report: train, evaluate, data (the dataset: its fingerprint and EDA), bench (the benchmark), preprocess (the QC of neuroseg_preprocess) or case (one segmented case: -p pred SEG -p case CASE)", str, opt=False, choices=list(REPORTS))=None,
                     overrides:Param("section.key=value settings over the config", str, opt=False, nargs="*")=None,
                     config:Param("YAML config file, or the name of one in configs/ (demo, msd)", str)=None,
                     p:ShortParam("template parameter, e.g. -p pred_dir runs/demo/predictions (repeatable; see the template's parameters cell)",
@@ -240,6 +256,6 @@ def neuroseg_report(report:Param("which report: train, evaluate, data (the datas
                     out:Param("folder of the report folders", str)="reports",
                     kernel:Param("registered Jupyter kernel that runs the template (default: this Python)", str)="",
                    ):
-    "Render a training, evaluation, dataset (EDA), benchmark or preprocessing-QC report: papermill runs the shipped template <report>.ipynb, nbconvert writes <out>/<run>/<report>.html without code."
+    "Render a training, evaluation, dataset (EDA), benchmark, preprocessing-QC or single-case report: papermill runs the shipped template <report>.ipynb, nbconvert writes <out>/<run>/<report>.html without code."
     page = render_report(report, report_parameters(report, p, config, overrides), name, out, kernel)
     print(f"wrote {page} and {page.with_suffix('.ipynb')}")

@@ -12,17 +12,17 @@ from matplotlib.figure import Figure
 from IPython.display import HTML
 from . import __version__
 from .core import Config, NeurosegError, load_config, find_config, environment_info
-from .labels import REGIONS, REGION_COLOURS
-from .data import read_dataset, split_cases, open_nifti
+from .labels import REGIONS, REGION_COLOURS, labels_to_regions
+from .data import read_dataset, read_brats, split_cases, open_nifti
 from .synth import MODALITIES
 from .plan import dataset_fingerprint, plan_config
 from .checkpoint import load_checkpoint, config_from_checkpoint
 from .pretrained import is_model_name
 from .tracking import offline_run_dirs
 from .train import ENVIRONMENT_FILE, plot_training_curves
-from .metrics import METRICS, find_label_files, format_summary
+from .metrics import METRICS, find_label_files, format_summary, detect_label_convention, evaluate_files, load_label_map
 
-from .infer import predict, output_paths
+from .infer import predict, output_paths, image_case_id
 from .xai import (plot_multiplanar, tumour_mesh_figure, save_mesh_html, offline_html,
                           entropy_figure, read_entropy, uncertain_band_width_mm)
 
@@ -33,9 +33,11 @@ __all__ = ['format_value', 'table_html', 'figure_html', 'environment_rows', 'sho
            'hardware_rows', 'hardware_table', 'wandb_rows', 'wandb_table', 'read_metrics_csv', 'EvaluationRun',
            'load_evaluation_run', 'region_summary', 'mean_dice', 'case_rows', 'case_table', 'plot_region_boxes',
            'pick_cases', 'roles_by_case', 'case_flair', 'case_overlay', 'case_overlays', 'choose_case', 'mesh_view',
-           'case_entropy', 'uncertainty_view', 'load_fingerprint', 'dataset_rows', 'class_names', 'intensity_rows',
-           'plot_intensity_histograms', 'plot_volumes', 'example_cases', 'example_slices', 'plan_rows', 'dataset_table',
-           'intensity_table', 'plan_table', 'plot_training_curves']
+           'case_entropy', 'uncertainty_view', 'CaseReport', 'load_case_report', 'case_volumes', 'case_summary_rows',
+           'case_summary', 'case_modality', 'case_planes', 'case_mesh_link', 'case_uncertainty', 'folded',
+           'load_fingerprint', 'dataset_rows', 'class_names', 'intensity_rows', 'plot_intensity_histograms',
+           'plot_volumes', 'example_cases', 'example_slices', 'plan_rows', 'dataset_table', 'intensity_table',
+           'plan_table', 'plot_training_curves']
 
 # %% ../nbs/09_report.ipynb #05dec683
 def format_value(value, # a number, string, list or None
@@ -460,6 +462,119 @@ def uncertainty_view(ev:EvaluationRun, # the evaluation
     widths = uncertain_band_width_mm(entropy, labels, affine, convention=convention)
     rows = [dict(region=r, **{"uncertain band width (mm)": w}) for r, w in widths.items()]
     return HTML(f"<h3>{html.escape(case)}</h3>" + figure_html(fig) + table_html(rows))
+
+# %% ../nbs/09_report.ipynb #849ecd3d
+@dataclass
+class CaseReport:
+    "A predicted label map, the case it was predicted from, and what is known about it."
+    id: str  # the case id
+    case: dict  # `image` (4 modality files in MSD order, or a 4D file) and `label` (the reference, or None)
+    pred: Path  # the predicted label map
+    convention: str  # label convention of the prediction (and the reference)
+    rows: list  # `evaluate_files` rows against the reference; empty without one
+    checkpoint: str  # for the uncertainty map when no entropy file lies beside the prediction ("" : none)
+
+def _report_case(case:str|Path, ref:str|Path="") -> tuple[dict, str|None]:
+    "The case dict of a BraTS case folder or a 4D image (`label`: `ref`, else the folder's own), and a folder's convention."
+    path, convention = Path(case), None
+    if path.is_dir():
+        cases, convention = read_brats(path)
+        if len(cases) != 1: raise NeurosegError(f"{path}: holds {len(cases)} cases; give one case folder (-p case)")
+        found = cases[0]
+    elif path.is_file(): found = dict(id=image_case_id(str(path)), image=str(path), label=None)
+    else: raise NeurosegError(f"{path}: case not found (-p case: a BraTS case folder or a 4D NIfTI image)")
+    if ref and not Path(ref).is_file(): raise NeurosegError(f"{ref}: reference label map not found (-p ref)")
+    return found | dict(label=str(ref) if ref else found.get("label")), convention
+
+def load_case_report(pred:str|Path, # the predicted label map (neuroseg_infer's --out)
+                     case:str|Path, # the case: a BraTS case folder, or a 4D NIfTI image (MSD channel order)
+                     ref:str|Path="", # reference label map; empty: the case folder's `*_seg` file, if any
+                     checkpoint:str="", # checkpoint or pretrained:<name>, for the uncertainty map when no entropy file lies beside `pred`
+                     convention:str="auto", # label convention of the maps, or auto (a BraTS folder's, else from their values)
+                    ) -> CaseReport:
+    "Read a prediction and its case, and score it when a reference is known."
+    pred = Path(pred)
+    if not pred.is_file(): raise NeurosegError(f"{pred}: prediction not found (-p pred: a label map written by neuroseg_infer)")
+    found, named = _report_case(case, ref)
+    if convention == "auto": convention = named or detect_label_convention([f for f in (found["label"], pred) if f])
+    rows = evaluate_files([(found["id"], pred, found["label"])], convention, lesion_wise=True) if found["label"] else []
+    return CaseReport(found["id"], found, pred, convention, rows, checkpoint)
+
+# %% ../nbs/09_report.ipynb #f8b917ad
+def case_volumes(cr:CaseReport) -> dict:
+    "Predicted volume (mL) of each region of `cr`."
+    m = load_label_map(cr.pred)
+    regions = labels_to_regions(m.labels, cr.convention, str(cr.pred))
+    return {r: float(regions[i].sum()) * float(np.prod(m.spacing)) / 1000 for i, r in enumerate(REGIONS)}
+
+def case_summary_rows(cr:CaseReport) -> list:
+    "One row per region: the predicted volume, and against a reference its volume, Dice, HD95 and lesion counts."
+    volumes, scored = case_volumes(cr), {r["region"]: r for r in cr.rows}
+    rows = []
+    for region in REGIONS:
+        row = {"region": region, "predicted (mL)": volumes[region]}
+        if (s := scored.get(region)) is not None:
+            row |= {"reference (mL)": s.get("ref_volume_ml"), "Dice": s.get("dice"), "HD95 (mm)": s.get("hd95")}
+            row |= {k: s[c] for k, c in (("lesions found", "lesion_tp"), ("missed", "lesion_fn"), ("added", "lesion_fp")) if c in s}
+        rows.append(row)
+    return rows
+
+def case_summary(cr:CaseReport) -> HTML:
+    "The summary table of a case report, with what it was scored against."
+    against = f"against {html.escape(Path(cr.case['label']).name)}" if cr.case["label"] else "no reference label map: volumes only"
+    return HTML(f"<p>{html.escape(cr.id)}: {html.escape(cr.pred.name)} ({cr.convention} labels), {against}.</p>"
+                + table_html(case_summary_rows(cr)))
+
+# %% ../nbs/09_report.ipynb #b3ee5b46
+def case_modality(cr:CaseReport, index:int) -> tuple[np.ndarray, np.ndarray]:
+    "Modality `index` (MSD order: FLAIR, T1, T1gd, T2) of the case and its affine."
+    image = cr.case["image"]
+    if isinstance(image, list): nii = open_nifti(image[index]); return np.asarray(nii.dataobj, dtype=np.float32), nii.affine
+    nii = open_nifti(image)
+    return np.asarray(nii.dataobj[..., index], dtype=np.float32), nii.affine
+
+def case_planes(cr:CaseReport) -> HTML:
+    "The prediction (and the reference) over each modality, three planes each."
+    parts = []
+    for i, name in enumerate(MODALITIES):
+        image, affine = case_modality(cr, i)
+        fig = plot_multiplanar(image, affine, cr.case["label"], cr.pred, convention=cr.convention)
+        parts.append(f"<h3>{html.escape(name)}</h3>" + figure_html(fig))
+    return HTML("".join(parts))
+
+# %% ../nbs/09_report.ipynb #c72c5f48
+def case_mesh_link(cr:CaseReport, # the case
+                   report_dir:str|Path=".", # where `<case>_mesh.html` is written
+                  ) -> HTML:
+    "The predicted regions in 3D on a page of their own, and a link to it."
+    brain, _ = case_modality(cr, 0)
+    step = 2 if case_volumes(cr)["WT"] > 100 else 1
+    fig = tumour_mesh_figure(cr.pred, brain_mask=brain, convention=cr.convention, step_size=step, title=f"{cr.id}: predicted regions")
+    page = save_mesh_html(fig, Path(report_dir)/f"{cr.id}_mesh.html")
+    return HTML(f'<p>The predicted regions in world millimetres inside a translucent brain: '
+                f'<a href="{html.escape(page.name)}">{html.escape(page.name)}</a> (drag to turn).</p>')
+
+def case_uncertainty(cr:CaseReport) -> HTML:
+    "Entropy over the FLAIR and the uncertain band's width, from the entropy file beside the prediction or from `checkpoint`."
+    entropy_file = output_paths(cr.pred, cr.id, entropy=True)["entropy"]   # the name neuroseg_infer --save-entropy gives it
+    if entropy_file.is_file(): entropy, labels, convention = read_entropy(entropy_file), cr.pred, cr.convention
+    elif cr.checkpoint:
+        p = predict(cr.case, cr.checkpoint)
+        entropy, labels, convention = p.entropy, p.labels, p.convention
+    else: return HTML(f"<p>No {html.escape(entropy_file.name)} beside the prediction (neuroseg_infer --save-entropy) "
+                      "and no checkpoint given (-p checkpoint): no uncertainty map.</p>")
+    image, affine = case_modality(cr, 0)
+    widths = uncertain_band_width_mm(entropy, labels, affine, convention=convention)
+    return HTML(figure_html(entropy_figure(image, affine, entropy, labels, convention=convention))
+                + table_html([dict(region=r, **{"uncertain band width (mm)": w}) for r, w in widths.items()]))
+
+# %% ../nbs/09_report.ipynb #9ae0b5ac
+def folded(content:HTML|str, # what to fold
+           summary:str="Parameters, software and hardware", # the line shown while folded
+          ) -> HTML:
+    "`content` inside a closed `<details>` element."
+    inner = content.data if isinstance(content, HTML) else content
+    return HTML(f"<details><summary>{html.escape(summary)}</summary>{inner}</details>")
 
 # %% ../nbs/09_report.ipynb #20349a27
 def load_fingerprint(config:str, # YAML config: a path, or the name of a file in configs/

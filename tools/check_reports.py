@@ -1,9 +1,10 @@
-"""Render both report templates on a tiny real run, with the console scripts a user would type, and check the HTML.
+"""Render the report templates on a tiny real run, with the console scripts a user would type, and check the HTML.
 
 Synthetic data (neuroseg_synth), a tiny network trained for a few epochs (neuroseg_train), predictions on the
-held-out test cases (neuroseg_infer), their scores (neuroseg_evaluate), then `neuroseg_report train` and
-`neuroseg_report evaluate`; the HTML must hold every section heading and the research-use disclaimer, no code, and
-load no script or style from the network. With --browser, headless Chromium also opens the evaluation report and the
+held-out test cases (neuroseg_infer), their scores (neuroseg_evaluate), then `neuroseg_report train`,
+`neuroseg_report evaluate` and `neuroseg_report case` (one of those cases, with no config); the HTML must hold every
+section heading and the research-use disclaimer, no code, and load no script or style from the network, and the case
+report must weigh under 3 MB (its 3D view is a page of its own). With --browser, headless Chromium also opens the evaluation report and the
 3D page (tools/browser_check.py). `make test` runs this; `make check-reports` runs it with --browser yes.
 
     python tools/check_reports.py [--out DIR] [--browser auto|yes|no]
@@ -18,7 +19,10 @@ SECTIONS = {
               "Learning curves", "Timings", "Training hardware", "Weights &amp; Biases run"],
     "evaluate": ["Evaluation report", "Research use only", "Parameters and environment", "Summary per region",
                  "Per-case metrics", "Distributions per region", "Best, median and worst cases", "3D view", "Uncertainty"],
+    "case": ["Case report", "Research use only", "Summary", "The segmentation on each modality", "Uncertainty", "3D view",
+             "Parameters and environment"],
 }
+CASE_REPORT_MAX_BYTES = 3_000_000
 MARKER = ".check_reports"   # marks a --out folder as ours, so that a later run may replace it
 # configs/tiny.yaml (the tests' tiny run), with enough held-out cases to show distributions and a few more steps, so
 # that the tiny network predicts a tumour the 3D view can show; tracked offline, for the report's W&B section
@@ -55,8 +59,11 @@ def pipeline(work:Path) -> dict:
     run(BIN/"neuroseg_evaluate", "--pred", run_dir/"predictions", "--ref", labels, "--convention", "msd", "--out", run_dir/"evaluation")
     reports = work/"reports"
     run(BIN/"neuroseg_report", "train", *settings, "--out", reports)
-    run(BIN/"neuroseg_report", "evaluate", *settings, "-p", "case", largest_prediction(run_dir/"evaluation"), "--out", reports)
-    return dict(train=reports/"tiny"/"train.html", evaluate=reports/"tiny"/"evaluate.html", test_ids=test_ids)
+    case = largest_prediction(run_dir/"evaluation")
+    run(BIN/"neuroseg_report", "evaluate", *settings, "-p", "case", case, "--out", reports)
+    run(BIN/"neuroseg_report", "case", "-p", "pred", run_dir/"predictions"/f"{case}.nii.gz", "-p", "case", images/f"{case}.nii.gz",
+        "-p", "ref", labels/f"{case}.nii.gz", "-p", "convention", "msd", "--out", reports)
+    return dict(train=reports/"tiny"/"train.html", evaluate=reports/"tiny"/"evaluate.html", case=reports/case/"case.html", test_ids=test_ids)
 
 def largest_prediction(eval_dir:Path) -> str:
     "The test case with the largest predicted whole tumour: the one the 3D view shows (a tiny model may predict little)."
@@ -101,7 +108,9 @@ def main():
     try:
         print(f"check_reports: tiny run in {work}")
         pages = pipeline(work)
-        problems = html_problems(pages["train"], "train") + html_problems(pages["evaluate"], "evaluate")
+        problems = [p for report in ("train", "evaluate", "case") for p in html_problems(pages[report], report)]
+        if pages["case"].is_file() and (size := pages["case"].stat().st_size) > CASE_REPORT_MAX_BYTES:
+            problems.append(f"case.html: {size / 1e6:.1f} MB, over {CASE_REPORT_MAX_BYTES / 1e6:.0f} MB")
         mesh = mesh_page(pages["evaluate"].parent)
         if mesh is None: problems.append("evaluate.html: no <case>_mesh.html page beside it")
         browser = args.browser == "yes" or (args.browser == "auto" and any(shutil.which(b) for b in ("chromium", "google-chrome")))

@@ -92,7 +92,7 @@ def shipped_files() -> list:
     present = [p for p in tracked if (ROOT/p).is_file() and not p.endswith(("_modidx.py",))]
     files = [p if p.startswith("neuroseg/") else "neuroseg/" + p for p in present]
     untracked = [f"neuroseg/configs/{p.name}" for p in (ROOT/"configs").iterdir() if p.suffix in (".yaml", ".json")]
-    return sorted(set(files + untracked + [f"neuroseg/templates/{t}.ipynb" for t in ("train", "evaluate", "data", "bench", "preprocess")]))
+    return sorted(set(files + untracked + [f"neuroseg/templates/{t}.ipynb" for t in ("train", "evaluate", "data", "bench", "preprocess", "case")]))
 
 def check_wheel_contents(wheel:Path, problems:list):
     names = set(zipfile.ZipFile(wheel).namelist())
