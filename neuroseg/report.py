@@ -27,17 +27,17 @@ from .xai import (plot_multiplanar, tumour_mesh_figure, save_mesh_html, offline_
                           entropy_figure, read_entropy, uncertain_band_width_mm)
 
 # %% auto #0
-__all__ = ['format_value', 'table_html', 'figure_html', 'environment_rows', 'show_environment', 'read_json', 'resolve_run',
-           'run_config', 'TrainingRun', 'training_run_dir', 'load_training_run', 'config_rows', 'config_table',
-           'split_rows', 'split_table', 'cv_rows', 'cv_section', 'timing_rows', 'timing_table', 'training_environment',
-           'hardware_rows', 'hardware_table', 'wandb_rows', 'wandb_table', 'read_metrics_csv', 'EvaluationRun',
-           'load_evaluation_run', 'region_summary', 'mean_dice', 'case_rows', 'case_table', 'plot_region_boxes',
-           'pick_cases', 'roles_by_case', 'case_flair', 'case_overlay', 'case_overlays', 'choose_case', 'mesh_view',
-           'case_entropy', 'uncertainty_view', 'CaseReport', 'load_case_report', 'case_volumes', 'case_summary_rows',
-           'case_summary', 'case_modality', 'case_planes', 'case_mesh_link', 'case_uncertainty', 'folded',
-           'load_fingerprint', 'dataset_rows', 'class_names', 'intensity_rows', 'plot_intensity_histograms',
-           'plot_volumes', 'example_cases', 'example_slices', 'plan_rows', 'dataset_table', 'intensity_table',
-           'plan_table', 'plot_training_curves']
+__all__ = ['SUMMARY_COLUMNS', 'format_value', 'table_html', 'figure_html', 'environment_rows', 'show_environment', 'read_json',
+           'resolve_run', 'run_config', 'TrainingRun', 'training_run_dir', 'load_training_run', 'config_rows',
+           'config_table', 'split_rows', 'split_table', 'cv_rows', 'cv_section', 'timing_rows', 'timing_table',
+           'training_environment', 'hardware_rows', 'hardware_table', 'wandb_rows', 'wandb_table', 'read_metrics_csv',
+           'EvaluationRun', 'load_evaluation_run', 'summary_rows', 'region_summary', 'mean_dice', 'case_rows',
+           'case_table', 'plot_region_boxes', 'pick_cases', 'roles_by_case', 'case_flair', 'case_overlay',
+           'case_overlays', 'choose_case', 'mesh_view', 'case_entropy', 'uncertainty_view', 'CaseReport',
+           'load_case_report', 'case_volumes', 'case_summary_rows', 'case_summary', 'case_modality', 'case_planes',
+           'case_mesh_link', 'case_uncertainty', 'folded', 'load_fingerprint', 'dataset_rows', 'class_names',
+           'intensity_rows', 'plot_intensity_histograms', 'plot_volumes', 'example_cases', 'example_slices',
+           'plan_rows', 'dataset_table', 'intensity_table', 'plan_table', 'plot_training_curves']
 
 # %% ../nbs/09_report.ipynb #05dec683
 def format_value(value, # a number, string, list or None
@@ -278,8 +278,9 @@ def wandb_rows(run:TrainingRun) -> list:
     if not folders: return [dict(item="mode", value="disabled (no W&B run in the run folder)")]
     run_id = next(folders[-1].glob("run-*.wandb")).stem.removeprefix("run-")
     offline = folders[-1].name.startswith("offline-")
-    path = f"{t.entity or '<your W&B entity>'}/{t.project}/{run_id}"
+    path = "/".join(p for p in (t.entity, t.project, run_id) if p)   # no entity: W&B files it under the user's default one
     rows = [("mode", "offline" if offline else "online"), ("run id", run_id), ("run path", path),
+            ("entity", t.entity or "your default W&B entity (tracking.entity is not set)"),
             ("local folder", ", ".join(str(f) for f in folders))]
     if offline: rows.append(("upload with", "wandb sync " + " ".join(str(f) for f in folders)))
     elif t.entity: rows.append(("URL", f"https://wandb.ai/{t.entity}/{t.project}/runs/{run_id}"))
@@ -334,9 +335,28 @@ def load_evaluation_run(config:str, # YAML config: a path, or the name of a file
                          checkpoint if is_model_name(checkpoint) else Path(checkpoint or run_dir/"checkpoints"/"best.pt"))
 
 # %% ../nbs/09_report.ipynb #1948c613
+SUMMARY_COLUMNS = [("dice", "Dice", 3), ("hd95", "HD95 (mm)", 2), ("assd", "ASSD (mm)", 2), ("ref_volume_ml", "reference (mL)", 1),
+                   ("pred_volume_ml", "predicted (mL)", 1), ("lesion_pq_dsc", "lesion pq_dsc", 3),
+                   ("lesion_brats2023_dice", "BraTS 2023 lesion Dice", 3), ("lesion_brats2023_hd95", "BraTS 2023 lesion HD95 (mm)", 2)]
+
+def _stat(s:dict, digits:int) -> str:
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f} ({s['median']:.{digits}f})" if s.get("n") else "n/a"
+
+def summary_rows(summary:dict) -> list:
+    "One row per region of `neuroseg_evaluate`'s summary: n, then mean ± std (median) of each metric it holds."
+    rows = []
+    for region, s in summary["regions"].items():
+        row = {"region": region, "cases": s["dice"]["n"]}
+        rows.append(row | {name: _stat(s[key], digits) for key, name, digits in SUMMARY_COLUMNS if key in s})
+    return rows
+
 def region_summary(ev:EvaluationRun) -> HTML:
-    "The per-region summary of `neuroseg_evaluate`: mean ± std (median) of Dice, HD95, ASSD and volumes."
-    return HTML(f"<pre>{html.escape(format_summary(ev.summary))}</pre>")
+    "The per-region summary of `neuroseg_evaluate` as a table, under how HD95 and empty regions were scored."
+    s = ev.summary
+    head = (f"<p>{s['n_cases']} cases, {s['label_convention']} labels; HD95: {html.escape(s['hd95_definition'])} "
+            f"({html.escape(s['hd95_definition_text'])}); empty regions: {html.escape(s['empty_regions'])}. "
+            f"Each cell: mean ± standard deviation (median).</p>")
+    return HTML(head + table_html(summary_rows(s)))
 
 # %% ../nbs/09_report.ipynb #ac8977f0
 def mean_dice(rows:list) -> dict:
@@ -431,13 +451,13 @@ def mesh_view(ev:EvaluationRun, # the evaluation
               case:str="", # case id; empty: the median case
               report_dir:str|Path=".", # where the page `<case>_mesh.html` is written
              ) -> HTML:
-    "Interactive 3D view of the predicted regions of `case` (plotly.js inline), also saved as its own page."
+    "Interactive 3D view of the predicted regions of `case` on a page of its own (plotly.js there only), and a link to it."
     case = choose_case(ev, case)
     brain, _ = case_flair(ev.cases[case])
     fig = tumour_mesh_figure(ev.predictions[case], brain_mask=brain, convention=ev.convention, title=f"{case}: predicted regions")
     page = save_mesh_html(fig, Path(report_dir)/f"{case}_mesh.html")
-    link = f'<p>Also on a page of its own: <a href="{html.escape(page.name)}">{html.escape(page.name)}</a>.</p>'
-    return HTML(link + offline_html(fig).data)
+    return HTML(f'<p>{html.escape(case)}: the predicted regions in world millimetres inside a translucent brain, '
+                f'<a href="{html.escape(page.name)}">{html.escape(page.name)}</a> (drag to turn).</p>')
 
 # %% ../nbs/09_report.ipynb #70fd902a
 def case_entropy(ev:EvaluationRun, case:str) -> tuple[np.ndarray, np.ndarray|Path, str]:

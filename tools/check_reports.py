@@ -4,8 +4,9 @@ Synthetic data (neuroseg_synth), a tiny network trained for a few epochs (neuros
 held-out test cases (neuroseg_infer), their scores (neuroseg_evaluate), then `neuroseg_report train`,
 `neuroseg_report evaluate` and `neuroseg_report case` (one of those cases, with no config); the HTML must hold every
 section heading and the research-use disclaimer, no code, and load no script or style from the network, and the case
-report must weigh under 3 MB (its 3D view is a page of its own). With --browser, headless Chromium also opens the evaluation report and the
-3D page (tools/browser_check.py). `make test` runs this; `make check-reports` runs it with --browser yes.
+report must weigh under 3 MB (its 3D view is a page of its own). With --browser, headless Chromium also opens the three
+reports and the 3D page they link to, which must draw (tools/browser_check.py). `make test` runs this; `make
+check-reports` runs it with --browser yes.
 
     python tools/check_reports.py [--out DIR] [--browser auto|yes|no]
 """
@@ -117,7 +118,9 @@ def main():
         if browser and mesh is not None:
             sys.path.insert(0, str(ROOT/"tools"))
             import browser_check
-            code = browser_check.main([str(pages["evaluate"]), str(mesh), "--require-3d", "--screenshots", str(work/"screenshots")])
+            shots = ["--screenshots", str(work/"screenshots")]
+            code = browser_check.main([str(pages[r]) for r in ("train", "evaluate", "case")] + shots)   # the reports: no 3D
+            code |= browser_check.main([str(mesh), "--require-3d"] + shots)                                # the 3D page draws
             if code: problems.append("browser check failed (see above)")
         elif args.browser == "auto": print("check_reports: no chromium, browser check skipped (make check-reports installs it)")
         for p in problems: print(f"FAIL {p}")
