@@ -535,7 +535,8 @@ def case_summary_rows(cr:CaseReport) -> list:
         row = {"region": region, "predicted (mL)": volumes[region]}
         if (s := scored.get(region)) is not None:
             row |= {"reference (mL)": s.get("ref_volume_ml"), "Dice": s.get("dice"), "HD95 (mm)": s.get("hd95")}
-            row |= {k: s[c] for k, c in (("lesions found", "lesion_tp"), ("missed", "lesion_fn"), ("added", "lesion_fp")) if c in s}
+            row |= {k: s[c] for k, c in (("lesion Dice", "lesion_brats2023_dice"), ("lesions found", "lesion_brats2023_tp"),
+                                        ("missed", "lesion_brats2023_fn"), ("added", "lesion_brats2023_fp")) if c in s}
         rows.append(row)
     return rows
 
