@@ -1,0 +1,58 @@
+"""nnU-Net v2 trainers for neuroseg's same-budget CPU comparison (issue #25).
+
+`python tools/nnunet_compare.py setup` copies this file into the nnU-Net venv's
+`nnunetv2/training/nnUNetTrainer/`, where `nnUNetv2_train -tr <name>` finds trainer classes.
+
+- `nnUNetTrainer_NeurosegCPU`: nnU-Net's default trainer (network, loss, deep supervision, augmentation, SGD with
+  poly decay, oversampling: all unchanged) with a schedule that fits the wall-clock budget of `pretrained:brats` on
+  this machine's 2 CPU cores, and a checkpoint after every epoch, so that `nnUNetv2_train ... --c` resumes after a
+  kill with at most one epoch lost. Its numbers come from the timing run (`nnunet_compare.py timing`); the decision is
+  recorded in tools/nnunet_compare.py's docstring.
+- `nnUNetTrainer_NeurosegCPUTiming`: one short epoch that logs the seconds of every step, and no final validation.
+"""
+import time
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+
+class nnUNetTrainer_NeurosegCPU(nnUNetTrainer):
+    "nnU-Net's default trainer; epochs and iterations fitted to the CPU budget; a checkpoint every epoch."
+    # 3d_fullres measured at 174 s per iteration (nice 19, shared 2 cores): 19 x (4 x 174 + 1 x ~58 + 5) s = 14,430 s,
+    # within the 14,820 s budget (see tools/nnunet_compare.py, "Measured and decided")
+    EPOCHS = 19             # fitted to the budget from the measured seconds per iteration (default: 1000)
+    ITERATIONS = 4          # training iterations per epoch (default: 250); an epoch of ~13 min is what --c can lose
+    VAL_ITERATIONS = 1      # validation iterations per epoch, for the pseudo Dice / checkpoint_best (default: 50)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        # the same signature as nnUNetTrainer's: it records its init arguments by name for checkpoints
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = self.EPOCHS
+        self.num_iterations_per_epoch = self.ITERATIONS
+        self.num_val_iterations_per_epoch = self.VAL_ITERATIONS
+        self.save_every = 1
+
+
+class nnUNetTrainer_NeurosegCPUTiming(nnUNetTrainer_NeurosegCPU):
+    "One short epoch that logs each step's seconds (compute, and wall since the previous step); no final validation."
+    EPOCHS, ITERATIONS, VAL_ITERATIONS = 1, 4, 2
+
+    def _timed(self, kind, step, batch):
+        "Run one step; log its compute seconds and the wall seconds since the previous step of its kind began."
+        now = time.perf_counter()
+        since = now - getattr(self, f"_last_{kind}", now)
+        setattr(self, f"_last_{kind}", now)
+        out = step(batch)
+        self.print_to_log_file(f"neuroseg-timing {kind} compute {time.perf_counter() - now:.2f} s, "
+                               f"since previous {since:.2f} s")
+        return out
+
+    def train_step(self, batch):
+        return self._timed("train", super().train_step, batch)
+
+    def validation_step(self, batch):
+        return self._timed("val", super().validation_step, batch)
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        self.print_to_log_file("neuroseg-timing: final validation skipped")
