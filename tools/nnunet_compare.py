@@ -329,22 +329,28 @@ def cmd_train(a):
     train_pid_file(a.fold).write_text(f"{proc.pid}\n")
     log(f"fold {a.fold}: worker pid {proc.pid}; log {out}; nnU-Net log in {results_folder(a.fold)}")
 
+def pss_bytes(pid: int) -> int:
+    "Proportional set size of a process (shared pages split among their users), from /proc/<pid>/smaps_rollup."
+    try:
+        m = re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M)
+        return int(m.group(1)) * 1024 if m else 0
+    except OSError: return 0
+
 def tree_rss_mib(root: int) -> float:
-    "Resident memory (MiB) of a process and all its descendants, from /proc."
-    parents, rss = {}, {}
+    "Memory (MiB) of a process and all its descendants (augmentation workers): the sum of their PSS, from /proc."
+    parents = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit(): continue
         try:
             stat = (d/"stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
-            parents[int(d.name)], rss[int(d.name)] = int(fields[1]), int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            parents[int(d.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
         except (OSError, ValueError, IndexError): continue
     tree, grew = {root}, True
     while grew:
         new = {p for p, pp in parents.items() if pp in tree} - tree
         tree |= new
         grew = bool(new)
-    return sum(rss.get(p, 0) for p in tree) / 2**20
+    return sum(pss_bytes(p) for p in tree) / 2**20
 
 def cmd_worker(a):
     "The background worker: run nnUNetv2_train (with --c when a checkpoint exists), record wall time and memory."
