@@ -43,7 +43,7 @@ setuptools.setup(
     package_dir={name: folder for name, (folder, _) in package_data.items()},
     package_data={**{name: files for name, (_, files) in package_data.items()},
                   f"{pkg}.models": ['*.pt', 'models.json'],
-                  pkg: ['cli.json']},   # the console scripts' recorded parsers (00_cli)
+                  pkg: ['cli.json', 'static/*']},   # the console scripts' recorded parsers (00_cli); NiiVue and its licence (08a_viewer)
     include_package_data=True,
     install_requires=requirements,
     extras_require={'dev': dev_requirements + export_requirements, 'export': export_requirements},

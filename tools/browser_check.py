@@ -1,5 +1,6 @@
 """Open report pages in headless Chromium from file:// with no network: no console error, no request leaving the
-page's own file, and (with --require-3d) a plotly 3D plot that draws something.
+page's own file, and (with --require-3d) a plotly 3D plot, or a NiiVue viewer's segmentation (08a_viewer), that
+draws something.
 
 Chromium is driven through the DevTools protocol (CDP) over its debugging websocket, with tornado's websocket client
 (already installed with Jupyter), so neither chromedriver nor selenium is needed. WebGL runs on SwiftShader, the CPU
@@ -133,9 +134,18 @@ async def _plot_screenshot(s:Session, timeout_s:float=30) -> bytes:
     shot = await s.send("Page.captureScreenshot", format="png", clip=dict(rect, scale=1))
     return base64.b64decode(shot["data"])
 
+async def _viewer_ready(s:Session, timeout_s:float=60) -> str:
+    "Wait for a NiiVue viewer page (08a_viewer) to say its volumes are loaded: its body's data-ready turns yes (or error)."
+    start = time.time()
+    while (state := await s.evaluate("document.body.dataset.ready || ''")) not in ("yes", "error"):
+        if time.time() - start > timeout_s: return f"viewer not ready after {timeout_s} s"
+        await asyncio.sleep(0.2)
+    for _ in range(10): await s.evaluate("new Promise(r => requestAnimationFrame(r))")   # the first frames drawn
+    return "" if state == "yes" else "viewer: " + await s.evaluate("document.getElementById('status').textContent")
+
 async def check_page(chromium:Chromium, # a running browser
                      page:Path, # HTML file
-                     require_3d:bool=False, # fail unless a plotly 3D plot draws something
+                     require_3d:bool=False, # fail unless a plotly 3D plot, or a NiiVue viewer's overlay, draws something
                      screenshot_dir:Path|None=None, # where to write <page>.png (the plot, or the viewport)
                      full_page:bool=False, # also write <page>-full.png of the whole page
                     ) -> dict:
@@ -147,12 +157,15 @@ async def check_page(chromium:Chromium, # a running browser
         await s.wait_for("Page.loadEventFired")
         result = dict(page=str(page), load_s=time.time() - start)
         has_plot = await s.evaluate("document.querySelectorAll('.js-plotly-plot').length") > 0
-        png = await _plot_screenshot(s) if (has_plot or require_3d) else base64.b64decode((await s.send("Page.captureScreenshot", format="png"))["data"])
+        viewer = await s.evaluate("document.body.dataset.ready !== undefined")
+        if viewer and (problem := await _viewer_ready(s)): result.setdefault("viewer", []).append(problem)
+        png = await _plot_screenshot(s) if has_plot else base64.b64decode((await s.send("Page.captureScreenshot", format="png"))["data"])
         await asyncio.sleep(0.3)   # late console messages
         await s.evaluate("1")
-        result["coloured"] = coloured_fraction(png) if has_plot or require_3d else None
-        result["problems"] = page_problems(s.events)
-        if require_3d and result["coloured"] < 0.005: result["problems"].append(f"3D plot looks blank ({result['coloured']:.1%} coloured pixels)")
+        result["coloured"] = coloured_fraction(png) if has_plot or viewer or require_3d else None
+        result["problems"] = page_problems(s.events) + result.pop("viewer", [])
+        what = "viewer" if viewer else "3D plot"
+        if require_3d and result["coloured"] < 0.005: result["problems"].append(f"{what} looks blank ({result['coloured']:.1%} coloured pixels)")
         if screenshot_dir:
             screenshot_dir.mkdir(parents=True, exist_ok=True)
             result["screenshot"] = str(screenshot_dir/f"{page.stem}.png")
@@ -172,7 +185,7 @@ async def check_pages(pages:list, require_3d:bool=False, screenshot_dir:Path|Non
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pages", nargs="+", help="HTML files")
-    ap.add_argument("--require-3d", action="store_true", help="fail unless each page draws a non-blank plotly 3D plot")
+    ap.add_argument("--require-3d", action="store_true", help="fail unless each page draws a non-blank plotly 3D plot or NiiVue overlay")
     ap.add_argument("--screenshots", type=Path, default=None, help="folder for the screenshots (<page>.png)")
     ap.add_argument("--full-page", action="store_true", help="also a screenshot of each whole page (<page>-full.png)")
     args = ap.parse_args(argv)
