@@ -23,6 +23,7 @@ from .train import ENVIRONMENT_FILE, plot_training_curves
 from .metrics import METRICS, find_label_files, format_summary, detect_label_convention, evaluate_files, load_label_map
 
 from .infer import predict, output_paths, image_case_id
+from .viewer import save_viewer
 from .xai import (plot_multiplanar, tumour_mesh_figure, save_mesh_html, offline_html,
                           entropy_figure, read_entropy, uncertain_band_width_mm)
 
@@ -35,9 +36,9 @@ __all__ = ['SUMMARY_COLUMNS', 'format_value', 'table_html', 'figure_html', 'envi
            'case_table', 'plot_region_boxes', 'pick_cases', 'roles_by_case', 'case_flair', 'case_overlay',
            'case_overlays', 'choose_case', 'mesh_view', 'case_entropy', 'uncertainty_view', 'CaseReport',
            'load_case_report', 'case_volumes', 'case_summary_rows', 'case_summary', 'case_modality', 'case_planes',
-           'case_mesh_link', 'case_uncertainty', 'folded', 'load_fingerprint', 'dataset_rows', 'class_names',
-           'intensity_rows', 'plot_intensity_histograms', 'plot_volumes', 'example_cases', 'example_slices',
-           'plan_rows', 'dataset_table', 'intensity_table', 'plan_table', 'plot_training_curves']
+           'case_mesh_link', 'case_uncertainty', 'case_viewer_link', 'folded', 'load_fingerprint', 'dataset_rows',
+           'class_names', 'intensity_rows', 'plot_intensity_histograms', 'plot_volumes', 'example_cases',
+           'example_slices', 'plan_rows', 'dataset_table', 'intensity_table', 'plan_table', 'plot_training_curves']
 
 # %% ../nbs/09_report.ipynb #05dec683
 def format_value(value, # a number, string, list or None
@@ -588,6 +589,16 @@ def case_uncertainty(cr:CaseReport) -> HTML:
     widths = uncertain_band_width_mm(entropy, labels, affine, convention=convention)
     return HTML(figure_html(entropy_figure(image, affine, entropy, labels, convention=convention))
                 + table_html([dict(region=r, **{"uncertain band width (mm)": w}) for r, w in widths.items()]))
+
+# %% ../nbs/09_report.ipynb #61aad168
+def case_viewer_link(cr:CaseReport, # the case
+                     report_dir:str|Path=".", # where `<case>_viewer.html` is written
+                    ) -> HTML:
+    "The case's modalities with the prediction overlaid, in NiiVue on a page of its own, and a link to it."
+    page = save_viewer(Path(report_dir)/f"{cr.id}_viewer.html", cr.case["image"], cr.pred, cr.convention,
+                       f"{cr.id}: {cr.pred.name}")
+    return HTML(f'<p>Scroll the four modalities with the prediction overlaid (NiiVue, offline): '
+                f'<a href="{html.escape(page.name)}">{html.escape(page.name)}</a>.</p>')
 
 # %% ../nbs/09_report.ipynb #9ae0b5ac
 def folded(content:HTML|str, # what to fold

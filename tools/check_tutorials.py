@@ -27,7 +27,7 @@ EXPECTED = {  # notebook -> (text of the code cell, mime type one of its outputs
                                ("plot_errors(", PNG), ("tumour_mesh_figure(", PLOTLY), ("entropy_figure(", PNG)],
     "lab.ipynb": [("headers = [header_row(", HTML), ("plot_histograms(histograms)", PNG), ("plot_volumes(volumes)", PNG),
                   ("browser.ui", WIDGET), ("display(browser.planes_figure()", PNG), ("display(browser.planes_figure()", HTML),
-                  ("entropy_figure(", PNG), ("band_widths_mm(", HTML),
+                  ("viewer_frame(", HTML), ("entropy_figure(", PNG), ("band_widths_mm(", HTML),
                   ("plot_errors(", PNG), ("table_html(outcomes)", HTML)],
 }
 WIDGET_OUTPUTS = {"lab.ipynb": [PNG, HTML, PLOTLY]}  # what the Output widgets of the case browser must hold
