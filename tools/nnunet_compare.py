@@ -13,6 +13,13 @@ outside it.
     .venv/bin/python tools/nnunet_compare.py predict    # nnUNetv2_predict on the held-out cases, one at a time (timed)
     .venv/bin/python tools/nnunet_compare.py score      # both tools scored by neuroseg_evaluate; comparison.{json,md}
 
+`train` starts a detached worker (nohup, nice 19, its own session) that runs nnUNetv2_train, adding --c whenever a
+checkpoint exists (one is written after every epoch), and records each run's wall time and peak memory in
+WORK/logs/train_fold<f>_segments.json; its output goes to WORK/logs/train_fold<f>.out, nnU-Net's own log to
+nnUNet_results/.../fold_<f>/training_log_*.txt. After a kill (or the end of a session) run `train` again: it
+continues from the last finished epoch. To stop it cleanly: `kill <first pid in WORK/logs/train_fold<f>.pid>`.
+`--config 2d` (before the subcommand) runs the same steps for nnU-Net's 2d configuration.
+
 Paths: NNUNET_WORK (default /work/nnunet-work: nnUNet_raw, nnUNet_preprocessed, nnUNet_results, logs, predictions,
 scores), NNUNET_VENV (default /work/nnunet-venv), NEUROSEG_REAL_DATA (default /work/shared/data/real).
 
@@ -312,15 +319,14 @@ def train_pid_file(fold: str) -> Path:
     return WORK/"logs"/f"train_fold{fold}.pid"
 
 def running_worker(fold: str) -> int | None:
-    "The pid of this fold's training worker if it runs."
+    "The pid of this fold's training worker, or of its nnUNetv2_train (which may outlive a killed worker), if one runs."
     pid_file = train_pid_file(fold)
     if not pid_file.exists(): return None
-    pid = int(pid_file.read_text().split()[0])
-    return pid if pid_alive(pid) else None
+    return next((int(p) for p in pid_file.read_text().split() if pid_alive(int(p))), None)
 
 def cmd_train(a):
     "Start (or continue) nnUNetv2_train in the background: niced, detached, resumable; logs in WORK/logs."
-    if (pid := running_worker(a.fold)): return log(f"fold {a.fold}: training already runs (worker pid {pid})")
+    if (pid := running_worker(a.fold)): return log(f"fold {a.fold}: training already runs (pid {pid}); stop it with kill {pid}")
     out = WORK/"logs"/f"train_fold{a.fold}.out"
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(["nohup", "nice", "-n", "19", sys.executable, __file__, "--config", CONFIG, "_worker", "--fold", a.fold],
@@ -364,8 +370,17 @@ def cmd_worker(a):
     segs.append(seg)
     log(f"start: {seg['cmd']}")
     tick = time.time()
-    proc = subprocess.Popen(cmd, env=nnunet_env(), stdin=subprocess.DEVNULL)
-    signal.signal(signal.SIGTERM, lambda *_: (proc.terminate(), sys.exit(143)))
+    proc = subprocess.Popen(cmd, env=nnunet_env(), stdin=subprocess.DEVNULL, start_new_session=True)
+    train_pid_file(a.fold).write_text(f"{os.getpid()} {proc.pid}\n")
+    def stop(signum, _frame):
+        "Stop nnUNetv2_train and its augmentation workers (its process group); record the segment."
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seg.update(seconds=round(time.time() - tick), rc=f"stopped by signal {signum}", peak_rss_mib_wait4=round(usage.ru_maxrss / 1024))
+        save_json(segs_file, segs)
+        sys.exit(128 + signum)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         seg["seconds"] = round(time.time() - tick)
