@@ -6,8 +6,8 @@ outside it.
 
     .venv/bin/python tools/nnunet_compare.py setup      # /work/nnunet-venv: torch 2.13.0 (CPU) + nnunetv2; trainer file
     .venv/bin/python tools/nnunet_compare.py convert    # shared cases -> nnUNet_raw/Dataset501_NeurosegBraTS, splits_final.json
-    .venv/bin/python tools/nnunet_compare.py plan       # nnUNetv2_plan_and_preprocess (3d_fullres); plan.json
-    .venv/bin/python tools/nnunet_compare.py timing     # a short run: seconds per iteration on this CPU; timing.json
+    .venv/bin/python tools/nnunet_compare.py plan       # nnUNetv2_plan_and_preprocess (3d_fullres, 2d); plan.json
+    .venv/bin/python tools/nnunet_compare.py timing     # a short run: seconds per iteration on this CPU; timing_<config>.json
     .venv/bin/python tools/nnunet_compare.py train      # background, niced, resumable: run it again to continue (--c)
     .venv/bin/python tools/nnunet_compare.py status     # epoch, losses, pseudo Dice, checkpoints, wall time, peak memory
     .venv/bin/python tools/nnunet_compare.py predict    # nnUNetv2_predict on the held-out cases, one at a time (timed)
@@ -157,6 +157,12 @@ def save_json(path: Path, obj):
 def load_json(path: Path, default=None):
     "Read JSON, or default when the file is missing."
     return json.loads(path.read_text()) if path.exists() else default
+
+def schedule() -> tuple[int, int, int]:
+    "(epochs, iterations, validation iterations) of CONFIG in the trainer file's SCHEDULES."
+    m = re.search(rf'"{CONFIG}": \((\d+), (\d+), (\d+)\)', TRAINER_FILE.read_text())
+    if not m: sys.exit(f"{TRAINER_FILE}: no schedule for {CONFIG}")
+    return tuple(int(x) for x in m.groups())
 
 def results_folder(fold: str, trainer: str = TRAINER) -> Path:
     "nnU-Net's output folder of one fold."
@@ -414,8 +420,7 @@ def training_state(fold: str) -> dict:
                  planned_epochs=None, wall_s=sum(s["seconds"] for s in segs), segments=len(segs),
                  peak_rss_mib=max([max(s.get("peak_tree_rss_mib", 0), s.get("peak_rss_mib_wait4", 0)) for s in segs] or [0]),
                  finished=(folder/"checkpoint_final.pth").exists(), validation=load_json(folder/"validation"/"summary.json", {}).get("foreground_mean"))
-    m = re.search(r"EPOCHS = (\d+)", TRAINER_FILE.read_text())
-    state["planned_epochs"] = int(m.group(1)) if m else None
+    state["planned_epochs"] = schedule()[0]
     return state | parse_training_log(folder) if folder.exists() else state
 
 def cmd_status(a):
@@ -510,8 +515,7 @@ def tool_record(name: str, rows: list, timings: dict, training: dict) -> dict:
 def nnunet_training_facts(fold: str) -> dict:
     "What nnU-Net got: epochs, iterations, patches, patch size, spacing, wall time, peak memory."
     s, plan = training_state(fold), load_json(WORK/"plan.json", {}).get(CONFIG, {})
-    text = TRAINER_FILE.read_text()
-    iters = int(re.search(r"ITERATIONS = (\d+)", text).group(1))
+    iters = schedule()[1]
     epochs = s.get("epochs_finished") or 0
     return dict(fold=fold, cases=len(splits_final()[0]["train"]) if fold != "all" else len(train_cases()),
                 epochs=epochs, iterations_per_epoch=iters, steps=epochs * iters, batch_size=plan.get("batch_size"),

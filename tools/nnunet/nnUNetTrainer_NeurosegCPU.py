@@ -17,26 +17,32 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
 class nnUNetTrainer_NeurosegCPU(nnUNetTrainer):
-    "nnU-Net's default trainer; epochs and iterations fitted to the CPU budget; a checkpoint every epoch."
-    # 3d_fullres measured at 174 s per iteration (nice 19, shared 2 cores): 19 x (4 x 174 + 1 x ~58 + 5) s = 14,430 s,
-    # within the 14,820 s budget (see tools/nnunet_compare.py, "Measured and decided")
-    EPOCHS = 19             # fitted to the budget from the measured seconds per iteration (default: 1000)
-    ITERATIONS = 4          # training iterations per epoch (default: 250); an epoch of ~13 min is what --c can lose
-    VAL_ITERATIONS = 1      # validation iterations per epoch, for the pseudo Dice / checkpoint_best (default: 50)
+    "nnU-Net's default trainer; epochs and iterations fitted to the CPU budget per configuration; a checkpoint every epoch."
+    # (epochs, training iterations per epoch, validation iterations per epoch); nnU-Net's defaults: (1000, 250, 50).
+    # Fitted to the 14,820 s budget from the measured seconds per iteration (nice 19, 2 shared cores; see
+    # tools/nnunet_compare.py, "Measured and decided"): 3d_fullres 174 s -> 19 x (4 x 174 + 58 + 5) = 14,430 s;
+    # 2d 67 s -> 21 x (10 x 67 + 22 + 5) = 14,640 s. An epoch (~12 min) is the most that a kill can lose with --c.
+    SCHEDULES = {"3d_fullres": (19, 4, 1), "2d": (21, 10, 1)}
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         # the same signature as nnUNetTrainer's: it records its init arguments by name for checkpoints
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = self.EPOCHS
-        self.num_iterations_per_epoch = self.ITERATIONS
-        self.num_val_iterations_per_epoch = self.VAL_ITERATIONS
+        self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = self.schedule(configuration)
         self.save_every = 1
+
+    def schedule(self, configuration):
+        "(epochs, iterations, validation iterations) of a configuration."
+        if configuration not in self.SCHEDULES: raise RuntimeError(f"no CPU schedule fitted for {configuration}")
+        return self.SCHEDULES[configuration]
 
 
 class nnUNetTrainer_NeurosegCPUTiming(nnUNetTrainer_NeurosegCPU):
     "One short epoch that logs each step's seconds (compute, and wall since the previous step); no final validation."
-    EPOCHS, ITERATIONS, VAL_ITERATIONS = 1, 4, 2
+
+    def schedule(self, configuration):
+        "One epoch of 4 training and 2 validation steps."
+        return 1, 4, 2
 
     def _timed(self, kind, step, batch):
         "Run one step; log its compute seconds and the wall seconds since the previous step of its kind began."
