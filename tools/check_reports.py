@@ -1,12 +1,13 @@
 """Render the report templates on a tiny real run, with the console scripts a user would type, and check the HTML.
 
 Synthetic data (neuroseg_synth), a tiny network trained for a few epochs (neuroseg_train), predictions on the
-held-out test cases (neuroseg_infer), their scores (neuroseg_evaluate), then `neuroseg_report train`,
-`neuroseg_report evaluate` and `neuroseg_report case` (one of those cases, with no config); the HTML must hold every
-section heading and the research-use disclaimer, no code, and load no script or style from the network, and the case
-report must weigh under 3 MB (its 3D view is a page of its own). With --browser, headless Chromium also opens the three
-reports and the 3D page they link to, which must draw (tools/browser_check.py). `make test` runs this; `make
-check-reports` runs it with --browser yes.
+held-out test cases (neuroseg_infer), their scores (neuroseg_evaluate), `neuroseg_report train` and `neuroseg_report
+evaluate`; then the README's first case as a new user types it: the shipped model on one of those cases stored as a
+BraTS case folder, `neuroseg_evaluate --ref` that folder, `neuroseg_report case` with no config. The HTML must hold
+every section heading and the research-use disclaimer, no code, and load no script or style from the network; the
+case report must weigh under 3 MB (its 3D view and its NiiVue viewer are pages of their own). With --browser,
+headless Chromium also opens the three reports, the 3D page and the viewer, which must draw (tools/browser_check.py).
+`make test` runs this; `make check-reports` runs it with --browser yes.
 
     python tools/check_reports.py [--out DIR] [--browser auto|yes|no]
 """
@@ -21,7 +22,7 @@ SECTIONS = {
     "evaluate": ["Evaluation report", "Research use only", "Parameters and environment", "Summary per region",
                  "Per-case metrics", "Distributions per region", "Best, median and worst cases", "3D view", "Uncertainty"],
     "case": ["Case report", "Research use only", "Summary", "The segmentation on each modality", "Uncertainty", "3D view",
-             "Parameters and environment"],
+             "Viewer", "Parameters and environment"],
 }
 CASE_REPORT_MAX_BYTES = 3_000_000
 MARKER = ".check_reports"   # marks a --out folder as ours, so that a later run may replace it
@@ -62,9 +63,28 @@ def pipeline(work:Path) -> dict:
     run(BIN/"neuroseg_report", "train", *settings, "--out", reports)
     case = largest_prediction(run_dir/"evaluation")
     run(BIN/"neuroseg_report", "evaluate", *settings, "-p", "case", case, "--out", reports)
-    run(BIN/"neuroseg_report", "case", "-p", "pred", run_dir/"predictions"/f"{case}.nii.gz", "-p", "case", images/f"{case}.nii.gz",
-        "-p", "ref", labels/f"{case}.nii.gz", "-p", "convention", "msd", "--out", reports)
-    return dict(train=reports/"tiny"/"train.html", evaluate=reports/"tiny"/"evaluate.html", case=reports/case/"case.html", test_ids=test_ids)
+    # the README's first case, as a new user types it: the shipped model on a BraTS case folder, scored against the
+    # folder's own *_seg file, and its report with no config
+    folder = brats_case_folder(data, case, work/"brats"/f"BraTS2021_{case}")
+    seg = work/"first"/"seg.nii.gz"
+    run(BIN/"neuroseg_infer", "--ckpt", "pretrained:brats", "--input", folder, "--out", seg, "--save-entropy")
+    scores = run(BIN/"neuroseg_evaluate", "--pred", seg, "--ref", folder, "--out", work/"first"/"evaluation")
+    if "WT" not in scores: raise SystemExit(f"check_reports: neuroseg_evaluate --ref {folder.name}/ printed no WT row:\n{scores}")
+    run(BIN/"neuroseg_report", "case", "-p", "pred", seg, "-p", "case", folder, "--out", reports)
+    return dict(train=reports/"tiny"/"train.html", evaluate=reports/"tiny"/"evaluate.html", case=reports/folder.name/"case.html",
+                test_ids=test_ids)
+
+def brats_case_folder(data:Path, case:str, folder:Path) -> Path:
+    "An MSD case of `data` as a BraTS 2021 case folder: a file per modality (FLAIR, T1, T1gd, T2) and the labels as 1/2/4."
+    import nibabel as nib, numpy as np
+    from neuroseg.labels import convert_labels
+    folder.mkdir(parents=True)
+    image, ref = nib.load(data/"imagesTr"/f"{case}.nii.gz"), nib.load(data/"labelsTr"/f"{case}.nii.gz")
+    for i, m in enumerate(("flair", "t1", "t1ce", "t2")):
+        nib.save(nib.Nifti1Image(np.asarray(image.dataobj[..., i]), image.affine), folder/f"{folder.name}_{m}.nii.gz")
+    labels = convert_labels(np.asarray(ref.dataobj), "msd", "brats2021").astype(np.uint8)
+    nib.save(nib.Nifti1Image(labels, ref.affine), folder/f"{folder.name}_seg.nii.gz")
+    return folder
 
 def largest_prediction(eval_dir:Path) -> str:
     "The test case with the largest predicted whole tumour: the one the 3D view shows (a tiny model may predict little)."
@@ -120,7 +140,9 @@ def main():
             import browser_check
             shots = ["--screenshots", str(work/"screenshots")]
             code = browser_check.main([str(pages[r]) for r in ("train", "evaluate", "case")] + shots)   # the reports: no 3D
-            code |= browser_check.main([str(mesh), "--require-3d"] + shots)                                # the 3D page draws
+            viewers = sorted(pages["case"].parent.glob("*_viewer.html"))
+            if not viewers: problems.append("case.html: no <case>_viewer.html page beside it")
+            code |= browser_check.main([str(mesh), *map(str, viewers), "--require-3d"] + shots)   # the 3D page and the viewer draw
             if code: problems.append("browser check failed (see above)")
         elif args.browser == "auto": print("check_reports: no chromium, browser check skipped (make check-reports installs it)")
         for p in problems: print(f"FAIL {p}")
