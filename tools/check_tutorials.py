@@ -17,12 +17,12 @@ PNG, HTML, PLOTLY, WIDGET = "image/png", "text/html", "application/vnd.plotly.v1
 
 TINY = dict(n_cases=8, synth_kind="ellipsoid", shape=[32, 32, 24], epochs=4, lr=0.03, roi=16, channels=[8, 16, 32], device="cpu")
 PARAMETERS = {  # pinned, so that a change of a notebook's defaults cannot slow the tests down
-    "colab_quickstart.ipynb": dict(TINY, dataset="synthetic", test_cases=2, tracking="disabled"),
+    "colab_quickstart.ipynb": dict(TINY, dataset="synthetic", test_cases=2, tracking="disabled", use_real=False),
     # the lab with the shipped model on tiny synthetic cases: `-p checkpoint pretrained:brats` runs, and no training is needed
     "lab.ipynb": dict(TINY, eda_cases=8, checkpoint="pretrained:brats", use_real=False),
 }
 EXPECTED = {  # notebook -> (text of the code cell, mime type one of its outputs must have)
-    "colab_quickstart.ipynb": [("environment_info()", HTML), ("preview_dataset(", PNG), ("plot_training_curves(", PNG),
+    "colab_quickstart.ipynb": [("environment_info()", HTML), ("preview_dataset(", PNG), ("shipped = predict(", PNG), ("plot_training_curves(", PNG),
                                ("predict_to_files(", HTML), ("format_summary(", "text/plain"), ("plot_multiplanar(", PNG),
                                ("plot_errors(", PNG), ("tumour_mesh_figure(", PLOTLY), ("entropy_figure(", PNG)],
     "lab.ipynb": [("headers = [header_row(", HTML), ("plot_histograms(histograms)", PNG), ("plot_volumes(volumes)", PNG),
