@@ -11,7 +11,7 @@ The steps, each in its own process; a failed step is recorded and the next one s
   4. a short training run with AMP on the demo's synthetic brains (neuroseg_synth, neuroseg_train --config demo
      train.device=cuda) and its training report (neuroseg_report train, papermill), in runs/gpu-check.
 
-A lent GPU's time is short (15 minutes per task here, all tries together), so the script prints each step's wall time
+Time on a borrowed GPU is often short, so the script prints each step's wall time
 as it goes and the summary JSON is written after every step. --dry-run checks, without a GPU, that every script,
 config and template the steps name exists and prints the commands: `make test` runs it.
 """
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
         return 1 if problems else 0
     import torch
     if not torch.cuda.is_available():
-        print("gpu-check: no CUDA device here; run it on a lent GPU (the device tool), or check the steps with --dry-run", file=sys.stderr)
+        print("gpu-check: no CUDA device here; run it on a machine with an NVIDIA GPU, or check the steps with --dry-run", file=sys.stderr)
         return 2
     from neuroseg.bench import device_label
     from neuroseg.core import write_json_atomic
