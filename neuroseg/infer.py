@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_infer.ipynb #45057f19
 from __future__ import annotations
-import os, sys, json, math, time, resource, itertools, contextlib, dataclasses
+import os, sys, json, math, time, signal, resource, threading, functools, itertools, contextlib, dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,14 +20,14 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged, EnsureChannelFirstd
 from monai.utils import convert_to_tensor
 from .core import ENGINES, PRECISIONS, NeurosegError, Config, cli_errors, console_script, config_from_dict, get_device, user_error
-from .labels import REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels
+from .labels import REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels, label_table_paths, label_table_writers
 from .data import open_nifti, grid_mismatch, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
 from .transforms import MSD_CHANNELS, deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .export import load_onnx, engine_network, engine_precision
 from .pretrained import resolve_checkpoint
-from .core import OutputError, check_writable, remove_stale_temps, write_all, exit_now
+from .core import OutputError, check_writable, remove_stale_temps, write_all, exit_now, folder_lock
 
 # %% auto #0
 __all__ = ['SPATIAL_FLIPS', 'CONNECTIVITY', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'image_case_id', 'resolve_case',
@@ -40,7 +40,8 @@ __all__ = ['SPATIAL_FLIPS', 'CONNECTIVITY', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 
            'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml', 'predict_probs', 'labels_from_probs',
            'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble', 'read_ensemble', 'nifti_like', 'output_paths',
            'check_not_inputs', 'check_outputs', 'save_prediction', 'predict_to_files', 'written_violations',
-           'check_batch_out', 'is_batch', 'find_cases', 'predict_folder', 'infer_command', 'neuroseg_infer_main']
+           'check_batch_out', 'is_batch', 'find_cases', 'predict_folder', 'Stopped', 'interrupt_on_signal',
+           'stops_cleanly', 'infer_command', 'neuroseg_infer_main']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
 def image_case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
@@ -685,9 +686,10 @@ def _output_image(pred:Prediction, kind:str) -> nib.Nifti1Image:
 def save_prediction(pred:Prediction, # from `predict`
                     paths:dict, # from `output_paths`
                    ) -> dict:
-    "Write the outputs in `paths` as one unit, the label map appearing last; on a write error none is written (`OutputError`)."
+    "Write the outputs in `paths` and the label map's viewer tables as one unit, the label map appearing last; on a write error none is written (`OutputError`)."
     writer = lambda kind: lambda tmp: nib.save(_output_image(pred, kind), tmp)
-    write_all({paths[kind]: writer(kind) for kind in sorted(paths, key=lambda k: k != "labels")})
+    maps = {paths[kind]: writer(kind) for kind in sorted(paths, key=lambda k: k != "labels")}
+    write_all({**maps, **label_table_writers(paths["labels"], pred.convention)})   # renamed last to first: the label map last
     return paths
 
 # %% ../nbs/07_infer.ipynb #2fd1a2cb
@@ -699,13 +701,14 @@ def predict_to_files(image_or_case:str|Path|list|dict, # as for `predict`
                      overwrite:bool=False, # replace existing outputs
                      **kwargs, # more `predict` settings: tta, roi_size, overlap, convention, postprocess, ...
                     ) -> Prediction:
-    "Predict one case and write its outputs; an output that is an input, exists (unless `overwrite`) or cannot be written stops it before any work."
+    "Predict one case and write its outputs and label tables; an output that is an input, exists (unless `overwrite`) or cannot be written stops it before any work."
     case = resolve_case(image_or_case)
     paths = output_paths(out, case["id"], save_probs, save_entropy)
     check_outputs(paths, overwrite, input_paths(case))
     pred = predict(case, ckpt, **kwargs)
     with StageTimer(pred.timings)("write"): save_prediction(pred, paths)
     pred.meta["outputs"] = {k: str(p) for k, p in paths.items()}
+    pred.meta["label_tables"] = {k: str(p) for k, p in label_table_paths(paths["labels"]).items()}
     return pred
 
 # %% ../nbs/07_infer.ipynb #bc2dc342
@@ -761,7 +764,8 @@ def _batch_case(path:Path, im:InferenceModel, out_dir:str|Path, report:dict, sav
         case = resolve_case(path)
         paths = output_paths(out_dir, case["id"], save_probs, save_entropy)
         check_not_inputs(paths, input_paths(case))
-        for p in paths.values(): remove_stale_temps(p)   # also beside a kept case, whose rewrite a kill cut short
+        for p in [*paths.values(), *label_table_paths(paths["labels"]).values()]:
+            remove_stale_temps(p)   # also beside a kept case, whose rewrite a kill cut short
         done = not overwrite and all(p.exists() for p in paths.values())
         if not done: predict_to_files(case, im, out_dir, save_probs, save_entropy, overwrite, **kwargs)
         report["skipped" if done else "written"].append(case["id"])
@@ -773,7 +777,7 @@ def _batch_case(path:Path, im:InferenceModel, out_dir:str|Path, report:dict, sav
 # %% ../nbs/07_infer.ipynb #31104eb5
 def predict_folder(folder:str|Path, # MSD 4D files and/or BraTS case folders
                    ckpt:str|Path|dict|InferenceModel, # as for `predict`
-                   out_dir:str|Path, # receives `<case id>.nii.gz` (+ `_probs`, `_entropy`)
+                   out_dir:str|Path, # receives `<case id>.nii.gz` (+ `_probs`, `_entropy`, label tables)
                    save_probs:bool=False, save_entropy:bool=False, overwrite:bool=False,
                    device:str="auto", # auto, cpu, cuda or cuda:N
                    engine:str|None=None, # torch, onnxruntime or openvino (None: the checkpoint's infer.engine)
@@ -782,16 +786,18 @@ def predict_folder(folder:str|Path, # MSD 4D files and/or BraTS case folders
                    cases:list|None=None, # only these case ids (e.g. a split's test set)
                    **kwargs, # more `predict` settings: tta, roi_size, overlap, convention, postprocess, ...
                   ) -> dict:
-    "Predict every case of `folder`; a failing case is reported and skipped, a failing write stops the batch. Returns the `written`, `skipped` and `failed` cases."
+    "Predict every case of `folder` under `out_dir`'s lock; a failing case is reported and skipped, a failing write stops the batch. Returns the `written`, `skipped` and `failed` cases."
     check_batch_out(folder, out_dir)
     inputs = find_cases(folder, cases)
     check_writable(out_dir)
-    im, report = load_inference_model(ckpt, device, engine, precision), dict(written=[], skipped=[], failed={})
-    for path in tqdm(inputs, desc="cases", unit="case", disable=not progress, file=sys.stderr):
-        try: _batch_case(path, im, out_dir, report, save_probs, save_entropy, overwrite, **kwargs)
-        except OutputError as e:
-            raise OutputError(f"{e}; the batch stopped after writing {len(report['written'])} case(s), each whole "
-                              "(free some space or fix the output place, then rerun to resume)") from e
+    with folder_lock(out_dir, "neuroseg_infer"):   # one batch at a time: another one into out_dir is refused, naming this one
+        im, report = load_inference_model(ckpt, device, engine, precision), dict(written=[], skipped=[], failed={})
+        with tqdm(inputs, desc="cases", unit="case", disable=not progress, file=sys.stderr) as bar:   # its line ends, even on a stop
+            for path in bar:
+                try: _batch_case(path, im, out_dir, report, save_probs, save_entropy, overwrite, **kwargs)
+                except OutputError as e:
+                    raise OutputError(f"{e}; the batch stopped after writing {len(report['written'])} case(s), each whole "
+                                      "(free some space or fix the output place, then rerun to resume)") from e
     return report
 
 # %% ../nbs/07_infer.ipynb #5dc1d489
@@ -805,12 +811,48 @@ def _cli_input(input:str|None, flair:str|None, t1:str|None, t1gd:str|None, t2:st
         raise NeurosegError(f"missing {missing}: give --input, or all four of --flair --t1 --t1gd --t2")
     return files
 
+# %% ../nbs/07_infer.ipynb #1f5057bf
+class Stopped(KeyboardInterrupt):
+    "A termination signal, raised as an exception where the program is (as Ctrl-C raises `KeyboardInterrupt`)."
+    def __init__(self, signum:int): # the signal received, e.g. signal.SIGTERM
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+@contextlib.contextmanager
+def interrupt_on_signal(signals:tuple=(signal.SIGTERM,), # the signals that stop the work
+                       ):
+    "While the block runs, each of `signals` raises `Stopped` at once, and later ones are ignored (main thread only; handlers restored after)."
+    if threading.current_thread() is not threading.main_thread(): yield; return   # only the main thread may set handlers
+    def _stop(signum, frame):
+        for s in signals: signal.signal(s, signal.SIG_IGN)   # the cleanup that follows runs to its end
+        raise Stopped(signum)
+    previous = {s: signal.signal(s, _stop) for s in signals}
+    try: yield
+    finally:
+        for s, handler in previous.items(): signal.signal(s, handler)
+
+# %% ../nbs/07_infer.ipynb #caa87914
+def stops_cleanly(command:Callable, # a console script's function
+                  prog:str, # its name, starting the line on stderr
+                 ) -> Callable:
+    "`command` where SIGTERM stops the work like Ctrl-C: one line on stderr, and exit code 128 + the signal."
+    @functools.wraps(command)
+    def _command(*args, **kwargs):
+        try:
+            with interrupt_on_signal(): return command(*args, **kwargs)
+        except Stopped as e:   # atomic writes removed their temporaries on the way: every output on disk is whole
+            print(f"{prog}: stopped by {e}; the outputs already written are complete, none is partial (run again to finish)",
+                  file=sys.stderr)
+            sys.exit(128 + e.signum)
+    return _command
+
 # %% ../nbs/07_infer.ipynb #7bcb370e
 def _print_case(pred:Prediction):
     "One line on stdout: the files written and the seconds per stage."
     stages = ", ".join(f"{k} {v:.1f}" for k, v in pred.timings.items())
-    print(f"{pred.case_id}: wrote {', '.join(pred.meta['outputs'].values())} in {sum(pred.timings.values()):.1f} s "
-          f"({stages}); peak memory {peak_rss_mb():.0f} MiB")
+    tables = ", ".join(Path(p).name for p in pred.meta["label_tables"].values())
+    print(f"{pred.case_id}: wrote {', '.join(pred.meta['outputs'].values())} with label tables {tables} in "
+          f"{sum(pred.timings.values()):.1f} s ({stages}); peak memory {peak_rss_mb():.0f} MiB")
 
 def _run_batch(folder:str, ckpt:str, out:str, **kwargs) -> int:
     "Run a batch from the command line; exit code 1 when some case failed."
@@ -878,8 +920,7 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), a ship
     return 0
 
 # %% ../nbs/07_infer.ipynb #6521bd58
-neuroseg_infer = console_script(infer_command, prog="neuroseg_infer")   # dashes or underscores: --save-probs, --min-size-wt; Ctrl-C is one line
-
+neuroseg_infer = console_script(stops_cleanly(infer_command, "neuroseg_infer"), prog="neuroseg_infer")   # dashes or underscores: --save-probs, --min-size-wt; Ctrl-C and SIGTERM are one line
 
 # %% ../nbs/07_infer.ipynb #8dd2feb0
 def neuroseg_infer_main():

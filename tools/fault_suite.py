@@ -265,7 +265,7 @@ ROWS = [
         with_(data, ckpt, lambda w: _w(w/"split.json", json.dumps(dict(test=["BRATS_999"], folds=[["BRATS_001"], ["BRATS_002"]])).encode()))),
     Row("batch-one-corrupt-case", "infer", "--ckpt ckpt.pt --input data/imagesTr --out pred", ("BRATS_002", "error"),
         with_(data, ckpt, lambda w: _w(w/"data"/"imagesTr"/"BRATS_002.nii.gz", gzip.compress(_random(3000)))),
-        code=1, keep=(r"pred", r"pred/BRATS_00[134]\.nii\.gz")),
+        code=1, keep=(r"pred", r"pred/BRATS_00[134](\.nii\.gz|_itksnap_labels\.txt|_ColorTable\.ctbl)")),
     Row("out-is-folder", "infer", "--ckpt ckpt.pt --input case.nii.gz --out seg.nii.gz --overwrite", ("seg.nii.gz", "folder"),
         with_(infer_in, lambda w: (w/"seg.nii.gz").mkdir())),
     Row("probs-output-is-input", "infer", "--ckpt ckpt.pt --input seg_probs.nii.gz --out seg.nii.gz --save-probs --overwrite",
@@ -274,9 +274,16 @@ ROWS = [
         with_(data, ckpt, lambda w: _w(w/"split.json", b"{not json"))),
     Row("infer-killed-mid-write", "infer", "--ckpt ckpt.pt --input case.nii.gz --out pred/seg.nii.gz --save-probs", (), infer_in,
         code=-9, hook="kill_after_first_nifti", then="--ckpt ckpt.pt --input case.nii.gz --out pred/seg.nii.gz --save-probs",
-        keep=(r"pred", r"pred/seg(_probs)?\.nii\.gz")),
+        keep=(r"pred", r"pred/seg(_probs\.nii\.gz|\.nii\.gz|_itksnap_labels\.txt|_ColorTable\.ctbl)")),
     Row("infer-interrupted", "infer", "--ckpt ckpt.pt --input case.nii.gz --out pred/seg.nii.gz", "interrupted", infer_in,
         code=130, hook="sigint_in_network"),
+    Row("infer-sigterm", "infer", "--ckpt ckpt.pt --input case.nii.gz --out pred/seg.nii.gz", "stopped by SIGTERM", infer_in,
+        code=128 + signal.SIGTERM, hook="sigterm_in_network"),
+    Row("infer-batch-sigterm-mid-write", "infer", "--ckpt ckpt.pt --input data/imagesTr --out pred", "stopped by SIGTERM",
+        with_(data, ckpt), code=128 + signal.SIGTERM, hook="sigterm_after_second_nifti",
+        keep=(r"pred", r"pred/BRATS_001(\.nii\.gz|_itksnap_labels\.txt|_ColorTable\.ctbl)")),
+    Row("infer-batch-out-locked", "infer", "--ckpt ckpt.pt --input data/imagesTr --out pred", ("pred", "is writing there"),
+        with_(data, ckpt), hook="hold_pred_lock", keep=(r"\.pred\.lock",)),
     # --- neuroseg_evaluate
     Row("eval-ref-label-outside-convention", "evaluate", "--pred pred --ref ref --convention msd --out ev", ("ref/BRATS_001", "7"),
         with_(eval_in, label_value("ref", 7))),
@@ -455,13 +462,35 @@ def _hook_sigint_in_evaluate_case():
     import neuroseg.metrics
     _sigint_after(neuroseg.metrics, "evaluate_case")
 
-def _hook_hold_run_lock():
-    "Another process holds the lock of ./run (a training writing there) for as long as this command lives."
-    parent, run = os.getpid(), os.path.abspath("run")
-    code = (f"import os, time\nfrom neuroseg.core import folder_lock\nwith folder_lock({run!r}, 'neuroseg_train'):\n"
+def _hold_lock(folder:str, command:str):
+    "Another process holds the lock of ./`folder` (`command` writing there) for as long as this command lives."
+    parent, path = os.getpid(), os.path.abspath(folder)
+    code = (f"import os, time\nfrom neuroseg.core import folder_lock\nwith folder_lock({path!r}, {command!r}):\n"
             f"    print('held', flush=True)\n    while os.getppid() == {parent}: time.sleep(0.1)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     holder.stdout.readline()   # the lock is held from here on
+
+def _hook_hold_run_lock(): _hold_lock("run", "neuroseg_train")   # a training writing into ./run
+def _hook_hold_pred_lock(): _hold_lock("pred", "neuroseg_infer")   # a batch writing into ./pred
+
+def _hook_sigterm_in_network():
+    "SIGTERM (a scheduler's stop, `kill`) while the network runs."
+    import neuroseg.infer
+    original = neuroseg.infer.network_probs
+    def stopped(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM); time.sleep(1)
+        return original(*args, **kwargs)
+    neuroseg.infer.network_probs = stopped
+
+def _hook_sigterm_after_second_nifti():
+    "SIGTERM once a batch's second label map lies in its temporary (the first case is written)."
+    import nibabel
+    original, saves = nibabel.save, []
+    def stopped(*args, **kwargs):
+        result = original(*args, **kwargs); saves.append(1)
+        if len(saves) == 2: os.kill(os.getpid(), signal.SIGTERM); time.sleep(1)
+        return result
+    nibabel.save = stopped
 
 def _hook_sigterm_at_step_1(): os.environ["NEUROSEG_TEST_SIGNAL_AT_STEP"] = "1"
 def _hook_sigint_at_step_1(): os.environ["NEUROSEG_TEST_SIGNAL_AT_STEP"] = "1:SIGINT"
