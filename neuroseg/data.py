@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #cdfa4c7b
 from __future__ import annotations
-import re, json, hashlib, warnings, contextlib
+import os, re, json, hashlib, warnings, contextlib
 from collections import Counter
 from pathlib import Path
 import numpy as np
@@ -13,20 +13,26 @@ from .core import NeurosegError, Config, write_json_atomic, find_config
 from .labels import detect_convention, check_labels, get_convention
 
 # %% auto #0
-__all__ = ['MSD_MODALITIES', 'BRATS_STYLES', 'ALL_FOLDS', 'SUBSETS', 'open_nifti', 'grid_mismatch', 'raise_problems',
-           'modality_problems', 'nifti_stem', 'msd_case_problems', 'read_dataset_json', 'read_msd', 'read_label_map',
-           'validate_dataset', 'match_brats_suffix', 'brats_grid_problems', 'read_brats', 'read_dataset',
-           'case_ids_hash', 'make_split', 'split_cases', 'load_split_json', 'read_split', 'load_or_create_split',
-           'split_path', 'split_for_config', 'split_subset_ids']
+__all__ = ['REAL_KINDS', 'NAME_MAX_BYTES', 'MSD_MODALITIES', 'BRATS_STYLES', 'ALL_FOLDS', 'SUBSETS', 'open_nifti',
+           'grid_mismatch', 'check_path_names', 'raise_problems', 'modality_problems', 'nifti_stem',
+           'msd_case_problems', 'read_dataset_json', 'read_msd', 'read_label_map', 'validate_dataset',
+           'match_brats_suffix', 'brats_grid_problems', 'read_brats', 'read_dataset', 'case_ids_hash', 'make_split',
+           'split_cases', 'load_split_json', 'read_split', 'load_or_create_split', 'split_path', 'split_for_config',
+           'split_subset_ids']
 
 # %% ../nbs/02_data.ipynb #85809348
+REAL_KINDS = "biuf"   # numpy kinds of voxels neuroseg reads: bool, integers, floats (not complex, not RGB records)
+
 def open_nifti(path:str|Path, # a .nii or .nii.gz file
               ) -> nib.Nifti1Image:
-    "Open a NIfTI file without reading its voxels; a missing or unreadable file raises `NeurosegError` naming it."
+    "Open a NIfTI file without reading its voxels; a missing, unreadable or non-real (complex, RGB) file raises `NeurosegError` naming it."
     path = Path(path)
     if not path.is_file(): raise NeurosegError(f"{path}: file not found")
-    try: return nib.load(path)
+    try: image = nib.load(path)
     except Exception as e: raise NeurosegError(f"{path}: not a readable NIfTI file ({e})")
+    if (dtype := image.get_data_dtype()).kind not in REAL_KINDS:
+        raise NeurosegError(f"{path}: voxels of type {dtype}; an image or label map holds real numbers (integers or floats): convert it")
+    return image
 
 # %% ../nbs/02_data.ipynb #989fd859
 def _fmt_shape(shape) -> str: return "x".join(str(int(s)) for s in shape)
@@ -39,6 +45,19 @@ def grid_mismatch(a:nib.Nifti1Image, # reference image
     if a.shape[:3] != b.shape[:3]: return f"shape {_fmt_shape(b.shape[:3])} vs {_fmt_shape(a.shape[:3])}"
     diff = float(np.abs(a.affine - b.affine).max())
     return f"affine differs by up to {diff:.3g} mm" if diff > atol else ""
+
+# %% ../nbs/02_data.ipynb #eed91b5f
+NAME_MAX_BYTES = 255   # the longest file or folder name ext4, XFS, APFS and NTFS take
+
+def check_path_names(path:str|Path, # an output a command will create
+                     option:str, # the option or setting that gave it, e.g. "--out"
+                    ) -> Path:
+    "Raise `NeurosegError` when a name in `path` is longer than a file system takes; return `path`."
+    for name in Path(path).parts:
+        if len(os.fsencode(name)) > NAME_MAX_BYTES:
+            raise NeurosegError(f"{path}: a name of {len(os.fsencode(name))} bytes ({name[:24]}...), over the {NAME_MAX_BYTES} a file "
+                                f"system takes; choose a shorter {option}")
+    return Path(path)
 
 # %% ../nbs/02_data.ipynb #8d111f2b
 def raise_problems(source:str|Path, # what was checked, e.g. the dataset.json path
