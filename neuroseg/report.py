@@ -33,12 +33,13 @@ __all__ = ['SUMMARY_COLUMNS', 'format_value', 'table_html', 'figure_html', 'envi
            'config_table', 'split_rows', 'split_table', 'cv_rows', 'cv_section', 'timing_rows', 'timing_table',
            'training_environment', 'hardware_rows', 'hardware_table', 'wandb_rows', 'wandb_table', 'read_metrics_csv',
            'EvaluationRun', 'load_evaluation_run', 'summary_rows', 'region_summary', 'mean_dice', 'case_rows',
-           'case_table', 'plot_region_boxes', 'pick_cases', 'roles_by_case', 'case_flair', 'case_overlay',
-           'case_overlays', 'choose_case', 'mesh_view', 'case_entropy', 'uncertainty_view', 'CaseReport',
-           'load_case_report', 'case_volumes', 'case_summary_rows', 'case_summary', 'case_modality', 'case_planes',
-           'case_mesh_link', 'case_uncertainty', 'case_viewer_link', 'folded', 'load_fingerprint', 'dataset_rows',
-           'class_names', 'intensity_rows', 'plot_intensity_histograms', 'plot_volumes', 'example_cases',
-           'example_slices', 'plan_rows', 'dataset_table', 'intensity_table', 'plan_table', 'plot_training_curves']
+           'case_table', 'lesion_rows', 'lesion_table', 'plot_region_boxes', 'pick_cases', 'roles_by_case',
+           'case_flair', 'case_overlay', 'case_overlays', 'choose_case', 'mesh_view', 'case_entropy',
+           'uncertainty_view', 'CaseReport', 'load_case_report', 'case_volumes', 'case_summary_rows', 'case_summary',
+           'case_modality', 'case_planes', 'case_mesh_link', 'case_uncertainty', 'case_viewer_link', 'folded',
+           'load_fingerprint', 'dataset_rows', 'class_names', 'intensity_rows', 'plot_intensity_histograms',
+           'plot_volumes', 'example_cases', 'example_slices', 'plan_rows', 'dataset_table', 'intensity_table',
+           'plan_table', 'plot_training_curves']
 
 # %% ../nbs/09_report.ipynb #05dec683
 def format_value(value, # a number, string, list or None
@@ -385,6 +386,29 @@ def case_rows(rows:list, # metrics.csv rows
 def case_table(ev:EvaluationRun) -> HTML:
     "Dice, HD95 and reference and predicted volumes of every case and region."
     return HTML(table_html(case_rows(ev.rows)))
+
+# %% ../nbs/09_report.ipynb #9ac09e29
+def lesion_rows(rows:list, # metrics.csv rows
+               ) -> list:
+    "One row per case: per region the BraTS 2023 lesion-wise Dice, lesions found / missed / added, and panoptica's pq_dsc."
+    table = {}
+    for r in rows:
+        if r["region"] not in REGIONS or "lesion_brats2023_dice" not in r: continue
+        row, g = table.setdefault(r["case"], {"case": r["case"]}), r["region"]
+        counts = [r.get(f"lesion_brats2023_{k}") for k in ("tp", "fn", "fp")]
+        row |= {f"lesion Dice {g}": r["lesion_brats2023_dice"],
+                f"found/missed/added {g}": "/".join("-" if c is None or c != c else str(int(c)) for c in counts),
+                f"pq_dsc {g}": r.get("lesion_pq_dsc")}
+    return list(table.values())
+
+def lesion_table(ev:EvaluationRun) -> HTML:
+    "The lesions of every case (`lesion_rows`), or how to score them."
+    rows = lesion_rows(ev.rows)
+    if not rows: return HTML("<p>Not scored lesion by lesion: run <code>neuroseg_evaluate --lesion-wise</code> to add the BraTS 2023 "
+                             "lesion-wise Dice and HD95 and panoptica's panoptic quality.</p>")
+    added = sum(int(r[f"found/missed/added {g}"].split("/")[2]) for r in rows for g in REGIONS
+                if r.get(f"found/missed/added {g}", "-").split("/")[-1].isdigit())
+    return HTML(f"<p>{len(rows)} cases, {added} added (false-positive) lesions over the three regions.</p>" + table_html(rows))
 
 # %% ../nbs/09_report.ipynb #5791a81e
 def plot_region_boxes(rows:list, # metrics.csv rows

@@ -20,7 +20,7 @@ SECTIONS = {
     "train": ["Training report", "Research use only", "Parameters and environment", "Configuration", "Data split",
               "Learning curves", "Timings", "Training hardware", "Weights &amp; Biases run"],
     "evaluate": ["Evaluation report", "Research use only", "Parameters and environment", "Summary per region",
-                 "Per-case metrics", "Distributions per region", "Best, median and worst cases", "3D view", "Uncertainty"],
+                 "Per-case metrics", "Lesions per case", "Distributions per region", "Best, median and worst cases", "3D view", "Uncertainty"],
     "case": ["Case report", "Research use only", "Summary", "The segmentation on each modality", "Uncertainty", "3D view",
              "Viewer", "Parameters and environment"],
 }
@@ -58,7 +58,8 @@ def pipeline(work:Path) -> dict:
     images = link_cases(test_ids, data/"imagesTr", work/"test"/"images")
     labels = link_cases(test_ids, data/"labelsTr", work/"test"/"labels")
     run(BIN/"neuroseg_infer", "--ckpt", run_dir/"checkpoints"/"best.pt", "--input", images, "--out", run_dir/"predictions")
-    run(BIN/"neuroseg_evaluate", "--pred", run_dir/"predictions", "--ref", labels, "--convention", "msd", "--out", run_dir/"evaluation")
+    run(BIN/"neuroseg_evaluate", "--pred", run_dir/"predictions", "--ref", labels, "--convention", "msd", "--lesion-wise",
+        "--out", run_dir/"evaluation")
     reports = work/"reports"
     run(BIN/"neuroseg_report", "train", *settings, "--out", reports)
     case = largest_prediction(run_dir/"evaluation")
