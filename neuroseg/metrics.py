@@ -16,7 +16,7 @@ from fastcore.script import Param
 from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, fsync_path,
                            check_writable, remove_stale_temps, write_all)
 from .labels import REGIONS, labels_to_regions, get_convention, check_labels
-from .data import SUBSETS, split_subset_ids, open_nifti, grid_mismatch, nifti_stem, match_brats_suffix
+from .data import SUBSETS, split_subset_ids, check_path_names, open_nifti, grid_mismatch, nifti_stem, match_brats_suffix
 
 # %% auto #0
 __all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRICS', 'PANOPTIC_QUALITY', 'LESION_MATCH_MIN_DICE',
@@ -30,7 +30,8 @@ __all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRI
            'LabelMap', 'load_label_map', 'check_same_grid', 'label_case_id', 'case_folder_label', 'find_label_files',
            'pair_label_files', 'convention_from_values', 'detect_label_convention', 'missing_case_rows',
            'evaluate_files', 'describe_values', 'summarise', 'format_summary', 'rows_to_csv', 'write_evaluation',
-           'shipped_training_cases', 'training_case_warning', 'check_out_not_input', 'neuroseg_evaluate']
+           'shipped_training_cases', 'training_case_warning', 'check_out_not_input', 'check_pred_not_ref',
+           'split_cases_to_score', 'neuroseg_evaluate']
 
 # %% ../nbs/05_metrics.ipynb #19ddcaf4
 HD95_DEFINITIONS = {
@@ -538,6 +539,11 @@ def find_label_files(path:str|Path) -> dict:
     return found
 
 # %% ../nbs/05_metrics.ipynb #93cf0ca1
+def _few(ids, n:int=3) -> str:
+    "Up to `n` ids, then how many more."
+    ids = sorted(ids)
+    return ", ".join(ids[:n]) + (f" and {len(ids) - n} more" if len(ids) > n else "") if ids else "none"
+
 def pair_label_files(pred:str|Path, # prediction file or directory
                      ref:str|Path, # reference file, BraTS case folder or directory
                      cases:list|None=None, # only these case ids (each counted, found or not); None: every case on either side
@@ -546,7 +552,10 @@ def pair_label_files(pred:str|Path, # prediction file or directory
     ref_file = Path(ref) if Path(ref).is_file() else case_folder_label(ref) if Path(ref).is_dir() else None
     if Path(pred).is_file() and ref_file: return [(label_case_id(ref_file), Path(pred), ref_file)]
     preds, refs = find_label_files(pred), find_label_files(ref)
-    return [(case, preds.get(case), refs.get(case)) for case in sorted(cases or preds.keys() | refs.keys())]
+    if not preds.keys() & refs.keys():   # every case a miss: a naming mismatch, not a model that found nothing
+        raise NeurosegError(f"{pred} and {ref}: no case id in common (predictions: {_few(preds)}; references: {_few(refs)}); "
+                            "name both sides by case id, e.g. <case>.nii.gz and <case>_seg.nii.gz")
+    return [(case, preds.get(case), refs.get(case)) for case in sorted(cases if cases is not None else preds.keys() | refs.keys())]
 
 # %% ../nbs/05_metrics.ipynb #3d4a34c3
 def convention_from_values(values:set, source:str="labels") -> str | None:
@@ -591,6 +600,8 @@ def evaluate_files(pairs:list, # `(case, pred file or None, ref file or None)` f
                   ) -> list[dict]:
     "Rows of every case: grids are checked first, labels validated, missing files scored as misses."
     definition, policy = check_hd95_definition(definition), get_empty_policy(policy)
+    if (nowhere := [case for case, pred, ref in pairs if not (pred or ref)]):
+        raise NeurosegError(f"case(s) {_few(nowhere, 5)}: neither a prediction nor a reference; list cases that the reference folder holds")
     for case, pred, ref in pairs:
         if pred and ref: check_same_grid(pred, ref, case)
     if convention == "auto": convention = detect_label_convention([r for *_, r in pairs if r] + [p for _, p, _ in pairs if p])
@@ -600,7 +611,7 @@ def evaluate_files(pairs:list, # `(case, pred file or None, ref file or None)` f
         for side, m in maps.items(): check_labels(m.labels, convention, f"{m.path} ({_SIDES[side]} of case {case})")
         if len(maps) == 2: rows += evaluate_case(maps["pred"].labels, maps["ref"].labels, convention, maps["ref"].spacing, case,
                                                  definition, policy, per_label, lesion_wise)
-        else: rows += missing_case_rows(case, *maps.values(), "ref" if "pred" in maps else "pred", convention,
+        else: rows += missing_case_rows(case, maps.get("pred") or maps["ref"], "ref" if "pred" in maps else "pred", convention,
                                         definition, policy, per_label, lesion_wise)
     return rows
 
@@ -752,6 +763,24 @@ def check_out_not_input(out:str|Path, # the output folder
         if source.is_dir() and source in target.parents:
             raise NeurosegError(f"{out}: lies inside the input folder --{option} {given} (choose a folder outside it)")
 
+# %% ../nbs/05_metrics.ipynb #4c299323
+def check_pred_not_ref(pred:str|Path, # --pred
+                       ref:str|Path, # --ref
+                      ):
+    "Raise `NeurosegError` when `pred` and `ref` are the same file or folder (through links too)."
+    if Path(pred).exists() and Path(ref).exists() and os.path.samefile(pred, ref):
+        raise NeurosegError(f"--pred {pred} is --ref {ref} (the same {'folder' if Path(ref).is_dir() else 'file'}): a reference scored "
+                            "against itself; give the predictions")
+
+# %% ../nbs/05_metrics.ipynb #f021eed7
+def split_cases_to_score(split:str|Path, # a split file
+                         subset:str="test", fold:int=0, # as `split_subset_ids`
+                        ) -> list[str]:
+    "The case ids of one subset of `split`; `NeurosegError` when it has none."
+    ids = split_subset_ids(split, subset, fold)
+    if not ids: raise NeurosegError(f"{split}: its {subset} subset{'' if subset == 'test' else f' (fold {fold})'} is empty; nothing to score: choose another --subset")
+    return ids
+
 # %% ../nbs/05_metrics.ipynb #ecf0228b
 @console_script
 @cli_errors
@@ -771,8 +800,11 @@ def neuroseg_evaluate(pred:Param("prediction NIfTI file, or directory of them", 
     "Score predicted label maps against references: Dice, HD95 (mm) and more per case and region, to CSV and JSON."
     if not (pred and ref): raise NeurosegError("neuroseg_evaluate: give both --pred and --ref")
     check_out_not_input(out, pred=pred, ref=ref)
-    check_writable(out)
-    pairs = pair_label_files(pred, ref, split_subset_ids(split, subset, fold) if split else None)
+    check_pred_not_ref(pred, ref)
+    check_writable(check_path_names(out, "--out"))
+    pairs = pair_label_files(pred, ref, split_cases_to_score(split, subset, fold) if split else None)
+    if split and (nowhere := [case for case, p, r in pairs if not (p or r)]):
+        raise NeurosegError(f"{split}: case(s) {_few(nowhere, 5)} of its {subset} subset are in neither --pred {pred} nor --ref {ref}")
     left_out = [case for case, p, r in pairs if only_predicted and p is None and r is not None]
     pairs = [pair for pair in pairs if pair[0] not in left_out]
     if not pairs: raise NeurosegError(f"{pred}: no prediction for any reference in {ref} (--only-predicted scores those only)")
