@@ -14,6 +14,7 @@ from fastcore.script import Param, store_true
 import neuroseg
 from .core import NeurosegError, cli_errors, console_script, atomic_dir, check_writable, write_json_atomic, write_text_atomic
 from .xai import region_volumes_cm3
+from .labels import write_label_tables
 from .dicom import RAW_MODALITIES, exam_folder, find_series, assign_series, series_table, read_series, write_dicom_seg
 from .preprocess import (step_record, tool_version, to_nifti, from_nifti, read_volume, reorient, n4_correct,
                                  head_mask, register_rigid, case_grid, resample_to, extract_brain, external_brain_mask, check_brain_tool, BRAIN_ML,
@@ -469,8 +470,11 @@ def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empt
         if ckpt and (force or not failures):
             pred, native_labels, rec = _segment(tmp/case_id, ckpt, grids, infer); records.append(rec)
             nib.save(nib.Nifti1Image(pred.labels, pred.reference.affine), tmp/f"{case_id}_seg.nii.gz")
+            write_label_tables(tmp/f"{case_id}_seg.nii.gz", pred.convention)   # ITK-SNAP and Slicer name the labels (01_labels)
             for m, labels in native_labels.items():
-                nib.save(nib.Nifti1Image(labels, to_nifti(grids[m][0]).affine), tmp/"native"/("seg.nii.gz" if m == "t1c" else f"seg_{m}.nii.gz"))
+                native_seg = tmp/"native"/("seg.nii.gz" if m == "t1c" else f"seg_{m}.nii.gz")
+                nib.save(nib.Nifti1Image(labels, to_nifti(grids[m][0]).affine), native_seg)
+                write_label_tables(native_seg, pred.convention)
             log(f"{'segment':>9} {'':<5} {rec['seconds']:6.1f} s  volumes mL {rec['params']['volumes_ml']}")
             if dicom_seg: records.append(_dicom_seg(c, native_labels["t1c"], pred.convention, ckpt, tmp/"native"/"seg.dcm", log))
         qc_figure(c.on_grid, mask, tmp/"qc.png", c.volumes["t1c"], native_labels and native_labels["t1c"], records, pred.labels if pred else None)
