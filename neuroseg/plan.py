@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_plan.ipynb #effeebc5
 from __future__ import annotations
-import collections, json, time
+import collections, json, math, time
 from pathlib import Path
 import numpy as np
 import nibabel as nib
@@ -18,8 +18,9 @@ from .data import open_nifti, read_dataset
 from .model import build_model
 
 # %% auto #0
-__all__ = ['HIST_BINS', 'PERCENTILES', 'DIVISOR', 'BATCH', 'RESERVE', 'case_arrays', 'case_fingerprint', 'dataset_fingerprint',
-           'activation_bytes_per_voxel', 'target_spacing', 'fit_patch', 'plan_config', 'plan_yaml', 'neuroseg_plan']
+__all__ = ['HIST_BINS', 'PERCENTILES', 'DIVISOR', 'BATCH', 'RESERVE', 'MAX_GPU_MEMORY_GB', 'case_arrays', 'case_fingerprint',
+           'dataset_fingerprint', 'activation_bytes_per_voxel', 'target_spacing', 'fit_patch', 'plan_config',
+           'check_gpu_memory', 'plan_yaml', 'neuroseg_plan']
 
 # %% ../nbs/04a_plan.ipynb #fef0b9e3
 HIST_BINS = np.linspace(-4, 8, 97)   # z-scored intensity bins (brain mean 0, SD 1), shared by every case and dataset
@@ -76,6 +77,7 @@ def dataset_fingerprint(root:str|Path, # a dataset folder (MSD or BraTS case fol
     "Every case's fingerprint and the dataset's summary: geometry, intensities, class volumes and frequencies, convention."
     tick = time.perf_counter()
     cases, convention = read_dataset(root, format, convention)
+    if not cases: raise NeurosegError(f"{root}: the dataset lists no case; nothing to fingerprint (--data)")
     per_case = []
     for case in cases:
         if progress: progress(case["id"])
@@ -164,6 +166,16 @@ def plan_config(fingerprint:dict, # from `dataset_fingerprint`
                step_memory_gib=round(float(step_gib), 2), network=f"MONAI UNet {cfg.model.channels}, {cfg.model.num_res_units} residual units, region head")
     return cfg, why
 
+# %% ../nbs/04a_plan.ipynb #5e3b9a73
+MAX_GPU_MEMORY_GB = 4096   # far above any single accelerator; a larger number is a typo
+
+def check_gpu_memory(gpu_memory_gb:float, # --gpu_memory
+                    ) -> float:
+    "`gpu_memory_gb` when it is a finite number of GB above 0 and at most `MAX_GPU_MEMORY_GB`; else `NeurosegError`."
+    if not (math.isfinite(gpu_memory_gb) and 0 < gpu_memory_gb <= MAX_GPU_MEMORY_GB):
+        raise NeurosegError(f"--gpu_memory {gpu_memory_gb:g}: the GPU memory is a number of GB above 0 and at most {MAX_GPU_MEMORY_GB}, e.g. 24")
+    return float(gpu_memory_gb)
+
 # %% ../nbs/04a_plan.ipynb #8640342a
 def plan_yaml(cfg:Config, why:dict, fingerprint:dict) -> str:
     "The plan as a config file `neuroseg_train --config` takes, with its reasons as comments."
@@ -187,7 +199,7 @@ def neuroseg_plan(data:Param("dataset folder: MSD task or BraTS case folders", s
                   overwrite:Param("replace an existing plan in --out", store_true)=False,
                  ):
     "Fingerprint a dataset and suggest a config (target spacing, patch size, batch size for a GPU's memory, network)."
-    out = Path(out)
+    out, gpu_memory = Path(out), check_gpu_memory(gpu_memory)
     files = [out/"fingerprint.json", out/"plan.yaml"]
     if not overwrite and (done := [f for f in files if f.exists()]): raise NeurosegError(f"{done[0]}: exists; choose another --out or pass --overwrite")
     base = find_config(config) if config else None
