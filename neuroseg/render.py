@@ -17,7 +17,7 @@ from .report import resolve_run, training_run_dir
 __all__ = ['REPORTS', 'template_path', 'template_parameters', 'parse_parameter', 'report_parameters', 'case_report_name',
            'report_folder_name', 'report_page_name', 'check_report_inputs', 'notebook_html', 'kernel_settings',
            'this_python_kernel_manager', 'kernel_options', 'execute_template', 'publish', 'remove_empty_folders',
-           'render_report', 'ShortParam', 'neuroseg_report']
+           'check_report_name', 'render_report', 'ShortParam', 'neuroseg_report']
 
 # %% ../nbs/09a_render.ipynb #7c38e6e0
 REPORTS = ("train", "evaluate", "data", "bench", "preprocess", "case")   # preprocess: the QC of a raw exam (10b_raw); case: one segmented case
@@ -208,6 +208,14 @@ def remove_empty_folders(folders:list, # folders, innermost first
         try: folder.rmdir()
         except OSError: return
 
+# %% ../nbs/09a_render.ipynb #576a074c
+def check_report_name(name:str, # --name
+                     ) -> str:
+    "`name` when it is one plain folder name (no `/`, `\\`, `.` or `..`); else `NeurosegError`."
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise NeurosegError(f"--name {name!r}: one folder name under --out (no '/', '\\', '.' or '..'), e.g. --name run1")
+    return name
+
 # %% ../nbs/09a_render.ipynb #8fd95ffa
 def render_report(report:str, # train, evaluate, data or bench
                   parameters:dict|None=None, # template parameters (see its `parameters` cell)
@@ -216,6 +224,7 @@ def render_report(report:str, # train, evaluate, data or bench
                   kernel:str="", # Jupyter kernel that runs the template; "": this Python
                  ) -> Path:
     "Run the template and write `<out>/<name>/<page>.ipynb` and `.html` (and its extra files); returns the HTML path."
+    if name is not None: check_report_name(name)   # before anything is made: the report goes nowhere but under `out`
     template, parameters = template_path(report), dict(parameters or {})
     check_writable(out)                          # a file in the way, a read-only folder, a full disk: before any work
     run_dir = check_report_inputs(report, parameters)   # config, overrides, run folder: here, not 15 s later in the kernel
