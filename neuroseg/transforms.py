@@ -4,7 +4,7 @@
 
 # %% ../nbs/02b_transforms.ipynb #547e279d
 from __future__ import annotations
-import os, copy, json, hashlib, inspect, logging, pickle, warnings
+import os, re, copy, json, hashlib, inspect, logging, pickle, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Hashable, Mapping
@@ -27,8 +27,9 @@ from .labels import get_convention, LabelsToRegionsd, LabelsToClassesd
 __all__ = ['MSD_CHANNELS', 'CROP_MARGIN', 'CACHE_SAFE_GLOBALS', 'modality_indices', 'SelectChannels', 'SelectChannelsd',
            'nonzero', 'Compactd', 'label_targets', 'deterministic_transforms', 'strong_augmentation',
            'random_transforms', 'train_transforms', 'val_transforms', 'CheckVoxelsd', 'preprocessing_settings',
-           'preprocessing_key', 'case_hash', 'cache_dir', 'MetaPersistentDataset', 'loader_workers',
-           'preprocess_workers', 'MemoryCacheDataset', 'make_dataset', 'fill_disk_cache', 'make_loader']
+           'preprocessing_key', 'case_hash', 'cache_dir', 'cache_entry_problem', 'MetaPersistentDataset',
+           'loader_workers', 'preprocess_workers', 'MemoryCacheDataset', 'make_dataset', 'fill_disk_cache',
+           'make_loader']
 
 # %% ../nbs/02b_transforms.ipynb #9a6b48c8
 warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
@@ -211,6 +212,16 @@ def cache_dir(cfg:Config, convention:str) -> Path:
     if not (folder/"settings.json").is_file(): write_json_atomic(folder/"settings.json", preprocessing_settings(cfg, convention))
     return folder
 
+# %% ../nbs/02b_transforms.ipynb #52992c85
+def cache_entry_problem(e:Exception, # what `torch.load(weights_only=True)` raised on a disk-cache entry
+                       ) -> str:
+    "Why a disk-cache entry could not be read, in one short phrase: a refused pickled object, or a truncated or corrupt file."
+    text = str(e)
+    if (hit := re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", text)):
+        return f"a pickled object of a kind neuroseg never writes ({hit[1]}), refused unloaded"
+    if (hit := re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)): text = hit[1]
+    return f"truncated or corrupt ({(text.strip().splitlines() or [type(e).__name__])[0][:80]})"
+
 # %% ../nbs/02b_transforms.ipynb #77d108f9
 _np_core = getattr(np, "_core", None) or np.core
 CACHE_SAFE_GLOBALS = [_np_core.multiarray._reconstruct, np.ndarray, np.dtype, monai.utils.TraceKeys,
@@ -233,7 +244,7 @@ class MetaPersistentDataset(PersistentDataset):
                 with torch.serialization.safe_globals(CACHE_SAFE_GLOBALS): return torch.load(path, weights_only=True)
             except PermissionError: raise
             except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
-                warnings.warn(f"{path}: unreadable disk-cache entry ({str(e).splitlines()[0][:80]}); recomputing it")
+                warnings.warn(f"{path}: unreadable disk-cache entry: {cache_entry_problem(e)}; recomputing it")
         item = self._pre_transform(copy.deepcopy(item_transformed))   # the case dict itself stays as hashed
         with atomic_path(path) as tmp: torch.save(convert_to_tensor(item, convert_numeric=False, track_meta=True), tmp)
         return item
