@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_cv.ipynb #545c44c7
 from __future__ import annotations
-import json, statistics, sys, time
+import json, re, statistics, sys, time
 from pathlib import Path
 from fastcore.script import Param, store_true
 import neuroseg
@@ -19,7 +19,7 @@ from .postprocess import scored_pairs, select_postprocess, format_decision
 
 # %% auto #0
 __all__ = ['CHECKPOINTS', 'fold_dir', 'fold_config', 'fold_status', 'cv_split', 'train_fold', 'predict_cases', 'score',
-           'region_means', 'cross_validate', 'format_cv', 'neuroseg_cv']
+           'region_means', 'cross_validate', 'format_cv', 'fold_numbers', 'neuroseg_cv']
 
 # %% ../nbs/07b_cv.ipynb #aab215de
 CHECKPOINTS = {"last": LAST, "best": BEST}   # which checkpoint of each fold predicts and joins the ensemble
@@ -121,9 +121,10 @@ def cross_validate(cfg:Config, # train.out_dir is the CV folder; data.* names th
                   ) -> dict|None:
     "Train every fold, predict and score the out-of-fold cases, choose postprocessing, write the ensemble and score it on the test cases."
     if checkpoint not in CHECKPOINTS: raise NeurosegError(f"--checkpoint {checkpoint}: use last or best")
+    k = cfg.data.num_folds   # the split file's own number (`read_split` checks it): known before anything is written
+    if (bad := [f for f in folds or [] if not 0 <= f < k]): raise NeurosegError(f"--folds {bad[0]}: the split has folds 0..{k - 1}")
     cases, convention, split = cv_split(cfg)
     cv_dir, k = Path(cfg.train.out_dir), len(split["folds"])
-    if (bad := [f for f in folds or [] if not 0 <= f < k]): raise NeurosegError(f"--folds {bad[0]}: the split has folds 0..{k - 1}")
     tick, done = time.perf_counter(), {}
     for fold in folds if folds is not None else range(k):
         done[fold] = train_fold(cfg, fold, log)
@@ -163,19 +164,32 @@ def format_cv(result:dict) -> str:
                   _line("ensemble of the folds", t["ensemble"]), _line("ensemble + postprocessing", t["ensemble_postprocessed"])]
     return "\n".join(lines)
 
+# %% ../nbs/07b_cv.ipynb #62f1daba
+def fold_numbers(folds:list|None, # the words argparse gave --folds
+                 overrides:list, # the section.key=value settings it gave the overrides
+                ) -> tuple[list|None, list]:
+    "The fold numbers of `--folds`, and the overrides with the settings that followed `--folds` on the command line."
+    if folds is None: return None, overrides
+    settings = [w for w in folds if "=" in w]
+    if (bad := [w for w in folds if "=" not in w and not re.fullmatch(r"\d+", w.strip())]):
+        raise NeurosegError(f"--folds {bad[0]}: a fold number (0, 1, ...); settings are written section.key=value")
+    if not (numbers := [int(w) for w in folds if "=" not in w]): raise NeurosegError("--folds: give at least one fold number")
+    return numbers, [*overrides, *settings]
+
 # %% ../nbs/07b_cv.ipynb #44393719
 @console_script
 @cli_errors
 def neuroseg_cv(overrides:Param("section.key=value settings over the config, e.g. train.epochs=20", str, opt=False, nargs="*")=None,
                 config:Param("YAML config file, or the name of one in configs/; train.out_dir is the CV folder", str)=None,
-                folds:Param("train only these folds (e.g. one per GPU); rerun without --folds to collect", int, nargs="+")=None,
+                folds:Param("train only these folds (e.g. one per GPU); rerun without --folds to collect", str, nargs="+")=None,
                 checkpoint:Param("which checkpoint of each fold predicts and joins the ensemble", str, choices=list(CHECKPOINTS))="last",
                 tta:Param("flip TTA for the out-of-fold and test predictions", store_true)=False,
                 device:Param("auto, cpu, cuda or cuda:N (inference; training follows train.device)", str)="auto",
                 engine:Param("what runs the network at inference: torch, onnxruntime or openvino", str)=None,
                ):
     "Cross-validate: train every fold (resumable), predict and score the out-of-fold cases, choose postprocessing on them, ensemble the folds."
-    cfg = load_config(find_config(config) if config else None, list(overrides or []))
+    folds, overrides = fold_numbers(folds, list(overrides or []))
+    cfg = load_config(find_config(config) if config else None, overrides)
     try: result = cross_validate(cfg, folds, checkpoint, tta=tta or None, device=device, engine=engine)
     except TrainingInterrupted as e:
         print(f"neuroseg_cv: {e}\nrun the same command again to resume", file=sys.stderr, flush=True); sys.exit(128 + e.signum)
