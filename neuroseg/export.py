@@ -25,8 +25,8 @@ def optional(module:str, # an import of the `export` extra: onnx, onnxscript, on
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMATS', 'optional', 'export_metadata', 'read_metadata', 'export_onnx', 'export_torchscript',
-           'export_checkpoint', 'cpu_has_bf16', 'engine_precision', 'OnnxNetwork', 'OpenVinoNetwork', 'onnx_metadata',
-           'load_onnx', 'engine_network', 'neuroseg_export']
+           'export_checkpoint', 'cpu_has_bf16', 'engine_precision', 'engine_error', 'OnnxNetwork', 'OpenVinoNetwork',
+           'onnx_metadata', 'load_onnx', 'engine_network', 'neuroseg_export']
 
 # %% ../nbs/05d_export.ipynb #cbc2afbe
 FORMAT = "neuroseg-export/1"   # bump when the metadata's meaning changes
@@ -126,6 +126,16 @@ def engine_precision(engine:str, # torch, onnxruntime or openvino
         raise NeurosegError(f"--precision bf16: this CPU ({platform.processor() or platform.machine()}) has no bf16 units, so bf16 would be emulated and slow; use --precision fp32")
     return "bf16" if precision == "bf16" else "fp32"
 
+# %% ../nbs/05d_export.ipynb #0039e2c9
+def engine_error(e:Exception, # what an engine (ONNX Runtime, OpenVINO, onnx) raised
+                 limit:int=300, # characters kept, more only to finish a word (a path is never cut)
+                ) -> str:
+    "`TypeName: message` on one line, without OpenVINO's `Exception from src/...cpp:N:` lines, shortened between words."
+    lines = [l.strip() for l in str(e).splitlines() if l.strip() and not re.fullmatch(r"Exception from \S+:\d+:", l.strip())]
+    words, kept = " ".join(lines).split(" "), []
+    while words and len(" ".join(kept)) < limit: kept.append(words.pop(0))   # a word begun before the limit is kept whole
+    return f"{type(e).__name__}: " + " ".join(kept) + (" ..." if words else "")
+
 # %% ../nbs/05d_export.ipynb #75f1daba
 class OnnxNetwork(nn.Module):
     "An ONNX model run by ONNX Runtime on the CPU, called like the PyTorch network: (B, C, x, y, z) -> logits."
@@ -141,7 +151,7 @@ class OnnxNetwork(nn.Module):
         options.intra_op_num_threads = threads
         options.log_severity_level = 3   # errors only
         try: self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=["CPUExecutionProvider"])
-        except Exception as e: raise NeurosegError(f"{source}: not a model ONNX Runtime can load ({type(e).__name__}: {str(e)[:200]})") from e
+        except Exception as e: raise NeurosegError(f"{source}: not a model ONNX Runtime can load ({engine_error(e)})") from e
         self.input = self.session.get_inputs()[0].name
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
@@ -169,7 +179,7 @@ class OpenVinoNetwork(nn.Module):
             hint = {"fp32": "f32", "bf16": "bf16"}[precision]
             config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint} | ({"INFERENCE_NUM_THREADS": threads} if threads else {})
             self.compiled = ov.Core().compile_model(model if not isinstance(model, Path) else str(model), "CPU", config)
-        except Exception as e: raise NeurosegError(f"{source}: OpenVINO cannot compile this network ({type(e).__name__}: {str(e)[:200]})") from e
+        except Exception as e: raise NeurosegError(f"{source}: OpenVINO cannot compile this network ({engine_error(e)})") from e
         self.request = self.compiled.create_infer_request()
 
     def forward(self, x:torch.Tensor) -> torch.Tensor:
@@ -181,7 +191,7 @@ def onnx_metadata(path:str|Path) -> dict:
     "The `metadata_props` of an ONNX file, read without running it."
     onnx = optional("onnx", f"reading {Path(path).name}")
     try: return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    except Exception as e: raise NeurosegError(f"{path}: not an ONNX model ({type(e).__name__}: {str(e)[:200]})") from e
+    except Exception as e: raise NeurosegError(f"{path}: not an ONNX model ({engine_error(e)})") from e
 
 # %% ../nbs/05d_export.ipynb #9da1aff4
 def load_onnx(path:str|Path, # an export of neuroseg_export
