@@ -4,7 +4,7 @@
 
 # %% ../nbs/05b_tracking.ipynb #e9951f38
 from __future__ import annotations
-import collections, contextlib, json, os, re, shlex, shutil, struct, time, zlib
+import collections, contextlib, json, os, re, shlex, shutil, struct, sys, tempfile, time, zlib
 from pathlib import Path
 from typing import Iterator
 import numpy as np
@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from .core import Config, NeurosegError, atomic_path
 
 # %% auto #0
-__all__ = ['resolve_mode', 'offline_run_dirs', 'Tracker', 'download_checkpoint']
+__all__ = ['resolve_mode', 'offline_run_dirs', 'wandb_folders', 'Tracker', 'download_checkpoint']
 
 # %% ../nbs/05b_tracking.ipynb #383e5966
 _MODES = ("disabled", "offline", "online")
@@ -88,6 +88,28 @@ def _wait_for_log(folder:Path, timeout_s:float=30) -> bool:
         time.sleep(0.05)
     return True
 
+# %% ../nbs/05b_tracking.ipynb #cab2214e
+def _writable(folder:Path) -> bool:
+    "Whether files can be created in `folder` (made if missing)."
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder): return True
+    except OSError: return False
+
+def wandb_folders(root:Path, # where the run goes: the run folder or `tracking.dir`
+                  cache:Path|None=None, # W&B's cache folder (default: wandb's own choice, `WANDB_CACHE_DIR` or ~/.cache/wandb)
+                 ) -> tuple[Path, str|None]:
+    "The cache folder W&B can write, and a line when it is not its usual one; `NeurosegError` when `root` cannot be written."
+    if not _writable(root):
+        raise NeurosegError(f"{root}: not writable, and W&B writes the run there; set tracking.dir to a writable folder "
+                            "(or tracking.mode=disabled)")
+    if cache is None:
+        from wandb.env import get_cache_dir
+        cache = get_cache_dir()
+    if _writable(Path(cache)): return Path(cache), None
+    moved = root/"wandb"/"cache"
+    return moved, f"W&B: {cache} is not writable (a read-only home?); its cache and logs go to {moved} (set WANDB_CACHE_DIR to choose)"
+
 # %% ../nbs/05b_tracking.ipynb #90a73cae
 def _keep_offline():
     "Switch off wandb's own analytics exporter for this process (wandb >= 0.31; older versions lack it)."
@@ -104,7 +126,8 @@ def _start_run(cfg:Config, root:Path, mode:str, resume_id:str|None,
     "Start a W&B run writing into `root/wandb`; a failure to start becomes a `NeurosegError`."
     import wandb
     if mode != "online": _keep_offline()
-    root.mkdir(parents=True, exist_ok=True)
+    cache, line = wandb_folders(root)   # both writable, or one line: never wandb-core's own log on the terminal
+    if line: print(line, file=sys.stderr); os.environ["WANDB_CACHE_DIR"] = str(cache)
     t, timeout = cfg.tracking, float(os.environ.get("WANDB_INIT_TIMEOUT") or 90)
     try:
         return wandb.init(project=t.project, entity=t.entity or None, name=t.name or None, config=cfg.to_dict(),
