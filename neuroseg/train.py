@@ -26,7 +26,7 @@ import neuroseg
 from .core import (NeurosegError, Config, cli_errors, console_script, load_config, find_config, seed_everything, get_device,
                            write_json_atomic, machine_record, folder_lock)
 from .labels import REGIONS, REGION_COLOURS, labels_to_regions, classes_to_labels
-from .data import read_dataset, split_for_config, split_cases
+from .data import read_dataset, split_for_config, split_cases, check_path_names
 from .download import MSD_TASK, is_task_folder, ensure_msd
 from .transforms import make_dataset, make_loader, fill_disk_cache, preprocess_workers, train_transforms, val_transforms
 from .synth import brain_options
@@ -798,7 +798,7 @@ def train(cfg:Config, # the run's configuration (`load_config`)
     "Train (or resume) a segmentation network as `cfg` says; returns a summary. SIGTERM/SIGINT save and raise `TrainingInterrupted`."
     di = init_distributed(cfg.train.device)
     try:   # one writer at a time: the lock of train.out_dir, held by rank 0 for the whole run
-        if di.main: check_writable(cfg.train.out_dir)   # a read-only or full place: said plainly, before the lock file
+        if di.main: check_writable(check_path_names(cfg.train.out_dir, "train.out_dir"))   # a name too long, a read-only or full place: said plainly, before the lock file
         with folder_lock(cfg.train.out_dir, "neuroseg_train") if di.main else contextlib.nullcontext():
             return _train(cfg, di, resume, existing, other_data)
     finally:
