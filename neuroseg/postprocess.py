@@ -14,7 +14,7 @@ from .core import NeurosegError, cli_errors, console_script, check_writable, wri
 from .labels import REGIONS, labels_to_regions
 from .data import SUBSETS, split_subset_ids
 from .metrics import (compute_dice, foreground_bbox, load_label_map, check_same_grid, pair_label_files,
-                              detect_label_convention, check_out_not_input)
+                              detect_label_convention, check_out_not_input, check_pred_not_ref, split_cases_to_score)
 from .infer import Postprocess
 
 # %% auto #0
@@ -146,9 +146,10 @@ def neuroseg_postprocess(pred:Param("predictions made with --postprocess none: a
     "Choose postprocessing rules on predictions of cases the model never trained on; each rule is kept only where it raises the mean Dice."
     if not (pred and ref): raise NeurosegError("neuroseg_postprocess: give both --pred and --ref")
     check_out_not_input(out, pred=pred, ref=ref)
+    check_pred_not_ref(pred, ref)   # a reference against itself: every rule looks useless
     if Path(out).exists() and not overwrite: raise NeurosegError(f"{out}: exists; choose another --out or pass --overwrite")
     check_writable(Path(out).parent)
-    decision = select_postprocess(load_scored_cases(pred, ref, convention, split_subset_ids(split, subset, fold) if split else None), min_cases=min_cases)
+    decision = select_postprocess(load_scored_cases(pred, ref, convention, split_cases_to_score(split, subset, fold) if split else None), min_cases=min_cases)
     write_json_atomic(out, decision | dict(pred=str(pred), ref=str(ref), split=split and dict(file=str(split), subset=subset, fold=fold)))
     print(format_decision(decision))
     print(f"wrote {out}; apply it with: neuroseg_infer --postprocess {out} ...")
