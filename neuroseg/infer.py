@@ -26,8 +26,8 @@ from .transforms import MSD_CHANNELS, deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .export import load_onnx, engine_network, engine_precision
-from .pretrained import resolve_checkpoint
-from .core import OutputError, check_writable, remove_stale_temps, write_all, exit_now, folder_lock
+from .pretrained import resolve_checkpoint, is_model_name
+from .core import OutputError, check_writable, remove_stale_temps, write_all, folder_lock, progress_bar
 
 # %% auto #0
 __all__ = ['SPATIAL_FLIPS', 'CONNECTIVITY', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'image_case_id', 'resolve_case',
@@ -41,7 +41,7 @@ __all__ = ['SPATIAL_FLIPS', 'CONNECTIVITY', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 
            'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble', 'read_ensemble', 'nifti_like', 'output_paths',
            'check_not_inputs', 'check_outputs', 'save_prediction', 'predict_to_files', 'written_violations',
            'check_batch_out', 'is_batch', 'find_cases', 'predict_folder', 'Stopped', 'interrupt_on_signal',
-           'stops_cleanly', 'infer_command', 'neuroseg_infer_main']
+           'stops_cleanly', 'infer_command']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
 def image_case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
@@ -673,7 +673,9 @@ def check_outputs(paths:dict, # from `output_paths`
 # %% ../nbs/07_infer.ipynb #6cd3772e
 def _description(pred:Prediction, kind:str) -> str:
     "The header description of an output: what it holds."
-    if kind == "labels": return f"neuroseg labels ({pred.convention} convention)"
+    if kind == "labels":   # a shipped model is named, so that neuroseg_evaluate knows which cases it trained on
+        model = pred.meta.get("checkpoint", "")
+        return f"neuroseg labels ({pred.convention} convention)" + (f" by {model}" if is_model_name(model) else "")
     what = "WT/TC/ET" if pred.head == "regions" else "classes 0-3, MSD order" if kind == "probs" else "across classes"
     return f"neuroseg {kind} ({what})" + (" in bits" if kind == "entropy" else "")
 
@@ -792,7 +794,7 @@ def predict_folder(folder:str|Path, # MSD 4D files and/or BraTS case folders
     check_writable(out_dir)
     with folder_lock(out_dir, "neuroseg_infer"):   # one batch at a time: another one into out_dir is refused, naming this one
         im, report = load_inference_model(ckpt, device, engine, precision), dict(written=[], skipped=[], failed={})
-        with tqdm(inputs, desc="cases", unit="case", disable=not progress, file=sys.stderr) as bar:   # its line ends, even on a stop
+        with progress_bar(inputs, desc="cases", unit="case", disable=not progress, file=sys.stderr) as bar:   # its line ends, even on a stop
             for path in bar:
                 try: _batch_case(path, im, out_dir, report, save_probs, save_entropy, overwrite, **kwargs)
                 except OutputError as e:
@@ -921,8 +923,3 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), a ship
 
 # %% ../nbs/07_infer.ipynb #6521bd58
 neuroseg_infer = console_script(stops_cleanly(infer_command, "neuroseg_infer"), prog="neuroseg_infer")   # dashes or underscores: --save-probs, --min-size-wt; Ctrl-C and SIGTERM are one line
-
-# %% ../nbs/07_infer.ipynb #8dd2feb0
-def neuroseg_infer_main():
-    "The `neuroseg_infer` command: `neuroseg_infer` on `sys.argv`, then `exit_now` with its status (from Python, call `neuroseg_infer(argv)`, which returns)."
-    exit_now(neuroseg_infer())
