@@ -34,14 +34,14 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-SCRIPTS = ("synth", "download", "train", "infer", "evaluate", "report")
+SCRIPTS = ("synth", "download", "train", "infer", "evaluate", "report", "plan", "cv")
 
 # ---------------------------------------------------------------------------------------------------------- rows
 @dataclasses.dataclass
 class Row:
     "One hostile input or fault: the command, what prepares the row's folder, and what must come out."
     name: str                      # short id, unique
-    script: str                    # synth, download, train, infer, evaluate or report
+    script: str                    # synth, download, train, infer, evaluate, report, plan or cv
     args: str                      # command-line arguments (shlex), run in the row's folder; {url} = the test server
     names: tuple|str = ()          # what the one error line must contain (the offending file or option)
     setup: Callable|None = None    # setup(folder, fixtures): writes the row's inputs into its folder
@@ -184,6 +184,24 @@ def _eval_4d(w, fx):
 def _run_no_ckpt(w, fx):
     train_in(w, fx); shutil.copytree(fx.run, w/"run"); shutil.rmtree(w/"run"/"checkpoints"); (w/"run"/"checkpoints").mkdir()
     (w/"run"/"history.json").unlink(missing_ok=True)
+
+def ab_eval(w, fx=None):
+    "Two tiny cases A and B (uint8 8^3): pred/A.nii.gz, pred/B.nii.gz and ref/A_seg.nii.gz, ref/B_seg.nii.gz."
+    import numpy as np
+    seg = np.zeros((8, 8, 8), np.uint8); seg[2:5, 2:5, 2:5] = 1
+    for c in ("A", "B"): _nifti(w/"pred"/f"{c}.nii.gz", seg); _nifti(w/"ref"/f"{c}_seg.nii.gz", seg)
+def _split(**split): return lambda w: _w(w/"split.json", json.dumps(split).encode())
+def _hard_link(w): os.link(w/"ref"/"A_seg.nii.gz", w/"A.nii.gz")
+def _renamed_preds(w):
+    for c in ("A", "B"): (w/"pred"/f"{c}.nii.gz").rename(w/"pred"/f"x{c}.nii.gz")
+def _complex(path):
+    "The NIfTI file at `path` rewritten with complex64 voxels."
+    import numpy as np
+    arr, aff = _load(path); _nifti(path, arr.astype(np.complex64), aff)
+def _empty_dataset(w, fx):
+    "empty/dataset.json: an MSD dataset (modality, labels) whose training list is empty."
+    d = json.loads((fx.data/"dataset.json").read_text())
+    _w(w/"empty"/"dataset.json", json.dumps(d | {"training": [], "numTraining": 0}).encode())
 
 
 ROWS = [
@@ -406,6 +424,30 @@ ROWS = [
     Row("report-unknown-report", "report", "summary --config tiny.yaml --name r", "summary", run_in),
     Row("report-out-parent-is-file", "report", "train --config tiny.yaml --out afile/reports --name r", "afile",
         with_(run_in, lambda w: _w(w/"afile", b"x"))),
+    # --- #24 fixes (another engineer's): empty or unknown split subsets, inputs that are one another, names too long, complex voxels
+    Row("eval-split-test-empty", "evaluate", "--pred pred --ref ref --convention msd --split split.json --out ev",
+        ("split.json", "its test subset is empty"), with_(ab_eval, _split(test=[], folds=[["A"], ["B"]]))),
+    Row("eval-split-case-in-neither", "evaluate", "--pred pred --ref ref --convention msd --split split.json --out ev",
+        ("Z", "in neither --pred"), with_(ab_eval, _split(test=["A", "Z"], folds=[["B"]]))),
+    Row("eval-pred-link-to-ref", "evaluate", "--pred link --ref ref --convention msd --out ev", "the same folder",
+        with_(ab_eval, lambda w: (w/"link").symlink_to("ref"))),
+    Row("eval-pred-hard-link-to-ref", "evaluate", "--pred A.nii.gz --ref ref/A_seg.nii.gz --convention msd --out ev", "the same file",
+        with_(ab_eval, _hard_link)),
+    Row("eval-no-case-in-common", "evaluate", "--pred pred --ref ref --convention msd --out ev", "no case id in common",
+        with_(ab_eval, _renamed_preds)),
+    Row("eval-out-name-300-bytes", "evaluate", "--pred pred --ref ref --convention msd --out " + "r" * 300, ("a name of 300 bytes", "--out"),
+        ab_eval),
+    Row("eval-complex-prediction", "evaluate", "--pred pred --ref ref --convention msd --out ev", "complex64",
+        with_(ab_eval, lambda w: _complex(w/"pred"/"A.nii.gz"))),
+    Row("nii-complex-voxels", "infer", "--ckpt ckpt.pt --input case.nii.gz --out seg.nii.gz", "complex64",
+        with_(infer_in, lambda w: _complex(w/"case.nii.gz"))),
+    Row("train-out-name-300-bytes", "train", "--config tiny.yaml train.out_dir=" + "r" * 300, ("a name of 300 bytes", "train.out_dir"), train_in),
+    Row("plan-no-case", "plan", "--data empty --out plan", "the dataset lists no case", _empty_dataset),
+    *[Row(f"plan-gpu-memory-{v}", "plan", f"--data data --out plan --gpu_memory {v}", "above 0", data) for v in ("nan", "inf", "0", "-1")],
+    *[Row(f"report-name-{n}", "report", f"train --config tiny.yaml -p run_dir run --name {v}", "one folder name under --out", run_in)
+      for n, v in (("escapes", "../../x"), ("nested", "a/b"))],
+    Row("cv-fold-out-of-range", "cv", "--config tiny.yaml --folds 9 train.out_dir=cv", "the split has folds 0..", train_in),
+    Row("cv-fold-not-a-number", "cv", "--config tiny.yaml --folds one", "a fold number", train_in),
 ]
 
 # ---------------------------------------------------------------------------------------- faults inside a command
