@@ -83,9 +83,11 @@ def _load_problem(e:Exception, # what `torch.load(weights_only=True)` raised
                  ) -> str:
     "Why a checkpoint file could not be loaded: it holds pickled objects, it is truncated or corrupt, or it is no checkpoint."
     text = str(e)
-    if (hit := re.search(r"Unsupported global: GLOBAL (\S+)", text)):
-        return (f"holds pickled Python objects; refusing to load it (found {hit[1]}; checkpoints must hold tensors "
-                "and plain values only)")
+    # torch words it "Unsupported global: GLOBAL builtins.print" or, for a blocked module (os, subprocess, ...),
+    # "Trying to load unsupported GLOBAL posix.system whose module posix is blocked"
+    if (hit := re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", text)):
+        return (f"holds pickled Python objects; refusing to load it (found {hit[1]}, a pickled object of a kind neuroseg "
+                "never writes; refused unloaded, nothing in it ran; checkpoints must hold tensors and plain values only)")
     hit = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
     reason = _reason(hit[1] if hit else e)
     return f"truncated or corrupt checkpoint ({reason})" if zip_file else f"not a PyTorch checkpoint, or corrupt ({reason})"
