@@ -30,8 +30,8 @@ __all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRI
            'LabelMap', 'load_label_map', 'check_same_grid', 'label_case_id', 'case_folder_label', 'find_label_files',
            'pair_label_files', 'convention_from_values', 'detect_label_convention', 'missing_case_rows',
            'evaluate_files', 'describe_values', 'summarise', 'format_summary', 'rows_to_csv', 'write_evaluation',
-           'shipped_training_cases', 'training_case_warning', 'check_out_not_input', 'check_pred_not_ref',
-           'split_cases_to_score', 'neuroseg_evaluate']
+           'shipped_training_cases', 'prediction_source', 'training_case_warning', 'check_out_not_input',
+           'check_pred_not_ref', 'split_cases_to_score', 'neuroseg_evaluate']
 
 # %% ../nbs/05_metrics.ipynb #19ddcaf4
 HD95_DEFINITIONS = {
@@ -738,16 +738,33 @@ def shipped_training_cases(folder:str|None=None, # where shipped models live (de
     return found
 
 # %% ../nbs/05_metrics.ipynb #ca2584b4
+def prediction_source(path:str|Path, # a predicted label map
+                     ) -> str|None:
+    "Who wrote a label map, from its header: `pretrained:<name>` (a shipped model), `neuroseg` (another checkpoint) or None (unknown)."
+    try: descrip = nib.load(path).header["descrip"].item().decode(errors="replace")
+    except (OSError, ValueError, AttributeError, nib.filebasedimages.ImageFileError): return None
+    if not descrip.startswith("neuroseg labels"): return None
+    found = re.search(r" by (pretrained:\S+)", descrip)
+    return found.group(1) if found else "neuroseg"
+
 def training_case_warning(cases:list, # the scored case ids
                           trained:dict|None=None, # `{model: case ids}`; default `shipped_training_cases()`
+                          sources:dict|None=None, # case id -> `prediction_source` of its prediction (missing: unknown)
                          ) -> str|None:
-    "One line naming the scored cases that shipped models trained on, or None when there are none."
-    trained = shipped_training_cases() if trained is None else trained
-    hits = {name: sorted(set(cases) & set(ids)) for name, ids in trained.items()}
-    parts = [f"{', '.join(h)} (pretrained:{name})" for name, h in hits.items() if h]
-    if not parts: return None
-    return (f"warning: {sum(map(len, hits.values()))} scored case(s) are training cases of a shipped model; if the predictions come "
-            f"from that model, their scores are not held-out: " + "; ".join(parts))
+    "One line naming the scored cases that shipped models trained on (not those another neuroseg checkpoint predicted), or None."
+    trained, sources = shipped_training_cases() if trained is None else trained, sources or {}
+    sure, maybe = [], []
+    for name, ids in trained.items():
+        for case in sorted(set(cases) & set(ids)):
+            source = sources.get(case)
+            if source == f"pretrained:{name}": sure.append(f"{case} (pretrained:{name})")
+            elif source is None: maybe.append(f"{case} (pretrained:{name})")
+    parts = ([f"{len(sure)} scored case(s) were predicted by the shipped model that trained on them (not held-out): {', '.join(sure)}"]
+             if sure else [])
+    parts += ([f"{len(maybe)} scored case(s) are training cases of a shipped model (not held-out if it made these predictions): "
+                f"{', '.join(maybe)}"]
+              if maybe else [])
+    return "warning: " + "; ".join(parts) if parts else None
 
 # %% ../nbs/05_metrics.ipynb #08976447
 def check_out_not_input(out:str|Path, # the output folder
@@ -808,7 +825,8 @@ def neuroseg_evaluate(pred:Param("prediction NIfTI file, or directory of them", 
     left_out = [case for case, p, r in pairs if only_predicted and p is None and r is not None]
     pairs = [pair for pair in pairs if pair[0] not in left_out]
     if not pairs: raise NeurosegError(f"{pred}: no prediction for any reference in {ref} (--only-predicted scores those only)")
-    if (warning := training_case_warning([case for case, *_ in pairs])): print(warning, file=sys.stderr)
+    sources = {case: prediction_source(p) for case, p, _ in pairs if p}   # who made each prediction (its header)
+    if (warning := training_case_warning([case for case, *_ in pairs], sources=sources)): print(warning, file=sys.stderr)
     rows = evaluate_files(pairs, convention, hd95, empty, per_label, lesion_wise)
     summary = summarise(rows, left_out)
     csv_path, json_path = write_evaluation(rows, summary, out)
