@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_infer.ipynb #45057f19
 from __future__ import annotations
-import os, sys, json, math, time, signal, resource, threading, functools, itertools, contextlib, dataclasses
+import os, re, sys, json, math, time, signal, resource, threading, functools, itertools, contextlib, dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -30,18 +30,18 @@ from .pretrained import resolve_checkpoint, is_model_name
 from .core import OutputError, check_writable, remove_stale_temps, write_all, folder_lock, progress_bar
 
 # %% auto #0
-__all__ = ['SPATIAL_FLIPS', 'CONNECTIVITY', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'image_case_id', 'resolve_case',
-           'open_input', 'input_paths', 'check_headers', 'loading_steps', 'load_voxels', 'channel_sources',
-           'check_voxels', 'load_input', 'InferenceModel', 'engine_device', 'check_precision', 'inference_dtype',
-           'load_inference_model', 'inference_config', 'flip_tta', 'network_probs', 'invert_to_input',
-           'probs_to_regions', 'label_components', 'small_components', 'nest_regions', 'drop_small_components',
-           'replace_small_enhancing', 'Postprocess', 'count_components', 'postprocess_violations',
-           'postprocess_from_dict', 'read_postprocess', 'model_postprocess', 'cli_postprocess', 'shannon_entropy',
-           'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml', 'predict_probs', 'labels_from_probs',
-           'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble', 'read_ensemble', 'nifti_like', 'output_paths',
-           'check_not_inputs', 'check_outputs', 'save_prediction', 'predict_to_files', 'written_violations',
-           'check_batch_out', 'is_batch', 'find_cases', 'predict_folder', 'Stopped', 'interrupt_on_signal',
-           'stops_cleanly', 'infer_command']
+__all__ = ['SPATIAL_FLIPS', 'CONNECTIVITY', 'MAX_ML', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'image_case_id',
+           'resolve_case', 'open_input', 'input_paths', 'check_headers', 'loading_steps', 'load_voxels',
+           'channel_sources', 'check_voxels', 'load_input', 'InferenceModel', 'engine_device', 'check_precision',
+           'inference_dtype', 'load_inference_model', 'inference_config', 'flip_tta', 'network_probs',
+           'invert_to_input', 'probs_to_regions', 'label_components', 'small_components', 'nest_regions',
+           'drop_small_components', 'replace_small_enhancing', 'Postprocess', 'count_components',
+           'postprocess_violations', 'postprocess_from_dict', 'read_postprocess', 'model_postprocess',
+           'cli_postprocess', 'shannon_entropy', 'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml',
+           'predict_probs', 'labels_from_probs', 'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble',
+           'read_ensemble', 'nifti_like', 'output_paths', 'check_not_inputs', 'check_outputs', 'save_prediction',
+           'predict_to_files', 'written_violations', 'dataset_label_folders', 'check_batch_out', 'is_batch',
+           'find_cases', 'predict_folder', 'Stopped', 'interrupt_on_signal', 'stops_cleanly', 'infer_command']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
 def image_case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
@@ -357,6 +357,8 @@ def replace_small_enhancing(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
     return regions
 
 # %% ../nbs/07_infer.ipynb #c980fa85
+MAX_ML = 1e5   # mL: larger than any head (about 1.5e3 mL); a bound that keeps counts of voxels finite
+
 @dataclass
 class Postprocess:
     "Postprocessing rules (every one off by default): small components dropped per region, small enhancing tumour to necrosis."
@@ -365,7 +367,7 @@ class Postprocess:
     min_fraction: tuple = (0.0, 0.0, 0.0)  # per region, components under this fraction of the largest are dropped (1: largest only)
 
     def __post_init__(self):
-        "Refuse a negative (or NaN) size, naming the setting and its command-line option."
+        "Refuse a negative, NaN, infinite or huge size and a fraction outside 0..1, naming the setting and its command-line option."
         if len(self.min_size_ml) != len(REGIONS): raise NeurosegError(f"min_size_ml: one size per region {', '.join(REGIONS)}, got {self.min_size_ml}")
         self.min_size_ml = tuple(float(ml) for ml in self.min_size_ml)   # a list read from JSON compares equal to the tuple
         if len(self.min_fraction) != len(REGIONS): raise NeurosegError(f"min_fraction: one fraction per region {', '.join(REGIONS)}, got {self.min_fraction}")
@@ -373,9 +375,10 @@ class Postprocess:
         for region, f in zip(REGIONS, self.min_fraction):
             if not 0 <= f <= 1: raise NeurosegError(f"--min-fraction-{region.lower()} (min_fraction of {region}): {f:g}; a fraction of the largest component is 0 to 1")
         for region, ml in zip(REGIONS, self.min_size_ml):
-            if not ml >= 0: raise NeurosegError(f"--min-size-{region.lower()} (min_size_ml of {region}): {ml:g} mL; sizes must be 0 or more")
-        if not self.et_min_volume_ml >= 0:
-            raise NeurosegError(f"--et-min-volume (et_min_volume_ml): {self.et_min_volume_ml:g} mL; volumes must be 0 or more")
+            if not 0 <= ml <= MAX_ML: raise NeurosegError(f"--min-size-{region.lower()} (min_size_ml of {region}): {ml:g} mL; sizes must be 0 or more, at most {MAX_ML:g} mL")
+        self.et_min_volume_ml = float(self.et_min_volume_ml)
+        if not 0 <= self.et_min_volume_ml <= MAX_ML:
+            raise NeurosegError(f"--et-min-volume (et_min_volume_ml): {self.et_min_volume_ml:g} mL; volumes must be 0 or more, at most {MAX_ML:g} mL")
 
     def voxels(self, voxel_ml:float, # volume of one voxel in mL
               ) -> tuple[tuple, int]:
@@ -419,6 +422,7 @@ def postprocess_from_dict(d:dict|None, # `{"min_size_ml": [WT, TC, ET], "et_min_
                          ) -> Postprocess:
     "The `Postprocess` a decision (or a checkpoint) stores."
     try: return Postprocess(tuple(d["min_size_ml"]), float(d["et_min_volume_ml"]), tuple(d.get("min_fraction", (0.0,) * len(REGIONS))))
+    except NeurosegError as e: raise NeurosegError(f"{source}: {e}") from None   # a value out of bounds, named with its file
     except (KeyError, TypeError, ValueError) as e:
         raise NeurosegError(f"{source}: not a postprocessing decision (needs min_size_ml with 3 sizes and et_min_volume_ml; {type(e).__name__}: {e})")
 
@@ -613,6 +617,8 @@ def read_ensemble(path:str|Path, # JSON: {"members": [paths relative to the file
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise NeurosegError(f"{path}: not an ensemble file ({type(e).__name__}: {e}); write {{\"members\": [\"fold0.pt\", ...]}}")
     if not isinstance(members, list) or len(members) < 2: raise NeurosegError(f"{path}: an ensemble needs at least two members")
+    if (nested := next((m for m in members if str(m).lower().endswith(".json")), None)):   # itself: endless recursion
+        raise NeurosegError(f"{path}: member {nested} is an ensemble file; list checkpoints, shipped names or exports (an ensemble file is never a member)")
     post = spec.get("postprocess")
     if post is not None: postprocess_from_dict(post, f"{path} postprocess")   # checked now, not at the first case
     return [m if str(m).startswith("pretrained:") else str(path.parent/m) for m in members], post
@@ -723,13 +729,27 @@ def written_violations(path:str|Path, # a label map file, e.g. written by `predi
     return postprocess_violations(np.asarray(image.dataobj), convention, post, voxel_ml(image))
 
 # %% ../nbs/07_infer.ipynb #377aeb18
+def dataset_label_folders(folder:str|Path, # a batch's input folder, e.g. an MSD task's imagesTr
+                         ) -> set[Path]:
+    "The real paths of the folders holding the reference labels of the dataset `folder` is in: labelsTr/labelsTs beside it, and those its dataset.json names."
+    root = Path(os.path.realpath(folder)).parent
+    found = {Path(os.path.realpath(root/n)) for n in ("labelsTr", "labelsTs") if (root/n).is_dir()}
+    try: entries = json.loads((root/"dataset.json").read_text()).get("training", [])
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError): entries = []
+    for e in entries if isinstance(entries, list) else []:
+        if isinstance(e, dict) and isinstance(e.get("label"), str): found.add(Path(os.path.realpath(root/e["label"])).parent)
+    return found
+
 def check_batch_out(folder:str|Path, # the batch's input folder
                     out_dir:str|Path, # its output folder
                    ):
-    "Raise `NeurosegError` when `out_dir` is the input folder or lies inside it (real paths, symlinks followed)."
+    "Raise `NeurosegError` when `out_dir` is the input folder, lies inside it, or is its dataset's label folder (real paths, symlinks followed)."
     source, target = Path(os.path.realpath(folder)), Path(os.path.realpath(out_dir))
     if target == source:
         raise NeurosegError(f"{out_dir}: is the input folder {folder}; predictions would replace or mix with the inputs (choose another --out)")
+    if (labels := next((d for d in dataset_label_folders(folder) if d == target), None)):
+        raise NeurosegError(f"{out_dir}: holds the reference labels of the input dataset ({labels}); a batch would keep them as its "
+                            "predictions or write over them (choose another --out)")
     if source in target.parents:
         raise NeurosegError(f"{out_dir}: lies inside the input folder {folder}, where the next run would take it for a case (choose a folder outside it)")
 
@@ -746,6 +766,8 @@ def find_cases(folder:str|Path, # MSD 4D files and/or BraTS case folders
     "The inputs of a batch folder: each NIfTI file (an MSD 4D image) and each sub-folder (a BraTS case folder), one per case id."
     folder = Path(folder)
     if not folder.is_dir(): raise NeurosegError(f"{folder}: folder not found")
+    if (odd := next((p for p in folder.iterdir() if re.search(r"\.nii(\.gz)?\Z", p.name, re.I) and not nifti_stem(p)), None)):
+        raise NeurosegError(f"{folder}: {odd.name!r} has a line break in its name, so it names no case id; rename it")   # not skipped silently
     found = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and (p.is_dir() or nifti_stem(p)))
     if not found: raise NeurosegError(f"{folder}: no cases (expected MSD 4D .nii.gz files or BraTS case folders)")
     ids = {}
