@@ -448,6 +448,19 @@ ROWS = [
       for n, v in (("escapes", "../../x"), ("nested", "a/b"))],
     Row("cv-fold-out-of-range", "cv", "--config tiny.yaml --folds 9 train.out_dir=cv", "the split has folds 0..", train_in),
     Row("cv-fold-not-a-number", "cv", "--config tiny.yaml --folds one", "a fold number", train_in),
+    # --- #24 item 8/9 in neuroseg_infer: unbounded postprocessing values, a self-referencing ensemble, a name with a newline,
+    #     --out the dataset's own label folder
+    Row("min-size-tc-inf", "infer", "--ckpt ckpt.pt --input case.nii.gz --out seg.nii.gz --min-size-tc inf", ("min_size_ml of TC", "inf"), infer_in),
+    Row("et-min-volume-1e308", "infer", "--ckpt ckpt.pt --input case.nii.gz --out seg.nii.gz --et-min-volume 1e308", ("et_min_volume_ml", "1e+308"),
+        infer_in),
+    Row("postprocess-file-infinity", "infer", "--ckpt ckpt.pt --input case.nii.gz --out seg.nii.gz --postprocess dec.json", ("dec.json", "inf"),
+        with_(infer_in, lambda w: _w(w/"dec.json", b'{"postprocess": {"min_size_ml": [0, Infinity, 0], "et_min_volume_ml": 0}}'))),
+    Row("ensemble-names-itself", "infer", "--ckpt self.json --input case.nii.gz --out seg.nii.gz", ("self.json", "ensemble file"),
+        with_(infer_in, lambda w: _w(w/"self.json", json.dumps(dict(members=["ckpt.pt", "self.json"])).encode()))),
+    Row("batch-case-name-newline", "infer", "--ckpt ckpt.pt --input data/imagesTr --out pred", ("data/imagesTr", "line break"),
+        with_(data, ckpt, lambda w: shutil.copy(w/"data"/"imagesTr"/"BRATS_001.nii.gz", w/"data"/"imagesTr"/"BRATS\n005.nii.gz"))),
+    Row("out-is-dataset-labels", "infer", "--ckpt ckpt.pt --input data/imagesTr --out data/labelsTr", ("data/labelsTr", "reference labels"),
+        with_(data, ckpt)),
 ]
 
 # ---------------------------------------------------------------------------------------- faults inside a command
