@@ -39,11 +39,13 @@ setuptools.setup(
                    + (['License :: ' + lic[1]] if lic[1] else []),
     url=cfg['git_url'],
     # neuroseg.models holds the shipped models (05c_pretrained): data only, declared as a package of its own
-    packages=setuptools.find_packages(include=[pkg, pkg + '.*']) + [f"{pkg}.models"] + list(package_data),
+    # neuroseg.static holds NiiVue's browser build and its licence (08a_viewer): data only, a package of its own too
+    packages=setuptools.find_packages(include=[pkg, pkg + '.*']) + [f"{pkg}.models", f"{pkg}.static"] + list(package_data),
     package_dir={name: folder for name, (folder, _) in package_data.items()},
     package_data={**{name: files for name, (_, files) in package_data.items()},
                   f"{pkg}.models": ['*.pt', 'models.json'],
-                  pkg: ['cli.json', 'static/*']},   # the console scripts' recorded parsers (00_cli); NiiVue and its licence (08a_viewer)
+                  f"{pkg}.static": ['niivue.umd.js', 'NIIVUE_LICENSE'],
+                  pkg: ['cli.json']},   # the console scripts' recorded parsers (00_cli)
     include_package_data=True,
     install_requires=requirements,
     extras_require={'dev': dev_requirements + export_requirements, 'export': export_requirements},
