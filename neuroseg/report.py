@@ -406,8 +406,8 @@ def lesion_table(ev:EvaluationRun) -> HTML:
     rows = lesion_rows(ev.rows)
     if not rows: return HTML("<p>Not scored lesion by lesion: run <code>neuroseg_evaluate --lesion-wise</code> to add the BraTS 2023 "
                              "lesion-wise Dice and HD95 and panoptica's panoptic quality.</p>")
-    added = sum(int(r[f"found/missed/added {g}"].split("/")[2]) for r in rows for g in REGIONS
-                if r.get(f"found/missed/added {g}", "-").split("/")[-1].isdigit())
+    fp = [r.get("lesion_brats2023_fp", math.nan) for r in ev.rows if r["region"] in REGIONS]
+    added = sum(int(n) for n in fp if not math.isnan(n))   # NaN: a case not scored lesion by lesion
     return HTML(f"<p>{len(rows)} cases, {added} added (false-positive) lesions over the three regions.</p>" + table_html(rows))
 
 # %% ../nbs/09_report.ipynb #5791a81e

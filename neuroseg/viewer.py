@@ -16,7 +16,7 @@ from .data import open_nifti
 
 # %% auto #0
 __all__ = ['NIIVUE_VERSION', 'MODALITY_NAMES', 'niivue_script', 'display_volume', 'label_volume', 'niivue_label_colormap',
-           'viewer_html', 'case_volumes', 'save_viewer', 'viewer_frame']
+           'viewer_html', 'modality_volumes', 'save_viewer', 'viewer_frame']
 
 # %% ../nbs/08a_viewer.ipynb #2e63b7f0
 NIIVUE_VERSION = "0.69.0"  # tools/vendor_niivue.py pins the same release
@@ -117,7 +117,7 @@ def viewer_html(volumes:dict, # name -> gzipped NIfTI bytes (`display_volume`), 
 # %% ../nbs/08a_viewer.ipynb #84437e72
 MODALITY_NAMES = ("FLAIR", "T1", "T1gd", "T2")
 
-def case_volumes(image:str|Path|list, # 4D NIfTI, or the 4 modality files (FLAIR, T1, T1gd, T2)
+def modality_volumes(image:str|Path|list, # 4D NIfTI, or the 4 modality files (FLAIR, T1, T1gd, T2)
                 ) -> dict:
     "Each modality of a case as `display_volume` bytes, by name."
     if isinstance(image, (list, tuple)):
@@ -135,7 +135,7 @@ def save_viewer(path:str|Path, # the page to write, e.g. reports/<case>/<case>_v
     seg = None
     if segmentation is not None:
         nii = open_nifti(segmentation); seg = label_volume(np.asarray(nii.dataobj), nii.affine)
-    page = viewer_html(case_volumes(image), seg, convention, title)
+    page = viewer_html(modality_volumes(image), seg, convention, title)
     with atomic_path(path) as tmp: Path(tmp).write_text(page, encoding="utf-8")
     return Path(path)
 
