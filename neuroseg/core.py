@@ -17,10 +17,11 @@ from .cli import underscore_option   # the light parser of the console scripts (
 # %% auto #0
 __all__ = ['ENGINES', 'PRECISIONS', 'NeurosegError', 'user_error', 'cli_errors', 'command_parser', 'console_script', 'exit_now',
            'LineProgress', 'progress_bar', 'fsync_path', 'atomic_path', 'write_text_atomic', 'write_json_atomic',
-           'atomic_dir', 'OutputError', 'check_writable', 'remove_stale_temps', 'write_all', 'folder_lock',
-           'DataConfig', 'ModelConfig', 'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides',
-           'config_from_dict', 'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_dir',
-           'seed_everything', 'get_device', 'environment_info', 'cpu_model', 'machine_record']
+           'atomic_dir', 'OutputError', 'check_writable', 'remove_stale_temps', 'publication_journal',
+           'finish_publication', 'write_all', 'folder_lock', 'DataConfig', 'ModelConfig', 'TrainConfig', 'InferConfig',
+           'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config', 'project_root',
+           'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything', 'get_device', 'environment_info',
+           'cpu_model', 'machine_record']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -236,21 +237,58 @@ def remove_stale_temps(path:str|Path, # a target of `core.atomic_path` (or `core
     for p in stale: shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
     return stale
 
+# %% ../nbs/00_core.ipynb #78c37f77
+def publication_journal(path:str|Path) -> Path:
+    "The journal `write_all` keeps beside `path`, its first destination, while it renames: `.<name>.publishing`."
+    path = Path(path)
+    return path.parent/f".{path.name}.publishing"
+
+def _journal_entries(journal:Path) -> list:
+    "The (destination, temporary) names a journal lists: plain names of files beside it, each temporary one of `atomic_path`'s."
+    try: entries = json.loads(journal.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e: raise NeurosegError(f"{journal}: unreadable publication journal ({e}); remove it") from None
+    plain = lambda s: isinstance(s, str) and s not in ("", ".", "..") and "/" not in s and "\\" not in s
+    if not (isinstance(entries, list) and all(isinstance(e, list) and len(e) == 2 and all(map(plain, e)) and
+                                              re.fullmatch(rf"\.{re.escape(e[0])}\.[a-z0-9_]{{8}}\.tmp.*", e[1], re.S) for e in entries)):
+        raise NeurosegError(f"{journal}: not a publication journal of neuroseg's (names of files beside it); remove it")
+    return entries
+
+def finish_publication(path:str|Path, # the first destination of a `write_all`
+                      ) -> list[Path]:
+    "Complete a `write_all` of `path` that a kill cut short between its renames: rename the temporaries it left onto their destinations, in its order; the unit's files (none without a journal)."
+    journal = publication_journal(path)
+    if not journal.is_file(): return []
+    entries = _journal_entries(journal)
+    for dest, tmp in reversed(entries):   # write_all's order: its first destination last
+        if (journal.parent/tmp).is_file(): os.replace(journal.parent/tmp, journal.parent/dest)
+    fsync_path(journal.parent)
+    journal.unlink()
+    return [journal.parent/dest for dest, _ in entries if (journal.parent/dest).is_file()]
+
 # %% ../nbs/00_core.ipynb #42c144db
-def write_all(writers:dict, # {destination: function that writes the file at the path it is given}
+def write_all(writers:dict, # {destination: function that writes the file at the path it is given}, every destination in one folder
              ) -> list[Path]:
-    "Write every destination atomically and as one unit (renamed last to first once all are complete); `OutputError` naming the file."
-    current = None
+    "Write every destination atomically and as one unit: all complete before the first rename, renamed last to first under a journal that `finish_publication` replays after a kill; `OutputError` naming the file."
+    paths = [Path(p) for p in writers]
+    if len({p.parent for p in paths}) > 1: raise ValueError(f"write_all: destinations in more than one folder: {', '.join(map(str, paths))}")
+    journal, current = publication_journal(paths[0]), None
+    finish_publication(paths[0])   # an earlier write of this unit that a kill cut short: complete it first, then write anew
     try:
         with contextlib.ExitStack() as stack:
+            temps = []
             for current, write in writers.items():
                 remove_stale_temps(current)
-                write(stack.enter_context(atomic_path(current)))
+                write(tmp := stack.enter_context(atomic_path(current)))
+                fsync_path(tmp); temps.append(tmp)
+            current = journal
+            write_json_atomic(journal, [[p.name, t.name] for p, t in zip(paths, temps)])   # from here on, the next run completes a kill's work
             current = None
+        journal.unlink()
     except OSError as e:
-        where = current or e.filename or next(iter(writers))
-        raise OutputError(f"{where}: cannot write ({e.strerror or e}); none of {', '.join(Path(p).name for p in writers)} was written") from e
-    return [Path(p) for p in writers]
+        journal.unlink(missing_ok=True)
+        where = current or e.filename or paths[0]
+        raise OutputError(f"{where}: cannot write ({e.strerror or e}); none of {', '.join(p.name for p in paths)} was written") from e
+    return paths
 
 # %% ../nbs/00_core.ipynb #b4eaf50d
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from .checkpoint import LAST, BEST
 from .train import train, ensure_data, DistInfo, TrainingInterrupted, resume_command
 from .metrics import evaluate_files, summarise
 from .infer import Postprocess, load_inference_model, predict_to_files, postprocess_from_dict
-from .postprocess import scored_pairs, select_postprocess, format_decision
+from .postprocess import CRITERIA, scored_pairs, select_postprocess, format_decision
 
 # %% auto #0
 __all__ = ['CHECKPOINTS', 'fold_dir', 'fold_config', 'fold_status', 'cv_split', 'train_fold', 'predict_cases', 'score',
@@ -117,6 +117,7 @@ def cross_validate(cfg:Config, # train.out_dir is the CV folder; data.* names th
                    folds:list|None=None, # train only these folds (None: all, then collect)
                    checkpoint:str="last", # which checkpoint of each fold predicts: last (honest) or best
                    log=print, # where progress lines go
+                   criterion:str="dice", # what the postprocessing rules must raise (07a's `CRITERIA`)
                    **kwargs, # `predict` settings: tta, device, engine
                   ) -> dict|None:
     "Train every fold, predict and score the out-of-fold cases, choose postprocessing, write the ensemble and score it on the test cases."
@@ -134,14 +135,15 @@ def cross_validate(cfg:Config, # train.out_dir is the CV folder; data.* names th
     pairs = {f: predict_cases(fold_dir(cv_dir, f)/"checkpoints"/CHECKPOINTS[checkpoint], split_cases(cases, split, f)[1], cv_dir/"oof", **kwargs)
              for f in range(k)}
     per_fold, pooled = _fold_scores(pairs, convention)
-    decision = select_postprocess(scored_pairs([x for p in pairs.values() for x in p], convention))
+    decision = select_postprocess(scored_pairs([x for p in pairs.values() for x in p], convention), criterion=criterion)
     write_json_atomic(cv_dir/"postprocess.json", decision | dict(chosen_on="out-of-fold predictions", cv=str(cv_dir)))
     members = [f"fold_{f}/checkpoints/{CHECKPOINTS[checkpoint]}" for f in range(k)]
     write_json_atomic(cv_dir/"ensemble.json", dict(members=members, postprocess=decision["postprocess"], checkpoint=checkpoint))
     tests = split_cases(cases, split, 0)[2]
     test = _test_scores(cv_dir, [str(cv_dir/m) for m in members], tests, convention, postprocess_from_dict(decision["postprocess"], "decision"), **kwargs) if tests else None
     result = dict(folds=per_fold, pooled=pooled, n_folds=k, checkpoint=checkpoint, convention=convention, split=split["file"],
-                  postprocess=dict(rules=decision["postprocess"], dice_before=decision["dice_before"], dice_after=decision["dice_after"],
+                  postprocess=dict(rules=decision["postprocess"], criterion=criterion, **{k: decision[k] for k in (
+                                   "dice_before", "dice_after", "lesion_dice_before", "lesion_dice_after")},
                                    text=format_decision(decision)),
                   test=test, fold_runs=done, seconds=round(time.perf_counter() - tick, 1), neuroseg_version=neuroseg.__version__)
     write_json_atomic(cv_dir/"cv.json", result)
@@ -186,11 +188,12 @@ def neuroseg_cv(overrides:Param("section.key=value settings over the config, e.g
                 tta:Param("flip TTA for the out-of-fold and test predictions", store_true)=False,
                 device:Param("auto, cpu, cuda or cuda:N (inference; training follows train.device)", str)="auto",
                 engine:Param("what runs the network at inference: torch, onnxruntime or openvino", str)=None,
+                criterion:Param("what a postprocessing rule must raise on the out-of-fold predictions: dice or lesion (BraTS 2023 lesion-wise Dice)", str, choices=list(CRITERIA))="dice",
                ):
     "Cross-validate: train every fold (resumable), predict and score the out-of-fold cases, choose postprocessing on them, ensemble the folds."
     folds, overrides = fold_numbers(folds, list(overrides or []))
     cfg = load_config(find_config(config) if config else None, overrides)
-    try: result = cross_validate(cfg, folds, checkpoint, tta=tta or None, device=device, engine=engine)
+    try: result = cross_validate(cfg, folds, checkpoint, criterion=criterion, tta=tta or None, device=device, engine=engine)
     except TrainingInterrupted as e:
         print(f"neuroseg_cv: {e}\nrun the same command again to resume", file=sys.stderr, flush=True); sys.exit(128 + e.signum)
     if result:

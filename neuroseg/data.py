@@ -14,7 +14,7 @@ from .labels import detect_convention, check_labels, get_convention
 
 # %% auto #0
 __all__ = ['REAL_KINDS', 'NAME_MAX_BYTES', 'MSD_MODALITIES', 'BRATS_STYLES', 'ALL_FOLDS', 'SUBSETS', 'open_nifti',
-           'grid_mismatch', 'check_path_names', 'raise_problems', 'modality_problems', 'nifti_stem',
+           'grid_mismatch', 'written_names', 'check_path_names', 'raise_problems', 'modality_problems', 'nifti_stem',
            'msd_case_problems', 'read_dataset_json', 'read_msd', 'read_label_map', 'validate_dataset',
            'match_brats_suffix', 'brats_grid_problems', 'read_brats', 'read_dataset', 'case_ids_hash', 'make_split',
            'split_cases', 'load_split_json', 'read_split', 'load_or_create_split', 'split_path', 'split_for_config',
@@ -49,14 +49,21 @@ def grid_mismatch(a:nib.Nifti1Image, # reference image
 # %% ../nbs/02_data.ipynb #eed91b5f
 NAME_MAX_BYTES = 255   # the longest file or folder name ext4, XFS, APFS and NTFS take
 
+def written_names(name:str) -> list[str]:
+    "The names a file called `name` passes through as `core.write_all` writes it: its temporary, its journal, itself."
+    return [f".{name}.xxxxxxxx.tmp{''.join(Path(name).suffixes)}", f".{name}.publishing", name]
+
 def check_path_names(path:str|Path, # an output a command will create
                      option:str, # the option or setting that gave it, e.g. "--out"
+                     file:bool=False, # `path` is a file neuroseg writes (through a temporary and a journal), not a folder
                     ) -> Path:
-    "Raise `NeurosegError` when a name in `path` is longer than a file system takes; return `path`."
-    for name in Path(path).parts:
-        if len(os.fsencode(name)) > NAME_MAX_BYTES:
-            raise NeurosegError(f"{path}: a name of {len(os.fsencode(name))} bytes ({name[:24]}...), over the {NAME_MAX_BYTES} a file "
-                                f"system takes; choose a shorter {option}")
+    "Raise `NeurosegError` when a name in `path`, or a name its writing passes through, is longer than a file system takes; return `path`."
+    parts = Path(path).parts
+    for part, names in [(p, [p]) for p in parts[:-1 if file else None]] + ([(parts[-1], written_names(parts[-1]))] if file and parts else []):
+        if (size := max(len(os.fsencode(n)) for n in names)) > NAME_MAX_BYTES:
+            through = "" if size == len(os.fsencode(part)) else f" (written through a temporary name of {size} bytes)"
+            raise NeurosegError(f"{path}: a name of {len(os.fsencode(part))} bytes ({part[:24]}...){through}, over the {NAME_MAX_BYTES} "
+                                f"a file system takes; choose a shorter {option}")
     return Path(path)
 
 # %% ../nbs/02_data.ipynb #8d111f2b
@@ -84,7 +91,7 @@ def modality_problems(modality:dict, # dataset.json's `modality`, e.g. {"0": "FL
 # %% ../nbs/02_data.ipynb #8833b836
 def nifti_stem(path:str|Path) -> str|None:
     "The file name of a `.nii`/`.nii.gz` path without its extension; `None` for other files."
-    m = re.fullmatch(r"(.+)\.nii(\.gz)?", Path(path).name, flags=re.IGNORECASE)
+    m = re.fullmatch(r"(.+)\.nii(\.gz)?", Path(path).name, flags=re.IGNORECASE | re.DOTALL)   # any character, a line break too
     return m.group(1) if m else None
 
 def _msd_case(root:Path, entry:dict|str) -> dict:

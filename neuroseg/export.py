@@ -13,7 +13,7 @@ from fastcore.script import Param, store_true
 import neuroseg
 from .core import ENGINES, PRECISIONS, NeurosegError, Config, cli_errors, console_script, config_from_dict, atomic_path, check_writable
 from .checkpoint import load_checkpoint, model_from_checkpoint
-from .pretrained import resolve_checkpoint, file_sha256
+from .pretrained import resolve_checkpoint, load_model_checkpoint, file_sha256
 
 def optional(module:str, # an import of the `export` extra: onnx, onnxscript, onnxruntime or openvino
              what:str, # the feature that needs it, named in the error
@@ -102,7 +102,7 @@ def export_checkpoint(ckpt:str|Path, # a checkpoint file, or pretrained:<name>
     if out.exists() and not overwrite: raise NeurosegError(f"{out}: exists; choose another --out or pass --overwrite")
     if out.resolve() == path.resolve(): raise NeurosegError(f"{out}: is the checkpoint itself; choose another --out")
     check_writable(out.parent)
-    state = load_checkpoint(path)
+    state = load_model_checkpoint(ckpt)   # a shipped model with the postprocessing its registry records
     model, cfg, _ = model_from_checkpoint(state, "cpu", str(path))
     meta = export_metadata(state, ckpt, file_sha256(path))
     return (export_onnx if format == "onnx" else export_torchscript)(model.eval(), cfg, meta, out)

@@ -21,21 +21,22 @@ from monai.transforms import Compose, Invertd, LoadImaged, EnsureChannelFirstd
 from monai.utils import convert_to_tensor
 from .core import ENGINES, PRECISIONS, NeurosegError, Config, cli_errors, console_script, config_from_dict, get_device, user_error
 from .labels import REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels, label_table_paths, label_table_writers
-from .data import open_nifti, grid_mismatch, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
+from .data import open_nifti, grid_mismatch, check_path_names, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
 from .transforms import MSD_CHANNELS, deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .export import load_onnx, engine_network, engine_precision
-from .pretrained import resolve_checkpoint, is_model_name
-from .core import OutputError, check_writable, remove_stale_temps, write_all, folder_lock, progress_bar
+from .pretrained import load_model_checkpoint, is_model_name
+from .core import OutputError, check_writable, remove_stale_temps, write_all, finish_publication, folder_lock, progress_bar
 
 # %% auto #0
-__all__ = ['SPATIAL_FLIPS', 'CONNECTIVITY', 'MAX_ML', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES', 'neuroseg_infer', 'image_case_id',
-           'resolve_case', 'open_input', 'input_paths', 'check_headers', 'loading_steps', 'load_voxels',
-           'channel_sources', 'check_voxels', 'load_input', 'InferenceModel', 'engine_device', 'check_precision',
-           'inference_dtype', 'load_inference_model', 'inference_config', 'flip_tta', 'network_probs',
-           'invert_to_input', 'probs_to_regions', 'label_components', 'small_components', 'nest_regions',
-           'drop_small_components', 'replace_small_enhancing', 'Postprocess', 'count_components',
+__all__ = ['IMAGE_BYTES_PER_VOXEL', 'WINDOW_BYTES_PER_VOXEL', 'SPATIAL_FLIPS', 'CONNECTIVITY', 'MAX_ML', 'ENSEMBLE_KEYS',
+           'OUTPUT_SUFFIXES', 'neuroseg_infer', 'image_case_id', 'resolve_case', 'open_input', 'input_paths',
+           'check_headers', 'loading_steps', 'load_voxels', 'channel_sources', 'check_voxels', 'load_input',
+           'InferenceModel', 'engine_device', 'check_precision', 'inference_dtype', 'load_inference_model',
+           'inference_config', 'available_memory', 'check_window_memory', 'resampled_grid', 'check_input_memory',
+           'flip_tta', 'network_probs', 'invert_to_input', 'probs_to_regions', 'label_components', 'small_components',
+           'nest_regions', 'drop_small_components', 'replace_small_enhancing', 'Postprocess', 'count_components',
            'postprocess_violations', 'postprocess_from_dict', 'read_postprocess', 'model_postprocess',
            'cli_postprocess', 'shannon_entropy', 'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml',
            'predict_probs', 'labels_from_probs', 'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble',
@@ -152,9 +153,11 @@ def check_voxels(image:Tensor, # (C, x, y, z) as loaded
 # %% ../nbs/07_infer.ipynb #7fbe386a
 def load_input(case:dict, # from `resolve_case`
                pre:Compose, # the checkpoint's `deterministic_transforms(..., with_label=False)`
+               cfg:Config|None=None, # from `inference_config`: the resampled input must fit in memory
               ) -> tuple[nib.Nifti1Image, dict]:
-    "Check the headers, load the voxels and check them: `(reference image, loaded data dict)`."
+    "Check the headers (and that the resampled input fits in memory), load the voxels and check them: `(reference image, loaded data dict)`."
     reference = check_headers(case)
+    if cfg is not None: check_input_memory(reference, cfg, input_paths(case)[0])
     loaded = load_voxels(case, pre)
     check_voxels(loaded["image"], channel_sources(case))
     return reference, loaded
@@ -236,7 +239,7 @@ def load_inference_model(ckpt:str|Path|dict|InferenceModel, # checkpoint file, l
             engine_device(device, engine := engine or "onnxruntime")
             network, cfg, convention, postprocess = load_onnx(ckpt, engine, precision)
             return InferenceModel(network, cfg, get_convention(convention).name, source, postprocess, engine, precision or cfg.infer.precision)
-        if not isinstance(ckpt, dict): ckpt = load_checkpoint(resolve_checkpoint(ckpt))   # a shipped model's name: its file, sha256 checked
+        if not isinstance(ckpt, dict): ckpt = load_model_checkpoint(ckpt)   # a shipped model's name: its file (sha256 checked) and postprocessing
         engine = engine or _stored_engine(ckpt)
         where = get_device(engine_device(device, engine))
         model, cfg, convention = model_from_checkpoint(ckpt, where, source)
@@ -261,6 +264,51 @@ def inference_config(cfg:Config, # the checkpoint's config
     if new.infer.sw_batch_size < 1: raise NeurosegError(f"sw_batch_size: must be at least 1, got {new.infer.sw_batch_size}")
     check_roi(new)
     return new
+
+# %% ../nbs/07_infer.ipynb #22c76726
+IMAGE_BYTES_PER_VOXEL = 4 * (4 + 3)   # float32: the 4 modalities and 3 probabilities on the resampled grid, at least
+WINDOW_BYTES_PER_VOXEL = 4 * 2   # float32 activations per window voxel and per first-level channel, at least (a conv's input and output)
+
+def available_memory() -> int|None:
+    "Bytes of memory this machine can still give: MemAvailable on Linux, the physical memory elsewhere, None where unknown."
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"): return int(line.split()[1]) * 1024
+    try: return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError): return None
+
+def _gib(n:float) -> str: return f"{n / 2**30:,.1f} GiB"
+
+def check_window_memory(cfg:Config, # from `inference_config`
+                        available:int|None=None, # bytes (None: `available_memory()`)
+                       ):
+    "Raise `NeurosegError` when one forward pass of the sliding window cannot fit in memory: checked before any input is read."
+    roi, available = [int(n) for n in cfg.data.roi_size], available or available_memory()
+    need = math.prod(roi) * cfg.infer.sw_batch_size * cfg.model.channels[0] * WINDOW_BYTES_PER_VOXEL
+    if available and need > available:
+        raise NeurosegError(f"--roi (data.roi_size) {'x'.join(map(str, roi))}: {cfg.infer.sw_batch_size} window(s) of {math.prod(roi):,} voxels need "
+                            f"at least {_gib(need)} of memory, more than the {_gib(available)} available; use the checkpoint's own (leave out --roi)")
+
+def resampled_grid(shape:tuple, # the input's grid, voxels
+                   zooms:tuple, # its voxel size, mm
+                   cfg:Config, # the checkpoint's: data.spacing_mm, data.roi_size
+                  ) -> list[int]:
+    "The grid the network sees: the input resampled to data.spacing_mm, padded up to one window where it is smaller."
+    return [max(math.ceil(n * z / s), int(r)) for n, z, s, r in zip(shape, zooms, cfg.data.spacing_mm, cfg.data.roi_size)]
+
+def check_input_memory(reference:nib.Nifti1Image, # the input's header
+                       cfg:Config, # from `inference_config`
+                       source:str, # the file, for the message
+                       available:int|None=None, # bytes (None: `available_memory()`)
+                      ):
+    "Raise `NeurosegError` when the input, resampled to the checkpoint's spacing, cannot fit in memory: checked before its voxels are read."
+    shape, zooms = reference.shape[:3], [float(z) for z in reference.header.get_zooms()[:3]]
+    grid, available = resampled_grid(shape, zooms, cfg), available or available_memory()
+    if available and (need := math.prod(grid) * IMAGE_BYTES_PER_VOXEL) > available:
+        raise NeurosegError(f"{source}: {'x'.join(map(str, shape))} voxels of {'x'.join(f'{z:g}' for z in zooms)} mm become {'x'.join(map(str, grid))} "
+                            f"at the checkpoint's {'x'.join(f'{s:g}' for s in cfg.data.spacing_mm)} mm, at least {_gib(need)} of memory, more "
+                            f"than the {_gib(available)} available; check the voxel size in its header")
 
 # %% ../nbs/07_infer.ipynb #6899f203
 SPATIAL_FLIPS = [dims for n in range(4) for dims in itertools.combinations((-3, -2, -1), n)]  # (), (-3,), ... (-3, -2, -1)
@@ -501,7 +549,7 @@ def predict_probs(case:dict, # from `resolve_case`
                  ) -> tuple[nib.Nifti1Image, np.ndarray]:
     "Check, load and preprocess `case`, run the network, and bring the probabilities back: `(reference, probs)`."
     pre = deterministic_transforms(cfg, im.convention, with_label=False)
-    with timer("load"): reference, loaded = load_input(case, pre)
+    with timer("load"): reference, loaded = load_input(case, pre, cfg)
     with timer("preprocess"): data = pre(loaded, start=loading_steps(pre))
     with timer("network"): probs = network_probs(im, data["image"], cfg)
     with timer("invert"): probs = invert_to_input(probs, data["image"], pre, reference)
@@ -558,6 +606,7 @@ def predict(image_or_case:str|Path|list|dict, # 4D NIfTI, BraTS case folder, 4 m
     "Segment one case: labels, probabilities and entropy on the input's own voxel grid."
     im = load_inference_model(ckpt, device, engine, precision)
     cfg = inference_config(im.cfg, roi_size, overlap, sw_batch_size, tta)
+    check_window_memory(cfg)
     post = postprocess if postprocess is not None else model_postprocess(im)
     case, conv, timer = resolve_case(image_or_case), get_convention(convention or im.convention).name, StageTimer()
     reference, probs = predict_probs(case, im, cfg, timer)
@@ -646,12 +695,15 @@ def output_paths(out:str|Path, # a .nii/.nii.gz file, or a folder
                  case_id:str, # names the file inside a folder
                  probs:bool=False, # also the probability map
                  entropy:bool=False, # also the entropy map
+                 option:str="--out", # what gave the names, for a name too long
                 ) -> dict[str, Path]:
-    "Output files of a case: `out` or `out/<case_id>.nii.gz` for the labels; `_probs` and `_entropy` beside it."
+    "Output files of a case: `out` or `out/<case_id>.nii.gz` for the labels; `_probs` and `_entropy` beside it; each name (and its label tables') one a file system takes."
     labels = Path(out) if nifti_stem(out) else Path(out)/f"{case_id}.nii.gz"
     stem = nifti_stem(labels)
     kinds = ["labels"] + ["probs"] * probs + ["entropy"] * entropy
-    return {k: labels.with_name(f"{stem}{OUTPUT_SUFFIXES[k]}{labels.name[len(stem):]}") for k in kinds}
+    paths = {k: labels.with_name(f"{stem}{OUTPUT_SUFFIXES[k]}{labels.name[len(stem):]}") for k in kinds}
+    for path in [*paths.values(), *label_table_paths(labels).values()]: check_path_names(path, option, file=True)
+    return paths
 
 # %% ../nbs/07_infer.ipynb #35001977
 def check_not_inputs(paths:dict, # from `output_paths`
@@ -668,8 +720,9 @@ def check_outputs(paths:dict, # from `output_paths`
                   overwrite:bool=False, # replace existing files
                   inputs:list=(), # the case's input files: never an output, even with `overwrite`
                  ):
-    "Raise `NeurosegError` when an output is an input, exists (unless `overwrite`) or is a folder, or cannot be written."
+    "Raise `NeurosegError` when an output is an input, exists (unless `overwrite`) or is a folder, or cannot be written; a write a kill cut short is completed first."
     check_not_inputs(paths, inputs)
+    finish_publication(paths["labels"])   # the outputs a stopped run had written in full, renamed now: the case is whole or absent
     existing = [p for p in paths.values() if Path(p).exists()]
     if existing and not overwrite: raise NeurosegError(f"{existing[0]}: exists; pass --overwrite (overwrite=True) to replace it")
     if (folders := [p for p in existing if Path(p).is_dir()]):
@@ -766,7 +819,7 @@ def find_cases(folder:str|Path, # MSD 4D files and/or BraTS case folders
     "The inputs of a batch folder: each NIfTI file (an MSD 4D image) and each sub-folder (a BraTS case folder), one per case id."
     folder = Path(folder)
     if not folder.is_dir(): raise NeurosegError(f"{folder}: folder not found")
-    if (odd := next((p for p in folder.iterdir() if re.search(r"\.nii(\.gz)?\Z", p.name, re.I) and not nifti_stem(p)), None)):
+    if (odd := next((p for p in folder.iterdir() if nifti_stem(p) and re.search(r"[\r\n]", p.name)), None)):
         raise NeurosegError(f"{folder}: {odd.name!r} has a line break in its name, so it names no case id; rename it")   # not skipped silently
     found = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and (p.is_dir() or nifti_stem(p)))
     if not found: raise NeurosegError(f"{folder}: no cases (expected MSD 4D .nii.gz files or BraTS case folders)")
@@ -786,8 +839,9 @@ def _batch_case(path:Path, im:InferenceModel, out_dir:str|Path, report:dict, sav
     "Predict one case of a batch and record it in `report` as written, skipped (its outputs exist) or failed (why)."
     try:
         case = resolve_case(path)
-        paths = output_paths(out_dir, case["id"], save_probs, save_entropy)
+        paths = output_paths(out_dir, case["id"], save_probs, save_entropy, "input file name (its case id names the outputs)")
         check_not_inputs(paths, input_paths(case))
+        finish_publication(paths["labels"])   # a case whose renames a kill cut short: completed, then kept below
         for p in [*paths.values(), *label_table_paths(paths["labels"]).values()]:
             remove_stale_temps(p)   # also beside a kept case, whose rewrite a kill cut short
         done = not overwrite and all(p.exists() for p in paths.values())
@@ -940,6 +994,11 @@ def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), a ship
         cases = split_subset_ids(split, subset, fold) if split else None
         return _run_batch(source, ckpt, out, device=device, engine=engine, precision=precision, cases=cases, **files, **settings)
     if split: raise NeurosegError(f"--split selects cases of a batch: give --input a folder of cases, not {source}")
+    paths = output_paths(out, resolve_case(source)["id"], save_probs, save_entropy)
+    if (done := finish_publication(paths["labels"])) and not overwrite and all(Path(p).exists() for p in paths.values()):
+        print(f"{paths['labels']}: completed from a run stopped while renaming its outputs, all written in full ({', '.join(p.name for p in done)}); "
+              "pass --overwrite to predict again")
+        return 0
     _print_case(predict_to_files(source, ckpt, out, device=device, engine=engine, precision=precision, **files, **settings))
     return 0
 

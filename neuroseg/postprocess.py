@@ -13,23 +13,29 @@ import neuroseg
 from .core import NeurosegError, cli_errors, console_script, check_writable, write_json_atomic
 from .labels import REGIONS, labels_to_regions
 from .data import SUBSETS, split_subset_ids
-from .metrics import (compute_dice, foreground_bbox, load_label_map, check_same_grid, pair_label_files,
-                              detect_label_convention, check_out_not_input, check_pred_not_ref, split_cases_to_score)
+from .metrics import (compute_dice, compute_brats2023_lesion_wise, BRATS2023_DILATION, foreground_bbox, load_label_map,
+                              check_same_grid, pair_label_files, detect_label_convention, check_out_not_input, check_pred_not_ref,
+                              split_cases_to_score)
 from .infer import Postprocess
 
 # %% auto #0
-__all__ = ['MIN_SIZES_ML', 'MIN_FRACTIONS', 'ET_VOLUMES_ML', 'MIN_GAIN', 'MIN_CASES', 'RULES', 'ScoredCase', 'scored_case',
-           'with_rule', 'region_dice', 'select_postprocess', 'format_decision', 'load_scored_cases', 'scored_pairs',
-           'neuroseg_postprocess']
+__all__ = ['MIN_SIZES_ML', 'MIN_FRACTIONS', 'ET_VOLUMES_ML', 'MIN_GAIN', 'MIN_CASES', 'RULES', 'CRITERIA', 'ScoredCase',
+           'scored_case', 'with_rule', 'region_scores', 'select_postprocess', 'format_decision', 'load_scored_cases',
+           'scored_pairs', 'neuroseg_postprocess']
 
 # %% ../nbs/07a_postprocess.ipynb #17e83947
 @dataclass
 class ScoredCase:
-    "One case's predicted and reference WT, TC, ET masks, cropped to their joint bounding box, and its voxel volume."
+    "One case's predicted and reference WT, TC, ET masks, cropped to their joint bounding box, and its voxel size."
     case: str
     pred: np.ndarray  # (3, x, y, z) bool, predicted with every postprocessing rule off
     ref: np.ndarray  # (3, x, y, z) bool
-    voxel_ml: float  # volume of one voxel in mL
+    spacing: tuple  # voxel size in mm
+
+    @property
+    def voxel_ml(self) -> float:
+        "The volume of one voxel in mL."
+        return float(np.prod(self.spacing)) / 1000
 
 # %% ../nbs/07a_postprocess.ipynb #1c6ca16a
 def scored_case(case:str, # case id
@@ -38,10 +44,10 @@ def scored_case(case:str, # case id
                 convention:str, # label convention of both
                 spacing:tuple, # voxel size in mm
                ) -> ScoredCase:
-    "The regions of a prediction and its reference, cropped with a margin around everything either holds."
+    "The regions of a prediction and its reference, cropped with a margin that holds every dilation the BraTS 2023 lesion matching makes."
     p, r = labels_to_regions(pred, convention, f"prediction of {case}"), labels_to_regions(ref, convention, f"reference of {case}")
-    box = foreground_bbox(p.any(0), r.any(0), margin=2) or (slice(0, 1),) * 3   # both empty: one voxel says it all
-    return ScoredCase(case, p[(slice(None), *box)], r[(slice(None), *box)], float(np.prod(spacing)) / 1000)
+    box = foreground_bbox(p.any(0), r.any(0), margin=BRATS2023_DILATION + 1) or (slice(0, 1),) * 3   # both empty: one voxel says it all
+    return ScoredCase(case, p[(slice(None), *box)], r[(slice(None), *box)], tuple(float(s) for s in spacing))
 
 # %% ../nbs/07a_postprocess.ipynb #6cc60560
 MIN_SIZES_ML = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)   # smallest component kept, tried per region (0: off)
@@ -61,55 +67,70 @@ def with_rule(post:Postprocess, rule:str, value:float) -> Postprocess:
     return replace(post, **{field: tuple(values)})
 
 # %% ../nbs/07a_postprocess.ipynb #d007426f
-def region_dice(cases:list, # `ScoredCase`s
-                post:Postprocess, # the rules to apply to each prediction
-               ) -> np.ndarray:
-    "Dice per case and region (cases, 3) after `post`; an empty prediction of an empty region scores 1, as in BraTS."
-    return np.array([[compute_dice(p, r) for p, r in zip(post(c.pred, c.voxel_ml), c.ref)] for c in cases])
+CRITERIA = {"dice": "mean Dice", "lesion": "mean lesion-wise Dice (BraTS 2023)"}   # what a kept rule must raise
+
+def region_scores(cases:list, # `ScoredCase`s
+                  post:Postprocess, # the rules to apply to each prediction
+                  criterion:str="dice", # a key of `CRITERIA`
+                 ) -> np.ndarray:
+    "Score per case and region (cases, 3) after `post`: the voxel Dice, or the BraTS 2023 lesion-wise Dice; both score an empty prediction of an empty region 1, as BraTS does."
+    if criterion not in CRITERIA: raise NeurosegError(f"criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
+    def score(p, r, c):
+        if criterion == "dice": return compute_dice(p, r)
+        return compute_brats2023_lesion_wise(p, r, c.spacing, distances=False)["lesion_brats2023_dice"]
+    return np.array([[score(p, r, c) for p, r in zip(post(c.pred, c.voxel_ml), c.ref)] for c in cases])
 
 # %% ../nbs/07a_postprocess.ipynb #5a2a83a0
-def _means(dice:np.ndarray) -> dict:
-    "Mean Dice per region and over all regions."
-    return {**{r: round(float(v), 5) for r, v in zip(REGIONS, dice.mean(0))}, "mean": round(float(dice.mean()), 5)}
+def _means(scores:np.ndarray) -> dict:
+    "Mean score per region and over all regions."
+    return {**{r: round(float(v), 5) for r, v in zip(REGIONS, scores.mean(0))}, "mean": round(float(scores.mean()), 5)}
 
 def select_postprocess(cases:list, # `ScoredCase`s the model never trained on
                        rules:dict=RULES, # rule name: values to try, ascending
-                       min_gain:float=MIN_GAIN, # smallest mean-Dice gain that keeps a rule
+                       min_gain:float=MIN_GAIN, # smallest gain of the criterion's mean that keeps a rule
                        min_cases:int=MIN_CASES, # fewer cases choose no rule
+                       criterion:str="dice", # what a rule must raise: a key of `CRITERIA`
                       ) -> dict:
-    "The decision: the rules kept, one at a time in `rules` order, each only where it raises the mean Dice; with every trial."
+    "The decision: the rules kept, one at a time in `rules` order, each only where it raises the criterion's mean; with every trial, and both scores before and after."
     if not cases: raise NeurosegError("no cases to choose the postprocessing on")
+    scores = lambda post, by=criterion: region_scores(cases, post, by)
     post = Postprocess()
-    before = best = region_dice(cases, post)
+    before = best = scores(post)
     tried = []
     for rule, values in (rules.items() if len(cases) >= min_cases else []):
-        trials = [(v, region_dice(cases, with_rule(post, rule, v))) for v in values]
-        value, dice = max(trials, key=lambda t: t[1].mean())   # the first maximum: the smallest value among ties
-        keep = dice.mean() >= best.mean() + min_gain
-        tried += [dict(rule=rule, value=v, kept=bool(keep and v == value), **_means(d)) for v, d in trials]
-        if keep: post, best = with_rule(post, rule, value), dice
+        trials = [(v, scores(with_rule(post, rule, v))) for v in values]
+        value, score = max(trials, key=lambda t: t[1].mean())   # the first maximum: the smallest value among ties
+        keep = score.mean() >= best.mean() + min_gain
+        tried += [dict(rule=rule, value=v, kept=bool(keep and v == value), **_means(s)) for v, s in trials]
+        if keep: post, best = with_rule(post, rule, value), score
     redundant = []
     for rule in [t["rule"] for t in tried if t["kept"]][::-1]:   # a rule that a later one made useless goes: the simplest decision
         simpler = with_rule(post, rule, 0.0)
-        if (dice := region_dice(cases, simpler)).mean() >= best.mean(): post, best = simpler, dice; redundant.append(rule)
-    per_case = {c.case: dict(before=dict(zip(REGIONS, map(float, b))), after=dict(zip(REGIONS, map(float, a))))
-                for c, b, a in zip(cases, before, best)}
-    return dict(postprocess=asdict(post), cases=[c.case for c in cases], dice_before=_means(before), dice_after=_means(best),
-                min_gain=min_gain, min_cases=min_cases, per_case=per_case, tried=tried, redundant=redundant, neuroseg_version=neuroseg.__version__)
+        if (score := scores(simpler)).mean() >= best.mean(): post, best = simpler, score; redundant.append(rule)
+    both = {by: (before, best) if by == criterion else (scores(Postprocess(), by), scores(post, by)) for by in ("dice", "lesion")}
+    (dice_b, dice_a), (lesion_b, lesion_a) = both["dice"], both["lesion"]
+    per_case = {c.case: dict(before=dict(zip(REGIONS, map(float, db))), after=dict(zip(REGIONS, map(float, da))),
+                             lesion_before=dict(zip(REGIONS, map(float, lb))), lesion_after=dict(zip(REGIONS, map(float, la))))
+                for c, db, da, lb, la in zip(cases, dice_b, dice_a, lesion_b, lesion_a)}
+    return dict(postprocess=asdict(post), criterion=criterion, cases=[c.case for c in cases], dice_before=_means(dice_b),
+                dice_after=_means(dice_a), lesion_dice_before=_means(lesion_b), lesion_dice_after=_means(lesion_a), min_gain=min_gain,
+                min_cases=min_cases, per_case=per_case, tried=tried, redundant=redundant, neuroseg_version=neuroseg.__version__)
 
 # %% ../nbs/07a_postprocess.ipynb #301b34db
 def format_decision(d:dict) -> str:
-    "The decision in a few lines: the rules kept and the mean Dice before and after."
-    post = d["postprocess"]
+    "The decision in a few lines: the rules kept, and the mean Dice and lesion-wise Dice before and after."
+    post, criterion = d["postprocess"], d.get("criterion", "dice")   # decisions written before the lesion-wise criterion chose by Dice
     rules = [f"{r} components under {ml:g} mL dropped" for r, ml in zip(REGIONS, post["min_size_ml"]) if ml]
     rules += [f"{r}: the largest component only" if f == 1 else f"{r} components under {f:.0%} of the largest dropped"
               for r, f in zip(REGIONS, post.get("min_fraction", (0,) * 3)) if f]
     rules += [f"ET under {post['et_min_volume_ml']:g} mL in total becomes necrosis"] if post["et_min_volume_ml"] else []
     fmt = lambda m: f"{m['mean']:.4f} (" + ", ".join(f"{r} {m[r]:.4f}" for r in REGIONS) + ")"
     nothing = (f"fewer than {d['min_cases']} cases are too few to choose from, none applied" if len(d["cases"]) < d.get("min_cases", 0)
-               else "no rule raises the mean Dice, none applied")
-    return "\n".join([f"postprocessing chosen on {len(d['cases'])} case(s): " + ("; ".join(rules) or nothing),
-                      f"mean Dice {fmt(d['dice_before'])} -> {fmt(d['dice_after'])}"])
+               else f"no rule raises the {CRITERIA[criterion]}, none applied")
+    lines = [f"postprocessing chosen on {len(d['cases'])} case(s) by the {CRITERIA[criterion]}: " + ("; ".join(rules) or nothing)]
+    for key, name in (("dice", "mean Dice"), ("lesion_dice", "lesion-wise Dice (BraTS 2023)")):
+        if f"{key}_before" in d: lines.append(f"{name} {fmt(d[f'{key}_before'])} -> {fmt(d[f'{key}_after'])}")
+    return "\n".join(lines)
 
 # %% ../nbs/07a_postprocess.ipynb #62950370
 def load_scored_cases(pred:str|Path, # prediction file or folder
@@ -142,14 +163,16 @@ def neuroseg_postprocess(pred:Param("predictions made with --postprocess none: a
                          fold:Param("validation fold of --split", int)=0,
                          overwrite:Param("replace an existing --out", store_true)=False,
                          min_cases:Param("fewer cases than this choose no rule", int)=MIN_CASES,
+                         criterion:Param("what a kept rule must raise: dice (voxel Dice, as nnU-Net chooses) or lesion (BraTS 2023 lesion-wise Dice, as BraTS ranks)", str, choices=list(CRITERIA))="dice",
                         ):
-    "Choose postprocessing rules on predictions of cases the model never trained on; each rule is kept only where it raises the mean Dice."
+    "Choose postprocessing rules on predictions of cases the model never trained on; each rule is kept only where it raises the mean Dice (or the lesion-wise Dice)."
     if not (pred and ref): raise NeurosegError("neuroseg_postprocess: give both --pred and --ref")
     check_out_not_input(out, pred=pred, ref=ref)
     check_pred_not_ref(pred, ref)   # a reference against itself: every rule looks useless
     if Path(out).exists() and not overwrite: raise NeurosegError(f"{out}: exists; choose another --out or pass --overwrite")
     check_writable(Path(out).parent)
-    decision = select_postprocess(load_scored_cases(pred, ref, convention, split_cases_to_score(split, subset, fold) if split else None), min_cases=min_cases)
+    decision = select_postprocess(load_scored_cases(pred, ref, convention, split_cases_to_score(split, subset, fold) if split else None),
+                                  min_cases=min_cases, criterion=criterion)
     write_json_atomic(out, decision | dict(pred=str(pred), ref=str(ref), split=split and dict(file=str(split), subset=subset, fold=fold)))
     print(format_decision(decision))
     print(f"wrote {out}; apply it with: neuroseg_infer --postprocess {out} ...")

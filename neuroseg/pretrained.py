@@ -12,7 +12,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 
 # %% auto #0
 __all__ = ['PREFIX', 'REGISTRY', 'MAX_BYTES', 'SHIPPED_KEYS', 'models_dir', 'is_model_name', 'read_registry', 'file_sha256',
-           'resolve_checkpoint', 'ship_checkpoint']
+           'resolve_checkpoint', 'postprocess_rules', 'ship_checkpoint', 'set_shipped_postprocess',
+           'load_model_checkpoint']
 
 # %% ../nbs/05c_pretrained.ipynb #5dfecae7
 PREFIX = "pretrained:"
@@ -64,7 +65,12 @@ def resolve_checkpoint(spec:str|Path, # `pretrained:<name>`, or a checkpoint fil
     return path
 
 # %% ../nbs/05c_pretrained.ipynb #7b9c349e
-SHIPPED_KEYS = ("format_version", "model", "config", "convention", "regions", "head", "epoch", "step", "neuroseg_version", "postprocess")
+SHIPPED_KEYS = ("format_version", "model", "config", "convention", "regions", "head", "epoch", "step", "neuroseg_version")
+
+def postprocess_rules(post:dict) -> dict:
+    "A postprocessing decision's rules as the registry records them: plain floats, every rule named."
+    return dict(min_size_ml=[float(v) for v in post["min_size_ml"]], et_min_volume_ml=float(post["et_min_volume_ml"]),
+                min_fraction=[float(v) for v in post.get("min_fraction", (0, 0, 0))])
 
 def ship_checkpoint(ckpt:str|Path, # a checkpoint written by neuroseg_train
                     name:str, # the model's name: `pretrained:<name>`
@@ -72,16 +78,36 @@ def ship_checkpoint(ckpt:str|Path, # a checkpoint written by neuroseg_train
                     postprocess:dict|None=None, # the postprocessing decision inference applies by default (07a's `neuroseg_postprocess`)
                     **card, # the model card's fields, stored in the registry: description, data, commands, scores ...
                    ) -> dict:
-    "Write the inference part of `ckpt` as `<folder>/<name>.pt` and record it, with its sha256 and `card`, in the registry."
+    "Write the inference part of `ckpt` as `<folder>/<name>.pt` and record it, with its sha256, postprocessing and `card`, in the registry."
     folder = Path(folder or models_dir())
     if not name.replace("-", "").replace("_", "").isalnum(): raise NeurosegError(f"{name!r}: a model name uses letters, digits, - and _")
     state = {k: v for k, v in load_checkpoint(ckpt).items() if k in SHIPPED_KEYS}
-    if postprocess is not None: state["postprocess"] = dict(min_size_ml=[float(v) for v in postprocess["min_size_ml"]],
-                                                           et_min_volume_ml=float(postprocess["et_min_volume_ml"]),
-                                                           min_fraction=[float(v) for v in postprocess.get("min_fraction", (0, 0, 0))])
     path = save_checkpoint(folder/f"{name}.pt", state)
     if path.stat().st_size > MAX_BYTES:
         path.unlink(); raise NeurosegError(f"{ckpt}: {path.stat().st_size / 2**20:.1f} MB is over the {MAX_BYTES // 2**20} MB limit of a shipped model")
-    entry = dict(file=path.name, sha256=file_sha256(path), bytes=path.stat().st_size, source=Path(ckpt).name, **card)
+    entry = dict(file=path.name, sha256=file_sha256(path), bytes=path.stat().st_size, source=Path(ckpt).name,
+                 **({} if postprocess is None else dict(postprocess=postprocess_rules(postprocess))), **card)
     write_json_atomic(folder/REGISTRY, {**read_registry(folder), name: entry})
     return entry
+
+# %% ../nbs/05c_pretrained.ipynb #cf6f6aac
+def set_shipped_postprocess(name:str, # a shipped model's name, without `pretrained:`
+                            postprocess:dict, # the new decision's rules (07a's `select_postprocess(...)["postprocess"]`)
+                            folder:str|Path|None=None, # default: `models_dir()`
+                            **card, # model card fields to replace with it: the decision's record, the scores it changes
+                           ) -> dict:
+    "Record a new postprocessing decision for a shipped model in the registry; its weights file stays byte for byte."
+    folder = Path(folder or models_dir())
+    if name not in (registry := read_registry(folder)): raise NeurosegError(f"{PREFIX}{name}: no shipped model of that name in {folder}")
+    entry = {**registry[name], "postprocess": postprocess_rules(postprocess), **card}
+    write_json_atomic(folder/REGISTRY, {**registry, name: entry})
+    return entry
+
+def load_model_checkpoint(spec:str|Path, # `pretrained:<name>`, or a checkpoint file
+                          folder:str|Path|None=None, # where shipped models live (default: `models_dir()`)
+                         ) -> dict:
+    "The checkpoint `spec` names, loaded with `weights_only=True`: a shipped model's file (sha256 checked) with the postprocessing its registry records, or a file as it is."
+    state = load_checkpoint(resolve_checkpoint(spec, folder))
+    if is_model_name(spec) and "postprocess" in (entry := read_registry(folder)[str(spec)[len(PREFIX):]]):
+        state["postprocess"] = entry["postprocess"]
+    return state

@@ -23,7 +23,7 @@ temporary folder. Rows run two at a time, each in its own folder.
 Ends with `fault suite: N rows, P passed, X expected failures, S skipped, F failed`; exit status 1 when F > 0.
 """
 from __future__ import annotations
-import argparse, contextlib, dataclasses, gzip, hashlib, io, json, os, re, shlex, shutil, signal, socket, subprocess
+import argparse, contextlib, dataclasses, functools, gzip, hashlib, io, json, os, re, shlex, shutil, signal, socket, subprocess
 import importlib, sys, tempfile, threading, time, traceback
 from pathlib import Path
 from typing import Callable
@@ -37,6 +37,8 @@ BIN = Path(sys.executable).parent
 SCRIPTS = ("synth", "download", "train", "infer", "evaluate", "report", "plan", "cv")
 
 # ---------------------------------------------------------------------------------------------------------- rows
+_CASE_FILES = ("seg.nii.gz", "seg_probs.nii.gz", "seg_entropy.nii.gz", "seg_itksnap_labels.txt", "seg_ColorTable.ctbl")   # one case's unit
+_ALL_OUTPUTS = "--ckpt ckpt.pt --input case.nii.gz --out pred/seg.nii.gz --save-probs --save-entropy"
 @dataclasses.dataclass
 class Row:
     "One hostile input or fault: the command, what prepares the row's folder, and what must come out."
@@ -51,6 +53,7 @@ class Row:
     hook: str = ""                 # fault injected inside the command (see HOOKS)
     then: str|None = None          # a second command (same script) run after the first, expected to exit 0
     keep: tuple = ()               # regexes of paths (relative to the row's folder) the commands may create
+    must: tuple = ()               # paths (relative to the row's folder) that must exist at the end: the unit a rerun completed
     timeout: float = 150
 
 def _w(path, data:bytes): Path(path).parent.mkdir(parents=True, exist_ok=True); Path(path).write_bytes(data)
@@ -129,6 +132,11 @@ def bad_case(change):
         ckpt(w, fx)
     return setup
 def _nan(a, aff): a[3, 3, 3, 1] = float("nan"); return a, aff
+def _voxels_of(mm):
+    "The case with voxels of `mm` on every axis (resampled to the checkpoint's 1.5 mm, a 32^3 image grows by (mm / 1.5)^3)."
+    def change(a, aff): import numpy as np; aff[:3, :3] = np.diag([mm] * 3); return a, aff
+    return change
+def _long_case(w, fx): data(w, fx); ckpt(w, fx); shutil.move(w/"data"/"imagesTr"/"BRATS_001.nii.gz", w/"data"/"imagesTr"/f"{'c' * 245}.nii.gz")
 def _zero(a, aff): a[..., 2] = 0; return a, aff
 def _three(a, aff): return a[..., :3], aff
 def _3d(a, aff): return a[..., 0], aff
@@ -459,8 +467,29 @@ ROWS = [
         with_(infer_in, lambda w: _w(w/"self.json", json.dumps(dict(members=["ckpt.pt", "self.json"])).encode()))),
     Row("batch-case-name-newline", "infer", "--ckpt ckpt.pt --input data/imagesTr --out pred", ("data/imagesTr", "line break"),
         with_(data, ckpt, lambda w: shutil.copy(w/"data"/"imagesTr"/"BRATS_001.nii.gz", w/"data"/"imagesTr"/"BRATS\n005.nii.gz"))),
+    Row("eval-name-newline", "evaluate", "--pred pred --ref ref --out ev", ("pred", "line break"),
+        with_(eval_in, lambda w: shutil.copy(w/"pred"/"BRATS_001.nii.gz", w/"pred"/"BRATS\n005.nii.gz"))),
     Row("out-is-dataset-labels", "infer", "--ckpt ckpt.pt --input data/imagesTr --out data/labelsTr", ("data/labelsTr", "reference labels"),
         with_(data, ckpt)),
+    # sizes and names no machine or file system takes: refused before any work
+    Row("infer-voxels-1e4-mm", "infer", "--ckpt ckpt.pt --input case.nii.gz --out seg.nii.gz", ("case.nii.gz", "memory"), bad_case(_voxels_of(1e4))),
+    Row("infer-voxels-300-mm", "infer", "--ckpt ckpt.pt --input case.nii.gz --out seg.nii.gz", ("case.nii.gz", "memory"), bad_case(_voxels_of(300.0))),
+    Row("infer-roi-4096", "infer", "--ckpt ckpt.pt --input case.nii.gz --out seg.nii.gz --roi 4096 4096 4096", ("--roi", "memory"), infer_in),
+    Row("infer-out-name-too-long", "infer", f"--ckpt ckpt.pt --input case.nii.gz --out {'o' * 300}.nii.gz", ("--out", "over the 255"), infer_in),
+    Row("infer-out-table-name-too-long", "infer", f"--ckpt ckpt.pt --input case.nii.gz --out {'o' * 222}.nii.gz", ("--out", "_itksnap_labels.txt", "temporary"),
+        infer_in),
+    Row("infer-batch-case-name-too-long", "infer", "--ckpt ckpt.pt --input data/imagesTr --out pred", ("c" * 20, "shorter"), _long_case, code=1,
+        keep=(r"pred", r"pred/BRATS_00[234](\.nii\.gz|_itksnap_labels\.txt|_ColorTable\.ctbl)")),
+    # a SIGKILL at each step of a case's publication (write_all: its journal, then one rename per output, the label map
+    # last), then the same command: the case is whole, without --overwrite
+    *(Row(f"infer-killed-at-rename-{n}", "infer", _ALL_OUTPUTS, (), infer_in, code=-9, hook=f"kill_at_rename_{n}", then=_ALL_OUTPUTS,
+          keep=(r"pred", *(rf"pred/{re.escape(f)}" for f in _CASE_FILES)), must=tuple(f"pred/{f}" for f in _CASE_FILES))
+      for n in range(1, len(_CASE_FILES) + 2)),
+    *(Row(f"infer-batch-killed-at-rename-{n}", "infer", "--ckpt ckpt.pt --input data/imagesTr --out pred", (), with_(data, ckpt), code=-9,
+          hook=f"kill_at_rename_{n}", then="--ckpt ckpt.pt --input data/imagesTr --out pred",
+          keep=(r"pred", r"pred/BRATS_00[1-4](\.nii\.gz|_itksnap_labels\.txt|_ColorTable\.ctbl)"),
+          must=tuple(f"pred/BRATS_00{i}{x}" for i in range(1, 5) for x in (".nii.gz", "_itksnap_labels.txt", "_ColorTable.ctbl")))
+      for n in (2, 4, 6)),   # inside the first case's publication, at its label map, inside the second's
 ]
 
 # ---------------------------------------------------------------------------------------- faults inside a command
@@ -476,6 +505,11 @@ def _kill_after(module, name, when=lambda *a, **k: True):
 def _hook_kill_after_first_nifti():
     import nibabel
     _kill_after(nibabel, "save")
+
+def _kill_at_rename(n:int):
+    "SIGKILL right after this process's n-th `os.replace` (a write_all: 1 its journal, then a rename per file, the label map last)."
+    calls = []
+    _kill_after(os, "replace", lambda *a, **k: calls.append(1) or len(calls) == n)
 
 def _hook_kill_after_first_text():
     import pathlib
@@ -557,6 +591,7 @@ def _hook_sigint_after_first_nifti():
 PRELOADED: set = set()   # the modules of the warm process that forks the commands
 
 HOOKS = {name[len("_hook_"):]: f for name, f in globals().items() if name.startswith("_hook_")}
+HOOKS.update({f"kill_at_rename_{n}": functools.partial(_kill_at_rename, n) for n in range(1, 8)})
 
 # ------------------------------------------------------------------------------------------- running a command
 def _entry(script:str):
@@ -790,12 +825,13 @@ def run_row(row:Row, fx:Fixtures, work:Path, subprocess_mode:bool) -> dict:
         r = run(row.args, row.hook)
         problems = check_result(r, row.code, names)
         if row.then:
-            if row.code == -9 and not any(_TEMP.search(p) for p in snapshot(w).keys() - before.keys()):
+            if row.code == -9 and not any(_TEMP.search(p) or p.endswith(".publishing") for p in snapshot(w).keys() - before.keys()):
                 problems.append("the killed command left no temporary file (the fault missed its moment)")
             r2 = run(row.then, tag="2")
             problems += [f"rerun: {p}" for p in check_result(r2, 0, ())]
             if r2.code != 0: problems.append(f"rerun: {_last_lines(r2)}")
         problems += compare(before, snapshot(w), row.keep)
+        problems += [f"{p}: missing at the end" for p in row.must if not (w/p).is_file()]
         if problems and r.code != row.code: problems.append(f"stderr: {_last_lines(r)}")
         return dict(status="fail" if problems else "pass", problems=problems)
     finally:

@@ -3,6 +3,8 @@ it on the real cases it never saw, and write it into neuroseg/models with its mo
 
     python tools/ship_models.py brats --ckpt runs/brats-all/checkpoints/last.pt --postprocess-from runs/brats-cv/postprocess.json
     python tools/ship_models.py synth --ckpt runs/brats-synth-wide-all/checkpoints/last.pt
+    python tools/ship_models.py brats --postprocess-from runs/brats-cv/postprocess-lesion.json   # a new decision only
+    python tools/ship_models.py synth                  # a new decision only, chosen again on synthetic brains
 
 - `brats` (trained on real cases): the postprocessing is chosen on the validation fold of configs/brats-real-split.json
   (fold 0: two real cases the model validated on but never trained on), or taken with --postprocess-from from the
@@ -13,7 +15,9 @@ it on the real cases it never saw, and write it into neuroseg/models with its mo
   synth_lookalikes, synth_wide_normal), so no real case informs any of its choices; it is scored on all 15 real cases.
 
 Everything runs through neuroseg's own commands (neuroseg_infer, neuroseg_postprocess, tools/score_real.py) and lands in
-runs/ship-<name>/; the checkpoint is written last, with its sha256, so an interrupted run ships nothing.
+runs/ship-<name>/; the checkpoint is written last, with its sha256, so an interrupted run ships nothing. Without --ckpt,
+the shipped weights stay as they are (not a byte of the 19 MB file changes, so the repository's history does not grow):
+the model is scored again with the new decision and the registry records it (`set_shipped_postprocess`).
 """
 import argparse, json, subprocess, sys
 from pathlib import Path
@@ -38,25 +42,26 @@ def run(*args):
 
 def trained_generator(ckpt:str) -> list:
     "neuroseg_synth's options for brains drawn as `ckpt`'s training run drew them (its config's data.synth_* settings)."
-    from neuroseg.checkpoint import load_checkpoint, config_from_checkpoint
-    d = config_from_checkpoint(load_checkpoint(ckpt)).data
+    from neuroseg.checkpoint import config_from_checkpoint
+    from neuroseg.pretrained import load_model_checkpoint
+    d = config_from_checkpoint(load_model_checkpoint(ckpt)).data
     return ["--tumour_mm", *d.synth_tumour_mm, "--lookalikes", d.synth_lookalikes, "--wide_normal", d.synth_wide_normal]
 
-def choose_postprocess(name:str, ckpt:str, data:Path, work:Path) -> Path:
-    "The decision file of `neuroseg_postprocess` on cases `ckpt` never trained on."
+def choose_postprocess(name:str, ckpt:str, data:Path, work:Path, criterion:str) -> Path:
+    "The decision file of `neuroseg_postprocess` (choosing by `criterion`) on cases `ckpt` never trained on."
     if name == "brats":
         b21 = data/"brats2021"
         run(BIN/"neuroseg_infer", "--ckpt", ckpt, "--input", b21, "--split", SPLIT, "--subset", "val", "--fold", "0",
             "--postprocess", "none", "--convention", "brats2021", "--out", work/"val-pred")
         run(BIN/"neuroseg_postprocess", "--pred", work/"val-pred", "--ref", b21, "--split", SPLIT, "--subset", "val", "--fold", "0",
-            "--convention", "brats2021", "--out", work/"postprocess.json")
+            "--convention", "brats2021", "--criterion", criterion, "--out", work/"postprocess.json")
     else:
         run(BIN/"neuroseg_synth", "--out", work/"synth-val", "--kind", "brain", "--n", "8", "--spacing", "1.5", "--seed", SYNTH_SEED,
             *trained_generator(ckpt))
         run(BIN/"neuroseg_infer", "--ckpt", ckpt, "--input", work/"synth-val"/"imagesTr", "--postprocess", "none", "--convention", "msd",
             "--out", work/"val-pred")
         run(BIN/"neuroseg_postprocess", "--pred", work/"val-pred", "--ref", work/"synth-val"/"labelsTr", "--convention", "msd",
-            "--out", work/"postprocess.json")
+            "--criterion", criterion, "--out", work/"postprocess.json")
     return work/"postprocess.json"
 
 def adopt_postprocess(path:str, work:Path) -> str:
@@ -74,14 +79,19 @@ CARDS = {
                               "non-held-out real BraTS 2018/2021 cases on a 2-core CPU (configs/brats-real.yaml, brats-finetune.yaml, "
                               "brats-long.yaml, then brats-all.yaml)",
                   data="steps 1-3 on 8 cases of configs/brats-real-split.json (folds 1-4, fold 0 validating), step 4 on all 10 "
-                       "(data.fold=-1); postprocessing chosen by neuroseg_cv on the out-of-fold predictions of the same 10 cases",
+                       "(data.fold=-1); postprocessing chosen on the out-of-fold predictions of a cross-validation of the same 10 "
+                       "cases (neuroseg_cv), by the BraTS 2023 lesion-wise Dice",
                   commands=["neuroseg_train --config brats-real data.root=<real>/brats2021 train.out_dir=runs/brats-real",
                             "neuroseg_train --config brats-finetune data.root=<real>/brats2021",
                             "neuroseg_train --config brats-long data.root=<real>/brats2021",
                             "neuroseg_train --config brats-all data.root=<real>/brats2021",
                             "neuroseg_cv --config brats-cv data.root=<real>/brats2021",
                             "python tools/ship_models.py brats --ckpt runs/brats-all/checkpoints/last.pt "
-                            "--postprocess-from runs/brats-cv/postprocess.json"],
+                            "--postprocess-from runs/brats-cv/postprocess.json",
+                            "neuroseg_cv --config brats-cv data.root=<real>/brats2021   (again, 2026-12-07: out-of-fold predictions)",
+                            "neuroseg_postprocess --pred runs/brats-cv/oof --ref <real>/brats2021 --criterion lesion "
+                            "--out runs/brats-cv/postprocess-lesion.json",
+                            "python tools/ship_models.py brats --postprocess-from runs/brats-cv/postprocess-lesion.json   (weights kept)"],
                   cases="heldout"),
     "synth": dict(description="UNet (MONAI, 5 levels 16-256, 2 residual units), sigmoid WT/TC/ET, 1.5 mm, 64^3 patches; trained on synthetic "
                               "brains only (03_synth: MNI152 anatomy, gliomas sized as real ones, tumour look-alikes, grey matter's contrast drawn "
@@ -89,41 +99,53 @@ CARDS = {
                               "never a real voxel",
                   data="3050 steps of fresh synthetic brains, 50 per epoch (configs/brats-synth.yaml, brats-synth-sized.yaml, "
                        "brats-synth-lookalikes.yaml, brats-synth-wide.yaml, brats-synth-wide-all.yaml); postprocessing chosen on 8 other "
-                       "synthetic brains, drawn with the generator settings of the last step",
+                       "synthetic brains, drawn with the generator settings of the last step, by the BraTS 2023 lesion-wise Dice",
                   commands=["neuroseg_train --config brats-synth train.out_dir=runs/brats-synth",
                             "neuroseg_train --config brats-synth-sized",
                             "neuroseg_train --config brats-synth-lookalikes",
                             "neuroseg_train --config brats-synth-wide",
                             "neuroseg_train --config brats-synth-wide-all",
-                            "python tools/ship_models.py synth --ckpt runs/brats-synth-wide-all/checkpoints/last.pt"],
+                            "python tools/ship_models.py synth --ckpt runs/brats-synth-wide-all/checkpoints/last.pt",
+                            "python tools/ship_models.py synth   (2026-12-07: the postprocessing chosen again by the lesion-wise Dice, weights kept)"],
                   cases="all")}
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", choices=list(CARDS))
-    ap.add_argument("--ckpt", required=True, help="the run's checkpoint")
+    ap.add_argument("--ckpt", help="the run's checkpoint (left out: keep the shipped weights, record a new --postprocess-from)")
     ap.add_argument("--postprocess-from", metavar="FILE", help="take the postprocessing decision from this file (neuroseg_cv's "
                     "postprocess.json, chosen on out-of-fold predictions) instead of choosing it here")
+    ap.add_argument("--criterion", choices=["dice", "lesion"], default="lesion", help="what the postprocessing chosen here must raise: "
+                    "the BraTS 2023 lesion-wise Dice (default, as BraTS ranks) or the voxel Dice")
     a = ap.parse_args(argv)
+    if not (a.ckpt or a.postprocess_from or a.name == "synth"):
+        ap.error("give --ckpt (a new model), --postprocess-from (a new decision), or both")
+    ckpt = a.ckpt or f"pretrained:{a.name}"
     if (data := find_real_data(quiet=True)) is None: sys.exit("ship_models: no real BraTS cases found (python tools/real_data.py --fetch)")
     work = ROOT/"runs"/f"ship-{a.name}"
     if work.exists(): sys.exit(f"ship_models: {work} exists; move it aside first")
     card = dict(CARDS[a.name])
     decision = json.loads(adopt_postprocess(a.postprocess_from, work) if a.postprocess_from else
-                          choose_postprocess(a.name, a.ckpt, data, work).read_text())
-    run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", a.ckpt, "--cases", card["cases"], "--postprocess", work/"postprocess.json",
+                          choose_postprocess(a.name, ckpt, data, work, a.criterion).read_text())
+    run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", ckpt, "--cases", card["cases"], "--postprocess", work/"postprocess.json",
         "--out", work/"score")
-    run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", a.ckpt, "--cases", card["cases"], "--postprocess", "none",
+    run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", ckpt, "--cases", card["cases"], "--postprocess", "none",
         "--out", work/"score-raw")
     scores = {k: json.loads((work/k/"scores.json").read_text()) for k in ("score", "score-raw")}
     card.update(held_out=held_out() if a.name == "brats" else "none: it never saw a real case", scored_on=sorted({r["case"] for r in scores["score"]["rows"]}),
                 postprocess_decision=dict(rules=decision["postprocess"], chosen_on=decision["cases"],
-                                          dice_before=decision["dice_before"], dice_after=decision["dice_after"],
+                                          criterion=decision.get("criterion", "dice"),
+                                          **{k: decision[k] for k in ("dice_before", "dice_after", "lesion_dice_before", "lesion_dice_after") if k in decision},
                                           chosen_by=decision.get("source", "tools/ship_models.py")),
                 mean=scores["score"]["mean"], mean_without_postprocessing=scores["score-raw"]["mean"],
                 one_case_cli_seconds=scores["score"]["one_case_cli_seconds"])
     card.pop("cases")
-    from neuroseg.pretrained import ship_checkpoint
+    from neuroseg.pretrained import ship_checkpoint, set_shipped_postprocess
+    if not a.ckpt:
+        entry = set_shipped_postprocess(a.name, decision["postprocess"], **card)
+        print(f"ship_models: pretrained:{a.name} keeps neuroseg/models/{entry['file']} (sha256 {entry['sha256'][:12]}...); "
+              "its registry entry records the new postprocessing and scores")
+        return
     entry = ship_checkpoint(a.ckpt, a.name, postprocess=decision["postprocess"], **card)
     print(f"ship_models: pretrained:{a.name} -> neuroseg/models/{entry['file']} ({entry['bytes'] / 2**20:.1f} MB, sha256 {entry['sha256'][:12]}...)")
 
