@@ -15,7 +15,7 @@ import torch
 from IPython.display import HTML
 from monai.data import Dataset
 from monai.metrics import compute_dice as monai_compute_dice, compute_hausdorff_distance
-from .core import atomic_path, config_from_dict, load_config, cpu_model, environment_info, get_device, seed_everything, write_json_atomic
+from .core import atomic_path, config_from_dict, load_config, cpu_model, device_label, slug, environment_info, get_device, seed_everything, write_json_atomic
 from .labels import REGIONS, labels_to_regions, convert_labels
 from .data import read_dataset, split_cases, split_for_config, grid_mismatch
 from .synth import write_msd_dataset
@@ -31,31 +31,17 @@ from .baseline import (ORIGINAL, original_network, original_optimizer, original_
                                original_epoch, original_preprocessing)
 
 # %% auto #0
-__all__ = ['ENGINE_NAMES', 'ENGINE_VARIANTS', 'SCALING_SHAPES', 'MSD_TRAINING_CASES', 'NETWORK_SETTINGS', 'STARTUP_CASES', 'slug',
-           'device_label', 'hardware_line', 'meets', 'bench_row', 'run_measured', 'check_run', 'run_python',
-           'bench_dataset', 'bench_config', 'with_settings', 'training_cases', 'train_summary', 'train_weights',
-           'inputs_table', 'infer_commands', 'infer_outputs', 'grid_check', 'outputs_dice', 'run_inference',
-           'inference_rows', 'compare_inference', 'network_seconds', 'engine_command', 'variant_name',
-           'compare_engines', 'rescaled_case', 'compare_scaling', 'cache_rows', 'network_step_seconds',
-           'compare_networks', 'loop_speed', 'gpu_memory', 'median_seconds', 'ours_training_speed',
-           'baseline_training_speed', 'compare_training', 'compare_floor', 'synthetic_batch', 'compute_floor',
-           'precision_rows', 'monai_metrics', 'metric_agreement', 'compare_metrics', 'official_evaluator',
-           'official_lesion_wise', 'lesion_pairs', 'lesion_agreement', 'compare_lesion_wise', 'item_seconds',
-           'compare_preprocessing', 'raw_exam', 'compare_raw_path', 'startup_commands', 'compare_startup',
-           'bench_environment', 'targets_summary', 'write_results', 'results_table', 'targets_table']
-
-# %% ../nbs/91_bench.ipynb #991305db
-def slug(text:str) -> str:
-    "A file-name form of a hardware name: lower case, trademarks and clock speed dropped, other characters as dashes."
-    text = re.sub(r"\((R|TM)\)|\bCPU\b|@.*$", "", text, flags=re.I)
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-# %% ../nbs/91_bench.ipynb #72b7454f
-def device_label(device:str="cpu", # cpu, cuda or cuda:N
-                ) -> str:
-    "The benchmark's name for a device, `cpu-<model>` or `cuda-<gpu>`: it names `reports/bench/<label>.json`."
-    dev = get_device(device)
-    return f"cuda-{slug(torch.cuda.get_device_name(dev))}" if dev.type == "cuda" else f"cpu-{slug(cpu_model())}"
+__all__ = ['ENGINE_NAMES', 'ENGINE_VARIANTS', 'SCALING_SHAPES', 'MSD_TRAINING_CASES', 'NETWORK_SETTINGS', 'STARTUP_CASES',
+           'hardware_line', 'meets', 'bench_row', 'run_measured', 'check_run', 'run_python', 'bench_dataset',
+           'bench_config', 'with_settings', 'training_cases', 'train_summary', 'train_weights', 'inputs_table',
+           'infer_commands', 'infer_outputs', 'grid_check', 'outputs_dice', 'run_inference', 'inference_rows',
+           'compare_inference', 'network_seconds', 'engine_command', 'variant_name', 'compare_engines', 'rescaled_case',
+           'compare_scaling', 'cache_rows', 'network_step_seconds', 'compare_networks', 'loop_speed', 'gpu_memory',
+           'median_seconds', 'ours_training_speed', 'baseline_training_speed', 'compare_training', 'compare_floor',
+           'synthetic_batch', 'compute_floor', 'precision_rows', 'monai_metrics', 'metric_agreement', 'compare_metrics',
+           'official_evaluator', 'official_lesion_wise', 'lesion_pairs', 'lesion_agreement', 'compare_lesion_wise',
+           'item_seconds', 'compare_preprocessing', 'raw_exam', 'compare_raw_path', 'startup_commands',
+           'compare_startup', 'bench_environment', 'targets_summary', 'write_results', 'results_table', 'targets_table']
 
 # %% ../nbs/91_bench.ipynb #661548b5
 def hardware_line(device:str="cpu",

@@ -15,13 +15,13 @@ from tqdm import tqdm
 from .cli import underscore_option   # the light parser of the console scripts (00_cli) shares it
 
 # %% auto #0
-__all__ = ['ENGINES', 'PRECISIONS', 'NeurosegError', 'user_error', 'cli_errors', 'command_parser', 'console_script', 'exit_now',
-           'LineProgress', 'progress_bar', 'fsync_path', 'atomic_path', 'write_text_atomic', 'write_json_atomic',
-           'atomic_dir', 'OutputError', 'check_writable', 'remove_stale_temps', 'publication_journal',
-           'finish_publication', 'write_all', 'folder_lock', 'DataConfig', 'ModelConfig', 'TrainConfig', 'InferConfig',
-           'TrackingConfig', 'Config', 'parse_overrides', 'config_from_dict', 'load_config', 'project_root',
-           'packaged_dir', 'find_config', 'real_data_dir', 'seed_everything', 'get_device', 'environment_info',
-           'cpu_model', 'machine_record']
+__all__ = ['ENGINES', 'PRECISIONS', 'MSD_CHANNELS', 'NeurosegError', 'user_error', 'cli_errors', 'command_parser',
+           'console_script', 'exit_now', 'LineProgress', 'progress_bar', 'fsync_path', 'atomic_path',
+           'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError', 'check_writable',
+           'remove_stale_temps', 'publication_journal', 'finish_publication', 'write_all', 'folder_lock', 'DataConfig',
+           'ModelConfig', 'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides',
+           'config_from_dict', 'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_dir',
+           'seed_everything', 'get_device', 'environment_info', 'cpu_model', 'slug', 'device_label', 'machine_record']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -325,6 +325,7 @@ def folder_lock(folder:str|Path, # the run or output folder (need not exist yet)
 # %% ../nbs/00_core.ipynb #924c6b9b
 ENGINES = ("torch", "onnxruntime", "openvino")   # infer.engine: what runs the network (05d_export); the last two on the CPU
 PRECISIONS = ("auto", "fp32", "bf16")   # infer.precision (07_infer)
+MSD_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")   # the channel order of every image neuroseg reads and writes: MSD Task01's
 
 def _opt(default, choices=None, help=""):
     "A config field with a default, optional allowed values and a help line."
@@ -342,7 +343,7 @@ class DataConfig:
     synth_lookalikes: float = _opt(0.0, help="probability that a synthetic brain gets tumour look-alikes labelled background: enhancing vessels and dura, dark rims (03_synth)")
     synth_wide_normal: float = _opt(0.0, help="probability that a synthetic brain's grey matter gets a contrast to white matter drawn from a wide range, cortex up to edema's brightness on FLAIR (03_synth)")
     convention: str = _opt("auto", ["msd", "brats2021", "brats2023", "auto"], "label convention of the label files")
-    modalities: list = _opt(["FLAIR", "T1w", "T1gd", "T2w"], help="input channels, in this order")
+    modalities: list = _opt(MSD_CHANNELS, help="input channels, in this order")
     spacing_mm: list = _opt([1.0, 1.0, 1.0], help="target voxel spacing in mm (RAS order)")
     roi_size: list = _opt([96, 96, 96], help="training patch and sliding-window size, in voxels")
     num_samples: int = _opt(2, help="random patches drawn per volume per iteration")
@@ -626,6 +627,19 @@ def cpu_model() -> str:
             if line.startswith("model name"): return line.split(":", 1)[1].strip()
     except OSError: pass
     return platform.processor() or platform.machine()
+
+# %% ../nbs/00_core.ipynb #991305db
+def slug(text:str) -> str:
+    "A file-name form of a hardware name: lower case, trademarks and clock speed dropped, other characters as dashes."
+    text = re.sub(r"\((R|TM)\)|\bCPU\b|@.*$", "", text, flags=re.I)
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+# %% ../nbs/00_core.ipynb #72b7454f
+def device_label(device:str="cpu", # cpu, cuda or cuda:N
+                ) -> str:
+    "The benchmark's name for a device, `cpu-<model>` or `cuda-<gpu>`: it names `reports/bench/<label>.json`."
+    dev = get_device(device)
+    return f"cuda-{slug(torch.cuda.get_device_name(dev))}" if dev.type == "cuda" else f"cpu-{slug(cpu_model())}"
 
 # %% ../nbs/00_core.ipynb #9f2ec1dc
 def machine_record() -> dict:

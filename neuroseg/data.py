@@ -9,11 +9,11 @@ from collections import Counter
 from pathlib import Path
 import numpy as np
 import nibabel as nib
-from .core import NeurosegError, Config, write_json_atomic, find_config
+from .core import MSD_CHANNELS, NeurosegError, Config, write_json_atomic, find_config
 from .labels import detect_convention, check_labels, get_convention
 
 # %% auto #0
-__all__ = ['REAL_KINDS', 'NAME_MAX_BYTES', 'MSD_MODALITIES', 'BRATS_STYLES', 'ALL_FOLDS', 'SUBSETS', 'open_nifti',
+__all__ = ['REAL_KINDS', 'NAME_MAX_BYTES', 'MSD_MODALITY', 'BRATS_STYLES', 'ALL_FOLDS', 'SUBSETS', 'open_nifti', 'fmt_shape',
            'grid_mismatch', 'written_names', 'check_path_names', 'raise_problems', 'modality_problems', 'nifti_stem',
            'msd_case_problems', 'read_dataset_json', 'read_msd', 'read_label_map', 'validate_dataset',
            'match_brats_suffix', 'brats_grid_problems', 'read_brats', 'read_dataset', 'case_ids_hash', 'make_split',
@@ -35,14 +35,16 @@ def open_nifti(path:str|Path, # a .nii or .nii.gz file
     return image
 
 # %% ../nbs/02_data.ipynb #989fd859
-def _fmt_shape(shape) -> str: return "x".join(str(int(s)) for s in shape)
+def fmt_shape(shape) -> str:
+    "A shape as messages write it: 240x240x155."
+    return "x".join(str(int(s)) for s in shape)
 
 def grid_mismatch(a:nib.Nifti1Image, # reference image
                   b:nib.Nifti1Image, # image that should share its voxel grid
                   atol:float=1e-3, # tolerance on the affines, in mm
                  ) -> str:
     "Why `b` is not on `a`'s voxel grid (spatial shape and affine), or `''` when it is."
-    if a.shape[:3] != b.shape[:3]: return f"shape {_fmt_shape(b.shape[:3])} vs {_fmt_shape(a.shape[:3])}"
+    if a.shape[:3] != b.shape[:3]: return f"shape {fmt_shape(b.shape[:3])} vs {fmt_shape(a.shape[:3])}"
     diff = float(np.abs(a.affine - b.affine).max())
     return f"affine differs by up to {diff:.3g} mm" if diff > atol else ""
 
@@ -77,16 +79,16 @@ def raise_problems(source:str|Path, # what was checked, e.g. the dataset.json pa
     raise NeurosegError(f"{source}: {len(problems)} problem(s): " + "; ".join(problems[:limit]) + more)
 
 # %% ../nbs/02_data.ipynb #a6736511
-MSD_MODALITIES = ("FLAIR", "T1w", "t1gd", "T2w")
+MSD_MODALITY = {str(i): "t1gd" if name == "T1gd" else name for i, name in enumerate(MSD_CHANNELS)}   # dataset.json's entry, as MSD writes it
 
 def modality_problems(modality:dict, # dataset.json's `modality`, e.g. {"0": "FLAIR", ...}
                      ) -> list[str]:
     "Problems with an MSD `modality` entry: it must name FLAIR, T1w, t1gd, T2w in that order (any case)."
     found = {str(k): str(v) for k, v in (modality or {}).items()}
-    if len(found) != len(MSD_MODALITIES):
-        return [f"modality lists {len(found)} channels {list(found.values())}, expected 4: {', '.join(MSD_MODALITIES)}"]
-    return [f"modality {i} is {found.get(str(i))!r}, expected {name!r} (order {', '.join(MSD_MODALITIES)})"
-            for i, name in enumerate(MSD_MODALITIES) if found.get(str(i), "").lower() != name.lower()]
+    if len(found) != len(MSD_MODALITY):
+        return [f"modality lists {len(found)} channels {list(found.values())}, expected 4: {', '.join(MSD_MODALITY.values())}"]
+    return [f"modality {i} is {found.get(str(i))!r}, expected {name!r} (order {', '.join(MSD_MODALITY.values())})"
+            for i, name in enumerate(MSD_MODALITY.values()) if found.get(str(i), "").lower() != name.lower()]
 
 # %% ../nbs/02_data.ipynb #8833b836
 def nifti_stem(path:str|Path) -> str|None:
@@ -104,7 +106,7 @@ def _msd_label_problems(cid:str, image:nib.Nifti1Image, label_path:str) -> list[
     "Header problems of an MSD label: exists, is 3D, shares the image's grid."
     try: label = open_nifti(label_path)
     except NeurosegError as e: return [f"{cid}: {e}"]
-    if label.ndim != 3: return [f"{cid}: {label_path}: {label.ndim}D label of shape {_fmt_shape(label.shape)}, expected 3D"]
+    if label.ndim != 3: return [f"{cid}: {label_path}: {label.ndim}D label of shape {fmt_shape(label.shape)}, expected 3D"]
     why = grid_mismatch(image, label)
     return [f"{cid}: {label_path}: not on the image's voxel grid ({why})"] if why else []
 
@@ -115,8 +117,8 @@ def msd_case_problems(case:dict, # a case dict from `read_msd`
     try: image = open_nifti(path)
     except NeurosegError as e: return [f"{cid}: {e}"]
     if image.ndim != 4:
-        return [f"{cid}: {path}: {image.ndim}D image of shape {_fmt_shape(image.shape)}, expected 4D (x, y, z, 4 modalities)"]
-    problems = [] if image.shape[3] == 4 else [f"{cid}: {path}: {image.shape[3]} modalities, expected 4 ({', '.join(MSD_MODALITIES)})"]
+        return [f"{cid}: {path}: {image.ndim}D image of shape {fmt_shape(image.shape)}, expected 4D (x, y, z, 4 modalities)"]
+    problems = [] if image.shape[3] == 4 else [f"{cid}: {path}: {image.shape[3]} modalities, expected 4 ({', '.join(MSD_MODALITY.values())})"]
     return problems + (_msd_label_problems(cid, image, case["label"]) if case["label"] else [])
 
 # %% ../nbs/02_data.ipynb #25635d39
@@ -152,10 +154,10 @@ def read_msd(root:str|Path, # MSD task folder, e.g. data/Task01_BrainTumour
 
 # %% ../nbs/02_data.ipynb #147d2b73
 def read_label_map(path:str|Path) -> np.ndarray:
-    "The voxels of a label map in their stored integer type; a truncated or corrupt file raises `NeurosegError`."
+    "The voxels of a NIfTI file (a label map, or an image) in their stored type; a truncated or corrupt file raises `NeurosegError`."
     image = open_nifti(path)
     try: return np.asanyarray(image.dataobj)
-    except Exception as e: raise NeurosegError(f"{path}: cannot read the voxels ({type(e).__name__}: {e}); re-download the case")
+    except Exception as e: raise NeurosegError(f"{path}: cannot read the voxels ({type(e).__name__}: {e}); a truncated or damaged file")
 
 # %% ../nbs/02_data.ipynb #2a1d359c
 def validate_dataset(cases:list[dict], # case dicts from a reader
@@ -208,7 +210,7 @@ def brats_grid_problems(case:dict, # a case dict with `image` a list of 4 files
     paths = [*case["image"], *([case["label"]] if case.get("label") else [])]
     try: headers = [open_nifti(p) for p in paths]
     except NeurosegError as e: return [f"{case['id']}: {e}"]
-    problems = [f"{case['id']}: {p}: {h.ndim}D of shape {_fmt_shape(h.shape)}, expected a 3D volume"
+    problems = [f"{case['id']}: {p}: {h.ndim}D of shape {fmt_shape(h.shape)}, expected a 3D volume"
                 for p, h in zip(paths, headers) if h.ndim != 3]
     return problems + [f"{case['id']}: {p} is not on the voxel grid of {Path(paths[0]).name} ({why})"
                        for p, h in zip(paths[1:], headers[1:]) if (why := grid_mismatch(headers[0], h))]

@@ -19,10 +19,10 @@ from fastcore.script import Param, store_true
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged, EnsureChannelFirstd
 from monai.utils import convert_to_tensor
-from .core import ENGINES, PRECISIONS, NeurosegError, Config, cli_errors, console_script, config_from_dict, get_device, user_error
+from .core import ENGINES, PRECISIONS, MSD_CHANNELS, NeurosegError, Config, cli_errors, console_script, config_from_dict, get_device, user_error
 from .labels import REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels, label_table_paths, label_table_writers
-from .data import open_nifti, grid_mismatch, check_path_names, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
-from .transforms import MSD_CHANNELS, deterministic_transforms
+from .data import open_nifti, grid_mismatch, fmt_shape, check_path_names, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
+from .transforms import deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .export import load_onnx, engine_network, engine_precision
@@ -89,18 +89,16 @@ def _modality_problem(paths:list, images:list, channels:int) -> str|None:
     "Why modality files are not `channels` 3D volumes on one voxel grid (None when they are)."
     if len(paths) != channels: return f"{paths[0]}: {len(paths)} modality files, expected {channels} ({', '.join(MSD_CHANNELS)})"
     for path, image in zip(paths, images):
-        if image.ndim != 3: return f"{path}: {image.ndim}D image of shape {_fmt(image.shape)}, expected a 3D volume"
+        if image.ndim != 3: return f"{path}: {image.ndim}D image of shape {fmt_shape(image.shape)}, expected a 3D volume"
     for path, image in zip(paths[1:], images[1:]):
         if (why := grid_mismatch(images[0], image)): return f"{path}: not on the voxel grid of {paths[0]} ({why})"
 
 def _4d_problem(path:str, image:nib.Nifti1Image, channels:int) -> str|None:
     "Why a single input file is not a 4D image with `channels` modalities (None when it is)."
     if image.ndim != 4:
-        return (f"{path}: {image.ndim}D image of shape {_fmt(image.shape)}, expected 4D (x, y, z, {channels} modalities "
+        return (f"{path}: {image.ndim}D image of shape {fmt_shape(image.shape)}, expected 4D (x, y, z, {channels} modalities "
                 f"{', '.join(MSD_CHANNELS)}); give a 4D MSD image or the four modality files")
     if image.shape[3] != channels: return f"{path}: {image.shape[3]} channels, expected {channels} ({', '.join(MSD_CHANNELS)})"
-
-def _fmt(shape) -> str: return "x".join(str(int(s)) for s in shape)
 
 # %% ../nbs/07_infer.ipynb #d5d575f0
 def input_paths(case:dict) -> list[str]:

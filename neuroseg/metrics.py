@@ -16,7 +16,7 @@ from fastcore.script import Param
 from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, fsync_path,
                            check_writable, remove_stale_temps, write_all)
 from .labels import REGIONS, labels_to_regions, get_convention, check_labels
-from .data import SUBSETS, split_subset_ids, check_path_names, open_nifti, grid_mismatch, nifti_stem, match_brats_suffix
+from .data import SUBSETS, split_subset_ids, check_path_names, read_label_map, open_nifti, grid_mismatch, nifti_stem, match_brats_suffix
 
 # %% auto #0
 __all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRICS', 'PANOPTIC_QUALITY', 'LESION_MATCH_MIN_DICE',
@@ -484,9 +484,7 @@ class LabelMap:
 # %% ../nbs/05_metrics.ipynb #5607aa84
 def load_label_map(path:str|Path) -> LabelMap:
     "Read an integer label map and its spacing and affine from a NIfTI file."
-    img = open_nifti(path)
-    try: data = np.asarray(img.dataobj)
-    except Exception as e: raise NeurosegError(f"{path}: cannot read the voxels ({type(e).__name__}: {e})")
+    img, data = open_nifti(path), np.asarray(read_label_map(path))   # 02_data's reader: its checks and its message
     if data.ndim != 3: raise NeurosegError(f"{path}: expected a 3D label map, got shape {data.shape}")
     if not np.issubdtype(data.dtype, np.integer):
         if not np.all(np.mod(data, 1) == 0): raise NeurosegError(f"{path}: label map has non-integer values")

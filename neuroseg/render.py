@@ -95,7 +95,7 @@ def report_page_name(report:str, # train, evaluate, data or bench
                     ) -> str:
     "The report's file name without suffix: the report's name, or for the benchmark the device's label (one page per machine)."
     if report != "bench": return report
-    from neuroseg.bench import device_label   # imports torch: only the benchmark needs it
+    from neuroseg.core import device_label
     return device_label(parameters.get("device", template_parameters(template_path(report))["device"][1]))
 
 # %% ../nbs/09a_render.ipynb #4ea812f1

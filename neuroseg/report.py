@@ -11,10 +11,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from IPython.display import HTML
 from . import __version__
-from .core import Config, NeurosegError, load_config, find_config, environment_info
+from .core import MSD_CHANNELS, Config, NeurosegError, load_config, find_config, environment_info
 from .labels import REGIONS, REGION_COLOURS, labels_to_regions
 from .data import read_dataset, read_brats, split_cases, open_nifti
-from .synth import MODALITIES
 from .plan import dataset_fingerprint, plan_config
 from .checkpoint import load_checkpoint, config_from_checkpoint
 from .pretrained import is_model_name
@@ -582,7 +581,7 @@ def case_modality(cr:CaseReport, index:int) -> tuple[np.ndarray, np.ndarray]:
 def case_planes(cr:CaseReport) -> HTML:
     "The prediction (and the reference) over each modality, three planes each."
     parts = []
-    for i, name in enumerate(MODALITIES):
+    for i, name in enumerate(MSD_CHANNELS):
         image, affine = case_modality(cr, i)
         fig = plot_multiplanar(image, affine, cr.case["label"], cr.pred, convention=cr.convention)
         parts.append(f"<h3>{html.escape(name)}</h3>" + figure_html(fig))
@@ -661,13 +660,13 @@ def class_names(fp:dict) -> dict:
     return {"brain": "normal brain", **{k: f"{k} {v}" for k, v in fp["summary"]["label_names"].items()}}
 
 # %% ../nbs/09_report.ipynb #bb321e7f
-def intensity_rows(fp:dict, modalities:tuple=MODALITIES) -> list:
+def intensity_rows(fp:dict, modalities:tuple=MSD_CHANNELS) -> list:
     "Per class, the median over cases of its mean z-scored intensity per modality (brain mean 0, SD 1)."
     s = fp["summary"]
     return [dict({"class": name}, **{m: s["class_z"][i][k]["median"] for i, m in enumerate(modalities)}) for k, name in class_names(fp).items()]
 
 # %% ../nbs/09_report.ipynb #7655f2d1
-def plot_intensity_histograms(fp:dict, modalities:tuple=MODALITIES) -> Figure:
+def plot_intensity_histograms(fp:dict, modalities:tuple=MSD_CHANNELS) -> Figure:
     "Per modality, the density of z-scored intensities of each class over all cases."
     bins, names = np.array(fp["hist_bins"]), class_names(fp)
     colours = {"brain": "#7f7f7f", **dict(zip(fp["summary"]["label_names"], ("#e69f00", "#56b4e9", "#d55e00")))}

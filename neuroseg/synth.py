@@ -12,38 +12,34 @@ import scipy.stats
 import torch
 from scipy import ndimage
 from fastcore.script import Param
-from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, write_json_atomic,
+from .core import (MSD_CHANNELS, NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, write_json_atomic,
                            real_data_dir, check_writable)
-from .data import read_dataset, validate_dataset, read_brats
+from .data import MSD_MODALITY, read_dataset, validate_dataset, read_brats
 from .labels import convert_labels
 
 # %% auto #0
-__all__ = ['MODALITIES', 'MSD_MODALITY', 'MSD_LABELS', 'TUMOUR_CLASSES', 'REAL_CASE', 'REAL_FILES', 'BRATS2021_TO_MSD',
-           'REAL_CONTRASTS', 'T1GD_ENHANCEMENT', 'TISSUE_CONTRASTS', 'BACKGROUND', 'CSF', 'GM', 'WM', 'SKULL', 'SCALP',
-           'BRAIN_FRACTION', 'TEXTURE', 'HEAD_CONTRASTS', 'LABEL_COLOURS', 'MNI_FILES', 'TEMPLATE_MARGIN',
-           'GLIOMA_RADIUS_MM', 'CONTRAST_ROWS', 'REAL_SETS', 'BRATS_CONTRASTS', 'BRATS_CONTRAST_SPREAD',
-           'GENERATOR_CONTRASTS', 'NORMAL_FRACTIONS', 'WIDE_GM_WM', 'BRATS_SHAPE', 'KINDS', 'load_real_case',
-           'relative_contrasts', 'format_contrasts', 'synth_contrasts', 'tissue_contrasts', 'grid_mm', 'smooth_field',
-           'ellipsoid_radius', 'synth_tissue', 'synth_tumour', 'class_means', 'synth_intensities', 'ras_affine',
-           'reorient', 'synth_case', 'tumour_slice', 'plot_cases', 'mni_dir', 'mni_template', 'template_at',
-           'template_half_extent_mm', 'brain_extent_mm', 'brain_pose', 'template_to_case', 'coarse_field',
-           'crop_coords', 'box_around', 'glioma_plan', 'mass_effect', 'sample_template', 'tissue_probabilities',
-           'synth_glioma', 'tissue_classes', 'measure_contrasts', 'load_labelled_case', 'measure_real_contrasts',
-           'summarise_contrasts', 'brain_class_means', 'synth_lookalikes', 'widen_normal_contrasts',
-           'synth_brain_intensities', 'brats_shape', 'synth_brain_case', 'calibrate_contrasts', 'case_name',
-           'case_plan', 'case_rng', 'msd_dataset_json', 'to_nifti', 'save_case', 'brain_options', 'write_msd_dataset',
-           'check_dataset', 'neuroseg_synth', 'preview_dataset']
+__all__ = ['MSD_LABELS', 'TUMOUR_CLASSES', 'REAL_CASE', 'REAL_FILES', 'REAL_CONTRASTS', 'T1GD_ENHANCEMENT', 'TISSUE_CONTRASTS',
+           'BACKGROUND', 'CSF', 'GM', 'WM', 'SKULL', 'SCALP', 'BRAIN_FRACTION', 'TEXTURE', 'HEAD_CONTRASTS',
+           'LABEL_COLOURS', 'MNI_FILES', 'TEMPLATE_MARGIN', 'GLIOMA_RADIUS_MM', 'CONTRAST_ROWS', 'REAL_SETS',
+           'BRATS_CONTRASTS', 'BRATS_CONTRAST_SPREAD', 'GENERATOR_CONTRASTS', 'NORMAL_FRACTIONS', 'WIDE_GM_WM',
+           'BRATS_SHAPE', 'KINDS', 'load_real_case', 'relative_contrasts', 'format_contrasts', 'synth_contrasts',
+           'tissue_contrasts', 'grid_mm', 'smooth_field', 'ellipsoid_radius', 'synth_tissue', 'synth_tumour',
+           'class_means', 'synth_intensities', 'ras_affine', 'reorient', 'synth_case', 'tumour_slice', 'plot_cases',
+           'mni_dir', 'mni_template', 'template_at', 'template_half_extent_mm', 'brain_extent_mm', 'brain_pose',
+           'template_to_case', 'coarse_field', 'crop_coords', 'box_around', 'glioma_plan', 'mass_effect',
+           'sample_template', 'tissue_probabilities', 'synth_glioma', 'tissue_classes', 'measure_contrasts',
+           'load_labelled_case', 'measure_real_contrasts', 'summarise_contrasts', 'brain_class_means',
+           'synth_lookalikes', 'widen_normal_contrasts', 'synth_brain_intensities', 'brats_shape', 'synth_brain_case',
+           'calibrate_contrasts', 'case_name', 'case_plan', 'case_rng', 'msd_dataset_json', 'to_nifti', 'save_case',
+           'brain_options', 'write_msd_dataset', 'check_dataset', 'neuroseg_synth', 'preview_dataset']
 
 # %% ../nbs/03_synth.ipynb #d46af812
-MODALITIES = ("FLAIR", "T1w", "T1gd", "T2w")   # channel order of the 4D images
-MSD_MODALITY = {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
 MSD_LABELS = {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}
 TUMOUR_CLASSES = ("edema", "non-enhancing", "enhancing")   # MSD labels 1, 2, 3
 
 # %% ../nbs/03_synth.ipynb #fc7e4e3e
 REAL_CASE = "TCGA-DU-7294"
 REAL_FILES = ("flair", "t1", "t1c", "t2")   # the real case's files, in MSD channel order
-BRATS2021_TO_MSD = np.array([0, 2, 1, 0, 3], np.uint8)   # BraTS 1 NCR/NET -> 2, 2 edema -> 1, 4 ET -> 3
 
 def _most_enhancing_seg(seg_dir:Path) -> Path:
     "The segmentation file with the most enhancing-tumour (label 4) voxels."
@@ -55,7 +51,8 @@ def load_real_case(case_dir:str|Path|None=None, # default: `real_data_dir()/TCGA
     "The real case as (X, Y, Z, 4) float32 in MSD channel order, an MSD label map, and the file that gave its ET."
     case = Path(case_dir or real_data_dir()/REAL_CASE)
     image = np.stack([np.asarray(nib.load(case/f"{m}.nii.gz").dataobj, np.float32) for m in REAL_FILES], -1)
-    label = BRATS2021_TO_MSD[np.asarray(nib.load(case/"seg"/"fusion-mav.nii.gz").dataobj)]
+    fusion = case/"seg"/"fusion-mav.nii.gz"
+    label = convert_labels(np.asarray(nib.load(fusion).dataobj).astype(np.uint8), "brats2021", "msd", str(fusion))
     et_file = _most_enhancing_seg(case/"seg")
     label[np.asarray(nib.load(et_file).dataobj) == 4] = 3
     return image, label, et_file.name
@@ -77,7 +74,7 @@ def format_contrasts(table:np.ndarray, # (rows, 4): classes x modalities
                     ) -> str:
     "A contrast table as aligned text: rows (default edema, non-enhancing, enhancing); columns the four modalities."
     lines = [title] if title else []
-    lines.append(f"{'':15}" + "".join(f"{m:>8}" for m in MODALITIES))
+    lines.append(f"{'':15}" + "".join(f"{m:>8}" for m in MSD_CHANNELS))
     lines += [f"{name:15}" + "".join(f"{v:8.2f}" for v in row) for name, row in zip(rows, table)]
     return "\n".join(lines)
 
@@ -93,7 +90,7 @@ def synth_contrasts(real:np.ndarray=REAL_CONTRASTS, # measured (3, 4) table
                    ) -> np.ndarray:
     "The synthetic tumour contrast table: the real case's, with a high-grade glioma's enhancement on T1gd."
     table = np.array(real, np.float64)
-    table[2, MODALITIES.index("T1gd")] = t1gd_enhancement
+    table[2, MSD_CHANNELS.index("T1gd")] = t1gd_enhancement
     return table
 
 # %% ../nbs/03_synth.ipynb #1f1b2107
@@ -315,7 +312,7 @@ def plot_cases(cases:list, # (title, image (X, Y, Z, 4), label (X, Y, Z), spacin
     fig = Figure(figsize=(12.5, 2.6 * len(cases) + 0.4), layout="constrained")
     axes = fig.subplots(len(cases), 5, squeeze=False)
     for row, case in zip(axes, cases): _plot_case(row, *case)
-    for ax, name in zip(axes[0], [*MODALITIES, "labels over FLAIR"]): ax.set_title(name)
+    for ax, name in zip(axes[0], [*MSD_CHANNELS, "labels over FLAIR"]): ax.set_title(name)
     fig.legend(handles=[Patch(color=c, label=n) for n, c in LABEL_COLOURS.values()], loc="outside lower center", ncol=3)
     return fig
 
@@ -548,7 +545,7 @@ def tissue_classes(image:np.ndarray, # (X, Y, Z, 4) in MSD channel order, 0 outs
     values = image[normal]
     low, high = np.percentile(values, [0.5, 99.5], axis=0)
     kept = np.all((values >= low) & (values <= high), 1)
-    ratio = np.log(values[:, MODALITIES.index("T1w")] / values[:, MODALITIES.index("T2w")])[:, None]
+    ratio = np.log(values[:, MSD_CHANNELS.index("T1w")] / values[:, MSD_CHANNELS.index("T2w")])[:, None]
     fit = ratio[kept][np.random.default_rng(seed).permutation(int(kept.sum()))[:n_fit]]
     mixture = GaussianMixture(3, random_state=seed, means_init=np.percentile(fit, [5, 40, 80])[:, None]).fit(fit)
     rank = np.argsort(np.argsort(mixture.means_[:, 0]))

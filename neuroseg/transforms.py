@@ -20,24 +20,21 @@ from monai.transforms import (Compose, Transform, MapTransform, LoadImaged, Ensu
                               RandScaleIntensityd, RandShiftIntensityd, RandAffined, RandGaussianNoised, RandGaussianSmoothd,
                               RandAdjustContrastd, RandSimulateLowResolutiond, RandBiasFieldd)
 import neuroseg
-from .core import NeurosegError, Config, atomic_path, get_device, progress_bar, write_json_atomic
+from .core import MSD_CHANNELS, NeurosegError, Config, atomic_path, get_device, progress_bar, write_json_atomic
 from .labels import get_convention, LabelsToRegionsd, LabelsToClassesd
 
 # %% auto #0
-__all__ = ['MSD_CHANNELS', 'CROP_MARGIN', 'CACHE_SAFE_GLOBALS', 'modality_indices', 'SelectChannels', 'SelectChannelsd',
-           'nonzero', 'Compactd', 'label_targets', 'deterministic_transforms', 'strong_augmentation',
-           'random_transforms', 'train_transforms', 'val_transforms', 'CheckVoxelsd', 'preprocessing_settings',
-           'preprocessing_key', 'case_hash', 'cache_dir', 'cache_entry_problem', 'MetaPersistentDataset',
-           'loader_workers', 'preprocess_workers', 'MemoryCacheDataset', 'make_dataset', 'fill_disk_cache',
-           'make_loader']
+__all__ = ['CROP_MARGIN', 'CACHE_SAFE_GLOBALS', 'modality_indices', 'SelectChannels', 'SelectChannelsd', 'nonzero', 'Compactd',
+           'label_targets', 'deterministic_transforms', 'strong_augmentation', 'random_transforms', 'train_transforms',
+           'val_transforms', 'CheckVoxelsd', 'preprocessing_settings', 'preprocessing_key', 'case_hash', 'cache_dir',
+           'cache_entry_problem', 'MetaPersistentDataset', 'loader_workers', 'preprocess_workers', 'MemoryCacheDataset',
+           'make_dataset', 'fill_disk_cache', 'make_loader']
 
 # %% ../nbs/02b_transforms.ipynb #9a6b48c8
 warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
 logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
 
 # %% ../nbs/02b_transforms.ipynb #2cb10055
-MSD_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")  # channel order of every loaded image
-
 def modality_indices(modalities:list[str], # data.modalities, e.g. ["FLAIR", "T1gd"] (any case; t1gd = T1gd)
                     ) -> list[int]:
     "Indices of `modalities` among the loaded channels (MSD order)."

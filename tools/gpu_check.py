@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("gpu-check: no CUDA device here; run it on a machine with an NVIDIA GPU, or check the steps with --dry-run", file=sys.stderr)
         return 2
-    from neuroseg.bench import device_label
+    from neuroseg.core import device_label
     from neuroseg.core import write_json_atomic
     summary, out = dict(device=device_label("cuda"), started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), steps=[]), ROOT/"reports"/"bench"
     for name, cmd in commands:
