@@ -137,9 +137,11 @@ def load_scored_cases(pred:str|Path, # prediction file or folder
                       ref:str|Path, # reference file or folder
                       convention:str="auto", # of both sides, or auto (from the references' labels)
                       cases:list|None=None, # only these case ids
+                      only_predicted:bool=False, # the predicted cases only: references without a prediction are left out
                      ) -> list[ScoredCase]:
-    "The scored cases of a folder of predictions and their references; every case needs both."
+    "The scored cases of a folder of predictions and their references; every case needs both (a prediction, its reference)."
     pairs = pair_label_files(pred, ref, cases)
+    if only_predicted: pairs = [(c, p, r) for c, p, r in pairs if p is not None]
     if (missing := [c for c, p, r in pairs if not (p and r)]):
         raise NeurosegError(f"{pred}, {ref}: no prediction or no reference for case(s) {', '.join(missing)}")
     return scored_pairs(pairs, detect_label_convention([r for *_, r in pairs]) if convention == "auto" else convention)
@@ -163,6 +165,7 @@ def neuroseg_postprocess(pred:Param("predictions made with --postprocess none: a
                          fold:Param("validation fold of --split", int)=0,
                          overwrite:Param("replace an existing --out", store_true)=False,
                          min_cases:Param("fewer cases than this choose no rule", int)=MIN_CASES,
+                         only_predicted:Param("choose on the predicted cases only (e.g. a cross-validation's out-of-fold folder against the whole dataset)", store_true)=False,
                          criterion:Param("what a kept rule must raise: dice (voxel Dice, as nnU-Net chooses) or lesion (BraTS 2023 lesion-wise Dice, as BraTS ranks)", str, choices=list(CRITERIA))="dice",
                         ):
     "Choose postprocessing rules on predictions of cases the model never trained on; each rule is kept only where it raises the mean Dice (or the lesion-wise Dice)."
@@ -171,7 +174,7 @@ def neuroseg_postprocess(pred:Param("predictions made with --postprocess none: a
     check_pred_not_ref(pred, ref)   # a reference against itself: every rule looks useless
     if Path(out).exists() and not overwrite: raise NeurosegError(f"{out}: exists; choose another --out or pass --overwrite")
     check_writable(Path(out).parent)
-    decision = select_postprocess(load_scored_cases(pred, ref, convention, split_cases_to_score(split, subset, fold) if split else None),
+    decision = select_postprocess(load_scored_cases(pred, ref, convention, split_cases_to_score(split, subset, fold) if split else None, only_predicted),
                                   min_cases=min_cases, criterion=criterion)
     write_json_atomic(out, decision | dict(pred=str(pred), ref=str(ref), split=split and dict(file=str(split), subset=subset, fold=fold)))
     print(format_decision(decision))

@@ -21,6 +21,8 @@ from real_data import find_real_data
 BIN = Path(sys.executable).parent
 SPLIT = ROOT/"configs"/"brats-real-split.json"
 REGIONS = ("WT", "TC", "ET")
+LESION_MEANS = ("lesion_brats2023_dice", "lesion_brats2023_hd95", "lesion_pq_dsc")   # per case and region, averaged like the Dice
+LESION_COUNTS = ("lesion_brats2023_tp", "lesion_brats2023_fn", "lesion_brats2023_fp")   # summed over the cases
 
 def run(*args) -> float:
     "Run a neuroseg command; its wall time in seconds; stop on failure with its stderr."
@@ -39,17 +41,18 @@ def score(ckpt:str, data:Path, cases:str, out:Path, postprocess:str) -> dict:
     subset = ["--split", SPLIT, "--subset", "test"] if cases == "heldout" else []
     post = ["--postprocess", postprocess]
     t21 = run("neuroseg_infer", "--ckpt", ckpt, "--input", b21, *subset, *post, "--convention", "brats2021", "--out", out/"pred2021")
-    run("neuroseg_evaluate", "--pred", out/"pred2021", "--ref", b21, *subset, "--convention", "brats2021", "--out", out/"eval2021")
+    run("neuroseg_evaluate", "--pred", out/"pred2021", "--ref", b21, *subset, "--convention", "brats2021", "--lesion-wise", "--out", out/"eval2021")
     seconds = {}
     for case in sorted(p.name for p in b23.iterdir() if p.is_dir()):
         seconds[case] = run("neuroseg_infer", "--ckpt", ckpt, "--input", b23/case, "--convention", "brats2023", *post,
                             "--out", out/"pred2023"/f"{case}.nii.gz")
-    run("neuroseg_evaluate", "--pred", out/"pred2023", "--ref", b23, "--convention", "brats2023", "--out", out/"eval2023")
+    run("neuroseg_evaluate", "--pred", out/"pred2023", "--ref", b23, "--convention", "brats2023", "--lesion-wise", "--out", out/"eval2023")
     table = rows(out/"eval2021"/"metrics.csv") + rows(out/"eval2023"/"metrics.csv")
     n21 = len({r["case"] for r in table}) - len(seconds)
-    mean = {r: {k: float(np.mean([float(x[k]) for x in table if x["region"] == r])) for k in ("dice", "hd95", "ref_volume_ml", "pred_volume_ml")}
-            for r in REGIONS}
-    return dict(ckpt=ckpt, cases=cases, postprocess=postprocess, n_cases=n21 + len(seconds), rows=table, mean=mean,
+    mean = {r: {k: float(np.mean([float(x[k]) for x in table if x["region"] == r])) for k in ("dice", "hd95", "ref_volume_ml", "pred_volume_ml",
+                                                                                              *LESION_MEANS)} for r in REGIONS}
+    lesions = {r: {k: int(sum(float(x[k]) for x in table if x["region"] == r)) for k in LESION_COUNTS} for r in REGIONS}
+    return dict(ckpt=ckpt, cases=cases, postprocess=postprocess, n_cases=n21 + len(seconds), rows=table, mean=mean, lesion_counts=lesions,
                 batch_seconds_2021=t21, batch_cases_2021=n21, one_case_cli_seconds=seconds)
 
 def markdown(s:dict) -> str:
@@ -69,6 +72,21 @@ def markdown(s:dict) -> str:
                  + " | ".join(f"{m[r]['pred_volume_ml']:.1f}/{m[r]['ref_volume_ml']:.1f}" for r in REGIONS) + " |")
     return "\n".join(lines)
 
+def lesion_markdown(s:dict) -> str:
+    "Lesion by lesion, as BraTS has ranked since 2023: the challenge's lesion-wise Dice (added lesions) per case, then the means and counts."
+    lines = ["| case | " + " | ".join(f"{r} lesion Dice (FP)" for r in REGIONS) + " |", "|" + "---|" * 4]
+    by_case = {}
+    for r in s["rows"]: by_case.setdefault(r["case"], {})[r["region"]] = r
+    for case, regs in by_case.items():
+        lines.append(f"| {case} | " + " | ".join(f"{float(regs[r]['lesion_brats2023_dice']):.2f} ({int(float(regs[r]['lesion_brats2023_fp']))})"
+                                                  for r in REGIONS) + " |")
+    m, n = s["mean"], s["lesion_counts"]
+    lines.append("| **mean (FP in all)** | " + " | ".join(f"**{m[r]['lesion_brats2023_dice']:.3f}** ({n[r]['lesion_brats2023_fp']})" for r in REGIONS) + " |")
+    lines.append("\nlesion-wise HD95 (mm) " + ", ".join(f"{r} {m[r]['lesion_brats2023_hd95']:.1f}" for r in REGIONS)
+                 + "; pq_dsc " + ", ".join(f"{r} {m[r]['lesion_pq_dsc']:.3f}" for r in REGIONS)
+                 + "; lesions found / missed " + ", ".join(f"{r} {n[r]['lesion_brats2023_tp']}/{n[r]['lesion_brats2023_fn']}" for r in REGIONS))
+    return "\n".join(lines)
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ckpt", required=True, help="checkpoint file or pretrained:<name>")
@@ -82,6 +100,7 @@ def main(argv=None):
     s = score(a.ckpt, data, a.cases, out, a.postprocess)
     (out/"scores.json").write_text(json.dumps(s, indent=2) + "\n")
     print(markdown(s))
+    print("\n" + lesion_markdown(s))
     print(f"\n{s['n_cases']} cases; batch of {s['batch_cases_2021']} BraTS 2021 cases {s['batch_seconds_2021']:.1f} s; "
           + ", ".join(f"{c} alone {t:.1f} s" for c, t in s["one_case_cli_seconds"].items()) + f"; wrote {out/'scores.json'}")
 

@@ -89,7 +89,7 @@ CARDS = {
                             "python tools/ship_models.py brats --ckpt runs/brats-all/checkpoints/last.pt "
                             "--postprocess-from runs/brats-cv/postprocess.json",
                             "neuroseg_cv --config brats-cv data.root=<real>/brats2021   (again, 2026-12-07: out-of-fold predictions)",
-                            "neuroseg_postprocess --pred runs/brats-cv/oof --ref <real>/brats2021 --criterion lesion "
+                            "neuroseg_postprocess --pred runs/brats-cv/oof --ref <real>/brats2021 --only-predicted --criterion lesion "
                             "--out runs/brats-cv/postprocess-lesion.json",
                             "python tools/ship_models.py brats --postprocess-from runs/brats-cv/postprocess-lesion.json   (weights kept)"],
                   cases="heldout"),
