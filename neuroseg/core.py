@@ -20,8 +20,9 @@ __all__ = ['ENGINES', 'PRECISIONS', 'MSD_CHANNELS', 'NeurosegError', 'user_error
            'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError', 'check_writable',
            'remove_stale_temps', 'publication_journal', 'finish_publication', 'write_all', 'folder_lock', 'DataConfig',
            'ModelConfig', 'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides',
-           'config_from_dict', 'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_dir',
-           'seed_everything', 'get_device', 'environment_info', 'cpu_model', 'slug', 'device_label', 'machine_record']
+           'config_from_dict', 'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_cache',
+           'real_data_dir', 'seed_everything', 'get_device', 'environment_info', 'cpu_model', 'slug', 'device_label',
+           'machine_record']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -577,13 +578,13 @@ def find_config(name:str|Path, # a YAML file, or a config's name: `demo` finds .
     raise NeurosegError(f"{name}: config file not found (give a path, or the name of a shipped config: {shipped})")
 
 # %% ../nbs/00_core.ipynb #9d8e874e
-def real_data_dir() -> Path:
-    "Folder of the real MRI test cases: `$NEUROSEG_REAL_DATA`, else `../shared/data/real` beside a checkout, else the cache."
-    if os.environ.get("NEUROSEG_REAL_DATA"): return Path(os.environ["NEUROSEG_REAL_DATA"])
-    root = project_root()
-    shared = root.parent/"shared"/"data"/"real" if root else None
-    if shared and shared.is_dir(): return shared
+def real_data_cache() -> Path:
+    "Where `tools/real_data.py --fetch` puts the real MRI cases: `$XDG_CACHE_HOME/neuroseg/real-data` (`~/.cache` by default)."
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"neuroseg"/"real-data"
+
+def real_data_dir() -> Path:
+    "Folder of the real MRI cases: `$NEUROSEG_REAL_DATA`, else the cache; the tests' runner finds a copy and sets the variable."
+    return Path(os.environ["NEUROSEG_REAL_DATA"]) if os.environ.get("NEUROSEG_REAL_DATA") else real_data_cache()
 
 # %% ../nbs/00_core.ipynb #dba645d4
 def seed_everything(seed:int=0, # seed for python, numpy and torch (CPU and CUDA)

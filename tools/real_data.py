@@ -64,10 +64,11 @@ def write_manifest(folder:Path, manifest:Path|None=None):
 
 def candidates() -> list:
     "(folder, where it comes from) in the order they are tried."
+    from neuroseg.core import real_data_cache   # the cache the library itself reads; only this tool knows the shared copy
     out = []
     if os.environ.get("NEUROSEG_REAL_DATA"): out.append((Path(os.environ["NEUROSEG_REAL_DATA"]), "$NEUROSEG_REAL_DATA"))
     out.append((ROOT.parent/"shared"/"data"/"real", "the shared copy beside the checkout"))
-    out.append((Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"neuroseg"/"real-data", "the cache"))
+    out.append((real_data_cache(), "the cache"))
     return out
 
 def find_real_data(fetch:bool=False, quiet:bool=False) -> Path|None:
