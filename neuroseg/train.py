@@ -250,12 +250,6 @@ class StopOnSignal:
     def __exit__(self, *exc):
         for s, handler in self._old.items(): signal.signal(s, handler)
 
-# %% ../nbs/06_train.ipynb #b84ffab8
-def _test_signal_hook(step:int):
-    "Send this process the signal named in `NEUROSEG_TEST_SIGNAL_AT_STEP` (`K` or `K:SIGNAME`) after step K."
-    at, _, name = os.environ.get("NEUROSEG_TEST_SIGNAL_AT_STEP", "").partition(":")
-    if at and int(at) == step: os.kill(os.getpid(), getattr(signal, name or "SIGTERM"))
-
 # %% ../nbs/06_train.ipynb #61d49cc3
 class TrainingInterrupted(Exception):
     "Training stopped on a signal after saving a resumable checkpoint."
@@ -350,7 +344,6 @@ def _timed_step(run:Run, ts:TrainState, batches, meter:dict) -> tuple[dict, floa
     tick, lr = time.perf_counter(), ts.scheduler.get_last_lr()[0]
     batch = next(batches); got = time.perf_counter()
     loss = train_step(run, ts, batch)
-    _test_signal_hook(ts.step)
     loss, stop = sync_step(run, loss)
     return _count_step(meter, loss, len(batch["image"]), got - tick, time.perf_counter() - got, lr), loss, stop
 
