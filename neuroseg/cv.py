@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_cv.ipynb #545c44c7
 from __future__ import annotations
-import json, re, statistics, sys, time
+import dataclasses, hashlib, json, re, statistics, sys, time
 from pathlib import Path
 from fastcore.script import Param, store_true
 import neuroseg
@@ -19,7 +19,7 @@ from .postprocess import CRITERIA, scored_pairs, select_postprocess, format_deci
 
 # %% auto #0
 __all__ = ['CHECKPOINTS', 'fold_dir', 'fold_config', 'fold_status', 'cv_split', 'train_fold', 'predict_cases', 'score',
-           'region_means', 'cross_validate', 'format_cv', 'fold_numbers', 'neuroseg_cv']
+           'region_means', 'decision_key', 'cross_validate', 'format_cv', 'fold_numbers', 'neuroseg_cv']
 
 # %% ../nbs/07b_cv.ipynb #aab215de
 CHECKPOINTS = {"last": LAST, "best": BEST}   # which checkpoint of each fold predicts and joins the ensemble
@@ -104,12 +104,17 @@ def _fold_scores(pairs_by_fold:dict, convention:str) -> tuple[dict, dict]:
     per_fold = {k: region_means(score(p, convention)[1]) | {"cases": [c for c, *_ in p]} for k, p in pairs_by_fold.items()}
     return per_fold, region_means(score([x for p in pairs_by_fold.values() for x in p], convention)[1])
 
+def decision_key(post:Postprocess) -> str:
+    "A short name for a decision's rules, 8 hex digits of their sha256: the folder of the predictions made with them."
+    return hashlib.sha256(json.dumps(dataclasses.asdict(post), sort_keys=True).encode()).hexdigest()[:8]
+
 def _test_scores(cv_dir:Path, members:list, tests:list, convention:str, post:Postprocess, **kwargs) -> dict:
     "Every member, their mean, and the ensemble (raw and postprocessed) on the test cases."
     folds = {m: region_means(score(predict_cases(m, tests, cv_dir/"test"/Path(m).parent.parent.name, **kwargs), convention)[1]) for m in members}
     mean_fold = {r: {k: statistics.mean(f[r][k] for f in folds.values()) for k in ("dice", "hd95")} for r in REGIONS}
     ensemble = region_means(score(predict_cases(members, tests, cv_dir/"test"/"ensemble", **kwargs), convention)[1])
-    post_ens = region_means(score(predict_cases(members, tests, cv_dir/"test"/"ensemble-postprocessed", post, **kwargs), convention)[1])
+    post_dir = cv_dir/"test"/f"ensemble-postprocessed-{decision_key(post)}"   # a rerun that decides otherwise predicts anew
+    post_ens = region_means(score(predict_cases(members, tests, post_dir, post, **kwargs), convention)[1])
     return dict(cases=[c["id"] for c in tests], folds={Path(m).parent.parent.name: v for m, v in folds.items()}, mean_fold=mean_fold,
                 ensemble=ensemble, ensemble_postprocessed=post_ens)
 
