@@ -17,7 +17,7 @@ from .cli import underscore_option   # the light parser of the console scripts (
 # %% auto #0
 __all__ = ['ENGINES', 'PRECISIONS', 'MSD_CHANNELS', 'NeurosegError', 'user_error', 'cli_errors', 'command_parser',
            'console_script', 'exit_now', 'LineProgress', 'progress_bar', 'fsync_path', 'atomic_path',
-           'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError', 'check_writable',
+           'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError', 'check_writable', 'temp_name_pattern',
            'remove_stale_temps', 'publication_journal', 'finish_publication', 'write_all', 'folder_lock', 'DataConfig',
            'ModelConfig', 'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides',
            'config_from_dict', 'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_cache',
@@ -228,12 +228,16 @@ def check_writable(folder:str|Path, # where outputs will go; created later if mi
     return existing
 
 # %% ../nbs/00_core.ipynb #24a4154d
+def temp_name_pattern(name:str) -> re.Pattern:
+    "The names `atomic_path` gives the temporaries of a file (or folder) called `name`: `.<name>.<8 characters>.tmp<suffixes>`."
+    return re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp({re.escape(''.join(Path(name).suffixes))})?", re.DOTALL)
+
 def remove_stale_temps(path:str|Path, # a target of `core.atomic_path` (or `core.atomic_dir`)
                       ) -> list[Path]:
     "Delete the temporaries that an interrupted atomic write of `path` left beside it; return them."
     path = Path(path)
     if not path.parent.is_dir(): return []
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp({re.escape(''.join(path.suffixes))})?")
+    pattern = temp_name_pattern(path.name)
     stale = sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
     for p in stale: shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
     return stale
@@ -250,7 +254,7 @@ def _journal_entries(journal:Path) -> list:
     except (OSError, UnicodeDecodeError, ValueError) as e: raise NeurosegError(f"{journal}: unreadable publication journal ({e}); remove it") from None
     plain = lambda s: isinstance(s, str) and s not in ("", ".", "..") and "/" not in s and "\\" not in s
     if not (isinstance(entries, list) and all(isinstance(e, list) and len(e) == 2 and all(map(plain, e)) and
-                                              re.fullmatch(rf"\.{re.escape(e[0])}\.[a-z0-9_]{{8}}\.tmp.*", e[1], re.S) for e in entries)):
+                                              temp_name_pattern(e[0]).fullmatch(e[1]) for e in entries)):
         raise NeurosegError(f"{journal}: not a publication journal of neuroseg's (names of files beside it); remove it")
     return entries
 

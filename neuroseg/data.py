@@ -153,9 +153,11 @@ def read_msd(root:str|Path, # MSD task folder, e.g. data/Task01_BrainTumour
     return cases, detect_convention(labels, source=str(root/"dataset.json")) if labels else "msd"
 
 # %% ../nbs/02_data.ipynb #147d2b73
-def read_label_map(path:str|Path) -> np.ndarray:
+def read_label_map(path:str|Path, # a .nii or .nii.gz file
+                   image:nib.Nifti1Image|None=None, # the file already opened by `open_nifti` (None: open it here)
+                  ) -> np.ndarray:
     "The voxels of a NIfTI file (a label map, or an image) in their stored type; a truncated or corrupt file raises `NeurosegError`."
-    image = open_nifti(path)
+    image = open_nifti(path) if image is None else image
     try: return np.asanyarray(image.dataobj)
     except Exception as e: raise NeurosegError(f"{path}: cannot read the voxels ({type(e).__name__}: {e}); a truncated or damaged file")
 

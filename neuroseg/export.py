@@ -102,7 +102,7 @@ def export_checkpoint(ckpt:str|Path, # a checkpoint file, or pretrained:<name>
     if out.exists() and not overwrite: raise NeurosegError(f"{out}: exists; choose another --out or pass --overwrite")
     if out.resolve() == path.resolve(): raise NeurosegError(f"{out}: is the checkpoint itself; choose another --out")
     check_writable(out.parent)
-    state = load_model_checkpoint(ckpt)   # a shipped model with the postprocessing its registry records
+    state = load_model_checkpoint(ckpt, path=path)   # a shipped model with the postprocessing its registry records
     model, cfg, _ = model_from_checkpoint(state, "cpu", str(path))
     meta = export_metadata(state, ckpt, file_sha256(path))
     return (export_onnx if format == "onnx" else export_torchscript)(model.eval(), cfg, meta, out)

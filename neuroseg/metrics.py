@@ -484,7 +484,8 @@ class LabelMap:
 # %% ../nbs/05_metrics.ipynb #5607aa84
 def load_label_map(path:str|Path) -> LabelMap:
     "Read an integer label map and its spacing and affine from a NIfTI file."
-    img, data = open_nifti(path), np.asarray(read_label_map(path))   # 02_data's reader: its checks and its message
+    img = open_nifti(path)
+    data = np.asarray(read_label_map(path, img))   # 02_data's reader: its checks and its message
     if data.ndim != 3: raise NeurosegError(f"{path}: expected a 3D label map, got shape {data.shape}")
     if not np.issubdtype(data.dtype, np.integer):
         if not np.all(np.mod(data, 1) == 0): raise NeurosegError(f"{path}: label map has non-integer values")

@@ -105,9 +105,10 @@ def set_shipped_postprocess(name:str, # a shipped model's name, without `pretrai
 
 def load_model_checkpoint(spec:str|Path, # `pretrained:<name>`, or a checkpoint file
                           folder:str|Path|None=None, # where shipped models live (default: `models_dir()`)
+                          path:str|Path|None=None, # the file `resolve_checkpoint(spec)` gave, when the caller has it already
                          ) -> dict:
     "The checkpoint `spec` names, loaded with `weights_only=True`: a shipped model's file (sha256 checked) with the postprocessing its registry records, or a file as it is."
-    state = load_checkpoint(resolve_checkpoint(spec, folder))
+    state = load_checkpoint(path or resolve_checkpoint(spec, folder))
     if is_model_name(spec) and "postprocess" in (entry := read_registry(folder)[str(spec)[len(PREFIX):]]):
         state["postprocess"] = entry["postprocess"]
     return state

@@ -55,14 +55,18 @@ def score(ckpt:str, data:Path, cases:str, out:Path, postprocess:str) -> dict:
     return dict(ckpt=ckpt, cases=cases, postprocess=postprocess, n_cases=n21 + len(seconds), rows=table, mean=mean, lesion_counts=lesions,
                 batch_seconds_2021=t21, batch_cases_2021=n21, one_case_cli_seconds=seconds)
 
+def by_case(rows:list) -> dict:
+    "The metric rows as {case: {region: row}}, in their order."
+    out = {}
+    for r in rows: out.setdefault(r["case"], {})[r["region"]] = r
+    return out
+
 def markdown(s:dict) -> str:
     "The per-case table and the mean row."
     head = "| case | " + " | ".join(f"Dice {r}" for r in REGIONS) + " | " + " | ".join(f"HD95 {r}" for r in REGIONS) + \
            " | " + " | ".join(f"vol {r} pred/ref" for r in REGIONS) + " |"
     lines = [head, "|" + "---|" * 10]
-    by_case = {}
-    for r in s["rows"]: by_case.setdefault(r["case"], {})[r["region"]] = r
-    for case, regs in by_case.items():
+    for case, regs in by_case(s["rows"]).items():
         lines.append(f"| {case} | " + " | ".join(f"{float(regs[r]['dice']):.3f}" for r in REGIONS) + " | "
                      + " | ".join(f"{float(regs[r]['hd95']):.1f}" for r in REGIONS) + " | "
                      + " | ".join(f"{float(regs[r]['pred_volume_ml']):.1f}/{float(regs[r]['ref_volume_ml']):.1f}" for r in REGIONS) + " |")
@@ -75,9 +79,7 @@ def markdown(s:dict) -> str:
 def lesion_markdown(s:dict) -> str:
     "Lesion by lesion, as BraTS has ranked since 2023: the challenge's lesion-wise Dice (added lesions) per case, then the means and counts."
     lines = ["| case | " + " | ".join(f"{r} lesion Dice (FP)" for r in REGIONS) + " |", "|" + "---|" * 4]
-    by_case = {}
-    for r in s["rows"]: by_case.setdefault(r["case"], {})[r["region"]] = r
-    for case, regs in by_case.items():
+    for case, regs in by_case(s["rows"]).items():
         lines.append(f"| {case} | " + " | ".join(f"{float(regs[r]['lesion_brats2023_dice']):.2f} ({int(float(regs[r]['lesion_brats2023_fp']))})"
                                                   for r in REGIONS) + " |")
     m, n = s["mean"], s["lesion_counts"]
