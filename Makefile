@@ -97,7 +97,7 @@ lab: $(STAMP)  ## JupyterLab with the project's kernel
 bench: $(STAMP)  ## benchmarks against the original's MONAI pipeline (targets in nbs/design.ipynb)
 	$(BIN)/python tools/bench.py --wait 10
 
-gpu-check: $(STAMP)  ## on a lent GPU: cuda tests, the GPU bench (reports/bench/<gpu>.json), a short AMP training run and its report
+gpu-check: $(STAMP)  ## on a GPU machine: cuda tests, the GPU bench (reports/bench/<gpu>.json), a short AMP training run and its report
 	$(BIN)/python tools/gpu_check.py
 
 clean-demo:  ## remove the demo data and runs

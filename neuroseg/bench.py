@@ -18,14 +18,15 @@ from monai.metrics import compute_dice as monai_compute_dice, compute_hausdorff_
 from .core import atomic_path, config_from_dict, load_config, cpu_model, device_label, slug, environment_info, get_device, seed_everything, write_json_atomic
 from .labels import REGIONS, labels_to_regions, convert_labels
 from .data import read_dataset, split_cases, split_for_config, grid_mismatch
-from .synth import write_msd_dataset
+from .synth_writer import write_msd_dataset
 from .transforms import make_dataset, loader_workers
 from .model import build_loss, build_model, check_roi, count_parameters, amp_dtype
 from .metrics import compute_dice, evaluate_case, perturb_labels
 with warnings.catch_warnings():   # tqdm.auto warns in a kernel without ipywidgets: not report content
     warnings.filterwarnings("ignore", message="IProgress not found")
     from neuroseg.train import (train, setup_run, train_epoch, epoch_summary, train_step, new_state, init_distributed,
-                                DistInfo, Run)
+                                Run)
+    from neuroseg.loaders import DistInfo
 from .report import table_html
 from .baseline import (ORIGINAL, original_network, original_optimizer, original_loss, original_step, original_loader,
                                original_epoch, original_preprocessing)

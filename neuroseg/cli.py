@@ -10,10 +10,10 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['COMMANDS', 'EXIT_AT_ONCE', 'SPECS', 'ACTIONS', 'TYPES', 'underscore_option', 'HelpFormatter', 'action_spec',
            'parser_spec', 'parser_from_spec', 'command_target', 'command_specs', 'write_command_specs', 'recorded_spec',
-           'run_command']
+           'exit_now', 'run_command']
 
 # %% ../nbs/00_cli.ipynb #4dbbcddb
-COMMANDS = dict(neuroseg_synth="neuroseg.synth:neuroseg_synth",
+COMMANDS = dict(neuroseg_synth="neuroseg.synth_writer:neuroseg_synth",
                 neuroseg_preprocess="neuroseg.raw:neuroseg_preprocess",
                 neuroseg_download="neuroseg.download:neuroseg_download",
                 neuroseg_train="neuroseg.train:neuroseg_train",
@@ -25,7 +25,7 @@ COMMANDS = dict(neuroseg_synth="neuroseg.synth:neuroseg_synth",
                 neuroseg_plan="neuroseg.plan:neuroseg_plan",
                 neuroseg_report="neuroseg.render:neuroseg_report")
 
-# Commands that end without the interpreter's teardown once they return (00_core's `exit_now`): inference has written
+# Commands that end without the interpreter's teardown once they return (`exit_now`): inference has written
 # every output atomically, and tearing down torch takes about 0.8 s of a case's few seconds.
 EXIT_AT_ONCE = {"neuroseg_infer"}
 
@@ -109,6 +109,13 @@ def recorded_spec(name:str) -> dict|None:
     try: return json.loads(SPECS.read_text(encoding="utf-8")).get(name)
     except (OSError, ValueError): return None
 
+# %% ../nbs/00_cli.ipynb #31dc9bcc
+def exit_now(code:int|None=0, # the exit status (None: 0)
+            ):
+    "End the process with `code` at once, without the interpreter's teardown; stdout and stderr are flushed first."
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(code or 0)
+
 # %% ../nbs/00_cli.ipynb #8ca8c0e6
 def run_command(name:str, # a name of `COMMANDS`
                 argv:list|None=None, # command-line arguments (default: `sys.argv[1:]`)
@@ -118,7 +125,6 @@ def run_command(name:str, # a name of `COMMANDS`
     if (spec := recorded_spec(name)) is not None: parser_from_spec(spec).parse_intermixed_args(args)
     result = command_target(name)(argv)
     if argv is None and name in EXIT_AT_ONCE:
-        from neuroseg.core import exit_now
         exit_now(result)
     return result
 

@@ -16,13 +16,13 @@ from .cli import underscore_option   # the light parser of the console scripts (
 
 # %% auto #0
 __all__ = ['ENGINES', 'PRECISIONS', 'MSD_CHANNELS', 'NeurosegError', 'user_error', 'cli_errors', 'command_parser',
-           'console_script', 'exit_now', 'LineProgress', 'progress_bar', 'fsync_path', 'atomic_path',
-           'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'OutputError', 'check_writable', 'temp_name_pattern',
-           'remove_stale_temps', 'publication_journal', 'finish_publication', 'write_all', 'folder_lock', 'DataConfig',
-           'ModelConfig', 'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config', 'parse_overrides',
-           'config_from_dict', 'load_config', 'project_root', 'packaged_dir', 'find_config', 'real_data_cache',
-           'real_data_dir', 'seed_everything', 'get_device', 'environment_info', 'cpu_model', 'slug', 'device_label',
-           'machine_record']
+           'console_script', 'LineProgress', 'progress_bar', 'fsync_path', 'atomic_path', 'write_text_atomic',
+           'write_json_atomic', 'atomic_dir', 'OutputError', 'check_writable', 'check_not_input', 'temp_name_pattern',
+           'remove_stale_temps', 'publication_journal', 'finish_publication', 'write_all', 'folder_lock',
+           'known_precision', 'DataConfig', 'ModelConfig', 'TrainConfig', 'InferConfig', 'TrackingConfig', 'Config',
+           'parse_overrides', 'config_from_dict', 'load_config', 'project_root', 'packaged_dir', 'find_config',
+           'real_data_cache', 'real_data_dir', 'seed_everything', 'get_device', 'environment_info', 'cpu_model', 'slug',
+           'device_label', 'machine_record']
 
 # %% ../nbs/00_core.ipynb #b6bf4bd1
 class NeurosegError(ValueError):
@@ -79,13 +79,6 @@ def console_script(func=None, # the command: its signature is the command line; 
             sys.exit(130)
     _main.parser = functools.partial(command_parser, func, prog or func.__name__)   # recorded by 00_cli for a fast --help
     return _main
-
-# %% ../nbs/00_core.ipynb #31dc9bcc
-def exit_now(code:int|None=0, # the exit status (None: 0)
-            ):
-    "End the process with `code` at once, without the interpreter's teardown; stdout and stderr are flushed first."
-    sys.stdout.flush(); sys.stderr.flush()
-    os._exit(code or 0)
 
 # %% ../nbs/00_core.ipynb #a30a1c02
 class LineProgress(tqdm):
@@ -227,6 +220,18 @@ def check_writable(folder:str|Path, # where outputs will go; created later if mi
         raise OutputError(f"{existing}: the disk is full ({free / 2**20:.1f} MiB free); free some space or choose another output location")
     return existing
 
+# %% ../nbs/00_core.ipynb #c4e0b1a2
+def check_not_input(out:str|Path, # an output file or folder
+                    inputs:dict, # the inputs, each under the words a message names it by, e.g. {"--ref refs/": "refs/"}
+                    advice:str="an output never replaces an input (choose another --out)", # the end of the message
+                   ):
+    "Raise `NeurosegError` when `out` is one of `inputs` or lies inside an input folder (real paths, symlinks followed)."
+    target = Path(os.path.realpath(out))
+    for name, given in inputs.items():
+        source = Path(os.path.realpath(given))
+        if target == source: raise NeurosegError(f"{out}: is the input {name}; {advice}")
+        if source.is_dir() and source in target.parents: raise NeurosegError(f"{out}: lies inside the input folder {name} (choose a folder outside it)")
+
 # %% ../nbs/00_core.ipynb #24a4154d
 def temp_name_pattern(name:str) -> re.Pattern:
     "The names `atomic_path` gives the temporaries of a file (or folder) called `name`: `.<name>.<8 characters>.tmp<suffixes>`."
@@ -331,6 +336,11 @@ def folder_lock(folder:str|Path, # the run or output folder (need not exist yet)
 ENGINES = ("torch", "onnxruntime", "openvino")   # infer.engine: what runs the network (05d_export); the last two on the CPU
 PRECISIONS = ("auto", "fp32", "bf16")   # infer.precision (07_infer)
 MSD_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")   # the channel order of every image neuroseg reads and writes: MSD Task01's
+
+def known_precision(precision:str) -> str:
+    "`precision` itself when it is one of `PRECISIONS`; otherwise a `NeurosegError` naming them (what each engine can do is checked where it runs)."
+    if precision not in PRECISIONS: raise NeurosegError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    return precision
 
 def _opt(default, choices=None, help=""):
     "A config field with a default, optional allowed values and a help line."
@@ -572,10 +582,11 @@ def packaged_dir(kind:str, # `configs` or `templates`
 # %% ../nbs/00_core.ipynb #673e02a9
 def find_config(name:str|Path, # a YAML file, or a config's name: `demo` finds ./configs/demo.yaml, else the shipped demo.yaml
                ) -> Path:
-    "Resolve a config path, or the stem of a config in `./configs/` or among those shipped with the package."
+    "Resolve a config path, or the stem of a config in a checkout's `configs/` or `recipes/`, or among those shipped with the package."
     path = Path(name)
     if path.is_file(): return path
-    for folder in (Path.cwd()/"configs", packaged_dir("configs")):
+    checkout = [project_root()/"recipes"] if project_root() else []   # the experiment recipes: versioned, not shipped
+    for folder in (Path.cwd()/"configs", Path.cwd()/"recipes", packaged_dir("configs"), *checkout):
         for cand in (folder/f"{name}.yaml", folder/str(name)):
             if cand.is_file(): return cand
     shipped = ", ".join(sorted(p.stem for p in packaged_dir("configs").glob("*.yaml")))

@@ -12,10 +12,11 @@ from .core import NeurosegError, Config, cli_errors, console_script, config_from
 from .labels import REGIONS
 from .data import read_dataset, split_for_config, split_cases
 from .checkpoint import LAST, BEST
-from .train import train, ensure_data, DistInfo, TrainingInterrupted, resume_command
+from .loaders import ensure_data, DistInfo
+from .train import train, TrainingInterrupted, resume_command
 from .metrics import evaluate_files, summarise
-from .infer import Postprocess, load_inference_model, predict_to_files, postprocess_from_dict
-from .postprocess import CRITERIA, scored_pairs, select_postprocess, format_decision
+from .infer import load_inference_model, predict_to_files
+from .postprocess import Postprocess, postprocess_from_dict, CRITERIA, scored_pairs, select_postprocess, format_decision
 
 # %% auto #0
 __all__ = ['CHECKPOINTS', 'fold_dir', 'fold_config', 'fold_status', 'cv_split', 'train_fold', 'predict_cases', 'score',
@@ -122,7 +123,7 @@ def cross_validate(cfg:Config, # train.out_dir is the CV folder; data.* names th
                    folds:list|None=None, # train only these folds (None: all, then collect)
                    checkpoint:str="last", # which checkpoint of each fold predicts: last (honest) or best
                    log=print, # where progress lines go
-                   criterion:str="dice", # what the postprocessing rules must raise (07a's `CRITERIA`)
+                   criterion:str="dice", # what the postprocessing rules must raise (06a's `CRITERIA`)
                    **kwargs, # `predict` settings: tta, device, engine
                   ) -> dict|None:
     "Train every fold, predict and score the out-of-fold cases, choose postprocessing, write the ensemble and score it on the test cases."

@@ -13,9 +13,9 @@ from .core import MSD_CHANNELS, NeurosegError, Config, write_json_atomic, find_c
 from .labels import detect_convention, check_labels, get_convention
 
 # %% auto #0
-__all__ = ['REAL_KINDS', 'NAME_MAX_BYTES', 'MSD_MODALITY', 'BRATS_STYLES', 'ALL_FOLDS', 'SUBSETS', 'open_nifti', 'fmt_shape',
-           'grid_mismatch', 'written_names', 'check_path_names', 'raise_problems', 'modality_problems', 'nifti_stem',
-           'msd_case_problems', 'read_dataset_json', 'read_msd', 'read_label_map', 'validate_dataset',
+__all__ = ['REAL_KINDS', 'NAME_MAX_BYTES', 'MSD_MODALITY', 'MSD_LABELS', 'BRATS_STYLES', 'ALL_FOLDS', 'SUBSETS', 'open_nifti',
+           'fmt_shape', 'grid_mismatch', 'written_names', 'check_path_names', 'raise_problems', 'modality_problems',
+           'nifti_stem', 'msd_case_problems', 'read_dataset_json', 'read_msd', 'read_label_map', 'validate_dataset',
            'match_brats_suffix', 'brats_grid_problems', 'read_brats', 'read_dataset', 'case_ids_hash', 'make_split',
            'split_cases', 'load_split_json', 'read_split', 'load_or_create_split', 'split_path', 'split_for_config',
            'split_subset_ids']
@@ -80,6 +80,7 @@ def raise_problems(source:str|Path, # what was checked, e.g. the dataset.json pa
 
 # %% ../nbs/02_data.ipynb #a6736511
 MSD_MODALITY = {str(i): "t1gd" if name == "T1gd" else name for i, name in enumerate(MSD_CHANNELS)}   # dataset.json's entry, as MSD writes it
+MSD_LABELS = {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}   # its labels, MSD's spelling
 
 def modality_problems(modality:dict, # dataset.json's `modality`, e.g. {"0": "FLAIR", ...}
                      ) -> list[str]:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from fastcore.script import Param, store_true
 import neuroseg
-from .core import ENGINES, PRECISIONS, NeurosegError, Config, cli_errors, console_script, config_from_dict, atomic_path, check_writable
+from .core import ENGINES, PRECISIONS, NeurosegError, known_precision, Config, cli_errors, console_script, config_from_dict, atomic_path, check_writable
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .pretrained import resolve_checkpoint, load_model_checkpoint, file_sha256
 
@@ -119,7 +119,7 @@ def engine_precision(engine:str, # torch, onnxruntime or openvino
                      precision:str, # infer.precision: auto, fp32 or bf16
                     ) -> str:
     "What a CPU engine computes in for `precision`: bf16 for bf16, fp32 otherwise (auto is fp32 on the CPU); bf16 needs a CPU that has it, and not ONNX Runtime."
-    if precision not in PRECISIONS: raise NeurosegError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    known_precision(precision)
     if precision == "bf16" and engine == "onnxruntime":
         raise NeurosegError("--precision bf16: ONNX Runtime's CPU engine runs fp32 only; use --engine openvino or torch, or --precision fp32")
     if precision == "bf16" and cpu_has_bf16() is False:

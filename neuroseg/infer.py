@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Callable
 import numpy as np
 import nibabel as nib
-import scipy.ndimage
 import torch
 from torch import nn, Tensor
 from tqdm import tqdm
@@ -19,7 +18,7 @@ from fastcore.script import Param, store_true
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged, EnsureChannelFirstd
 from monai.utils import convert_to_tensor
-from .core import ENGINES, PRECISIONS, MSD_CHANNELS, NeurosegError, Config, cli_errors, console_script, config_from_dict, get_device, user_error
+from .core import ENGINES, PRECISIONS, MSD_CHANNELS, NeurosegError, known_precision, Config, cli_errors, console_script, config_from_dict, get_device, user_error
 from .labels import REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels, label_table_paths, label_table_writers
 from .data import open_nifti, grid_mismatch, fmt_shape, check_path_names, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
 from .transforms import deterministic_transforms
@@ -27,22 +26,21 @@ from .model import check_roi, probabilities, predict_labels, predict_volume, amp
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .export import load_onnx, engine_network, engine_precision
 from .pretrained import load_model_checkpoint, is_model_name
-from .core import OutputError, check_writable, remove_stale_temps, write_all, finish_publication, folder_lock, progress_bar
+from .postprocess import Postprocess, postprocess_from_dict, postprocess_violations, cli_postprocess
+from .core import OutputError, check_writable, check_not_input, remove_stale_temps, write_all, finish_publication, folder_lock, progress_bar
 
 # %% auto #0
-__all__ = ['IMAGE_BYTES_PER_VOXEL', 'WINDOW_BYTES_PER_VOXEL', 'SPATIAL_FLIPS', 'CONNECTIVITY', 'MAX_ML', 'ENSEMBLE_KEYS',
-           'OUTPUT_SUFFIXES', 'neuroseg_infer', 'image_case_id', 'resolve_case', 'open_input', 'input_paths',
-           'check_headers', 'loading_steps', 'load_voxels', 'channel_sources', 'check_voxels', 'load_input',
-           'InferenceModel', 'engine_device', 'check_precision', 'inference_dtype', 'load_inference_model',
-           'inference_config', 'available_memory', 'check_window_memory', 'resampled_grid', 'check_input_memory',
-           'flip_tta', 'network_probs', 'invert_to_input', 'probs_to_regions', 'label_components', 'small_components',
-           'nest_regions', 'drop_small_components', 'replace_small_enhancing', 'Postprocess', 'count_components',
-           'postprocess_violations', 'postprocess_from_dict', 'read_postprocess', 'model_postprocess',
-           'cli_postprocess', 'shannon_entropy', 'StageTimer', 'peak_rss_mb', 'fill_background', 'voxel_ml',
-           'predict_probs', 'labels_from_probs', 'Prediction', 'predict', 'EnsembleNetwork', 'load_ensemble',
-           'read_ensemble', 'nifti_like', 'output_paths', 'check_not_inputs', 'check_outputs', 'save_prediction',
-           'predict_to_files', 'written_violations', 'dataset_label_folders', 'check_batch_out', 'is_batch',
-           'find_cases', 'predict_folder', 'Stopped', 'interrupt_on_signal', 'stops_cleanly', 'infer_command']
+__all__ = ['IMAGE_BYTES_PER_VOXEL', 'WINDOW_BYTES_PER_VOXEL', 'SPATIAL_FLIPS', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES',
+           'neuroseg_infer', 'image_case_id', 'resolve_case', 'open_input', 'input_paths', 'check_headers',
+           'loading_steps', 'load_voxels', 'channel_sources', 'check_voxels', 'load_input', 'InferenceModel',
+           'engine_device', 'check_precision', 'inference_dtype', 'load_inference_model', 'inference_config',
+           'available_memory', 'check_window_memory', 'resampled_grid', 'check_input_memory', 'flip_tta',
+           'network_probs', 'invert_to_input', 'probs_to_regions', 'model_postprocess', 'shannon_entropy', 'StageTimer',
+           'peak_rss_mb', 'fill_background', 'voxel_ml', 'predict_probs', 'labels_from_probs', 'Prediction', 'predict',
+           'EnsembleNetwork', 'load_ensemble', 'read_ensemble', 'nifti_like', 'output_paths', 'check_not_inputs',
+           'check_outputs', 'save_prediction', 'predict_to_files', 'written_violations', 'dataset_label_folders',
+           'check_batch_out', 'is_batch', 'find_cases', 'predict_folder', 'Stopped', 'interrupt_on_signal',
+           'stops_cleanly', 'infer_command']
 
 # %% ../nbs/07_infer.ipynb #8e26f1fb
 def image_case_id(image:str|list, # a 4D file, or the modality files (FLAIR first)
@@ -203,7 +201,7 @@ def check_precision(precision:str, # infer.precision: auto, fp32 or bf16
                    ) -> str:
     "`precision`, checked: one of `PRECISIONS`, and bf16 only on a device (and CPU engine) that has it."
     if device.type == "cpu": engine_precision(engine, precision); return precision
-    if precision not in PRECISIONS: raise NeurosegError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    known_precision(precision)
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise NeurosegError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16; use --precision auto (fp16) or fp32")
     return precision
@@ -357,147 +355,10 @@ def probs_to_regions(probs:np.ndarray, # (K, X, Y, Z) probabilities
     predicted = predict_labels(torch.from_numpy(probs), head, threshold).numpy()
     return predicted if head == "regions" else labels_to_regions(predicted[0], "msd")
 
-# %% ../nbs/07_infer.ipynb #f703d395
-CONNECTIVITY = np.ones((3, 3, 3), bool)   # 26-connected: a shared face, edge or corner joins two voxels, as BraTS counts lesions
-
-def label_components(mask:np.ndarray, # boolean mask (X, Y, Z)
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    "The 26-connected components of `mask`: their map (0 outside, 1..n) and their sizes in voxels (n + 1,), the outside first."
-    components, _ = scipy.ndimage.label(mask, structure=CONNECTIVITY)
-    return components, np.bincount(components.ravel(), minlength=1)
-
-def small_components(mask:np.ndarray, # boolean mask (X, Y, Z)
-                     min_voxels:int, # components with fewer voxels are small
-                     min_fraction:float=0.0, # and those smaller than this fraction of the largest (1: all but the largest)
-                    ) -> np.ndarray:
-    "The voxels of `mask`'s 26-connected components smaller than `min_voxels`, or than `min_fraction` of the largest one."
-    if (min_voxels <= 1 and min_fraction <= 0) or not mask.any(): return np.zeros_like(mask)
-    components, sizes = label_components(mask)
-    return (sizes < max(min_voxels, min_fraction * sizes[1:].max()))[components] & mask
-
-# %% ../nbs/07_infer.ipynb #55912830
-def nest_regions(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z), nested or not
-                ) -> np.ndarray:
-    "The masks as a label map holds them, WT ⊇ TC ⊇ ET: where they do not nest the innermost region wins, as in `regions_to_labels`."
-    core = regions[1] | regions[2]
-    return np.stack([regions[0] | core, core, regions[2]])
-
-# %% ../nbs/07_infer.ipynb #d14fa26d
-def drop_small_components(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
-                          min_voxels:tuple, # minimum component size per region, in voxels (0: keep all)
-                          min_fractions:tuple=(0.0, 0.0, 0.0), # minimum size per region as a fraction of its largest component
-                         ) -> np.ndarray:
-    "Nested region masks without their small components; a component dropped from a region takes the regions inside it along."
-    regions = nest_regions(regions)
-    for i, (size, fraction) in enumerate(zip(min_voxels, min_fractions)): regions[i:] &= ~small_components(regions[i], int(size), fraction)
-    return regions
-
-# %% ../nbs/07_infer.ipynb #8486ef5f
-def replace_small_enhancing(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
-                            min_voxels:int, # ET volume below which ET becomes necrosis (0: never)
-                           ) -> np.ndarray:
-    "Region masks where an enhancing tumour smaller than `min_voxels` becomes necrosis (kept in TC, dropped from ET)."
-    if not 0 < regions[2].sum() < min_voxels: return regions
-    regions = regions.copy()
-    regions[1] |= regions[2]; regions[2] = False
-    return regions
-
-# %% ../nbs/07_infer.ipynb #c980fa85
-MAX_ML = 1e5   # mL: larger than any head (about 1.5e3 mL); a bound that keeps counts of voxels finite
-
-@dataclass
-class Postprocess:
-    "Postprocessing rules (every one off by default): small components dropped per region, small enhancing tumour to necrosis."
-    min_size_ml: tuple = (0.0, 0.0, 0.0)  # smallest component kept per region WT, TC, ET, in mL
-    et_min_volume_ml: float = 0.0  # ET below this total volume becomes necrosis, in mL
-    min_fraction: tuple = (0.0, 0.0, 0.0)  # per region, components under this fraction of the largest are dropped (1: largest only)
-
-    def __post_init__(self):
-        "Refuse a negative, NaN, infinite or huge size and a fraction outside 0..1, naming the setting and its command-line option."
-        if len(self.min_size_ml) != len(REGIONS): raise NeurosegError(f"min_size_ml: one size per region {', '.join(REGIONS)}, got {self.min_size_ml}")
-        self.min_size_ml = tuple(float(ml) for ml in self.min_size_ml)   # a list read from JSON compares equal to the tuple
-        if len(self.min_fraction) != len(REGIONS): raise NeurosegError(f"min_fraction: one fraction per region {', '.join(REGIONS)}, got {self.min_fraction}")
-        self.min_fraction = tuple(float(f) for f in self.min_fraction)
-        for region, f in zip(REGIONS, self.min_fraction):
-            if not 0 <= f <= 1: raise NeurosegError(f"--min-fraction-{region.lower()} (min_fraction of {region}): {f:g}; a fraction of the largest component is 0 to 1")
-        for region, ml in zip(REGIONS, self.min_size_ml):
-            if not 0 <= ml <= MAX_ML: raise NeurosegError(f"--min-size-{region.lower()} (min_size_ml of {region}): {ml:g} mL; sizes must be 0 or more, at most {MAX_ML:g} mL")
-        self.et_min_volume_ml = float(self.et_min_volume_ml)
-        if not 0 <= self.et_min_volume_ml <= MAX_ML:
-            raise NeurosegError(f"--et-min-volume (et_min_volume_ml): {self.et_min_volume_ml:g} mL; volumes must be 0 or more, at most {MAX_ML:g} mL")
-
-    def voxels(self, voxel_ml:float, # volume of one voxel in mL
-              ) -> tuple[tuple, int]:
-        "The rules' volumes in voxels of this size: the smallest component kept per region, and the ET volume rule's."
-        count = lambda ml: int(np.ceil(ml / voxel_ml - 1e-9)) if ml > 0 else 0
-        return tuple(map(count, self.min_size_ml)), count(self.et_min_volume_ml)
-
-    def __call__(self, regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
-                 voxel_ml:float, # volume of one voxel in mL
-                ) -> np.ndarray:
-        "The postprocessed region masks, nested (the input is left untouched)."
-        sizes, et_voxels = self.voxels(voxel_ml)
-        return replace_small_enhancing(drop_small_components(regions, sizes, self.min_fraction), et_voxels)
-
-# %% ../nbs/07_infer.ipynb #51836568
-def count_components(labels:np.ndarray, # label map (X, Y, Z)
-                     convention:str, # its label convention
-                    ) -> dict:
-    "The number of 26-connected components of each region of a label map, `{WT: n, TC: n, ET: n}`."
-    return {r: len(label_components(mask)[1]) - 1 for r, mask in zip(REGIONS, labels_to_regions(labels, convention))}
-
-def postprocess_violations(labels:np.ndarray, # label map (X, Y, Z), e.g. as written
-                           convention:str, # its label convention
-                           post:Postprocess, # the rules it should satisfy
-                           voxel_ml:float, # volume of one voxel of its grid, in mL
-                          ) -> list[str]:
-    "Each rule of `post` that `labels` breaks, one line each (none: it satisfies them all), on its own regions' 26-connected components."
-    regions, (min_voxels, et_voxels), found = labels_to_regions(labels, convention), post.voxels(voxel_ml), []
-    for region, mask, ml, size, fraction in zip(REGIONS, regions, post.min_size_ml, min_voxels, post.min_fraction):
-        sizes = np.sort(label_components(mask)[1][1:])[::-1]
-        floor = max(size, fraction * sizes[0]) if sizes.size else 0
-        if (small := sizes[sizes < floor]).size:
-            found.append(f"{region}: {small.size} of {sizes.size} components under the {floor:g} voxels its rules keep "
-                          f"(min_size_ml {ml:g}, min_fraction {fraction:g}): {small[:5].tolist()}")
-    if 0 < (et := int(regions[2].sum())) < et_voxels: found.append(f"ET: {et} voxels in all, under the {et_voxels} of et_min_volume_ml {post.et_min_volume_ml:g}")
-    return found
-
-# %% ../nbs/07_infer.ipynb #1b7a9e45
-def postprocess_from_dict(d:dict|None, # `{"min_size_ml": [WT, TC, ET], "et_min_volume_ml": x}`
-                          source:str, # the file or checkpoint it came from, named in errors
-                         ) -> Postprocess:
-    "The `Postprocess` a decision (or a checkpoint) stores."
-    try: return Postprocess(tuple(d["min_size_ml"]), float(d["et_min_volume_ml"]), tuple(d.get("min_fraction", (0.0,) * len(REGIONS))))
-    except NeurosegError as e: raise NeurosegError(f"{source}: {e}") from None   # a value out of bounds, named with its file
-    except (KeyError, TypeError, ValueError) as e:
-        raise NeurosegError(f"{source}: not a postprocessing decision (needs min_size_ml with 3 sizes and et_min_volume_ml; {type(e).__name__}: {e})")
-
-# %% ../nbs/07_infer.ipynb #317fa20b
-def read_postprocess(path:str|Path, # a decision file written by `neuroseg_postprocess`
-                    ) -> Postprocess:
-    "The postprocessing of a decision file."
-    try: d = json.loads(Path(path).read_text())
-    except FileNotFoundError: raise NeurosegError(f"{path}: no such postprocessing decision file")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e: raise NeurosegError(f"{path}: not a postprocessing decision ({type(e).__name__}: {e})")
-    return postprocess_from_dict(d.get("postprocess") if isinstance(d, dict) else None, str(path))
-
 # %% ../nbs/07_infer.ipynb #0a04a760
 def model_postprocess(im:InferenceModel) -> Postprocess:
     "The model's own postprocessing decision (a checkpoint's or an export's), or every rule off when it has none."
     return postprocess_from_dict(im.postprocess, im.source) if im.postprocess else Postprocess()
-
-# %% ../nbs/07_infer.ipynb #a7d81aad
-def cli_postprocess(choice:str, # --postprocess: model, none or a decision file
-                    sizes:tuple, # --min-size-wt/tc/et (None: not given)
-                    et_min_volume:float|None, # --et-min-volume (None: not given)
-                    fractions:tuple=(None,) * 3, # --min-fraction-wt/tc/et (None: not given)
-                   ) -> Postprocess|None:
-    "The command line's postprocessing; None means the checkpoint's own. Rules given by hand replace any decision."
-    given = lambda values: tuple(0.0 if v is None else v for v in values)
-    if any(v is not None for v in (*sizes, et_min_volume, *fractions)):
-        if choice != "model": raise NeurosegError(f"--postprocess {choice}: give a decision or rules by hand (--min-size-*, --min-fraction-*, --et-min-volume), not both")
-        return Postprocess(given(sizes), given([et_min_volume])[0], given(fractions))
-    return None if choice == "model" else Postprocess() if choice == "none" else read_postprocess(choice)
 
 # %% ../nbs/07_infer.ipynb #383f6e54
 def shannon_entropy(probs:np.ndarray|Tensor, # (K, *spatial) probabilities, channel first
@@ -707,11 +568,8 @@ def output_paths(out:str|Path, # a .nii/.nii.gz file, or a folder
 def check_not_inputs(paths:dict, # from `output_paths`
                      inputs:list, # the case's input files
                     ):
-    "Raise `NeurosegError` when an output is one of the input files (real paths, symlinks followed)."
-    sources = {os.path.realpath(p): p for p in inputs}
-    for path in paths.values():
-        if (hit := sources.get(os.path.realpath(path))):
-            raise NeurosegError(f"{path}: is the input {hit}; an output never replaces an input (choose another --out)")
+    "`core.check_not_input` for each output of a case: none is one of the input files."
+    for path in paths.values(): check_not_input(path, {str(p): p for p in inputs})
 
 # %% ../nbs/07_infer.ipynb #0cc82568
 def check_outputs(paths:dict, # from `output_paths`

@@ -75,7 +75,7 @@ def postprocess_rules(post:dict) -> dict:
 def ship_checkpoint(ckpt:str|Path, # a checkpoint written by neuroseg_train
                     name:str, # the model's name: `pretrained:<name>`
                     folder:str|Path|None=None, # default: `models_dir()` (the package's own folder)
-                    postprocess:dict|None=None, # the postprocessing decision inference applies by default (07a's `neuroseg_postprocess`)
+                    postprocess:dict|None=None, # the postprocessing decision inference applies by default (06a's `neuroseg_postprocess`)
                     **card, # the model card's fields, stored in the registry: description, data, commands, scores ...
                    ) -> dict:
     "Write the inference part of `ckpt` as `<folder>/<name>.pt` and record it, with its sha256, postprocessing and `card`, in the registry."
@@ -92,7 +92,7 @@ def ship_checkpoint(ckpt:str|Path, # a checkpoint written by neuroseg_train
 
 # %% ../nbs/05c_pretrained.ipynb #cf6f6aac
 def set_shipped_postprocess(name:str, # a shipped model's name, without `pretrained:`
-                            postprocess:dict, # the new decision's rules (07a's `select_postprocess(...)["postprocess"]`)
+                            postprocess:dict, # the new decision's rules (06a's `select_postprocess(...)["postprocess"]`)
                             folder:str|Path|None=None, # default: `models_dir()`
                             **card, # model card fields to replace with it: the decision's record, the scores it changes
                            ) -> dict:

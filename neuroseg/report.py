@@ -17,8 +17,7 @@ from .data import read_dataset, read_brats, split_cases, open_nifti
 from .plan import dataset_fingerprint, plan_config
 from .checkpoint import load_checkpoint, config_from_checkpoint
 from .pretrained import is_model_name
-from .tracking import offline_run_dirs
-from .train import ENVIRONMENT_FILE, plot_training_curves
+from .tracking import offline_run_dirs, ENVIRONMENT_FILE, plot_training_curves
 from .metrics import METRICS, find_label_files, format_summary, detect_label_convention, evaluate_files, load_label_map
 
 from .infer import predict, output_paths, image_case_id
@@ -180,7 +179,7 @@ def split_table(run:TrainingRun) -> HTML:
                 + table_html(split_rows(run.split, run.cfg.data.fold)))
 
 # %% ../nbs/09_report.ipynb #b7be6a3b
-_all_ = ["plot_training_curves"]   # one curve plot (06_train), offered to the templates with the report sections
+_all_ = ["plot_training_curves"]   # one curve plot (05b_tracking), offered to the templates with the report sections
 
 
 # %% ../nbs/09_report.ipynb #ce9ebb89

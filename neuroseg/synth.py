@@ -4,58 +4,29 @@
 
 # %% ../nbs/03_synth.ipynb #663d3087
 from __future__ import annotations
-import contextlib, functools, importlib.util, io, json, os, shutil, tempfile
+import functools, importlib.util, io
 from pathlib import Path
 import numpy as np
 import nibabel as nib
 import scipy.stats
 import torch
 from scipy import ndimage
-from fastcore.script import Param
-from .core import (MSD_CHANNELS, NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, write_json_atomic,
-                           real_data_dir, check_writable)
-from .data import MSD_MODALITY, read_dataset, validate_dataset, read_brats
-from .labels import convert_labels
+from .core import MSD_CHANNELS, NeurosegError
 
 # %% auto #0
-__all__ = ['MSD_LABELS', 'TUMOUR_CLASSES', 'REAL_CASE', 'REAL_FILES', 'REAL_CONTRASTS', 'T1GD_ENHANCEMENT', 'TISSUE_CONTRASTS',
-           'BACKGROUND', 'CSF', 'GM', 'WM', 'SKULL', 'SCALP', 'BRAIN_FRACTION', 'TEXTURE', 'HEAD_CONTRASTS',
-           'LABEL_COLOURS', 'MNI_FILES', 'TEMPLATE_MARGIN', 'GLIOMA_RADIUS_MM', 'CONTRAST_ROWS', 'REAL_SETS',
-           'BRATS_CONTRASTS', 'BRATS_CONTRAST_SPREAD', 'GENERATOR_CONTRASTS', 'NORMAL_FRACTIONS', 'WIDE_GM_WM',
-           'BRATS_SHAPE', 'KINDS', 'load_real_case', 'relative_contrasts', 'format_contrasts', 'synth_contrasts',
-           'tissue_contrasts', 'grid_mm', 'smooth_field', 'ellipsoid_radius', 'synth_tissue', 'synth_tumour',
-           'class_means', 'synth_intensities', 'ras_affine', 'reorient', 'synth_case', 'tumour_slice', 'plot_cases',
-           'mni_dir', 'mni_template', 'template_at', 'template_half_extent_mm', 'brain_extent_mm', 'brain_pose',
+__all__ = ['TUMOUR_CLASSES', 'REAL_CONTRASTS', 'T1GD_ENHANCEMENT', 'TISSUE_CONTRASTS', 'CONTRAST_ROWS', 'BRATS_CONTRASTS',
+           'BRATS_CONTRAST_SPREAD', 'BACKGROUND', 'CSF', 'GM', 'WM', 'SKULL', 'SCALP', 'BRAIN_FRACTION', 'TEXTURE',
+           'HEAD_CONTRASTS', 'LABEL_COLOURS', 'MNI_FILES', 'TEMPLATE_MARGIN', 'GLIOMA_RADIUS_MM', 'GENERATOR_CONTRASTS',
+           'NORMAL_FRACTIONS', 'WIDE_GM_WM', 'BRATS_SHAPE', 'relative_contrasts', 'format_contrasts', 'synth_contrasts',
+           'grid_mm', 'smooth_field', 'ellipsoid_radius', 'synth_tissue', 'synth_tumour', 'class_means',
+           'synth_intensities', 'ras_affine', 'reorient', 'synth_case', 'tumour_slice', 'plot_cases', 'mni_dir',
+           'mni_template', 'template_at', 'template_half_extent_mm', 'brain_extent_mm', 'brain_pose',
            'template_to_case', 'coarse_field', 'crop_coords', 'box_around', 'glioma_plan', 'mass_effect',
-           'sample_template', 'tissue_probabilities', 'synth_glioma', 'tissue_classes', 'measure_contrasts',
-           'load_labelled_case', 'measure_real_contrasts', 'summarise_contrasts', 'brain_class_means',
-           'synth_lookalikes', 'widen_normal_contrasts', 'synth_brain_intensities', 'brats_shape', 'synth_brain_case',
-           'calibrate_contrasts', 'case_name', 'case_plan', 'case_rng', 'msd_dataset_json', 'to_nifti', 'save_case',
-           'brain_options', 'write_msd_dataset', 'check_dataset', 'neuroseg_synth', 'preview_dataset']
+           'sample_template', 'tissue_probabilities', 'synth_glioma', 'brain_class_means', 'synth_lookalikes',
+           'widen_normal_contrasts', 'synth_brain_intensities', 'brats_shape', 'synth_brain_case', 'brain_options']
 
-# %% ../nbs/03_synth.ipynb #d46af812
-MSD_LABELS = {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}
+# %% ../nbs/03_synth.ipynb #c0a1b2c4
 TUMOUR_CLASSES = ("edema", "non-enhancing", "enhancing")   # MSD labels 1, 2, 3
-
-# %% ../nbs/03_synth.ipynb #fc7e4e3e
-REAL_CASE = "TCGA-DU-7294"
-REAL_FILES = ("flair", "t1", "t1c", "t2")   # the real case's files, in MSD channel order
-
-def _most_enhancing_seg(seg_dir:Path) -> Path:
-    "The segmentation file with the most enhancing-tumour (label 4) voxels."
-    counts = {p: int((np.asarray(nib.load(p).dataobj) == 4).sum()) for p in sorted(seg_dir.glob("*.nii.gz"))}
-    return max(counts, key=counts.get)
-
-def load_real_case(case_dir:str|Path|None=None, # default: `real_data_dir()/TCGA-DU-7294`
-                  ) -> tuple[np.ndarray, np.ndarray, str]:
-    "The real case as (X, Y, Z, 4) float32 in MSD channel order, an MSD label map, and the file that gave its ET."
-    case = Path(case_dir or real_data_dir()/REAL_CASE)
-    image = np.stack([np.asarray(nib.load(case/f"{m}.nii.gz").dataobj, np.float32) for m in REAL_FILES], -1)
-    fusion = case/"seg"/"fusion-mav.nii.gz"
-    label = convert_labels(np.asarray(nib.load(fusion).dataobj).astype(np.uint8), "brats2021", "msd", str(fusion))
-    et_file = _most_enhancing_seg(case/"seg")
-    label[np.asarray(nib.load(et_file).dataobj) == 4] = 3
-    return image, label, et_file.name
 
 # %% ../nbs/03_synth.ipynb #19482660
 def relative_contrasts(image:np.ndarray, # (X, Y, Z, C) intensities, 0 outside the brain
@@ -93,22 +64,30 @@ def synth_contrasts(real:np.ndarray=REAL_CONTRASTS, # measured (3, 4) table
     table[2, MSD_CHANNELS.index("T1gd")] = t1gd_enhancement
     return table
 
-# %% ../nbs/03_synth.ipynb #1f1b2107
-def tissue_contrasts(image:np.ndarray, # (X, Y, Z, 4) in MSD channel order, 0 outside the brain
-                     label:np.ndarray, # (X, Y, Z) MSD labels; 0 is normal brain
-                    ) -> np.ndarray:
-    "Mean of CSF, grey and white matter (a 3-class Otsu split of T1) over normal brain, per channel: a (3, C) table."
-    from skimage.filters import threshold_multiotsu
-    normal = np.any(image != 0, axis=-1) & (label == 0)
-    values = image[normal]
-    tissue = np.digitize(values[:, 1], threshold_multiotsu(values[:, 1], 3))
-    return np.stack([values[tissue == k].mean(0) for k in range(3)]) / values.mean(0)
-
 # %% ../nbs/03_synth.ipynb #a37959f4
 TISSUE_CONTRASTS = np.array([   # TCGA-DU-7294, over normal brain; columns FLAIR, T1w, T1gd, T2w (measured below)
     [0.68, 0.50, 0.60, 1.29],   # CSF
     [1.08, 0.99, 0.97, 0.93],   # grey matter
     [1.22, 1.56, 1.50, 0.80]])  # white matter
+
+# %% ../nbs/03_synth.ipynb #ef59b41f
+CONTRAST_ROWS = ("CSF", "grey matter", "white matter", "edema", "necrosis / NCR", "enhancing")
+
+# %% ../nbs/03_synth.ipynb #ec53f636
+BRATS_CONTRASTS = np.array([   # median of 15 expert-labelled BraTS cases; columns FLAIR, T1w, T1gd, T2w (measured above)
+    [0.76, 0.61, 0.72, 1.67],   # CSF
+    [1.04, 0.92, 0.97, 1.05],   # grey matter
+    [1.00, 1.17, 1.10, 0.77],   # white matter
+    [1.68, 1.04, 0.97, 1.32],   # edema
+    [1.75, 0.91, 0.91, 1.59],   # necrosis / NCR (BraTS 2018-2021: NCR/NET)
+    [1.76, 0.96, 1.56, 1.47]])  # enhancing tumour
+BRATS_CONTRAST_SPREAD = np.array([   # robust SD across the 15 cases
+    [0.21, 0.06, 0.14, 0.28],
+    [0.04, 0.04, 0.04, 0.08],
+    [0.09, 0.05, 0.06, 0.09],
+    [0.35, 0.06, 0.11, 0.32],
+    [0.55, 0.09, 0.20, 0.16],
+    [0.60, 0.11, 0.19, 0.27]])
 
 # %% ../nbs/03_synth.ipynb #23858fb9
 def grid_mm(shape:tuple, # voxels along x, y, z
@@ -530,85 +509,6 @@ def synth_glioma(rng:np.random.Generator, # source of randomness
     label[box] = np.select([enhancing, is_core, edema], [3, 2, 1], 0)
     return label
 
-# %% ../nbs/03_synth.ipynb #ef59b41f
-CONTRAST_ROWS = ("CSF", "grey matter", "white matter", "edema", "necrosis / NCR", "enhancing")
-
-# %% ../nbs/03_synth.ipynb #b3b7586f
-def tissue_classes(image:np.ndarray, # (X, Y, Z, 4) in MSD channel order, 0 outside the brain
-                   label:np.ndarray, # (X, Y, Z) MSD labels; 0 is normal brain
-                   seed:int=0, # of the mixture fit and its sample
-                   n_fit:int=50_000, # voxels the mixture is fitted on
-                  ) -> np.ndarray:
-    "Tissue map of normal brain (1 CSF, 2 GM, 3 WM, 0 elsewhere): a 3-class Gaussian mixture on log(T1w / T2w)."
-    from sklearn.mixture import GaussianMixture
-    normal = np.all(image > 0, -1) & (label == 0)
-    values = image[normal]
-    low, high = np.percentile(values, [0.5, 99.5], axis=0)
-    kept = np.all((values >= low) & (values <= high), 1)
-    ratio = np.log(values[:, MSD_CHANNELS.index("T1w")] / values[:, MSD_CHANNELS.index("T2w")])[:, None]
-    fit = ratio[kept][np.random.default_rng(seed).permutation(int(kept.sum()))[:n_fit]]
-    mixture = GaussianMixture(3, random_state=seed, means_init=np.percentile(fit, [5, 40, 80])[:, None]).fit(fit)
-    rank = np.argsort(np.argsort(mixture.means_[:, 0]))
-    tissue = np.zeros(label.shape, np.uint8)
-    tissue[normal] = np.where(kept, rank[mixture.predict(ratio)] + 1, 0)
-    return tissue
-
-# %% ../nbs/03_synth.ipynb #942cf455
-def measure_contrasts(image:np.ndarray, # (X, Y, Z, 4) in MSD channel order, 0 outside the brain
-                      label:np.ndarray, # (X, Y, Z) MSD labels
-                     ) -> np.ndarray:
-    "Mean of CSF, GM, WM, edema, necrosis / NCR and enhancing tumour over normal brain, per modality: (6, 4), NaN if absent."
-    tissue = tissue_classes(image, label)
-    masks = [tissue == k for k in (CSF, GM, WM)] + [label == k for k in (1, 2, 3)]
-    means = np.stack([image[m].mean(0) if m.any() else np.full(image.shape[-1], np.nan) for m in masks])
-    return means / image[tissue > 0].mean(0)
-
-# %% ../nbs/03_synth.ipynb #c36f06aa
-REAL_SETS = ("brats2021", "brats2023")   # sub-folders of `real_data_dir()` with expert labels
-
-# %% ../nbs/03_synth.ipynb #7e984319
-def load_labelled_case(case:dict, # a case dict from `read_brats`
-                       convention:str, # its label convention
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    "A BraTS case as (X, Y, Z, 4) float32 in MSD channel order and its label map in MSD labels (uint8)."
-    image = np.stack([np.asarray(nib.load(p).dataobj, np.float32) for p in case["image"]], -1)
-    label = np.asarray(nib.load(case["label"]).dataobj).round().astype(np.uint8)
-    return image, convert_labels(label, convention, "msd", case["label"])
-
-# %% ../nbs/03_synth.ipynb #ae639f8c
-def measure_real_contrasts(root:str|Path|None=None, # default: `real_data_dir()`
-                          ) -> tuple[list[str], np.ndarray]:
-    "Case ids and their contrast tables (n, 6, 4), measured on every expert-labelled case under `root`."
-    ids, tables = [], []
-    for name in REAL_SETS:
-        cases, convention = read_brats(Path(root or real_data_dir())/name)
-        for case in cases:
-            ids.append(case["id"]); tables.append(measure_contrasts(*load_labelled_case(case, convention)))
-    return ids, np.stack(tables)
-
-# %% ../nbs/03_synth.ipynb #3685a164
-def summarise_contrasts(tables:np.ndarray, # (n, 6, 4) per-case tables
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    "Median over cases and spread (1.4826 x median absolute deviation, the SD of a normal sample), ignoring NaN."
-    median = np.nanmedian(tables, 0)
-    return median, 1.4826 * np.nanmedian(np.abs(tables - median), 0)
-
-# %% ../nbs/03_synth.ipynb #ec53f636
-BRATS_CONTRASTS = np.array([   # median of 15 expert-labelled BraTS cases; columns FLAIR, T1w, T1gd, T2w (measured above)
-    [0.76, 0.61, 0.72, 1.67],   # CSF
-    [1.04, 0.92, 0.97, 1.05],   # grey matter
-    [1.00, 1.17, 1.10, 0.77],   # white matter
-    [1.68, 1.04, 0.97, 1.32],   # edema
-    [1.75, 0.91, 0.91, 1.59],   # necrosis / NCR (BraTS 2018-2021: NCR/NET)
-    [1.76, 0.96, 1.56, 1.47]])  # enhancing tumour
-BRATS_CONTRAST_SPREAD = np.array([   # robust SD across the 15 cases
-    [0.21, 0.06, 0.14, 0.28],
-    [0.04, 0.04, 0.04, 0.08],
-    [0.09, 0.05, 0.06, 0.09],
-    [0.35, 0.06, 0.11, 0.32],
-    [0.55, 0.09, 0.20, 0.16],
-    [0.60, 0.11, 0.19, 0.27]])
-
 # %% ../nbs/03_synth.ipynb #c5f50d13
 GENERATOR_CONTRASTS = np.array([   # class means of the generator, calibrated so that measured cases match BRATS_CONTRASTS
     [0.468, 0.365, 0.482, 2.738],   # CSF
@@ -754,78 +654,6 @@ def synth_brain_case(shape:tuple|None=None, # voxels (x, y, z); default `brats_s
     image[box] = synth_brain_intensities(rng, coords, probabilities, tissue, label[box], spacing, contrasts, **intensity_options)
     return reorient(image, label, ras_affine(shape, spacing), orientation)
 
-# %% ../nbs/03_synth.ipynb #5f0d832e
-def calibrate_contrasts(target:np.ndarray=BRATS_CONTRASTS, # (6, 4) contrasts the measured cases should show
-                        n_cases:int=24, # generated cases per round (the same seeds every round)
-                        rounds:int=4, # fixed-point steps
-                        spacing_mm:float=2.0, # of the generated cases
-                       ) -> tuple[np.ndarray, float]:
-    "Generator class means whose generated cases measure as `target`, and the largest remaining difference."
-    table, best = np.array(target, float), (None, np.inf)
-    for _ in range(rounds):
-        measured = np.nanmedian([measure_contrasts(*synth_brain_case(None, 1000 + s, spacing_mm, contrasts=table)[:2])
-                                 for s in range(n_cases)], 0)
-        error = float(np.abs(measured - target).max())
-        if error < best[1]: best = (table, error)
-        table = table * target / measured
-    return best
-
-# %% ../nbs/03_synth.ipynb #c4b5b05b
-def case_name(index:int) -> str:
-    "MSD's name of case `index` (0-based): BRATS_001, BRATS_002, ..."
-    return f"BRATS_{index + 1:03d}"
-
-# %% ../nbs/03_synth.ipynb #d5235fd9
-def case_plan(index:int, # 0-based case number
-             ) -> dict:
-    "The acquisition of case `index`: orientation, voxel size and whether its tumour enhances."
-    return dict(orientation=("RAS", "LPS", "RAS", "LAS")[index % 4],
-                spacing_mm=((1., 1., 1.), (1., 1., 1.), (1.2, 1.2, 1.5), (1., 1., 1.), (1., 1., 2.))[index % 5],
-                enhancing=index % 3 != 2)
-
-# %% ../nbs/03_synth.ipynb #63962153
-def case_rng(seed:int, # dataset seed
-             index:int, # 0-based case number
-            ) -> np.random.Generator:
-    "The random generator of case `index`: the `index`-th child of `seed`, independent of how many cases there are."
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
-
-# %% ../nbs/03_synth.ipynb #4068903f
-def msd_dataset_json(n:int, # number of training cases
-                     description:str="Synthetic gliomas in the layout of MSD Task01_BrainTumour (neuroseg.synth)",
-                    ) -> dict:
-    "The `dataset.json` of MSD Task01 for `n` training cases: MSD's fields, modality and label names."
-    training = [{"image": f"./imagesTr/{case_name(i)}.nii.gz", "label": f"./labelsTr/{case_name(i)}.nii.gz"}
-                for i in range(n)]
-    return {"name": "BRATS", "description": description,
-            "reference": "Synthetic data made by neuroseg-3d; layout of http://medicaldecathlon.com",
-            "licence": "CC0 1.0 (synthetic data)", "release": "1.0 neuroseg.synth",
-            "tensorImageSize": "4D", "modality": MSD_MODALITY, "labels": MSD_LABELS,
-            "numTraining": n, "numTest": 0, "training": training, "test": []}
-
-# %% ../nbs/03_synth.ipynb #9bd5616b
-def to_nifti(data:np.ndarray, # array to store
-             affine:np.ndarray, # voxel-to-world
-            ) -> nib.Nifti1Image:
-    "A NIfTI image with sform and qform both set to `affine` (code 1) and units in mm."
-    img = nib.Nifti1Image(data, affine)
-    img.set_sform(affine, code=1); img.set_qform(affine, code=1)
-    img.header.set_xyzt_units("mm", "sec")
-    return img
-
-# %% ../nbs/03_synth.ipynb #10dbc5ab
-def save_case(root:str|Path, # dataset folder
-              name:str, # case name, e.g. BRATS_001
-              image:np.ndarray, # (X, Y, Z, 4)
-              label:np.ndarray, # (X, Y, Z)
-              affine:np.ndarray, # shared by image and label
-             ):
-    "Write `imagesTr/<name>.nii.gz` (float32) and `labelsTr/<name>.nii.gz` (uint8)."
-    root = Path(root)
-    for folder, data in (("imagesTr", image.astype(np.float32)), ("labelsTr", label.astype(np.uint8))):
-        (root/folder).mkdir(parents=True, exist_ok=True)
-        nib.save(to_nifti(data, affine), root/folder/f"{name}.nii.gz")
-
 # %% ../nbs/03_synth.ipynb #796d5461
 def brain_options(tumour_mm:tuple|None=None, # range of the tumour core's mean radius, mm (None: `GLIOMA_RADIUS_MM`)
                   lookalikes:float=0.0, # probability of tumour look-alikes labelled background (`synth_lookalikes`)
@@ -839,108 +667,3 @@ def brain_options(tumour_mm:tuple|None=None, # range of the tumour core's mean r
     for name, p in (("lookalikes", lookalikes), ("wide_normal", wide_normal)):
         if not 0 <= p <= 1: raise NeurosegError(f"{name}={p}: a probability in 0..1")
     return dict(tumour=dict(radius_mm=(lo, hi)), lookalikes=float(lookalikes), wide_normal=float(wide_normal))
-
-# %% ../nbs/03_synth.ipynb #3d599235
-KINDS = ("brain", "ellipsoid")   # realistic MNI152 anatomy; ellipsoid heads (fastest, for unit tests)
-
-def _case_maker(kind:str, shape:tuple|None, spacing_mm:float|None, skull_stripped:bool, options:dict):
-    "A function (index, rng) -> (image, label, affine) that makes case `index` of a dataset of `kind`."
-    if kind == "brain":
-        if not skull_stripped: raise NeurosegError("brain cases are skull-stripped, as BraTS: keep the head only with kind ellipsoid")
-        return lambda i, rng: synth_brain_case(shape, rng, spacing_mm or 1.0, "LPS", **options)
-    if spacing_mm is not None: raise NeurosegError("spacing: only for kind brain (ellipsoid cases cycle through their own voxel sizes)")
-    if options != brain_options(): raise NeurosegError("tumour_mm, lookalikes, wide_normal: only for kind brain")
-    return lambda i, rng: synth_case(shape, rng, **case_plan(i), skull_stripped=skull_stripped)
-
-def _how(kind, n, shape, seed, skull_stripped, spacing_mm, options) -> str:
-    "The command line that makes this dataset, for its description."
-    lo, hi = options["tumour"]["radius_mm"]
-    brain = ("" if options == brain_options() else
-             f" --tumour_mm {lo:g} {hi:g} --lookalikes {options['lookalikes']:g} --wide_normal {options['wide_normal']:g}")
-    return (f"neuroseg_synth --kind {kind} --n {n}" + (f" --shape {' '.join(map(str, shape))}" if shape else "")
-            + (f" --spacing {spacing_mm:g}" if spacing_mm else "") + f" --seed {seed}" + ("" if skull_stripped else " --head") + brain)
-
-# %% ../nbs/03_synth.ipynb #1e991a6e
-def write_msd_dataset(out:str|Path, # dataset folder to create
-                      n:int=8, # number of cases
-                      shape:tuple|None=None, # voxels per case (x, y, z); default 64 x 64 x 48 (ellipsoid), BraTS' field of view (brain)
-                      seed:int=0, # the same seed gives the same dataset
-                      overwrite:bool=False, # replace a non-empty `out`
-                      skull_stripped:bool=True, # False: keep CSF, skull and scalp around the brain (ellipsoid only)
-                      kind:str="ellipsoid", # "brain": MNI152 anatomy, stored LPS as BraTS; "ellipsoid": fastest
-                      spacing_mm:float|None=None, # brain: voxel size (default 1 mm)
-                      tumour_mm:tuple|None=None, # brain: range of the tumour core's mean radius, mm (None: `GLIOMA_RADIUS_MM`)
-                      lookalikes:float=0.0, # brain: probability of tumour look-alikes, labelled background
-                      wide_normal:float=0.0, # brain: probability of grey matter's contrast from the wide range
-                     ) -> Path:
-    "Write `n` synthetic cases in the MSD Task01 layout into `out`, atomically; return `out`."
-    if kind not in KINDS: raise NeurosegError(f"kind={kind!r}: use one of {', '.join(KINDS)}")
-    if n < 1: raise NeurosegError(f"n={n}: need at least one case")
-    if shape is not None and (len(shape) != 3 or min(shape) < 16): raise NeurosegError(f"shape={tuple(shape)}: need 3 sizes of at least 16 voxels")
-    if seed < 0: raise NeurosegError(f"seed={seed}: must be 0 or more")
-    if spacing_mm is not None and not 0.5 <= spacing_mm <= 4: raise NeurosegError(f"spacing={spacing_mm}: use 0.5 to 4 mm")
-    shape = tuple(shape) if shape is not None else (None if kind == "brain" else (64, 64, 48))
-    options = brain_options(tumour_mm, lookalikes, wide_normal)
-    make = _case_maker(kind, shape, spacing_mm, skull_stripped, options)
-    how = _how(kind, n, shape, seed, skull_stripped, spacing_mm, options)
-    with atomic_dir(out, overwrite) as tmp:
-        for i in range(n): save_case(tmp, case_name(i), *make(i, case_rng(seed, i)))
-        (tmp/"imagesTs").mkdir()
-        write_json_atomic(tmp/"dataset.json", msd_dataset_json(n, f"Synthetic gliomas in the layout of MSD Task01_BrainTumour ({how})"))
-    return Path(out)
-
-# %% ../nbs/03_synth.ipynb #1a328b0e
-def check_dataset(root:str|Path, # dataset folder
-                 ) -> str:
-    "Read `root` with the MSD reader, check every label map; return a one-line summary."
-    cases, convention = read_dataset(root, format="msd")
-    validate_dataset(cases, convention)
-    return f"validated {len(cases)} cases in {root}: MSD layout, label convention {convention}"
-
-# %% ../nbs/03_synth.ipynb #ec72a70f
-@console_script
-@cli_errors
-def neuroseg_synth(out:Param("output folder, written in the MSD Task01 layout", str, required=True)=None,
-                   kind:Param("brain: MNI152 anatomy with gliomas, stored LPS as BraTS; ellipsoid: fastest (unit tests)", str, choices=KINDS)="brain",
-                   n:int=8, # number of cases
-                   shape:Param("voxels per case: X Y Z (default: brain the BraTS field of view at --spacing, ellipsoid 64 64 48)", int, nargs=3)=None,
-                   spacing:float=None, # brain: mm per voxel (default 1; 2 is fast)
-                   brats:bool=False, # brain: BraTS geometry, 240 x 240 x 155 voxels of 1 mm, stored LPS (the brain default)
-                   seed:int=0, # the same seed gives the same dataset, byte for byte
-                   overwrite:bool=False, # replace OUT if it exists and is not empty
-                   head:bool=False, # ellipsoid: keep CSF, skull and scalp around the brain (MSD is skull-stripped)
-                   preview:str=None, # also write a PNG preview of the first cases here
-                   tumour_mm:Param("brain: range of the tumour core's mean radius, mm: MIN MAX (a training config's data.synth_tumour_mm)", float, nargs=2)=None,
-                   lookalikes:float=0.0, # brain: probability of tumour look-alikes labelled background (data.synth_lookalikes)
-                   wide_normal:float=0.0, # brain: probability of grey matter's contrast from a wide range (data.synth_wide_normal)
-                  ):
-    "Write a synthetic brain-tumour dataset (FLAIR, T1w, T1gd, T2w; MSD labels) in the MSD Task01 layout."
-    if brats and (kind != "brain" or shape or spacing not in (None, 1)):
-        raise NeurosegError("--brats is BraTS' geometry for --kind brain: drop --shape and --spacing, or drop --brats")
-    for place in (Path(out).parent, *([Path(preview).parent] if preview else [])): check_writable(place)   # before any work
-    try: write_msd_dataset(out, n, tuple(shape) if shape else None, seed, overwrite, skull_stripped=not head, kind=kind, spacing_mm=spacing,
-                           tumour_mm=tumour_mm, lookalikes=lookalikes, wide_normal=wide_normal)
-    except OSError as e: raise OutputError(f"{e.filename or out}: cannot write ({e.strerror or e}); nothing was written") from e
-    print(f"wrote {n} synthetic cases ({kind}) to {out}")
-    print(check_dataset(out))
-    if preview: print(f"preview: {preview_dataset(out, preview)}")
-
-# %% ../nbs/03_synth.ipynb #c2c912a4
-def _read_canonical(root:Path, entry:dict) -> tuple:
-    "A case's title (name, stored orientation, voxel size), image and label as RAS arrays, and voxel sizes."
-    img, seg = (nib.load(root/entry[k]) for k in ("image", "label"))
-    zooms, name = img.header.get_zooms()[:3], Path(entry["image"]).name.removesuffix(".nii.gz")
-    title = f"{name} ({''.join(nib.aff2axcodes(img.affine))}, {'x'.join(f'{z:g}' for z in zooms)} mm)"
-    img, seg = nib.as_closest_canonical(img), nib.as_closest_canonical(seg)
-    return title, np.asarray(img.dataobj, np.float32), np.asarray(seg.dataobj), zooms
-
-def preview_dataset(root:str|Path, # dataset folder (MSD layout)
-                    out_png:str|Path, # PNG to write
-                    n:int=3, # number of cases shown
-                   ) -> Path:
-    "Write a PNG of the first `n` cases: four modalities at the tumour's centre and the labels, atomically."
-    root, meta_file = Path(root), Path(root)/"dataset.json"
-    if not meta_file.is_file(): raise NeurosegError(f"{meta_file}: not found (is {root} an MSD dataset folder?)")
-    rows = [_read_canonical(root, entry) for entry in json.loads(meta_file.read_text())["training"][:n]]
-    with atomic_path(out_png) as tmp: Path(tmp).write_bytes(_png(plot_cases(rows)))
-    return Path(out_png)

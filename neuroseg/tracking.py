@@ -8,11 +8,17 @@ import collections, contextlib, json, os, re, shlex, shutil, struct, sys, tempfi
 from pathlib import Path
 from typing import Iterator
 import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from matplotlib.colors import to_rgb
 from fastcore.basics import patch
-from .core import Config, NeurosegError, atomic_path
+from .core import Config, NeurosegError, atomic_path, write_json_atomic, machine_record
+from .labels import REGIONS, REGION_COLOURS
 
 # %% auto #0
-__all__ = ['resolve_mode', 'offline_run_dirs', 'wandb_folders', 'Tracker', 'download_checkpoint']
+__all__ = ['ENVIRONMENT_FILE', 'resolve_mode', 'offline_run_dirs', 'wandb_folders', 'Tracker', 'download_checkpoint',
+           'plot_training_curves', 'overlay_image', 'record_environment']
 
 # %% ../nbs/05b_tracking.ipynb #383e5966
 _MODES = ("disabled", "offline", "online")
@@ -341,3 +347,57 @@ def download_checkpoint(ref:str, # wandb:ENTITY/PROJECT/NAME:ALIAS (the `wandb:`
     except Exception as e:
         raise NeurosegError(f"--resume wandb:{name}: download failed ({str(e).splitlines()[0]}); check `wandb login` and the network, or {fix}") from e
     return _checkpoint_in(Path(folder), name)
+
+# %% ../nbs/05b_tracking.ipynb #f9044df2
+def plot_training_curves(history:list, # per-epoch records: `train(...)["history"]` or history.json
+                        ) -> Figure:
+    "Training loss, validation Dice per region and mean, and learning rate, against the epoch."
+    fig = Figure(figsize=(13, 3.6), layout="constrained")
+    loss_ax, dice_ax, lr_ax = fig.subplots(1, 3)
+    epochs = [h["epoch"] for h in history]
+    loss_ax.plot(epochs, [h["loss"] for h in history], marker=".", color="black")
+    validated = [h for h in history if "dice_mean" in h]
+    for region in REGIONS:
+        dice_ax.plot([h["epoch"] for h in validated], [h[f"dice_{region}"] for h in validated], marker="o", label=region,
+                     color=REGION_COLOURS[region], markeredgecolor="black", markeredgewidth=0.5)
+    dice_ax.plot([h["epoch"] for h in validated], [h["dice_mean"] for h in validated], "k--", label="mean")
+    dice_ax.set_ylim(0, 1); dice_ax.legend(fontsize=8)
+    lr_ax.plot([h["epoch"] for h in history if "lr" in h], [h["lr"] for h in history if "lr" in h], marker=".", color="black")
+    for ax, title in zip((loss_ax, dice_ax, lr_ax), ("training loss", "validation Dice", "learning rate")):
+        ax.set_title(title); ax.set_xlabel("epoch"); ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+# %% ../nbs/05b_tracking.ipynb #baca275e
+_REGION_RGB = 255 * np.array([to_rgb(REGION_COLOURS[r]) for r in REGIONS], np.float32)   # the figures' palette (01_labels)
+
+def _tint(grey:np.ndarray, regions:np.ndarray, alpha:float=0.5) -> np.ndarray:
+    "An RGB image: `grey` (H, W) in 0..1 with each region of (3, H, W) blended in its colour, inner regions last."
+    rgb = np.repeat(grey[..., None] * 255, 3, axis=-1)
+    for mask, colour in zip(regions, _REGION_RGB): rgb[mask] = (1 - alpha) * rgb[mask] + alpha * colour
+    return rgb
+
+def overlay_image(image:torch.Tensor, # (X, Y, Z) one channel, e.g. FLAIR
+                  pred:torch.Tensor, # (3, X, Y, Z) predicted regions
+                  ref:torch.Tensor, # (3, X, Y, Z) reference regions
+                 ) -> np.ndarray:
+    "Reference | prediction on the axial slice with the most reference tumour, as an (H, W, 3) uint8 image."
+    z = int(ref[0].sum(dim=(0, 1)).argmax())
+    grey = image[..., z].float().numpy()
+    lo, hi = np.percentile(grey, [1, 99]); grey = np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1)
+    sides = [_tint(grey, m[..., z].numpy()) for m in (ref, pred)]
+    return np.rot90(np.concatenate(sides, axis=0)).round().astype(np.uint8)   # RAS x-y plane, anterior up
+
+# %% ../nbs/05b_tracking.ipynb #561e50c3
+ENVIRONMENT_FILE = "environment.json"   # in the run folder: the machine of every start and resume
+
+def record_environment(out_dir:str|Path, # the run folder
+                       resumed:bool, # a resume (else a new run)
+                       step:int, # the step it starts from
+                      ) -> Path:
+    "Add this machine and process (`machine_record`) to the run's environment file, one entry per start or resume."
+    path = Path(out_dir)/ENVIRONMENT_FILE
+    try: sessions = json.loads(path.read_text())["sessions"] if path.is_file() else []
+    except (json.JSONDecodeError, KeyError, TypeError): sessions = []   # a damaged record is rewritten, never a reason to stop training
+    write_json_atomic(path, dict(sessions=[*sessions, machine_record() | dict(resumed=resumed, step=step)]))
+    return path

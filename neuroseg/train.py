@@ -13,41 +13,31 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader, DistributedSampler, ConcatDataset
+from torch.utils.data import DataLoader
 from fastcore.script import Param, store_true
 from tqdm import tqdm
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
-from matplotlib.colors import to_rgb
-from monai.data.utils import set_rnd
 from monai.metrics import compute_dice
 import neuroseg
 from .core import (NeurosegError, Config, cli_errors, console_script, load_config, find_config, seed_everything, get_device,
-                           write_json_atomic, machine_record, folder_lock)
-from .labels import REGIONS, REGION_COLOURS, labels_to_regions, classes_to_labels
-from .data import read_dataset, split_for_config, split_cases, check_path_names
-from .download import MSD_TASK, is_task_folder, ensure_msd
-from .transforms import make_dataset, make_loader, fill_disk_cache, preprocess_workers, train_transforms, val_transforms
-from .synth import brain_options
-from .synth_dataset import SynthBrainDataset
+                           write_json_atomic, folder_lock)
+from .labels import REGIONS, labels_to_regions, classes_to_labels
+from .data import read_dataset, check_path_names
+from .loaders import DistInfo, seed_epoch, build_data, ensure_data, first_on_main
 from .model import build_model, build_loss, probabilities, predict_labels, amp_dtype, autocast, predict_volume
 from .checkpoint import (FORMAT_VERSION, LAST, PREVIOUS, BEST, save_checkpoint, load_checkpoint, save_last,
                                  load_resumable, rng_state, set_rng_state, weights_digest, config_from_checkpoint)
-from .tracking import Tracker, download_checkpoint
+from .tracking import Tracker, download_checkpoint, overlay_image, record_environment
 from .pretrained import resolve_checkpoint
 from .core import OutputError, check_writable, remove_stale_temps, progress_bar
 
 # %% auto #0
-__all__ = ['SYNTH_VAL_CASES', 'EXISTING', 'RUN_FILES', 'RUN_ENTRIES', 'RUN_MANIFEST', 'ENVIRONMENT_FILE', 'lr_factor',
-           'make_scheduler', 'DistInfo', 'init_distributed', 'epoch_seed', 'seed_epoch', 'ensure_data', 'build_data',
-           'real_datasets', 'synth_dataset', 'synthetic_datasets', 'TrainState', 'new_state', 'checkpoint_state',
-           'restore_state', 'StopOnSignal', 'TrainingInterrupted', 'Run', 'train_step', 'sync_step', 'epoch_batches',
-           'train_epoch', 'epoch_summary', 'epoch_line', 'plot_training_curves', 'to_regions', 'validate',
-           'overlay_image', 'save_run_checkpoints', 'update_best', 'end_epoch', 'resume_checkpoint', 'check_resumable',
+__all__ = ['EXISTING', 'RUN_FILES', 'RUN_ENTRIES', 'RUN_MANIFEST', 'lr_factor', 'make_scheduler', 'init_distributed',
+           'TrainState', 'new_state', 'checkpoint_state', 'restore_state', 'StopOnSignal', 'TrainingInterrupted', 'Run',
+           'train_step', 'sync_step', 'epoch_batches', 'train_epoch', 'epoch_summary', 'epoch_line', 'to_regions',
+           'validate', 'save_run_checkpoints', 'update_best', 'end_epoch', 'resume_checkpoint', 'check_resumable',
            'data_fingerprint', 'data_changes', 'write_manifest', 'check_same_data', 'check_new_run_folder', 'holds_run',
            'clean_stale_temps', 'check_clearable', 'make_room', 'run_folder_of', 'check_resume_target', 'init_weights',
-           'record_environment', 'setup_run', 'fit', 'train', 'resume_command', 'neuroseg_train']
+           'setup_run', 'fit', 'train', 'resume_command', 'neuroseg_train']
 
 # %% ../nbs/06_train.ipynb #6bf50fbf
 def lr_factor(step:int, # optimiser steps done so far
@@ -71,19 +61,6 @@ def make_scheduler(optimizer:torch.optim.Optimizer,
     warmup = min(cfg.train.warmup_epochs * steps_per_epoch, total - 1)
     return LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup, cfg.train.schedule))
 
-# %% ../nbs/06_train.ipynb #b654dcb7
-@dataclass
-class DistInfo:
-    "Where this process sits in a (possibly one-process) distributed run."
-    rank:int = 0
-    world:int = 1
-    local_rank:int = 0
-    device:torch.device = field(default_factory=lambda: torch.device("cpu"))
-    owns_group:bool = False # True when this run created the process group (and destroys it)
-
-    @property
-    def main(self) -> bool: return self.rank == 0
-
 # %% ../nbs/06_train.ipynb #86b416d1
 def init_distributed(device:str="auto", # train.device
                     ) -> DistInfo:
@@ -96,94 +73,6 @@ def init_distributed(device:str="auto", # train.device
     owns = not dist.is_initialized()
     if owns: dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=30))  # rank 0 validates alone
     return DistInfo(dist.get_rank(), world, local, torch.device(f"cuda:{local}" if use_cuda else "cpu"), owns)
-
-# %% ../nbs/06_train.ipynb #b6fd8c6f
-def epoch_seed(seed:int, epoch:int, rank:int=0) -> int:
-    "A 32-bit seed for epoch `epoch` of rank `rank`, independent of every other (seed, epoch, rank)."
-    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
-
-# %% ../nbs/06_train.ipynb #fc9fa96f
-def seed_epoch(loader:DataLoader, # the training loader
-               seed:int, # train.seed
-               epoch:int, # 0-based epoch
-               rank:int=0,
-              ):
-    "Make the batches of `epoch` a function of `(seed, epoch, rank)` only."
-    s = epoch_seed(seed, epoch, rank)
-    loader.generator.manual_seed(s)
-    if isinstance(loader.sampler, DistributedSampler): loader.sampler.set_epoch(epoch)
-    set_rnd(loader.dataset, s)
-
-# %% ../nbs/06_train.ipynb #4ab9139d
-def _first_on_main(di:DistInfo, fn):
-    "Run `fn` on rank 0 first (e.g. to write a file), then on the other ranks."
-    if di.main: out = fn()
-    if di.world > 1: dist.barrier()
-    return out if di.main else fn()
-
-def ensure_data(cfg:Config, di:DistInfo) -> Path:
-    "`data.root`, after downloading MSD Task01 into it when it is a missing `Task01_BrainTumour` folder."
-    root = Path(cfg.data.root)
-    if root.name != MSD_TASK or is_task_folder(root): return root
-    if di.world > 1: raise NeurosegError(f"{root}: dataset not found; download it first with `neuroseg_download --root {root.parent}`")
-    return ensure_msd(root)
-
-# %% ../nbs/06_train.ipynb #c3bbc3c4
-def build_data(cfg:Config, di:DistInfo) -> tuple[DataLoader, DataLoader|None, str, dict]:
-    "The training loader, the validation loader (rank 0 only), the label convention and the split."
-    train_ds, val_ds, convention, split = (synthetic_datasets if cfg.data.format == "synth" else real_datasets)(cfg, di)
-    if cfg.data.synth_cases:   # fresh synthetic brains: the training set, or added to the real cases
-        brains = synth_dataset(cfg, cfg.data.synth_cases, seed=cfg.train.seed)
-        train_ds = brains if train_ds is None else ConcatDataset([train_ds, brains])
-    sampler = DistributedSampler(train_ds, di.world, di.rank, shuffle=True, seed=cfg.train.seed) if di.world > 1 else None
-    train_dl = make_loader(train_ds, cfg, train=True, sampler=sampler, rank=di.rank)
-    val_dl = make_loader(val_ds, cfg, train=False) if val_ds is not None else None
-    return train_dl, val_dl, convention, split
-
-# %% ../nbs/06_train.ipynb #4b25321b
-def real_datasets(cfg:Config, di:DistInfo) -> tuple:
-    "The training and (rank 0) validation datasets of `data.root`'s split, preprocessed into the disk cache; the convention; the split."
-    cases, convention = read_dataset(ensure_data(cfg, di), cfg.data.format, cfg.data.convention)
-    split = _first_on_main(di, lambda: split_for_config(cases, cfg))
-    train_cases, val_cases, _ = split_cases(cases, split, cfg.data.fold)
-    if len(train_cases) < di.world: raise NeurosegError(f"{cfg.data.root}: {len(train_cases)} training cases for {di.world} processes")
-    train_ds = make_dataset(train_cases, cfg, convention, train=True)
-    val_ds = make_dataset(val_cases, cfg, convention, train=False) if di.main and val_cases else None
-    _preprocess(cfg, di, train_ds, val_ds)
-    return train_ds, val_ds, convention, split
-
-def _preprocess(cfg:Config, di:DistInfo, train_ds, val_ds):
-    "Fill the disk cache (`data.cache=disk`) before the first epoch: each process its share of the training cases, rank 0 the validation cases."
-    tick, workers = time.perf_counter(), preprocess_workers(cfg)
-    n = fill_disk_cache(train_ds, workers, di.rank, di.world, progress=di.main)
-    n += fill_disk_cache(val_ds, workers, progress=di.main) if val_ds is not None else 0
-    if di.world > 1:   # every rank waits for the others' shares; rank 0 reports them all
-        total = torch.tensor([n], device=di.device); dist.all_reduce(total); n = int(total)   # NCCL: a GPU tensor
-    if n and di.main:
-        print(f"neuroseg_train: preprocessed {n} case(s) into the disk cache {Path(cfg.data.cache_dir)} in {time.perf_counter() - tick:.0f} s",
-              file=sys.stderr)
-
-# %% ../nbs/06_train.ipynb #d2a4f6b2
-SYNTH_VAL_CASES = 4   # fixed synthetic validation brains of a data.format=synth run
-
-def synth_dataset(cfg:Config, # uses data.spacing_mm and the preprocessing and augmentation settings
-                  length:int, # brains per epoch
-                  train:bool=True, # with augmentation; False: preprocessing only (validation)
-                  seed:int=0, # the first epoch's seed (training loaders re-seed it every epoch)
-                 ) -> SynthBrainDataset:
-    "Synthetic brains generated on the fly at the training spacing, through the run's preprocessing (and augmentation)."
-    transform = (train_transforms if train else val_transforms)(cfg, "msd", load=False)
-    return SynthBrainDataset(length, transform, seed=seed, spacing_mm=min(float(s) for s in cfg.data.spacing_mm),
-                             **brain_options(cfg.data.synth_tumour_mm, cfg.data.synth_lookalikes, cfg.data.synth_wide_normal))
-
-# %% ../nbs/06_train.ipynb #00671a43
-def synthetic_datasets(cfg:Config, di:DistInfo) -> tuple:
-    "A `data.format=synth` run's data: no real training set, fixed validation brains on rank 0, MSD labels, a split file saying so."
-    split = dict(format="synth", synth_cases=cfg.data.synth_cases, val_cases=SYNTH_VAL_CASES, val_seed=epoch_seed(cfg.train.seed, 2**31 - 1))   # an epoch no run reaches
-    path = Path(cfg.train.out_dir)/"split.json"
-    if di.main: write_json_atomic(path, split)
-    val_ds = synth_dataset(cfg, SYNTH_VAL_CASES, train=False, seed=split["val_seed"]) if di.main else None
-    return None, val_ds, "msd", {**split, "file": str(path)}
 
 # %% ../nbs/06_train.ipynb #cba36bd2
 @dataclass
@@ -381,26 +270,6 @@ def epoch_line(record:dict, ts:TrainState, epochs:int) -> str:
     return (f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f}, lr {record['lr']:.2e}{dice}; "
             f"{record['step_s']:.2f} s/step, {record['patches_per_s']:.1f} patches/s, data wait {record['data_wait_share']:.0%}")
 
-# %% ../nbs/06_train.ipynb #f9044df2
-def plot_training_curves(history:list, # per-epoch records: `train(...)["history"]` or history.json
-                        ) -> Figure:
-    "Training loss, validation Dice per region and mean, and learning rate, against the epoch."
-    fig = Figure(figsize=(13, 3.6), layout="constrained")
-    loss_ax, dice_ax, lr_ax = fig.subplots(1, 3)
-    epochs = [h["epoch"] for h in history]
-    loss_ax.plot(epochs, [h["loss"] for h in history], marker=".", color="black")
-    validated = [h for h in history if "dice_mean" in h]
-    for region in REGIONS:
-        dice_ax.plot([h["epoch"] for h in validated], [h[f"dice_{region}"] for h in validated], marker="o", label=region,
-                     color=REGION_COLOURS[region], markeredgecolor="black", markeredgewidth=0.5)
-    dice_ax.plot([h["epoch"] for h in validated], [h["dice_mean"] for h in validated], "k--", label="mean")
-    dice_ax.set_ylim(0, 1); dice_ax.legend(fontsize=8)
-    lr_ax.plot([h["epoch"] for h in history if "lr" in h], [h["lr"] for h in history if "lr" in h], marker=".", color="black")
-    for ax, title in zip((loss_ax, dice_ax, lr_ax), ("training loss", "validation Dice", "learning rate")):
-        ax.set_title(title); ax.set_xlabel("epoch"); ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return fig
-
 # %% ../nbs/06_train.ipynb #11bee536
 def to_regions(x:torch.Tensor, # (B, 3, ...) region masks, or (B, 1, ...) class indices of the softmax head
                head:str, # model.head
@@ -428,26 +297,6 @@ def validate(model:nn.Module, # the bare network
     model.train()
     dice = torch.cat(scores).mean(dim=0).tolist()
     return {**{f"dice_{r}": d for r, d in zip(REGIONS, dice)}, "dice_mean": float(np.mean(dice))}, first
-
-# %% ../nbs/06_train.ipynb #baca275e
-_REGION_RGB = 255 * np.array([to_rgb(REGION_COLOURS[r]) for r in REGIONS], np.float32)   # the figures' palette (01_labels)
-
-def _tint(grey:np.ndarray, regions:np.ndarray, alpha:float=0.5) -> np.ndarray:
-    "An RGB image: `grey` (H, W) in 0..1 with each region of (3, H, W) blended in its colour, inner regions last."
-    rgb = np.repeat(grey[..., None] * 255, 3, axis=-1)
-    for mask, colour in zip(regions, _REGION_RGB): rgb[mask] = (1 - alpha) * rgb[mask] + alpha * colour
-    return rgb
-
-def overlay_image(image:torch.Tensor, # (X, Y, Z) one channel, e.g. FLAIR
-                  pred:torch.Tensor, # (3, X, Y, Z) predicted regions
-                  ref:torch.Tensor, # (3, X, Y, Z) reference regions
-                 ) -> np.ndarray:
-    "Reference | prediction on the axial slice with the most reference tumour, as an (H, W, 3) uint8 image."
-    z = int(ref[0].sum(dim=(0, 1)).argmax())
-    grey = image[..., z].float().numpy()
-    lo, hi = np.percentile(grey, [1, 99]); grey = np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1)
-    sides = [_tint(grey, m[..., z].numpy()) for m in (ref, pred)]
-    return np.rot90(np.concatenate(sides, axis=0)).round().astype(np.uint8)   # RAS x-y plane, anterior up
 
 # %% ../nbs/06_train.ipynb #d1a502e9
 def save_run_checkpoints(run:Run, ts:TrainState,
@@ -518,7 +367,7 @@ def resume_checkpoint(resume:str, # last, a checkpoint file or folder, or wandb:
     ckpt_dir = Path(cfg.train.out_dir)/"checkpoints"
     if resume == "last": return load_resumable(ckpt_dir)
     if resume.startswith("wandb:"):
-        path = _first_on_main(di, lambda: download_checkpoint(resume, ckpt_dir/"downloaded", cfg.tracking.mode))
+        path = first_on_main(di, lambda: download_checkpoint(resume, ckpt_dir/"downloaded", cfg.tracking.mode))
     else: path = Path(resume)
     if path.is_dir(): return load_resumable(path/"checkpoints" if (path/"checkpoints").is_dir() else path)   # a run or checkpoints folder
     return load_checkpoint(path), path
@@ -707,20 +556,6 @@ def _start_tracking(run:Run, ts:TrainState, split_file:str, resumed:bool):
     ts.wandb_run_id = run.tracker.run_id or ts.wandb_run_id
     if run.di.main and not resumed: run.tracker.log_file(split_file)
 
-# %% ../nbs/06_train.ipynb #561e50c3
-ENVIRONMENT_FILE = "environment.json"   # in the run folder: the machine of every start and resume
-
-def record_environment(out_dir:str|Path, # the run folder
-                       resumed:bool, # a resume (else a new run)
-                       step:int, # the step it starts from
-                      ) -> Path:
-    "Add this machine and process (`machine_record`) to the run's environment file, one entry per start or resume."
-    path = Path(out_dir)/ENVIRONMENT_FILE
-    try: sessions = json.loads(path.read_text())["sessions"] if path.is_file() else []
-    except (json.JSONDecodeError, KeyError, TypeError): sessions = []   # a damaged record is rewritten, never a reason to stop training
-    write_json_atomic(path, dict(sessions=[*sessions, machine_record() | dict(resumed=resumed, step=step)]))
-    return path
-
 # %% ../nbs/06_train.ipynb #67faa85b
 def setup_run(cfg:Config, di:DistInfo, resume:str|None=None, other_data:bool=False) -> tuple[Run, TrainState]:
     "Everything a run needs, restored from a checkpoint when `resume` is given (on the data its run trained on, unless `other_data`)."
@@ -803,7 +638,7 @@ def _train(cfg:Config, di:DistInfo, resume:str|None, existing:str, other_data:bo
     try:
         out_dir = Path(cfg.train.out_dir)   # a new run's folder, missing or empty: a refused start leaves it so
         fresh = None if resume is not None else "missing" if not out_dir.exists() else "empty" if out_dir.is_dir() and not any(out_dir.iterdir()) else None
-        if resume is None: _first_on_main(di, lambda: make_room(cfg.train.out_dir, existing, cfg.data.root) if di.main else None)
+        if resume is None: first_on_main(di, lambda: make_room(cfg.train.out_dir, existing, cfg.data.root) if di.main else None)
         else:
             check_resume_target(resume, cfg.train.out_dir)
             if di.main: clean_stale_temps(cfg.train.out_dir)

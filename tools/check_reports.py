@@ -26,7 +26,7 @@ SECTIONS = {
 }
 CASE_REPORT_MAX_BYTES = 3_000_000
 MARKER = ".check_reports"   # marks a --out folder as ours, so that a later run may replace it
-# configs/tiny.yaml (the tests' tiny run), with enough held-out cases to show distributions and a few more steps, so
+# recipes/tiny.yaml (the tests' tiny run), with enough held-out cases to show distributions and a few more steps, so
 # that the tiny network predicts a tumour the 3D view can show; tracked offline, for the report's W&B section
 OVERRIDES = ["data.num_folds=4", "data.test_fraction=0.375", "train.epochs=6", "train.iters_per_epoch=4", "train.val_every=2",
              "tracking.mode=offline", "tracking.project=neuroseg-check"]
@@ -137,8 +137,7 @@ def main():
         if mesh is None: problems.append("evaluate.html: no <case>_mesh.html page beside it")
         browser = args.browser == "yes" or (args.browser == "auto" and any(shutil.which(b) for b in ("chromium", "google-chrome")))
         if browser and mesh is not None:
-            sys.path.insert(0, str(ROOT/"tools"))
-            import browser_check
+            import browser_check   # beside this script: Python puts a script's folder first on sys.path
             shots = ["--screenshots", str(work/"screenshots")]
             code = browser_check.main([str(pages[r]) for r in ("train", "evaluate", "case")] + shots)   # the reports: no 3D
             viewers = sorted(pages["case"].parent.glob("*_viewer.html"))

@@ -14,7 +14,6 @@ import argparse, concurrent.futures, html, itertools, json, os, re, shutil, subp
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT/"tools"))
 import real_data
 from neuroseg.render import execute_template, notebook_html
 

@@ -1,4 +1,4 @@
-"""Fault-injection suite (issue #13 item 5): hostile inputs and faults against the six console scripts.
+"""Fault-injection suite: hostile inputs and faults against the six console scripts.
 
 Each row of `ROWS` is one hostile input or fault. A row passes when its command
 - exits with the expected code (2: bad input),

@@ -1,4 +1,4 @@
-"""`make gpu-check`: everything a lent GPU should measure, in one command; writes reports/bench/<gpu>.json and
+"""`make gpu-check`: everything a GPU machine should measure, in one command; writes reports/bench/<gpu>.json and
 <gpu>-check.json.
 
     python tools/gpu_check.py [--dry-run] [--epochs N]
@@ -20,7 +20,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT/"tools"))
 
 def cuda_notebooks() -> list[str]:
     "The notebooks holding cells flagged `#| cuda`."

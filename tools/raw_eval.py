@@ -24,7 +24,6 @@ import nibabel as nib
 import SimpleITK as sitk
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT/"tools"))
 from real_data import find_real_data
 from neuroseg.data import read_brats
 from neuroseg.labels import labels_to_regions, REGIONS

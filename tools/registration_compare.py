@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT/"runs"/"registration-compare"
 MOVING = ("flair", "t1", "t2")
 THREADS = "2"
-sys.path.insert(0, str(ROOT/"tools"))
 
 def register(method:str, fixed_path:Path, moving_path:Path, mask_path:Path) -> tuple[sitk.Transform, float, bool|None]:
     "(fixed -> moving rigid transform, seconds, alignment check passed) of one method on two NIfTI files."

@@ -13,7 +13,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT/"tools"))
 import real_data
 
 def _tree_digest() -> dict:
@@ -105,7 +104,7 @@ def run_notebooks(files:list[Path], flags:str, workers:int, timeout:float=900) -
         return f.name, ok, secs
     with ThreadPoolExecutor(workers) as pool: return list(pool.map(one, files))
 
-SLOW_FIRST = ("07_infer", "10b_raw", "06_train", "03_synth", "10a_preprocess", "05_metrics")   # started first: the longest
+SLOW_FIRST = ("07_infer", "10b_raw", "06_train", "03_synth", "10a_preprocess", "05e_metrics")   # started first: the longest
 
 def run_phase(name:str, cmd:list, cwd:Path=ROOT) -> tuple[str, bool, float]:
     "Run one of the checks after the notebooks' (a script of tools/), its output kept and printed in one block when it ends."

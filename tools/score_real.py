@@ -10,13 +10,13 @@ Each BraTS 2021 case is segmented by `neuroseg_infer` in a batch, the 2023 case 
 Writes <out>/scores.json and prints a Markdown table: Dice, HD95 (mm) and volumes (mL) per case and region.
 """
 from __future__ import annotations
-import argparse, csv, json, subprocess, sys, time
+import argparse, json, subprocess, sys, time
 from pathlib import Path
-import numpy as np
+from neuroseg.metrics import describe_values
+from neuroseg.report import read_metrics_csv
+from real_data import find_real_data   # tools/real_data.py: Python puts a script's folder first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT/"tools"))
-from real_data import find_real_data
 
 BIN = Path(sys.executable).parent
 SPLIT = ROOT/"configs"/"brats-real-split.json"
@@ -32,8 +32,8 @@ def run(*args) -> float:
     return time.perf_counter() - tick
 
 def rows(csv_path:Path) -> list[dict]:
-    "The region rows of a neuroseg_evaluate metrics.csv."
-    with open(csv_path) as f: return [r for r in csv.DictReader(f) if r["region"] in REGIONS]
+    "The region rows of a neuroseg_evaluate metrics.csv, metric columns as floats (the report's reader)."
+    return [r for r in read_metrics_csv(csv_path) if r["region"] in REGIONS]
 
 def score(ckpt:str, data:Path, cases:str, out:Path, postprocess:str) -> dict:
     "Segment and score; the per-case rows, their means and the timings."
@@ -49,9 +49,10 @@ def score(ckpt:str, data:Path, cases:str, out:Path, postprocess:str) -> dict:
     run("neuroseg_evaluate", "--pred", out/"pred2023", "--ref", b23, "--convention", "brats2023", "--lesion-wise", "--out", out/"eval2023")
     table = rows(out/"eval2021"/"metrics.csv") + rows(out/"eval2023"/"metrics.csv")
     n21 = len({r["case"] for r in table}) - len(seconds)
-    mean = {r: {k: float(np.mean([float(x[k]) for x in table if x["region"] == r])) for k in ("dice", "hd95", "ref_volume_ml", "pred_volume_ml",
-                                                                                              *LESION_MEANS)} for r in REGIONS}
-    lesions = {r: {k: int(sum(float(x[k]) for x in table if x["region"] == r)) for k in LESION_COUNTS} for r in REGIONS}
+    region = lambda r, k: [x[k] for x in table if x["region"] == r]
+    mean = {r: {k: describe_values(region(r, k))["mean"] for k in ("dice", "hd95", "ref_volume_ml", "pred_volume_ml", *LESION_MEANS)}
+            for r in REGIONS}   # metrics.summarise's statistics; summarise itself refuses rows of two label conventions
+    lesions = {r: {k: int(sum(region(r, k))) for k in LESION_COUNTS} for r in REGIONS}
     return dict(ckpt=ckpt, cases=cases, postprocess=postprocess, n_cases=n21 + len(seconds), rows=table, mean=mean, lesion_counts=lesions,
                 batch_seconds_2021=t21, batch_cases_2021=n21, one_case_cli_seconds=seconds)
 

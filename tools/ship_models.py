@@ -18,14 +18,18 @@ Everything runs through neuroseg's own commands (neuroseg_infer, neuroseg_postpr
 runs/ship-<name>/; the checkpoint is written last, with its sha256, so an interrupted run ships nothing. Without --ckpt,
 the shipped weights stay as they are (not a byte of the 19 MB file changes, so the repository's history does not grow):
 the model is scored again with the new decision and the registry records it (`set_shipped_postprocess`).
+
+A model card's prose (description, data, commands) is package data: it lives in the registry entry
+(neuroseg/models/models.json), is edited there, and is kept as it is; this script adds what it measures (the cases, the
+postprocessing decision, the scores, the timings).
 """
 import argparse, json, subprocess, sys
 from pathlib import Path
 
+from real_data import find_real_data   # tools/real_data.py: Python puts a script's folder first on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT/"tools"))
-from real_data import find_real_data
 
 SPLIT = ROOT/"configs"/"brats-real-split.json"
 HELD_OUT_2023 = ["BraTS-GLI-00000-000"]   # the brats2023 case, held out beside the split's test cases
@@ -74,44 +78,22 @@ def adopt_postprocess(path:str, work:Path) -> str:
     (work/"postprocess.json").write_text(text)
     return text
 
-CARDS = {
-    "brats": dict(description="UNet (MONAI, 5 levels 16-256, 2 residual units), sigmoid WT/TC/ET, 1.5 mm, 64^3 patches; trained on the 10 "
-                              "non-held-out real BraTS 2018/2021 cases on a 2-core CPU (configs/brats-real.yaml, brats-finetune.yaml, "
-                              "brats-long.yaml, then brats-all.yaml)",
-                  data="steps 1-3 on 8 cases of configs/brats-real-split.json (folds 1-4, fold 0 validating), step 4 on all 10 "
-                       "(data.fold=-1); postprocessing chosen on the out-of-fold predictions of a cross-validation of the same 10 "
-                       "cases (neuroseg_cv), by the BraTS 2023 lesion-wise Dice",
-                  commands=["neuroseg_train --config brats-real data.root=<real>/brats2021 train.out_dir=runs/brats-real",
-                            "neuroseg_train --config brats-finetune data.root=<real>/brats2021",
-                            "neuroseg_train --config brats-long data.root=<real>/brats2021",
-                            "neuroseg_train --config brats-all data.root=<real>/brats2021",
-                            "neuroseg_cv --config brats-cv data.root=<real>/brats2021",
-                            "python tools/ship_models.py brats --ckpt runs/brats-all/checkpoints/last.pt "
-                            "--postprocess-from runs/brats-cv/postprocess.json",
-                            "neuroseg_cv --config brats-cv data.root=<real>/brats2021   (again, 2026-12-07: out-of-fold predictions)",
-                            "neuroseg_postprocess --pred runs/brats-cv/oof --ref <real>/brats2021 --only-predicted --criterion lesion "
-                            "--out runs/brats-cv/postprocess-lesion.json",
-                            "python tools/ship_models.py brats --postprocess-from runs/brats-cv/postprocess-lesion.json   (weights kept)"],
-                  cases="heldout"),
-    "synth": dict(description="UNet (MONAI, 5 levels 16-256, 2 residual units), sigmoid WT/TC/ET, 1.5 mm, 64^3 patches; trained on synthetic "
-                              "brains only (03_synth: MNI152 anatomy, gliomas sized as real ones, tumour look-alikes, grey matter's contrast drawn "
-                              "from a wide range, domain randomisation), "
-                              "never a real voxel",
-                  data="3050 steps of fresh synthetic brains, 50 per epoch (configs/brats-synth.yaml, brats-synth-sized.yaml, "
-                       "brats-synth-lookalikes.yaml, brats-synth-wide.yaml, brats-synth-wide-all.yaml); postprocessing chosen on 8 other "
-                       "synthetic brains, drawn with the generator settings of the last step, by the BraTS 2023 lesion-wise Dice",
-                  commands=["neuroseg_train --config brats-synth train.out_dir=runs/brats-synth",
-                            "neuroseg_train --config brats-synth-sized",
-                            "neuroseg_train --config brats-synth-lookalikes",
-                            "neuroseg_train --config brats-synth-wide",
-                            "neuroseg_train --config brats-synth-wide-all",
-                            "python tools/ship_models.py synth --ckpt runs/brats-synth-wide-all/checkpoints/last.pt",
-                            "python tools/ship_models.py synth   (2026-12-07: the postprocessing chosen again by the lesion-wise Dice, weights kept)"],
-                  cases="all")}
+CARD_TEXT = ("description", "data", "commands")   # a model card's prose: package data, kept in the registry (models.json)
+
+def card_text(name:str) -> dict:
+    "The prose of `name`'s model card, from the registry, and which real cases score it (`heldout`, or `all` for a model that saw none)."
+    from neuroseg.pretrained import read_registry
+    registry = read_registry()
+    if name not in registry:
+        sys.exit(f"ship_models: no registry entry {name!r} in neuroseg/models/models.json: write its {', '.join(CARD_TEXT)} there first")
+    entry = registry[name]
+    missing = [k for k in CARD_TEXT if not entry.get(k)]
+    if missing: sys.exit(f"ship_models: neuroseg/models/models.json: {name} lacks {', '.join(missing)}")
+    return {k: entry[k] for k in CARD_TEXT} | dict(cases="heldout" if isinstance(entry.get("held_out"), list) else "all")
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("name", choices=list(CARDS))
+    ap.add_argument("name", help="the shipped model's name (its registry entry holds the card's text: edit it there)")
     ap.add_argument("--ckpt", help="the run's checkpoint (left out: keep the shipped weights, record a new --postprocess-from)")
     ap.add_argument("--postprocess-from", metavar="FILE", help="take the postprocessing decision from this file (neuroseg_cv's "
                     "postprocess.json, chosen on out-of-fold predictions) instead of choosing it here")
@@ -124,7 +106,7 @@ def main(argv=None):
     if (data := find_real_data(quiet=True)) is None: sys.exit("ship_models: no real BraTS cases found (python tools/real_data.py --fetch)")
     work = ROOT/"runs"/f"ship-{a.name}"
     if work.exists(): sys.exit(f"ship_models: {work} exists; move it aside first")
-    card = dict(CARDS[a.name])
+    card = card_text(a.name)
     decision = json.loads(adopt_postprocess(a.postprocess_from, work) if a.postprocess_from else
                           choose_postprocess(a.name, ckpt, data, work, a.criterion).read_text())
     run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", ckpt, "--cases", card["cases"], "--postprocess", work/"postprocess.json",
@@ -132,7 +114,7 @@ def main(argv=None):
     run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", ckpt, "--cases", card["cases"], "--postprocess", "none",
         "--out", work/"score-raw")
     scores = {k: json.loads((work/k/"scores.json").read_text()) for k in ("score", "score-raw")}
-    card.update(held_out=held_out() if a.name == "brats" else "none: it never saw a real case", scored_on=sorted({r["case"] for r in scores["score"]["rows"]}),
+    card.update(held_out=held_out() if card["cases"] == "heldout" else "none: it never saw a real case", scored_on=sorted({r["case"] for r in scores["score"]["rows"]}),
                 postprocess_decision=dict(rules=decision["postprocess"], chosen_on=decision["cases"],
                                           criterion=decision.get("criterion", "dice"),
                                           **{k: decision[k] for k in ("dice_before", "dice_after", "lesion_dice_before", "lesion_dice_after") if k in decision},
