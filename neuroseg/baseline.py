@@ -22,17 +22,22 @@ __all__ = ['ORIGINAL', 'original_network', 'load_weights', 'original_preprocessi
            'original_step', 'original_epoch']
 
 # %% ../nbs/90_baseline.ipynb #79bc823c
-ORIGINAL = dict(channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2, classes=4, spacing_mm=(1.0, 1.0, 1.0),
-                roi_size=(96, 96, 96), sw_batch_size=4, overlap=0.5, blend="constant", cache_num=10)
+ORIGINAL = dict(
+    channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2), num_res_units=2, classes=4, spacing_mm=(1.0, 1.0, 1.0),
+    roi_size=(96, 96, 96), sw_batch_size=4, overlap=0.5, blend="constant", cache_num=10,
+)
 
 # %% ../nbs/90_baseline.ipynb #b9ed82b6
-def original_network(in_channels:int=4, # MRI modalities
-                     out_channels:int=ORIGINAL["classes"], # softmax classes: background, edema, non-enhancing, enhancing
-                     channels:tuple=ORIGINAL["channels"], # features per level
-                     strides:tuple=ORIGINAL["strides"], # down-sampling between levels
-                    ) -> nn.Module:
+def original_network(
+    in_channels: int = 4,  # MRI modalities
+    out_channels: int = ORIGINAL["classes"],  # softmax classes: background, edema, non-enhancing, enhancing
+    channels: tuple = ORIGINAL["channels"],  # features per level
+    strides: tuple = ORIGINAL["strides"],  # down-sampling between levels
+) -> nn.Module:
     "The original's network: MONAI UNet, 3D, residual units (2 per block)."
-    return UNet(3, in_channels, out_channels, channels=channels, strides=strides, num_res_units=ORIGINAL["num_res_units"])
+    return UNet(
+        3, in_channels, out_channels, channels=channels, strides=strides, num_res_units=ORIGINAL["num_res_units"]
+    )
 
 # %% ../nbs/90_baseline.ipynb #574598c5
 def load_weights(model:nn.Module, # from `original_network`
@@ -47,7 +52,8 @@ def load_weights(model:nn.Module, # from `original_network`
 def original_preprocessing(keys:tuple=("image",), # ("image",) at inference, ("image", "label") for training
                           ) -> Compose:
     "Load, channel first, RAS, 1 mm (bilinear image, nearest label), z-score of non-zero voxels per channel."
-    keys, ras = list(keys), (("L", "R"), ("P", "A"), ("I", "S"))   # ras: MONAI's default labels, spelt out to silence its notice
+    # ras: MONAI's default labels, spelt out to silence its notice
+    keys, ras = list(keys), (("L", "R"), ("P", "A"), ("I", "S"))
     return Compose([LoadImaged(keys), EnsureChannelFirstd(keys), Orientationd(keys, axcodes="RAS", labels=ras),
                     Spacingd(keys, pixdim=ORIGINAL["spacing_mm"], mode=["bilinear", "nearest"][:len(keys)]),
                     NormalizeIntensityd("image", nonzero=True, channel_wise=True)])
@@ -59,8 +65,10 @@ def original_segment(model:nn.Module, # from `original_network` + `load_weights`
     "Class map (1, X, Y, Z): sliding window (96^3, 4 windows per pass, overlap 0.5, constant blending), then argmax."
     device = next(model.parameters()).device
     with torch.no_grad():
-        logits = sliding_window_inference(image[None].to(device), ORIGINAL["roi_size"], ORIGINAL["sw_batch_size"], model,
-                                          overlap=ORIGINAL["overlap"], mode=ORIGINAL["blend"])
+        logits = sliding_window_inference(
+            image[None].to(device), ORIGINAL["roi_size"], ORIGINAL["sw_batch_size"], model, overlap=ORIGINAL["overlap"],
+            mode=ORIGINAL["blend"],
+        )
     return logits.argmax(dim=1).cpu()
 
 # %% ../nbs/90_baseline.ipynb #939c78e5
@@ -73,7 +81,9 @@ def original_infer(image:str, # 4D NIfTI (MSD layout)
     model = load_weights(original_network(), weights).to(device)
     data = original_preprocessing()({"image": image})
     labels = original_segment(model, data["image"])
-    SaveImage(output_dir=out_dir, output_postfix="seg", separate_folder=False, output_dtype=np.uint8, print_log=False)(labels, data["image"].meta)
+    SaveImage(output_dir=out_dir, output_postfix="seg", separate_folder=False, output_dtype=np.uint8, print_log=False)(
+        labels, data["image"].meta
+    )
     return str(Path(out_dir)/f"{Path(image).name.split('.')[0]}_seg.nii.gz")
 
 # %% ../nbs/90_baseline.ipynb #ec40894c
@@ -92,10 +102,15 @@ def original_train_transforms(roi_size:tuple=ORIGINAL["roi_size"], # patch size
                              ) -> Compose:
     "The original's preprocessing, then random patches, flips on each axis, intensity scale and shift."
     keys = ["image", "label"]
-    return Compose([*original_preprocessing(keys).transforms,
-                    RandSpatialCropSamplesd(keys, roi_size=roi_size, num_samples=num_samples, random_size=False),
-                    *[RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(3)],
-                    RandScaleIntensityd("image", factors=0.1, prob=1.0), RandShiftIntensityd("image", offsets=0.1, prob=1.0)])
+    return Compose(
+        [
+            *original_preprocessing(keys).transforms,
+            RandSpatialCropSamplesd(keys, roi_size=roi_size, num_samples=num_samples, random_size=False),
+            *[RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(3)],
+            RandScaleIntensityd("image", factors=0.1, prob=1.0),
+            RandShiftIntensityd("image", offsets=0.1, prob=1.0),
+        ]
+    )
 
 # %% ../nbs/90_baseline.ipynb #303fe5a4
 def original_loader(cases:list[dict], # {"image", "label"} files
@@ -106,7 +121,9 @@ def original_loader(cases:list[dict], # {"image", "label"} files
                    ) -> DataLoader:
     "A shuffled loader over a `CacheDataset` that keeps the first 10 preprocessed volumes in memory."
     data = [{"image": c["image"], "label": c["label"]} for c in cases]
-    dataset = CacheDataset(data, original_train_transforms(roi_size, num_samples), cache_num=ORIGINAL["cache_num"], progress=False)
+    dataset = CacheDataset(
+        data, original_train_transforms(roi_size, num_samples), cache_num=ORIGINAL["cache_num"], progress=False
+    )
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
                       generator=torch.Generator().manual_seed(seed))
 

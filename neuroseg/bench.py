@@ -15,7 +15,10 @@ import torch
 from IPython.display import HTML
 from monai.data import Dataset
 from monai.metrics import compute_dice as monai_compute_dice, compute_hausdorff_distance
-from .core import atomic_path, config_from_dict, load_config, cpu_model, device_label, slug, environment_info, get_device, seed_everything, write_json_atomic
+from neuroseg.core import (
+    atomic_path, config_from_dict, load_config, cpu_model, device_label, slug, environment_info, get_device,
+    seed_everything, write_json_atomic,
+)
 from .labels import REGIONS, labels_to_regions, convert_labels
 from .data import read_dataset, split_cases, split_for_config, grid_mismatch
 from .synth_writer import write_msd_dataset
@@ -28,8 +31,10 @@ with warnings.catch_warnings():   # tqdm.auto warns in a kernel without ipywidge
                                 Run)
     from neuroseg.loaders import DistInfo
 from .report import table_html
-from .baseline import (ORIGINAL, original_network, original_optimizer, original_loss, original_step, original_loader,
-                               original_epoch, original_preprocessing)
+from neuroseg.baseline import (
+    ORIGINAL, original_network, original_optimizer, original_loss, original_step, original_loader, original_epoch,
+    original_preprocessing,
+)
 
 # %% auto #0
 __all__ = ['ENGINE_NAMES', 'ENGINE_VARIANTS', 'SCALING_SHAPES', 'MSD_TRAINING_CASES', 'NETWORK_SETTINGS', 'STARTUP_CASES',
@@ -48,11 +53,19 @@ __all__ = ['ENGINE_NAMES', 'ENGINE_VARIANTS', 'SCALING_SHAPES', 'MSD_TRAINING_CA
 def hardware_line(device:str="cpu",
                   load_before:float|None=None, # 1-minute load average when the measurement began
                  ) -> str:
-    "One line naming the hardware: GPU, processor, cores, torch threads, and the 1-minute load average (before and) now."
+    """One line naming the hardware: GPU, processor, cores, torch threads, and the 1-minute load average (before and)
+    now."""
     dev = get_device(device)
-    gpu = (f"{torch.cuda.get_device_name(dev)} ({torch.cuda.get_device_properties(dev).total_memory / 2**30:.0f} GiB) on "
-           if dev.type == "cuda" else "")
-    load = f"{os.getloadavg()[0]:.2f}" if load_before is None else f"{load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    gpu = (
+        f"{torch.cuda.get_device_name(dev)} ({torch.cuda.get_device_properties(dev).total_memory / 2**30:.0f} GiB) on "
+        if dev.type == "cuda"
+        else ""
+    )
+    load = (
+        f"{os.getloadavg()[0]:.2f}"
+        if load_before is None
+        else f"{load_before:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    )
     return f"{gpu}{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads; load average {load}"
 
 # %% ../nbs/91_bench.ipynb #bc7564dd
@@ -82,14 +95,19 @@ def bench_row(comparison:str, # e.g. "inference"
              ) -> dict:
     "One result: ours, the baseline, ours / baseline, the target and whether it is met, the hardware, details."
     ratio = ours / baseline if _number(ours) and _number(baseline) and baseline else None
-    row = dict(comparison=comparison, measure=measure, unit=unit, ours=ours, baseline=baseline, ratio=ratio, better=better,
-               target=target or None)
+    row = dict(
+        comparison=comparison, measure=measure, unit=unit, ours=ours, baseline=baseline, ratio=ratio, better=better,
+        target=target or None,
+    )
     return row | dict(met=meets(row, target), hardware=hardware, details=details)
 
 # %% ../nbs/91_bench.ipynb #de437b59
-_LAUNCHER = ("import json, os, subprocess, sys, time; start = time.perf_counter(); proc = subprocess.Popen(sys.argv[2:]); "
-             "_, status, usage = os.wait4(proc.pid, 0); proc.returncode = os.waitstatus_to_exitcode(status); "
-             "json.dump(dict(wall_s=time.perf_counter() - start, maxrss=usage.ru_maxrss, returncode=proc.returncode), open(sys.argv[1], 'w'))")
+_LAUNCHER = (
+    "import json, os, subprocess, sys, time; start = time.perf_counter(); proc = subprocess.Popen(sys.argv[2:]); "
+    "_, status, usage = os.wait4(proc.pid, 0); proc.returncode = os.waitstatus_to_exitcode(status); "
+    "json.dump(dict(wall_s=time.perf_counter() - start, maxrss=usage.ru_maxrss, returncode=proc.returncode), "
+    "open(sys.argv[1], 'w'))"
+)
 _MAXRSS_UNIT = 2**20 if sys.platform == "darwin" else 2**10   # ru_maxrss: bytes on macOS, KiB on Linux
 
 def run_measured(argv:list, # the command and its arguments
@@ -107,7 +125,8 @@ def run_measured(argv:list, # the command and its arguments
 # %% ../nbs/91_bench.ipynb #6641ed98
 def check_run(result:dict, what:str) -> dict:
     "`result` of `run_measured`, or a RuntimeError with the end of the command's output when it failed."
-    if result["returncode"]: raise RuntimeError(f"{what} failed with exit code {result['returncode']}:\n{result['output']}")
+    if result["returncode"]:
+        raise RuntimeError(f"{what} failed with exit code {result['returncode']}:\n{result['output']}")
     return result
 
 # %% ../nbs/91_bench.ipynb #5c910ca7
@@ -120,8 +139,12 @@ def run_python(func:str, # "module:function" returning a dict, e.g. "neuroseg.be
               ) -> dict:
     "Call a function in a fresh Python process: the dict it returns, plus the process's `wall_s` and `peak_rss_mb`."
     with tempfile.TemporaryDirectory() as tmp:
-        done = check_run(run_measured([sys.executable, "-c", _CHILD, func, json.dumps(kwargs), Path(tmp)/"result.json"]), func)
-        return json.loads((Path(tmp)/"result.json").read_text()) | dict(wall_s=done["wall_s"], peak_rss_mb=done["peak_rss_mb"])
+        done = check_run(
+            run_measured([sys.executable, "-c", _CHILD, func, json.dumps(kwargs), Path(tmp) / "result.json"]), func
+        )
+        return json.loads((Path(tmp) / "result.json").read_text()) | dict(
+            wall_s=done["wall_s"], peak_rss_mb=done["peak_rss_mb"]
+        )
 
 # %% ../nbs/91_bench.ipynb #5061c6cf
 def bench_dataset(work_dir:str|Path, # folder of the benchmark's reusable inputs
@@ -135,23 +158,36 @@ def bench_dataset(work_dir:str|Path, # folder of the benchmark's reusable inputs
     return root
 
 # %% ../nbs/91_bench.ipynb #9de415f4
-def bench_config(root:str|Path, # dataset from `bench_dataset`
-                 work_dir:str|Path, # cache, split file and run folders go here
-                 roi_size:tuple=ORIGINAL["roi_size"], # training patch
-                 batch_size:int=2, # volumes per batch
-                 num_samples:int=2, # patches per volume
-                 num_workers:int=-1, # neuroseg's data.num_workers (-1: its auto rule); the original's are `baseline_training_speed`'s
-                 device:str="cpu", # cpu or cuda
-                 channels:tuple=ORIGINAL["channels"], strides:tuple=ORIGINAL["strides"], # the network
-                ) -> dict:
+def bench_config(
+    root: str | Path,  # dataset from `bench_dataset`
+    work_dir: str | Path,  # cache, split file and run folders go here
+    roi_size: tuple = ORIGINAL["roi_size"],  # training patch
+    batch_size: int = 2,  # volumes per batch
+    num_samples: int = 2,  # patches per volume
+    num_workers: int = -1,  # neuroseg's data.num_workers (-1: its auto rule); the original's are `baseline_training_speed`'s
+    device: str = "cpu",  # cpu or cuda
+    channels: tuple = ORIGINAL["channels"],
+    strides: tuple = ORIGINAL["strides"],  # the network
+) -> dict:
     "The config both sides share, as a plain dict (it travels to child processes); checked by `config_from_dict`."
     n, work = len(read_dataset(root, "msd")[0]), Path(work_dir).resolve()
-    d = dict(data=dict(root=str(root), format="msd", convention="msd", spacing_mm=list(ORIGINAL["spacing_mm"]), roi_size=list(roi_size),
-                       num_samples=num_samples, cache="disk", cache_dir=str(work/"cache"), split_file=str(work/f"split-{Path(root).name}.json"),
-                       num_folds=n, fold=0, test_fraction=0.0, num_workers=num_workers),
-             model=dict(name="unet", head="softmax", channels=list(channels), strides=list(strides), num_res_units=ORIGINAL["num_res_units"]),
-             train=dict(epochs=1, batch_size=batch_size, lr=1e-3, warmup_epochs=0, device=device, seed=0, out_dir=str(work/"run")),
-             infer=dict(overlap=ORIGINAL["overlap"], sw_batch_size=ORIGINAL["sw_batch_size"]), tracking=dict(mode="disabled"))
+    d = dict(
+        data=dict(
+            root=str(root), format="msd", convention="msd", spacing_mm=list(ORIGINAL["spacing_mm"]),
+            roi_size=list(roi_size), num_samples=num_samples, cache="disk", cache_dir=str(work / "cache"),
+            split_file=str(work / f"split-{Path(root).name}.json"), num_folds=n, fold=0, test_fraction=0.0,
+            num_workers=num_workers,
+        ),
+        model=dict(
+            name="unet", head="softmax", channels=list(channels), strides=list(strides),
+            num_res_units=ORIGINAL["num_res_units"],
+        ),
+        train=dict(
+            epochs=1, batch_size=batch_size, lr=1e-3, warmup_epochs=0, device=device, seed=0, out_dir=str(work / "run")
+        ),
+        infer=dict(overlap=ORIGINAL["overlap"], sw_batch_size=ORIGINAL["sw_batch_size"]),
+        tracking=dict(mode="disabled"),
+    )
     cfg = config_from_dict(d)
     check_roi(cfg)
     return cfg.to_dict()
@@ -183,7 +219,9 @@ def train_weights(config:dict, # from `bench_config`
                   lr:float=3e-3,
                  ) -> str:
     "The shared weights: a short neuroseg training of the benchmark's network, in its own process; reused when present."
-    d = with_settings(config, data=dict(roi_size=list(roi_size)), train=dict(iters_per_epoch=steps, lr=lr), infer=dict(overlap=0.25))
+    d = with_settings(
+        config, data=dict(roi_size=list(roi_size)), train=dict(iters_per_epoch=steps, lr=lr), infer=dict(overlap=0.25)
+    )
     key = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
     d["train"]["out_dir"] = str(Path(config["train"]["out_dir"]).parent/f"weights-{key}")
     ckpt = Path(d["train"]["out_dir"])/"checkpoints"/"last.pt"
@@ -198,11 +236,22 @@ def inputs_table(config:dict, # from `bench_config`
     "A table of the benchmark's inputs: data, network, training settings, and the shared weights' validation Dice."
     d, m, ckpt = config["data"], config["model"], torch.load(weights, map_location="cpu", weights_only=True)
     dice = ", ".join(f"{k[5:]} {v:.3f}" for k, v in ckpt["history"][-1].items() if k.startswith("dice_"))
-    rows = [dict(item="dataset", value=f"{d['root']} ({d['num_folds']} synthetic cases, {len(training_cases(config))} train)"),
-            dict(item="network", value=f"MONAI UNet {m['channels']}, strides {m['strides']}, {m['num_res_units']} residual units, {m['head']} head"),
-            dict(item="training batch", value=f"{config['train']['batch_size']} volumes x {d['num_samples']} patches of {d['roi_size']}; loader workers: "
-                                                  f"neuroseg {loader_workers(config_from_dict(config))} (data.num_workers={d['num_workers']}), original {baseline_workers}"),
-            dict(item="shared weights", value=f"{weights}: {ckpt['step']} steps; validation Dice {dice}")]
+    rows = [
+        dict(
+            item="dataset", value=f"{d['root']} ({d['num_folds']} synthetic cases, {len(training_cases(config))} train)"
+        ),
+        dict(
+            item="network",
+            value=f"MONAI UNet {m['channels']}, strides {m['strides']}, {m['num_res_units']} residual units, {m['head']} head",
+        ),
+        dict(
+            item="training batch",
+            value=f"{config['train']['batch_size']} volumes x {d['num_samples']} patches of {d['roi_size']}; loader workers: "
+            f"neuroseg {loader_workers(config_from_dict(config))} (data.num_workers={d['num_workers']}), original "
+            f"{baseline_workers}",
+        ),
+        dict(item="shared weights", value=f"{weights}: {ckpt['step']} steps; validation Dice {dice}"),
+    ]
     return HTML(table_html(rows, "Inputs"))
 
 # %% ../nbs/91_bench.ipynb #f19446f6
@@ -215,9 +264,15 @@ def infer_commands(image:str, # 4D NIfTI
                   ) -> dict:
     "The command lines of both inference paths."
     out, o = Path(out_dir), ORIGINAL
-    ours = [Path(sys.executable).parent/"neuroseg_infer", "--ckpt", weights, "--input", image, "--out", out/"ours",
-            "--roi", *o["roi_size"], "--overlap", o["overlap"], "--sw_batch_size", o["sw_batch_size"], "--device", device, "--overwrite"]
-    baseline = [sys.executable, "-c", _BASELINE_CLI, "--weights", weights, "--input", image, "--out", out/"baseline", "--device", device]
+    ours = [
+        Path(sys.executable).parent / "neuroseg_infer", "--ckpt", weights, "--input", image, "--out", out / "ours",
+        "--roi", *o["roi_size"], "--overlap", o["overlap"], "--sw_batch_size", o["sw_batch_size"], "--device", device,
+        "--overwrite",
+    ]
+    baseline = [
+        sys.executable, "-c", _BASELINE_CLI, "--weights", weights, "--input", image, "--out", out / "baseline",
+        "--device", device,
+    ]
     return dict(ours=[str(a) for a in ours], baseline=[str(a) for a in baseline])
 
 # %% ../nbs/91_bench.ipynb #33bf9d0b
@@ -241,7 +296,9 @@ def outputs_dice(image:str|Path, # the input, whose grid both outputs are compar
     "Dice per region (WT, TC, ET) between the two label maps, the baseline's brought onto the input's grid."
     ref = nib.load(image)
     grid = (ref.shape[:3], ref.affine)
-    maps = [np.asarray(nibabel.processing.resample_from_to(nib.load(p), grid, order=0).dataobj) for p in (ours, baseline)]
+    maps = [
+        np.asarray(nibabel.processing.resample_from_to(nib.load(p), grid, order=0).dataobj) for p in (ours, baseline)
+    ]
     a, b = (labels_to_regions(m.astype(np.uint8), convention) for m in maps)
     return {region: compute_dice(x, y) for region, x, y in zip(REGIONS, a, b)}
 
@@ -252,7 +309,8 @@ def run_inference(commands:dict, repeats:int=1) -> dict:
     "Run both commands `repeats` times, alternating (baseline first); the measured runs of each path."
     runs = dict(ours=[], baseline=[])
     for _ in range(repeats):
-        for path in ("baseline", "ours"): runs[path].append(check_run(run_measured(commands[path]), f"{path} inference"))
+        for path in ("baseline", "ours"):
+            runs[path].append(check_run(run_measured(commands[path]), f"{path} inference"))
     return runs
 
 def _median(runs:list, key:str) -> float: return statistics.median(r[key] for r in runs)
@@ -266,12 +324,23 @@ def inference_rows(runs:dict, # from `run_inference`
                   ) -> list[dict]:
     "The rows of the inference comparison: wall time, peak RSS, outputs on the input's grid, Dice between the outputs."
     ours, base = runs["ours"], runs["baseline"]
-    return [bench_row("inference", "end-to-end wall time, one case", _median(ours, "wall_s"), _median(base, "wall_s"), "s",
-                      target="ratio <= 1.0", hardware=hw, ours_log=_last_line(ours[-1]["output"]), **settings),
-            bench_row("inference", "peak RSS", _median(ours, "peak_rss_mb"), _median(base, "peak_rss_mb"), "MiB", hardware=hw),
-            bench_row("inference", "output lies on the input's grid", not grids["ours"], not grids["baseline"], better="higher",
-                      target="ours == true", hardware=hw, why_not=grids),
-            bench_row("inference", "Dice between the two outputs (WT, TC, ET)", list(dice.values()), None, better="higher", hardware=hw)]
+    return [
+        bench_row(
+            "inference", "end-to-end wall time, one case", _median(ours, "wall_s"), _median(base, "wall_s"), "s",
+            target="ratio <= 1.0", hardware=hw, ours_log=_last_line(ours[-1]["output"]), **settings,
+        ),
+        bench_row(
+            "inference", "peak RSS", _median(ours, "peak_rss_mb"), _median(base, "peak_rss_mb"), "MiB", hardware=hw
+        ),
+        bench_row(
+            "inference", "output lies on the input's grid", not grids["ours"], not grids["baseline"], better="higher",
+            target="ours == true", hardware=hw, why_not=grids,
+        ),
+        bench_row(
+            "inference", "Dice between the two outputs (WT, TC, ET)", list(dice.values()), None, better="higher",
+            hardware=hw,
+        ),
+    ]
 
 # %% ../nbs/91_bench.ipynb #a679bbca
 def compare_inference(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
@@ -283,16 +352,25 @@ def compare_inference(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
     "Inference end to end: wall time, peak RSS, whether each output lies on the input's grid, Dice between the outputs."
     Path(image).read_bytes()   # into the page cache, for both paths alike
     load = os.getloadavg()[0]
-    runs, outputs = run_inference(infer_commands(image, weights, out_dir, device), repeats), infer_outputs(image, out_dir)
-    settings = dict(roi_size=ORIGINAL["roi_size"], sw_batch_size=ORIGINAL["sw_batch_size"], overlap=ORIGINAL["overlap"],
-                    blend=dict(ours="gaussian", baseline="constant"), repeats=repeats, input=str(image), weights=str(weights))
+    runs, outputs = (
+        run_inference(infer_commands(image, weights, out_dir, device), repeats),
+        infer_outputs(image, out_dir),
+    )
+    settings = dict(
+        roi_size=ORIGINAL["roi_size"], sw_batch_size=ORIGINAL["sw_batch_size"], overlap=ORIGINAL["overlap"],
+        blend=dict(ours="gaussian", baseline="constant"), repeats=repeats, input=str(image), weights=str(weights),
+    )
     return inference_rows(runs, {k: grid_check(image, p) for k, p in outputs.items()}, outputs_dice(image, **outputs),
                           hardware_line(device, load), **settings)
 
 # %% ../nbs/91_bench.ipynb #1d31361b
 _NETWORK_STAGE = re.compile(r"network ([0-9.]+)")
-ENGINE_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}   # infer.engine, as the tables name it
-ENGINE_VARIANTS = (("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("torch", "bf16"), ("openvino", "bf16"))   # PyTorch fp32 first: the reference
+# infer.engine, as the tables name it
+ENGINE_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+# PyTorch fp32 first: the reference
+ENGINE_VARIANTS = (
+    ("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("torch", "bf16"), ("openvino", "bf16"),
+)
 
 def network_seconds(output:str, # a `neuroseg_infer` run's output: "... (load 2.3, preprocess 0.9, network 4.8, ...)"
                    ) -> float|None:
@@ -301,13 +379,22 @@ def network_seconds(output:str, # a `neuroseg_infer` run's output: "... (load 2.
     return float(found[-1]) if found else None
 
 # %% ../nbs/91_bench.ipynb #e2eb023d
-def engine_command(image:str, model:str|Path, out:str|Path, tta:bool=False, device:str="cpu", engine:str|None=None, precision:str|None=None) -> list[str]:
-    "`neuroseg_infer` of `model` (checkpoint or ONNX export) on `image` with the original's window settings, run by `engine` in `precision` (None: the defaults)."
+def engine_command(
+    image: str, model: str | Path, out: str | Path, tta: bool = False, device: str = "cpu", engine: str | None = None,
+    precision: str | None = None,
+) -> list[str]:
+    """`neuroseg_infer` of `model` (checkpoint or ONNX export) on `image` with the original's window settings, run by
+    `engine` in `precision` (None: the defaults)."""
     o = ORIGINAL
-    return [str(a) for a in (Path(sys.executable).parent/"neuroseg_infer", "--ckpt", model, "--input", image, "--out", out,
-                             "--roi", *o["roi_size"], "--overlap", o["overlap"], "--sw_batch_size", o["sw_batch_size"],
-                             "--device", device, "--overwrite", *(["--tta"] if tta else []), *(["--engine", engine] if engine else []),
-                             *(["--precision", precision] if precision else []))]
+    return [
+        str(a)
+        for a in (
+            Path(sys.executable).parent / "neuroseg_infer", "--ckpt", model, "--input", image, "--out", out, "--roi",
+            *o["roi_size"], "--overlap", o["overlap"], "--sw_batch_size", o["sw_batch_size"], "--device", device,
+            "--overwrite", *(["--tta"] if tta else []), *(["--engine", engine] if engine else []),
+            *(["--precision", precision] if precision else []),
+        )
+    ]
 
 # %% ../nbs/91_bench.ipynb #720446fa
 def variant_name(key:str) -> str:
@@ -323,7 +410,8 @@ def compare_engines(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
                     repeats:int=1, # runs of each command (median)
                     original_s:float|None=None, # the original's end-to-end seconds (section 1), for the last row
                    ) -> list[dict]:
-    "Each engine and precision against PyTorch in fp32 on one case (network stage, end to end, memory, equal labels); TTA against plain on the fastest that keeps the labels."
+    """Each engine and precision against PyTorch in fp32 on one case (network stage, end to end, memory, equal labels);
+    TTA against plain on the fastest that keeps the labels."""
     from neuroseg.export import export_checkpoint, cpu_has_bf16
     out, load = Path(out_dir), os.getloadavg()[0]
     onnx_file = export_checkpoint(weights, out/"weights.onnx", overwrite=True)
@@ -332,7 +420,8 @@ def compare_engines(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
         model, where = (weights, device) if engine == "torch" else (onnx_file, "cpu")   # the CPU engines run the export
         command = engine_command(image, model, out/f"{key}{'_tta' * tta}", tta, where, engine, precision)
         return [check_run(run_measured(command), f"{variant_name(key)} inference") for _ in range(repeats)]
-    keys = [f"{e}-{p}" for e, p in ENGINE_VARIANTS if p == "fp32" or cpu_has_bf16() is not False]   # bf16 where the CPU has it
+    # bf16 where the CPU has it
+    keys = [f"{e}-{p}" for e, p in ENGINE_VARIANTS if p == "fp32" or cpu_has_bf16() is not False]
     runs, ref = {k: measure(k) for k in keys}, keys[0]
     stem = Path(image).name.split(".")[0]
     labels = {k: np.asarray(nib.load(out/k/f"{stem}.nii.gz").dataobj) for k in keys}
@@ -345,16 +434,31 @@ def compare_engines(image:str, # 4D NIfTI, e.g. a 240 x 240 x 155 case
     rows = []
     for key in keys[1:]:
         name = variant_name(key)
-        rows += [bench_row("engines", f"network stage, one case ({name} / PyTorch)", net[key], net[ref], "s", target="ratio <= 0.5", hardware=hw),
-                 bench_row("engines", f"end-to-end wall time, one case ({name} / PyTorch)", wall[key], wall[ref], "s", hardware=hw,
-                           logs={k: _last_line(runs[k][-1]["output"]) for k in (ref, key)}),
-                 bench_row("engines", f"peak RSS ({name} / PyTorch)", rss[key], rss[ref], "MiB", hardware=hw),
-                 bench_row("engines", f"voxels with the same label as PyTorch's ({name})", same[key], None,
-                           better="higher", target="ours >= 0.999", hardware=hw)]
-    return rows + [bench_row("engines", f"8-flip TTA against plain, end to end (fastest engine, {variant_name(best)})", wall["tta"], wall[best], "s",
-                             target="ratio <= 4.0", hardware=hw, network_s=dict(tta=net["tta"], plain=net[best])),
-                   bench_row("engines", f"end-to-end wall time, one case (fastest engine, {variant_name(best)}) against the original", wall[best], original_s, "s",
-                             target="ratio <= 0.5", hardware=hw)]
+        rows += [
+            bench_row(
+                "engines", f"network stage, one case ({name} / PyTorch)", net[key], net[ref], "s",
+                target="ratio <= 0.5", hardware=hw,
+            ),
+            bench_row(
+                "engines", f"end-to-end wall time, one case ({name} / PyTorch)", wall[key], wall[ref], "s", hardware=hw,
+                logs={k: _last_line(runs[k][-1]["output"]) for k in (ref, key)},
+            ),
+            bench_row("engines", f"peak RSS ({name} / PyTorch)", rss[key], rss[ref], "MiB", hardware=hw),
+            bench_row(
+                "engines", f"voxels with the same label as PyTorch's ({name})", same[key], None, better="higher",
+                target="ours >= 0.999", hardware=hw,
+            ),
+        ]
+    return rows + [
+        bench_row(
+            "engines", f"8-flip TTA against plain, end to end (fastest engine, {variant_name(best)})", wall["tta"],
+            wall[best], "s", target="ratio <= 4.0", hardware=hw, network_s=dict(tta=net["tta"], plain=net[best]),
+        ),
+        bench_row(
+            "engines", f"end-to-end wall time, one case (fastest engine, {variant_name(best)}) against the original",
+            wall[best], original_s, "s", target="ratio <= 0.5", hardware=hw,
+        ),
+    ]
 
 # %% ../nbs/91_bench.ipynb #78328cca
 SCALING_SHAPES = ((128, 128, 128), (240, 240, 155), (512, 512, 200))   # small, BraTS/MSD, a high-resolution series
@@ -365,7 +469,8 @@ def rescaled_case(image:str|Path, # 4D NIfTI
                   shape:tuple, # voxels (x, y, z) of the copy
                   out_dir:str|Path, # where the copy goes (reused when present)
                  ) -> Path:
-    "`image` resampled to `shape` over the same field of view (linear), uncompressed so that reading it costs no gunzip."
+    """`image` resampled to `shape` over the same field of view (linear), uncompressed so that reading it costs no
+    gunzip."""
     out = Path(out_dir)/f"{Path(image).name.split('.')[0]}-{'x'.join(str(int(s)) for s in shape)}.nii"
     if out.is_file(): return out
     img = nib.load(str(image))
@@ -389,28 +494,53 @@ def compare_scaling(image:str, # 4D NIfTI, the inference case
     runs = {}
     for shape in shapes:
         case = rescaled_case(image, shape, out)
-        runs[shape] = check_run(run_measured(engine_command(str(case), weights, out/f"out-{case.stem}", device=device)), f"inference of {case.name}")
+        runs[shape] = check_run(
+            run_measured(engine_command(str(case), weights, out / f"out-{case.stem}", device=device)),
+            f"inference of {case.name}",
+        )
     base = next((s for s in shapes if tuple(s) == nib.load(str(image)).shape[:3]), shapes[0])
     hw = hardware_line(device, load)
     size = lambda s: "x".join(str(int(n)) for n in s)
-    return [row for s in shapes for row in (
-        bench_row("scale", f"end-to-end wall time, {size(s)} input", runs[s]["wall_s"], runs[base]["wall_s"], "s", hardware=hw,
-                  baseline_input=size(base), network_s=network_seconds(runs[s]["output"])),
-        bench_row("scale", f"peak RSS, {size(s)} input", runs[s]["peak_rss_mb"], runs[base]["peak_rss_mb"], "MiB", hardware=hw))]
+    return [
+        row
+        for s in shapes
+        for row in (
+            bench_row(
+                "scale", f"end-to-end wall time, {size(s)} input", runs[s]["wall_s"], runs[base]["wall_s"], "s",
+                hardware=hw, baseline_input=size(base), network_s=network_seconds(runs[s]["output"]),
+            ),
+            bench_row(
+                "scale", f"peak RSS, {size(s)} input", runs[s]["peak_rss_mb"], runs[base]["peak_rss_mb"], "MiB",
+                hardware=hw,
+            ),
+        )
+    ]
 
 # %% ../nbs/91_bench.ipynb #6f41aed7
 def cache_rows(config:dict, # from `bench_config`, after the training comparison filled its disk cache
                cases:int=MSD_TRAINING_CASES, # the projection's dataset size
               ) -> list[dict]:
     "Disk-cache bytes per case (the cache folder of `config`'s preprocessing) and the projection to `cases` cases."
-    folders = [f for f in Path(config["data"]["cache_dir"]).iterdir() if f.is_dir()] if Path(config["data"]["cache_dir"]).is_dir() else []
+    folders = (
+        [f for f in Path(config["data"]["cache_dir"]).iterdir() if f.is_dir()]
+        if Path(config["data"]["cache_dir"]).is_dir()
+        else []
+    )
     files = max(([p for p in f.glob("*.pt")] for f in folders), key=len, default=[])
     per_case = sum(p.stat().st_size for p in files) / len(files) / 2**20 if files else None
-    return [bench_row("scale", "disk-cache size per case", per_case, None, "MiB", cases_measured=len(files)),
-            bench_row("scale", f"disk cache of MSD Task01's {cases} training cases (projected)", per_case and per_case * cases / 1024, None, "GiB")]
+    return [
+        bench_row("scale", "disk-cache size per case", per_case, None, "MiB", cases_measured=len(files)),
+        bench_row(
+            "scale", f"disk cache of MSD Task01's {cases} training cases (projected)",
+            per_case and per_case * cases / 1024, None, "GiB",
+        ),
+    ]
 
 # %% ../nbs/91_bench.ipynb #ee13ecd0
-NETWORK_SETTINGS = {"unet": {}, "segresnet": {}, "dynunet": {"model.deep_supervision": True}, "swinunetr": {}, "mednext": {}}   # as the docs show them
+# as the docs show them
+NETWORK_SETTINGS = {
+    "unet": {}, "segresnet": {}, "dynunet": {"model.deep_supervision": True}, "swinunetr": {}, "mednext": {},
+}
 
 # %% ../nbs/91_bench.ipynb #ac84a42e
 def network_step_seconds(cfg, # Config: model.* and data.roi_size
@@ -437,21 +567,33 @@ def compare_networks(roi:int=64, # patch side, voxels (SwinUNETR needs a multipl
     "Parameters and training-step time of every network against the UNet of the recipes."
     load, measured = os.getloadavg()[0], {}
     for name, settings in NETWORK_SETTINGS.items():
-        cfg = config_from_dict({"model": {"name": name, **{k.split(".", 1)[1]: v for k, v in settings.items()}}, "data": {"roi_size": [roi] * 3}},
-                               source=f"network {name}")
+        cfg = config_from_dict(
+            {
+                "model": {"name": name, **{k.split(".", 1)[1]: v for k, v in settings.items()}},
+                "data": {"roi_size": [roi] * 3},
+            },
+            source=f"network {name}",
+        )
         seed_everything(0); measured[name] = network_step_seconds(cfg, device, batch, steps)
     hw = hardware_line(device, load)
-    return [bench_row("networks", f"{name} ({p / 1e6:.2f} M parameters): training step, {batch} x {roi}^3 patches", s, measured["unet"][0], "s", hardware=hw,
-                      parameters=p, parameters_ratio=p / measured["unet"][1], settings=NETWORK_SETTINGS[name])
-            for name, (s, p) in measured.items()]
+    return [
+        bench_row(
+            "networks", f"{name} ({p / 1e6:.2f} M parameters): training step, {batch} x {roi}^3 patches", s,
+            measured["unet"][0], "s", hardware=hw, parameters=p, parameters_ratio=p / measured["unet"][1],
+            settings=NETWORK_SETTINGS[name],
+        )
+        for name, (s, p) in measured.items()
+    ]
 
 # %% ../nbs/91_bench.ipynb #93cb2ce5
 def loop_speed(meter:dict, # running sums: batches, patches, wait_s, busy_s
               ) -> dict:
     "Seconds per step, patches per second and data-wait share of a loop, as neuroseg's `epoch_summary` defines them."
     seconds = meter["wait_s"] + meter["busy_s"]
-    return dict(steps=meter["batches"], step_s=seconds / max(1, meter["batches"]), patches_per_s=meter["patches"] / max(seconds, 1e-9),
-                data_wait_share=meter["wait_s"] / max(seconds, 1e-9))
+    return dict(
+        steps=meter["batches"], step_s=seconds / max(1, meter["batches"]),
+        patches_per_s=meter["patches"] / max(seconds, 1e-9), data_wait_share=meter["wait_s"] / max(seconds, 1e-9),
+    )
 
 # %% ../nbs/91_bench.ipynb #66b2efd7
 def gpu_memory(device:torch.device) -> dict:
@@ -481,7 +623,8 @@ def ours_training_speed(config:dict, # from `bench_config`
                         steps:int=6, # measured steps
                         floor_steps:int=3, # steps on a batch held in memory, after the pass
                        ) -> dict:
-    "neuroseg's loop (`setup_run`, `train_epoch`): speed of `steps` steps after `warmup`, as `epoch_summary` reports it; its floor."
+    """neuroseg's loop (`setup_run`, `train_epoch`): speed of `steps` steps after `warmup`, as `epoch_summary` reports
+    it; its floor."""
     cfg = load_config(config, dict(train=dict(epochs=2, iters_per_epoch=steps)))
     tick = time.perf_counter()
     run, ts = setup_run(cfg, init_distributed(cfg.train.device))
@@ -490,8 +633,10 @@ def ours_training_speed(config:dict, # from `bench_config`
     record = epoch_summary(_epoch(run, ts, steps, 1), ts, 1)   # neuroseg's own measurement of the epoch
     batch = next(iter(run.train_dl))   # held in memory; the loader's workers end with their iterator
     floor = median_seconds(lambda: train_step(run, ts, batch).item(), floor_steps, warmup=1)
-    return {k: record[k] for k in ("step_s", "patches_per_s", "data_wait_share")} | dict(steps=steps, floor_step_s=floor,
-        setup_s=setup_s, loader_workers=loader_workers(cfg), volumes=len(run.train_dl.dataset), torch_threads=torch.get_num_threads(), **gpu_memory(run.di.device))
+    return {k: record[k] for k in ("step_s", "patches_per_s", "data_wait_share")} | dict(
+        steps=steps, floor_step_s=floor, setup_s=setup_s, loader_workers=loader_workers(cfg),
+        volumes=len(run.train_dl.dataset), torch_threads=torch.get_num_threads(), **gpu_memory(run.di.device),
+    )
 
 # %% ../nbs/91_bench.ipynb #ec4754d3
 def baseline_training_speed(config:dict, # from `bench_config`
@@ -502,15 +647,21 @@ def baseline_training_speed(config:dict, # from `bench_config`
     cfg, cases = config_from_dict(config), training_cases(config)
     seed_everything(cfg.train.seed)
     device, tick = get_device(cfg.train.device), time.perf_counter()
-    loader = original_loader(cases, cfg.data.roi_size, cfg.data.num_samples, cfg.train.batch_size, num_workers, cfg.train.seed)
+    loader = original_loader(
+        cases, cfg.data.roi_size, cfg.data.num_samples, cfg.train.batch_size, num_workers, cfg.train.seed
+    )
     setup_s = time.perf_counter() - tick
     model = original_network(channels=cfg.model.channels, strides=cfg.model.strides).to(device)
     optimizer, scaler = original_optimizer(model), torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     original_epoch(model, optimizer, loader, warmup, scaler)
-    record, batch, loss_fn = loop_speed(original_epoch(model, optimizer, loader, steps, scaler)), next(iter(loader)), original_loss()
+    record, batch, loss_fn = (
+        loop_speed(original_epoch(model, optimizer, loader, steps, scaler)), next(iter(loader)), original_loss(),
+    )
     floor = median_seconds(lambda: original_step(model, optimizer, loss_fn, batch, scaler), floor_steps, warmup=1)
-    return record | dict(floor_step_s=floor, setup_s=setup_s, loader_workers=num_workers, volumes=len(cases), cached_volumes=loader.dataset.cache_num,
-                         torch_threads=torch.get_num_threads(), **gpu_memory(device))
+    return record | dict(
+        floor_step_s=floor, setup_s=setup_s, loader_workers=num_workers, volumes=len(cases),
+        cached_volumes=loader.dataset.cache_num, torch_threads=torch.get_num_threads(), **gpu_memory(device),
+    )
 
 # %% ../nbs/91_bench.ipynb #f343c936
 def compare_training(config:dict, # from `bench_config`
@@ -519,15 +670,26 @@ def compare_training(config:dict, # from `bench_config`
                      baseline_workers:int=2, # the original loop's loader processes
                     ) -> tuple[list[dict], dict]:
     "Training throughput and data-wait share of both loops; the rows, and both loops' measurements."
-    load, cpu, common = os.getloadavg()[0], get_device(config["train"]["device"]).type == "cpu", dict(warmup=warmup, steps=steps, floor_steps=floor_steps)
+    load, cpu, common = (
+        os.getloadavg()[0], get_device(config["train"]["device"]).type == "cpu",
+        dict(warmup=warmup, steps=steps, floor_steps=floor_steps),
+    )
     ours = run_python("neuroseg.bench:ours_training_speed", config=config, **common)
     base = run_python("neuroseg.bench:baseline_training_speed", config=config, num_workers=baseline_workers, **common)
     hw = hardware_line(config["train"]["device"], load)
-    rows = [bench_row("training", "patches per second", ours["patches_per_s"], base["patches_per_s"], "patches/s", "higher",
-                      "ratio >= 1.5", hw, ours_loop=ours, baseline_loop=base),
-            bench_row("training", "data-wait share of the step", ours["data_wait_share"], base["data_wait_share"], "share",
-                      target="ours < 0.1" if cpu else "", hardware=hw),
-            bench_row("training", "peak RSS of the training process", ours["peak_rss_mb"], base["peak_rss_mb"], "MiB", hardware=hw)]
+    rows = [
+        bench_row(
+            "training", "patches per second", ours["patches_per_s"], base["patches_per_s"], "patches/s", "higher",
+            "ratio >= 1.5", hw, ours_loop=ours, baseline_loop=base,
+        ),
+        bench_row(
+            "training", "data-wait share of the step", ours["data_wait_share"], base["data_wait_share"], "share",
+            target="ours < 0.1" if cpu else "", hardware=hw,
+        ),
+        bench_row(
+            "training", "peak RSS of the training process", ours["peak_rss_mb"], base["peak_rss_mb"], "MiB", hardware=hw
+        ),
+    ]
     return rows, dict(ours=ours, baseline=base, hardware=hw)
 
 # %% ../nbs/91_bench.ipynb #52667181
@@ -537,9 +699,14 @@ def compare_floor(config:dict, # from `bench_config`
                  ) -> list[dict]:
     "The training loop's seconds per step against its compute floor; on CUDA also mixed precision against fp32."
     device, hw, ours, base = get_device(config["train"]["device"]), loops["hardware"], loops["ours"], loops["baseline"]
-    rows = [bench_row("compute floor", "s/step: neuroseg's loop (ours) vs its step on a batch in memory (baseline column)",
-                      ours["step_s"], ours["floor_step_s"], "s", target="ratio <= 1.2", hardware=hw,
-                      original_loop_over_its_floor=base["step_s"] / base["floor_step_s"], original_floor_step_s=base["floor_step_s"])]
+    rows = [
+        bench_row(
+            "compute floor", "s/step: neuroseg's loop (ours) vs its step on a batch in memory (baseline column)",
+            ours["step_s"], ours["floor_step_s"], "s", target="ratio <= 1.2", hardware=hw,
+            original_loop_over_its_floor=base["step_s"] / base["floor_step_s"],
+            original_floor_step_s=base["floor_step_s"],
+        )
+    ]
     return rows + (precision_rows(config, steps) if device.type == "cuda" else [])
 
 # %% ../nbs/91_bench.ipynb #49a4c51b
@@ -561,18 +728,33 @@ def compute_floor(config:dict, # from `bench_config`
     seed_everything(cfg.train.seed)
     device = get_device(cfg.train.device)
     ts, batch = new_state(cfg, 1, device), synthetic_batch(config)
-    run = Run(cfg, DistInfo(device=device), ts.model, build_loss(cfg), None, None, "msd", 1, amp_dtype(cfg.train.amp, device), Path(cfg.train.out_dir))
+    run = Run(
+        cfg, DistInfo(device=device), ts.model, build_loss(cfg), None, None, "msd", 1, amp_dtype(cfg.train.amp, device),
+        Path(cfg.train.out_dir),
+    )
     step_s = median_seconds(lambda: train_step(run, ts, batch).item(), steps, warmup)
-    return dict(step_s=step_s, steps=steps, amp=cfg.train.amp, torch_threads=torch.get_num_threads(), **gpu_memory(device))
+    return dict(
+        step_s=step_s, steps=steps, amp=cfg.train.amp, torch_threads=torch.get_num_threads(), **gpu_memory(device)
+    )
 
 # %% ../nbs/91_bench.ipynb #89e837ec
 def precision_rows(config:dict, steps:int=3) -> list[dict]:
     "Mixed precision (train.amp auto) against fp32 on the GPU: seconds per step and peak GPU memory of the floor."
     load = os.getloadavg()[0]
-    amp, fp32 = [run_python("neuroseg.bench:compute_floor", config=config, steps=steps, amp=a) for a in ("auto", "none")]
+    amp, fp32 = [
+        run_python("neuroseg.bench:compute_floor", config=config, steps=steps, amp=a) for a in ("auto", "none")
+    ]
     hw = hardware_line(config["train"]["device"], load)
-    return [bench_row("compute floor", "s/step: mixed precision (ours) vs fp32 (baseline column)", amp["step_s"], fp32["step_s"], "s", hardware=hw),
-            bench_row("compute floor", "peak GPU memory: mixed precision vs fp32", amp["peak_gpu_mb"], fp32["peak_gpu_mb"], "MiB", hardware=hw)]
+    return [
+        bench_row(
+            "compute floor", "s/step: mixed precision (ours) vs fp32 (baseline column)", amp["step_s"], fp32["step_s"],
+            "s", hardware=hw,
+        ),
+        bench_row(
+            "compute floor", "peak GPU memory: mixed precision vs fp32", amp["peak_gpu_mb"], fp32["peak_gpu_mb"], "MiB",
+            hardware=hw,
+        ),
+    ]
 
 # %% ../nbs/91_bench.ipynb #e86a42ba
 def monai_metrics(pred:np.ndarray, # (3, X, Y, Z) region masks
@@ -584,7 +766,9 @@ def monai_metrics(pred:np.ndarray, # (3, X, Y, Z) region masks
     dice = monai_compute_dice(p, r, include_background=True, ignore_empty=False)[0]
     with warnings.catch_warnings():   # MONAI 1.6 warns about its own deprecated argument inside this call
         warnings.simplefilter("ignore", FutureWarning)
-        hd95 = compute_hausdorff_distance(p, r, include_background=True, percentile=95, spacing=[float(s) for s in spacing])[0]
+        hd95 = compute_hausdorff_distance(
+            p, r, include_background=True, percentile=95, spacing=[float(s) for s in spacing]
+        )[0]
     return dict(dice=dice.tolist(), hd95=hd95.tolist())
 
 # %% ../nbs/91_bench.ipynb #371a7758
@@ -608,8 +792,12 @@ def compare_metrics(pred:str|Path, # predicted label map (NIfTI)
     ours = median_seconds(lambda: evaluate_case(p, r, convention, spacing), repeats)
     theirs = median_seconds(lambda: monai_metrics(*masks, spacing), repeats)
     agreement = metric_agreement(evaluate_case(p, r, convention, spacing), monai_metrics(*masks, spacing))
-    return [bench_row("metrics", "per-case evaluation: 3 regions, Dice + HD95", ours, theirs, "s", target="ratio <= 0.5",
-                      hardware=hardware_line(device, load), repeats=repeats, shape=list(p.shape), **agreement)]
+    return [
+        bench_row(
+            "metrics", "per-case evaluation: 3 regions, Dice + HD95", ours, theirs, "s", target="ratio <= 0.5",
+            hardware=hardware_line(device, load), repeats=repeats, shape=list(p.shape), **agreement,
+        )
+    ]
 
 # %% ../nbs/91_bench.ipynb #c4db23c2
 @functools.cache
@@ -627,20 +815,28 @@ def official_lesion_wise(pred:np.ndarray, # predicted label map
                          convention:str, # their label convention (converted to BraTS 2023 labels for the evaluator)
                          spacing:tuple=(1.0, 1.0, 1.0), # mm per voxel
                         ) -> dict:
-    "The official evaluator's lesion-wise Dice, HD95 and counts for WT, TC and ET: {region: {lesion_dice, lesion_hd95, lesion_tp, lesion_fn, lesion_fp}}."
+    """The official evaluator's lesion-wise Dice, HD95 and counts for WT, TC and ET: {region: {lesion_dice, lesion_hd95,
+    lesion_tp, lesion_fn, lesion_fp}}."""
     p, r = (convert_labels(m, convention, "brats2023") for m in (pred, ref))
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The threshold is set to 0.5")   # its NSD's default, not ours to judge
+        # its NSD's default, not ours to judge
+        warnings.filterwarnings("ignore", message="The threshold is set to 0.5")
         found = official_evaluator().evaluate(p, r, voxelspacing=tuple(spacing), skip_groups=["netc", "snfh", "rc"])
-    return {g: dict(lesion_dice=found[g.lower()].sq_dsc, lesion_hd95=found[g.lower()].sq_hd95, lesion_tp=found[g.lower()].tp,
-                    lesion_fn=found[g.lower()].fn, lesion_fp=found[g.lower()].fp) for g in REGIONS}
+    return {
+        g: dict(
+            lesion_dice=found[g.lower()].sq_dsc, lesion_hd95=found[g.lower()].sq_hd95, lesion_tp=found[g.lower()].tp,
+            lesion_fn=found[g.lower()].fn, lesion_fp=found[g.lower()].fp,
+        )
+        for g in REGIONS
+    }
 
 # %% ../nbs/91_bench.ipynb #98ed97b5
 def lesion_pairs(data:str|Path, # dataset from `bench_dataset`
                  work_dir:str|Path, # the perturbed copies go here (written once)
                  n:int=10, # cases (at most the dataset's)
                 ) -> list[tuple[Path, Path]]:
-    "(prediction, reference) files: the first `n` references of `data` and `perturb_labels` copies of them (seed = index)."
+    """(prediction, reference) files: the first `n` references of `data` and `perturb_labels` copies of them (seed =
+    index)."""
     refs, out = sorted((Path(data)/"labelsTr").glob("*.nii.gz"))[:n], Path(work_dir)/"lesion-pairs"/Path(data).name
     out.mkdir(parents=True, exist_ok=True)
     pairs = []
@@ -648,40 +844,57 @@ def lesion_pairs(data:str|Path, # dataset from `bench_dataset`
         pred = out/ref.name
         if not pred.is_file():
             image = nib.load(ref)
-            nib.save(nib.Nifti1Image(perturb_labels(np.asarray(image.dataobj), "msd", seed=i), image.affine, image.header), pred)
+            nib.save(
+                nib.Nifti1Image(perturb_labels(np.asarray(image.dataobj), "msd", seed=i), image.affine, image.header),
+                pred,
+            )
         pairs.append((pred, ref))
     return pairs
 
 # %% ../nbs/91_bench.ipynb #3941c9c7
-def lesion_agreement(ours:list[list[dict]], # per pair, the rows of `evaluate_case(..., lesion_wise=True)` (panoptica columns lesion_sq_dsc, lesion_sq_hd95)
-                     theirs:list[dict], # per pair, `official_lesion_wise`
-                    ) -> dict:
+def lesion_agreement(
+    ours: list[
+        list[dict]
+    ],  # per pair, the rows of `evaluate_case(..., lesion_wise=True)` (panoptica columns lesion_sq_dsc, lesion_sq_hd95)
+    theirs: list[dict],  # per pair, `official_lesion_wise`
+) -> dict:
     "Whether both sides count the same lesions, and their largest Dice and HD95 differences where a lesion is matched."
     both = [(row, official[row["region"]]) for rows, official in zip(ours, theirs) for row in rows]
     matched = [(a, b) for a, b in both if b["lesion_tp"]]
-    return dict(counts_equal=all(a[k] == b[k] for a, b in both for k in ("lesion_tp", "lesion_fn", "lesion_fp")),
-                regions_scored=len(both), regions_with_matches=len(matched),
-                lesion_counts=dict(tp=sum(b["lesion_tp"] for _, b in both), fn=sum(b["lesion_fn"] for _, b in both),
-                                   fp=sum(b["lesion_fp"] for _, b in both)),
-                lesion_dice_max_abs_diff=max((abs(a["lesion_sq_dsc"] - b["lesion_dice"]) for a, b in matched), default=0.0),
-                lesion_hd95_max_abs_diff_mm=max((abs(a["lesion_sq_hd95"] - b["lesion_hd95"]) for a, b in matched), default=0.0))
+    return dict(
+        counts_equal=all(a[k] == b[k] for a, b in both for k in ("lesion_tp", "lesion_fn", "lesion_fp")),
+        regions_scored=len(both), regions_with_matches=len(matched),
+        lesion_counts=dict(
+            tp=sum(b["lesion_tp"] for _, b in both), fn=sum(b["lesion_fn"] for _, b in both),
+            fp=sum(b["lesion_fp"] for _, b in both),
+        ),
+        lesion_dice_max_abs_diff=max((abs(a["lesion_sq_dsc"] - b["lesion_dice"]) for a, b in matched), default=0.0),
+        lesion_hd95_max_abs_diff_mm=max((abs(a["lesion_sq_hd95"] - b["lesion_hd95"]) for a, b in matched), default=0.0),
+    )
 
 # %% ../nbs/91_bench.ipynb #ab308600
 def compare_lesion_wise(pairs:list, # (prediction, reference) NIfTI files on one grid
                         convention:str="msd", repeats:int=1, device:str="cpu",
                        ) -> list[dict]:
-    "Seconds to score every pair lesion-wise: neuroseg's `evaluate_case` against the official BraTS evaluator, and their agreement."
+    """Seconds to score every pair lesion-wise: neuroseg's `evaluate_case` against the official BraTS evaluator, and
+    their agreement."""
     maps = []
     for pred, ref in pairs:
         images = [nib.load(p) for p in (pred, ref)]
-        maps.append((*[np.asarray(i.dataobj) for i in images], tuple(float(z) for z in images[1].header.get_zooms()[:3])))
+        maps.append(
+            (*[np.asarray(i.dataobj) for i in images], tuple(float(z) for z in images[1].header.get_zooms()[:3]))
+        )
     load, measure = os.getloadavg()[0], f"{len(maps)} cases, WT/TC/ET, lesion-wise Dice + HD95 (and the region metrics)"
     score = lambda: [evaluate_case(p, r, convention, s, lesion_wise=True) for p, r, s in maps]
     ours = median_seconds(score, repeats)
     try: official_evaluator()
     except ImportError as e:
-        return [bench_row("lesion-wise", measure, ours, None, "s", hardware=hardware_line(device, load), repeats=repeats,
-                          baseline_missing=f"brats-evaluation is not installed ({e}); pip install brats-evaluation")]
+        return [
+            bench_row(
+                "lesion-wise", measure, ours, None, "s", hardware=hardware_line(device, load), repeats=repeats,
+                baseline_missing=f"brats-evaluation is not installed ({e}); pip install brats-evaluation",
+            )
+        ]
     official = lambda: [official_lesion_wise(p, r, convention, s) for p, r, s in maps]
     theirs = median_seconds(official, repeats)
     return [bench_row("lesion-wise", measure, ours, theirs, "s", hardware=hardware_line(device, load), repeats=repeats,
@@ -698,7 +911,9 @@ def item_seconds(dataset, # a dataset (or any indexable)
 
 def _dataset(config:dict, cases:list, cache:str):
     "neuroseg's deterministic dataset of `cases` with `data.cache` = `cache`."
-    return make_dataset(cases, load_config(config, dict(data=dict(cache=cache))), config["data"]["convention"], train=False)
+    return make_dataset(
+        cases, load_config(config, dict(data=dict(cache=cache))), config["data"]["convention"], train=False
+    )
 
 # %% ../nbs/91_bench.ipynb #0c867f75
 def compare_preprocessing(config:dict, # from `bench_config`
@@ -709,11 +924,20 @@ def compare_preprocessing(config:dict, # from `bench_config`
     uncached = statistics.median(item_seconds(_dataset(config, cases, "none")))
     disk = _dataset(config, cases, "disk"); item_seconds(disk)   # fills the disk cache where it is empty
     on_disk, in_memory = (statistics.median(item_seconds(d)) for d in (disk, _dataset(config, cases, "memory")))
-    original = Dataset([{"image": c["image"], "label": c["label"]} for c in cases], original_preprocessing(("image", "label")))
+    original = Dataset(
+        [{"image": c["image"], "label": c["label"]} for c in cases], original_preprocessing(("image", "label"))
+    )
     original_s, hw = statistics.median(item_seconds(original)), hardware_line(config["train"]["device"], load)
-    return [bench_row("preprocessing", "s/case: disk cache vs uncached", on_disk, uncached, "s", hardware=hw, cases=len(cases)),
-            bench_row("preprocessing", "s/case: memory cache vs uncached", in_memory, uncached, "s", hardware=hw),
-            bench_row("preprocessing", "s/case uncached: neuroseg (with brain crop) vs the original", uncached, original_s, "s", hardware=hw)]
+    return [
+        bench_row(
+            "preprocessing", "s/case: disk cache vs uncached", on_disk, uncached, "s", hardware=hw, cases=len(cases)
+        ),
+        bench_row("preprocessing", "s/case: memory cache vs uncached", in_memory, uncached, "s", hardware=hw),
+        bench_row(
+            "preprocessing", "s/case uncached: neuroseg (with brain crop) vs the original", uncached, original_s, "s",
+            hardware=hw,
+        ),
+    ]
 
 # %% ../nbs/91_bench.ipynb #4fdb9fef
 def raw_exam(work_dir:str|Path, # the exam is written once into <work_dir>/raw-exam-<size>
@@ -722,7 +946,8 @@ def raw_exam(work_dir:str|Path, # the exam is written once into <work_dir>/raw-e
              seed:int=0,
              brain_mm:float=1.0, # voxel size the brain is generated at before it is seen on those grids
             ) -> Path:
-    "A synthetic clinical DICOM exam (FLAIR, T1, T1c, T2) of a 03_synth brain with a glioma, each series on its own grid."
+    """A synthetic clinical DICOM exam (FLAIR, T1, T1c, T2) of a 03_synth brain with a glioma, each series on its own
+    grid."""
     from neuroseg.synth import synth_brain_case
     from neuroseg.preprocess import from_nifti, random_rigid, simulate_raw_series, _centre
     from neuroseg.dicom import write_dicom_series
@@ -731,8 +956,13 @@ def raw_exam(work_dir:str|Path, # the exam is written once into <work_dir>/raw-e
     shutil.rmtree(folder, ignore_errors=True)
     fov = 0.9 * 256   # mm, as the real exam's
     spacing, thick = fov / in_plane, 156 / slices
-    image, _, affine = synth_brain_case(shape=tuple(int(round(v / brain_mm)) for v in (fov, fov, 156)), rng=seed, spacing_mm=brain_mm, enhancing=True)
-    rng, timing = np.random.default_rng(seed), dict(flair=(6000, 120, 2000), t1=(625, 15, None), t1c=(625, 15, None), t2=(5200, 100, None))
+    image, _, affine = synth_brain_case(
+        shape=tuple(int(round(v / brain_mm)) for v in (fov, fov, 156)), rng=seed, spacing_mm=brain_mm, enhancing=True
+    )
+    rng, timing = (
+        np.random.default_rng(seed),
+        dict(flair=(6000, 120, 2000), t1=(625, 15, None), t1c=(625, 15, None), t2=(5200, 100, None)),
+    )
     for i, (m, number) in enumerate((("flair", 701), ("t1", 901), ("t1c", 1201), ("t2", 401))):
         vol = from_nifti(nib.Nifti1Image(image[..., i], affine))
         step = spacing / 2 if m == "t2" else spacing
@@ -742,30 +972,53 @@ def raw_exam(work_dir:str|Path, # the exam is written once into <work_dir>/raw-e
     return folder
 
 # %% ../nbs/91_bench.ipynb #29167b17
-def compare_raw_path(exam:str|Path, # a DICOM exam (`raw_exam`, or a real one)
-                     out_dir:str|Path, # the run's output folder goes here (replaced on each run)
-                     ckpt:str="pretrained:brats", # the model that segments
-                     force:bool=False, # segment even when a check fails (tiny exams fail the brain-volume check)
-                     spacing_mm:float=1.0, # the case grid (neuroseg_preprocess --spacing)
-                     device:str="cpu",
-                     options:list|tuple=(), # more of its options, e.g. ["--template", "mni152", "--native", "all", "--deface", "--dicom-seg"]
-                    ) -> list[dict]:
-    "`neuroseg_preprocess --dicom EXAM --ckpt CKPT` timed from the command line: a row per step, end to end (<= 90 s), peak memory (<= 4096 MiB)."
+def compare_raw_path(
+    exam: str | Path,  # a DICOM exam (`raw_exam`, or a real one)
+    out_dir: str | Path,  # the run's output folder goes here (replaced on each run)
+    ckpt: str = "pretrained:brats",  # the model that segments
+    force: bool = False,  # segment even when a check fails (tiny exams fail the brain-volume check)
+    spacing_mm: float = 1.0,  # the case grid (neuroseg_preprocess --spacing)
+    device: str = "cpu",
+    options: list
+    | tuple = (),  # more of its options, e.g. ["--template", "mni152", "--native", "all", "--deface", "--dicom-seg"]
+) -> list[dict]:
+    """`neuroseg_preprocess --dicom EXAM --ckpt CKPT` timed from the command line: a row per step, end to end (<= 90 s),
+    peak memory (<= 4096 MiB)."""
     out = Path(out_dir)/"raw-run"
     shutil.rmtree(out, ignore_errors=True)
     load = os.getloadavg()[0]
-    cmd = [Path(sys.executable).parent/"neuroseg_preprocess", "--dicom", exam, "--out", out, "--ckpt", ckpt, "--spacing", spacing_mm, *(["--force"] if force else []), *options]
+    cmd = [
+        Path(sys.executable).parent / "neuroseg_preprocess", "--dicom", exam, "--out", out, "--ckpt", ckpt, "--spacing",
+        spacing_mm, *(["--force"] if force else []), *options,
+    ]
     done = check_run(run_measured(cmd), "neuroseg_preprocess")
     record, hw = json.loads((out/"preprocess.json").read_text()), hardware_line(device, load)
-    steps = [bench_row("raw scans", f"step: {r['step']}" + (f" {r['modality']}" if r["modality"] else ""), r["seconds"], None, "s",
-                       hardware=hw, tool=r["tool"]) for r in record["steps"]]
-    return steps + [bench_row("raw scans", "DICOM exam to a native-grid segmentation, from the command line", done["wall_s"], None, "s",
-                              target="ours <= 90", hardware=hw, qc=record["qc"], series=len(record["inputs"]), options=" ".join(map(str, options))),
-                    bench_row("raw scans", "peak memory of that command", done["peak_rss_mb"], None, "MiB", target="ours <= 4096", hardware=hw)]
+    steps = [
+        bench_row(
+            "raw scans", f"step: {r['step']}" + (f" {r['modality']}" if r["modality"] else ""), r["seconds"], None, "s",
+            hardware=hw, tool=r["tool"],
+        )
+        for r in record["steps"]
+    ]
+    return steps + [
+        bench_row(
+            "raw scans", "DICOM exam to a native-grid segmentation, from the command line", done["wall_s"], None, "s",
+            target="ours <= 90", hardware=hw, qc=record["qc"], series=len(record["inputs"]),
+            options=" ".join(map(str, options)),
+        ),
+        bench_row(
+            "raw scans", "peak memory of that command", done["peak_rss_mb"], None, "MiB", target="ours <= 4096",
+            hardware=hw,
+        ),
+    ]
 
 # %% ../nbs/91_bench.ipynb #6b67350d
-STARTUP_CASES = {"neuroseg_infer --help": ("neuroseg_infer", "neuroseg.infer", ["--help"]),
-                 "neuroseg_evaluate with --ref missing (an argument error)": ("neuroseg_evaluate", "neuroseg.metrics", ["--pred", "x"])}
+STARTUP_CASES = {
+    "neuroseg_infer --help": ("neuroseg_infer", "neuroseg.infer", ["--help"]),
+    "neuroseg_evaluate with --ref missing (an argument error)": (
+        "neuroseg_evaluate", "neuroseg.metrics", ["--pred", "x"],
+    ),
+}
 
 def startup_commands(command:str, # a console script, e.g. "neuroseg_infer"
                      module:str, # the module that defines it
@@ -786,22 +1039,35 @@ def compare_startup(repeats:int=3, # fresh processes per side; the median is kep
         codes = {side: sorted({r["returncode"] for r in rs}) for side, rs in runs.items()}
         if codes["ours"] != codes["baseline"] or len(codes["ours"]) != 1:
             raise RuntimeError(f"{what}: exit codes differ: {codes}; {runs['ours'][0]['output'][-300:]}")
-        rows.append(bench_row("start-up", what, _median(runs["ours"], "wall_s"), _median(runs["baseline"], "wall_s"), "s",
-                              target="ours < 1.0", hardware=hardware, exit_code=codes["ours"][0], repeats=repeats,
-                              same_output=runs["ours"][0]["output"] == runs["baseline"][0]["output"]))
+        rows.append(
+            bench_row(
+                "start-up", what, _median(runs["ours"], "wall_s"), _median(runs["baseline"], "wall_s"), "s",
+                target="ours < 1.0", hardware=hardware, exit_code=codes["ours"][0], repeats=repeats,
+                same_output=runs["ours"][0]["output"] == runs["baseline"][0]["output"],
+            )
+        )
     return rows
 
 # %% ../nbs/91_bench.ipynb #81dc2553
 def bench_environment(device:str="cpu") -> dict:
     "Device label, hardware line, torch threads, load averages (1, 5, 15 min) and versions, now."
-    return dict(device=device_label(device), hardware=hardware_line(device), torch_threads=torch.get_num_threads(),
-                load_average=[round(x, 2) for x in os.getloadavg()], time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **environment_info())
+    return dict(
+        device=device_label(device), hardware=hardware_line(device), torch_threads=torch.get_num_threads(),
+        load_average=[round(x, 2) for x in os.getloadavg()], time=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **environment_info(),
+    )
 
 # %% ../nbs/91_bench.ipynb #c4d83351
 def targets_summary(rows:list[dict]) -> list[dict]:
     "Each row that has a target: what it asks, the ratio or value reached, and whether it is met."
-    return [dict(comparison=r["comparison"], measure=r["measure"], target=r["target"], ours=r["ours"], ratio=r["ratio"], met=r["met"])
-            for r in rows if r["target"]]
+    return [
+        dict(
+            comparison=r["comparison"], measure=r["measure"], target=r["target"], ours=r["ours"], ratio=r["ratio"],
+            met=r["met"],
+        )
+        for r in rows
+        if r["target"]
+    ]
 
 # %% ../nbs/91_bench.ipynb #7690615f
 def write_results(rows:list[dict], # every comparison's rows
@@ -812,8 +1078,13 @@ def write_results(rows:list[dict], # every comparison's rows
     "Write `<out_dir>/<device>.json` atomically: environment at start and end, parameters, targets, rows; its path."
     ended = bench_environment(parameters.get("device", "cpu"))
     path = Path(out_dir)/f"{started['device']}.json"
-    write_json_atomic(path, dict(device=started["device"], hardware=started["hardware"], started=started,
-                                 load_average_end=ended["load_average"], parameters=parameters, targets=targets_summary(rows), rows=rows))
+    write_json_atomic(
+        path,
+        dict(
+            device=started["device"], hardware=started["hardware"], started=started,
+            load_average_end=ended["load_average"], parameters=parameters, targets=targets_summary(rows), rows=rows,
+        ),
+    )
     return path
 
 # %% ../nbs/91_bench.ipynb #86b72066
@@ -823,8 +1094,11 @@ def results_table(rows:list[dict], # rows of one or more comparisons
                   caption:str="", # above the table
                  ) -> HTML:
     "An HTML table of `rows` (measure, unit, ours, baseline, ratio, target, met), then the hardware line(s)."
-    shown = [{k: r[k] for k in _SHOWN} | ({} if len({r["comparison"] for r in rows}) == 1 else dict(comparison=r["comparison"]))
-             for r in rows]
+    shown = [
+        {k: r[k] for k in _SHOWN}
+        | ({} if len({r["comparison"] for r in rows}) == 1 else dict(comparison=r["comparison"]))
+        for r in rows
+    ]
     hardware = "".join(f"<p><small>Hardware: {h}</small></p>" for h in dict.fromkeys(r["hardware"] for r in rows))
     return HTML(table_html(shown, caption) + hardware)
 

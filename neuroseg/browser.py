@@ -17,7 +17,9 @@ from .labels import REGIONS
 from .data import read_dataset, read_label_map
 from .infer import load_inference_model, predict
 from .metrics import compute_dice
-from .xai import as_regions, canonical_case, plot_multiplanar, region_label, region_volumes_cm3, tumour_mesh_figure
+from neuroseg.xai import (
+    as_regions, canonical_case, plot_multiplanar, region_label, region_volumes_cm3, tumour_mesh_figure,
+)
 from .report import case_flair, table_html
 
 # %% auto #0
@@ -63,11 +65,14 @@ class CaseBrowser:
         cases, convention = read_dataset(data_root)
         cases = {c["id"]: c for c in cases}
         names = [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
-        return cls(cases, {str(n): load_inference_model(n, device) for n in names}, convention, case or next(iter(cases)))
+        return cls(
+            cases, {str(n): load_inference_model(n, device) for n in names}, convention, case or next(iter(cases))
+        )
 
     def prediction(self, case:str, ckpt:str):
         "The prediction of `case` by checkpoint `ckpt`, computed once."
-        if (case, ckpt) not in self.predictions: self.predictions[case, ckpt] = predict(self.cases[case], self.models[ckpt])
+        if (case, ckpt) not in self.predictions:
+            self.predictions[case, ckpt] = predict(self.cases[case], self.models[ckpt])
         return self.predictions[case, ckpt]
 
     def load(self):
@@ -131,5 +136,9 @@ class CaseBrowser:
     def ui(self) -> widgets.Widget:
         "The whole browser, drawn in its first state."
         if not self.renders: self.on_case()
-        return widgets.VBox([widgets.HBox([self.case_w, self.ckpt_w]), widgets.HBox(list(self.sliders.values())),
-                             widgets.HBox([*self.region_w.values(), self.mesh_w]), self.planes_out, self.volumes_out, self.mesh_out])
+        return widgets.VBox(
+            [
+                widgets.HBox([self.case_w, self.ckpt_w]), widgets.HBox(list(self.sliders.values())),
+                widgets.HBox([*self.region_w.values(), self.mesh_w]), self.planes_out, self.volumes_out, self.mesh_out,
+            ]
+        )

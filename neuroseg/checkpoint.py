@@ -46,7 +46,8 @@ def _torch_save(state:dict, tmp:Path):
     "`torch.save`, with its zip writer's report of a failed write (a `RuntimeError`) turned into an `OSError`."
     try: torch.save(state, tmp)
     except RuntimeError as e:
-        if shutil.disk_usage(Path(tmp).parent).free < 2**20: raise OSError(errno.ENOSPC, "No space left on device") from e
+        if shutil.disk_usage(Path(tmp).parent).free < 2**20:
+            raise OSError(errno.ENOSPC, "No space left on device") from e
         raise OSError(errno.EIO, f"torch.save failed: {_reason(e)}") from e
 
 def _save(path:Path, state:dict, before_rename=lambda: None) -> Path:
@@ -57,7 +58,8 @@ def _save(path:Path, state:dict, before_rename=lambda: None) -> Path:
         with atomic_path(path) as tmp:
             _torch_save(state, tmp)
             before_rename()
-    except OSError as e: raise OutputError(f"{path}: cannot write ({e.strerror or e}); the checkpoints already there are kept") from e
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or e}); the checkpoints already there are kept") from e
     return path
 
 def save_checkpoint(path:str|Path, # destination, e.g. runs/demo/checkpoints/best.pt
@@ -72,7 +74,8 @@ _ZIP_MAGIC = b"PK\x03\x04"   # torch.save has written zip archives since torch 1
 def _reason(e:BaseException, # an error from torch or the OS
             limit:int=120, # longest reason kept, in characters
            ) -> str:
-    "The first line of `e`'s message, cut at a word boundary (never mid-word) when longer than `limit`; its type if it has none."
+    """The first line of `e`'s message, cut at a word boundary (never mid-word) when longer than `limit`; its type if it
+    has none."""
     line = re.sub(r"\x1b\[[0-9;]*m", "", next((l.strip() for l in str(e).splitlines() if l.strip()), ""))
     if not line: return type(e).__name__
     short = textwrap.shorten(line, limit, placeholder=" ...")
@@ -81,16 +84,23 @@ def _reason(e:BaseException, # an error from torch or the OS
 def _load_problem(e:Exception, # what `torch.load(weights_only=True)` raised
                   zip_file:bool, # the file starts as torch's zip archives do
                  ) -> str:
-    "Why a checkpoint file could not be loaded: it holds pickled objects, it is truncated or corrupt, or it is no checkpoint."
+    """Why a checkpoint file could not be loaded: it holds pickled objects, it is truncated or corrupt, or it is no
+    checkpoint."""
     text = str(e)
     # torch words it "Unsupported global: GLOBAL builtins.print" or, for a blocked module (os, subprocess, ...),
     # "Trying to load unsupported GLOBAL posix.system whose module posix is blocked"
     if (hit := re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", text)):
-        return (f"holds pickled Python objects; refusing to load it (found {hit[1]}, a pickled object of a kind neuroseg "
-                "never writes; refused unloaded, nothing in it ran; checkpoints must hold tensors and plain values only)")
+        return (
+            f"holds pickled Python objects; refusing to load it (found {hit[1]}, a pickled object of a kind neuroseg "
+            "never writes; refused unloaded, nothing in it ran; checkpoints must hold tensors and plain values only)"
+        )
     hit = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
     reason = _reason(hit[1] if hit else e)
-    return f"truncated or corrupt checkpoint ({reason})" if zip_file else f"not a PyTorch checkpoint, or corrupt ({reason})"
+    return (
+        f"truncated or corrupt checkpoint ({reason})"
+        if zip_file
+        else f"not a PyTorch checkpoint, or corrupt ({reason})"
+    )
 
 # %% ../nbs/05a_checkpoint.ipynb #43b6261f
 def load_checkpoint(path:str|Path, # a file written by `save_checkpoint`
@@ -102,7 +112,10 @@ def load_checkpoint(path:str|Path, # a file written by `save_checkpoint`
     try:
         with open(path, "rb") as f: magic = f.read(4)
     except OSError as e: raise NeurosegError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from e
-    if not magic: raise NeurosegError(f"{path}: empty file (0 bytes), not a checkpoint; a write was cut short (full disk or a killed job)")
+    if not magic:
+        raise NeurosegError(
+            f"{path}: empty file (0 bytes), not a checkpoint; a write was cut short (full disk or a killed job)"
+        )
     try: ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e: raise NeurosegError(f"{path}: {_load_problem(e, magic == _ZIP_MAGIC)}") from e
     if not isinstance(ckpt, dict) or "model" not in ckpt:
@@ -142,7 +155,9 @@ def set_aside(path:Path, # an unusable checkpoint, e.g. runs/demo/checkpoints/la
              ) -> Path|None:
     "Rename `path` to `<stem>.corrupt-<UTC time>.pt` beside it; None if it is gone already (another rank set it aside)."
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    names = (path.with_name(f"{path.stem}.corrupt-{stamp}{f'-{n}' if n else ''}{path.suffix}") for n in itertools.count())
+    names = (
+        path.with_name(f"{path.stem}.corrupt-{stamp}{f'-{n}' if n else ''}{path.suffix}") for n in itertools.count()
+    )
     aside = next(p for p in names if not p.exists())
     try: path.rename(aside)
     except FileNotFoundError: return None
@@ -153,12 +168,15 @@ def set_aside(path:Path, # an unusable checkpoint, e.g. runs/demo/checkpoints/la
 def load_resumable(ckpt_dir:str|Path, # the run's checkpoints folder
                    map_location:str|torch.device="cpu",
                   ) -> tuple[dict, Path]:
-    "Load `last.pt`, else (saying why on stderr, and setting a damaged `last.pt` aside) `last-1.pt`; `NeurosegError` if neither is usable."
+    """Load `last.pt`, else (saying why on stderr, and setting a damaged `last.pt` aside) `last-1.pt`; `NeurosegError`
+    if neither is usable."""
     ckpt_dir = Path(ckpt_dir)
     try: return load_checkpoint(ckpt_dir/LAST, map_location), ckpt_dir/LAST
     except NeurosegError as e: last_problem = e
-    try: ckpt = load_checkpoint(ckpt_dir/PREVIOUS, map_location)
-    except NeurosegError as e: raise NeurosegError(f"{ckpt_dir}: no usable checkpoint to resume from ({last_problem}; {e})") from e
+    try:
+        ckpt = load_checkpoint(ckpt_dir / PREVIOUS, map_location)
+    except NeurosegError as e:
+        raise NeurosegError(f"{ckpt_dir}: no usable checkpoint to resume from ({last_problem}; {e})") from e
     aside = set_aside(ckpt_dir/LAST) if (ckpt_dir/LAST).exists() else None
     print(f"warning: {last_problem}" + (f"; set it aside as {aside.name}" if aside else "") +
           f"; resuming from the previous checkpoint {ckpt_dir/PREVIOUS}", file=sys.stderr)
@@ -203,7 +221,11 @@ def weights_problem(model:torch.nn.Module, # the network built from the checkpoi
 def nonfinite_tensors(state:dict, # a state dict
                      ) -> list[str]:
     "Names of the floating-point tensors of `state` that hold NaN or infinite values."
-    return [k for k, t in state.items() if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    return [
+        k
+        for k, t in state.items()
+        if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
 
 # %% ../nbs/05a_checkpoint.ipynb #4be14adc
 def model_from_checkpoint(ckpt:str|Path|dict, # a checkpoint file, or a loaded checkpoint
@@ -218,9 +240,13 @@ def model_from_checkpoint(ckpt:str|Path|dict, # a checkpoint file, or a loaded c
     if (problem := weights_problem(model, ckpt["model"])):
         raise NeurosegError(f"{source}: weights do not fit the network of its config ({problem})")
     if (broken := nonfinite_tensors(ckpt["model"])):
-        raise NeurosegError(f"{source}: {_listed('NaN or infinite values in', broken)}; the training diverged or the file "
-                            "was damaged (use an earlier checkpoint)")
-    try: model.load_state_dict(ckpt["model"])
-    except RuntimeError as e: raise NeurosegError(f"{source}: weights do not fit the network of its config ({_reason(e, 300)})") from e
+        raise NeurosegError(
+            f"{source}: {_listed('NaN or infinite values in', broken)}; the training diverged or the file "
+            "was damaged (use an earlier checkpoint)"
+        )
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise NeurosegError(f"{source}: weights do not fit the network of its config ({_reason(e, 300)})") from e
     device = torch.device(device) if isinstance(device, torch.device) else get_device(device)
     return model.to(device).eval(), cfg, ckpt.get("convention", "msd")

@@ -29,7 +29,11 @@ COMMANDS = dict(neuroseg_synth="neuroseg.synth_writer:neuroseg_synth",
 # every output atomically, and tearing down torch takes about 0.8 s of a case's few seconds.
 EXIT_AT_ONCE = {"neuroseg_infer"}
 
-SPECS = Path(__file__).parent/"cli.json" if "__file__" in globals() else Path(importlib.util.find_spec("neuroseg").origin).parent/"cli.json"
+SPECS = (
+    Path(__file__).parent / "cli.json"
+    if "__file__" in globals()
+    else Path(importlib.util.find_spec("neuroseg").origin).parent / "cli.json"
+)
 
 # %% ../nbs/00_cli.ipynb #4d81dd41
 def underscore_option(arg:str) -> str:
@@ -59,7 +63,8 @@ def action_spec(action:argparse.Action) -> dict:
     "One argparse action as JSON: what `parser_from_spec` needs to rebuild it."
     kind, type_name = ACTIONS.get(type(action)), getattr(action.type, "__name__", None)
     if kind is None: raise ValueError(f"{action.dest}: argparse action {type(action).__name__} cannot be recorded")
-    if action.type is not None and type_name not in TYPES: raise ValueError(f"{action.dest}: type {type_name} cannot be recorded")
+    if action.type is not None and type_name not in TYPES:
+        raise ValueError(f"{action.dest}: type {type_name} cannot be recorded")
     return dict(flags=list(action.option_strings), dest=action.dest, action=kind, nargs=action.nargs,
                 const=_jsonable(action.const), default=_jsonable(action.default), type=type_name,
                 choices=_jsonable(list(action.choices)) if action.choices is not None else None,

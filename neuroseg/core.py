@@ -30,7 +30,8 @@ class NeurosegError(ValueError):
 
 # %% ../nbs/00_core.ipynb #5ee469c9
 def user_error(exc:BaseException) -> NeurosegError|None:
-    "The `NeurosegError` behind `exc`, if any: MONAI's `Compose` re-raises a transform's error wrapped in a RuntimeError."
+    """The `NeurosegError` behind `exc`, if any: MONAI's `Compose` re-raises a transform's error wrapped in a
+    RuntimeError."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, NeurosegError): return exc
@@ -70,19 +71,26 @@ def console_script(func=None, # the command: its signature is the command line; 
     def _main(argv:list|None=None, # command-line arguments (default: `sys.argv[1:]`)
              ):
         parser = command_parser(func, prog or func.__name__)
-        args = vars(parser.parse_intermixed_args([underscore_option(str(a)) for a in (sys.argv[1:] if argv is None else argv)]))
+        args = vars(
+            parser.parse_intermixed_args([underscore_option(str(a)) for a in (sys.argv[1:] if argv is None else argv)])
+        )
         for key in ("pdb", "xtra"): args.pop(key, None)   # anno_parser's own options
         try: return func(**args)
-        except KeyboardInterrupt:   # atomic writes removed their temporaries: every output on disk is whole
-            print(f"{parser.prog}: interrupted; the outputs already written are complete, none is partial (run again to finish)",
-                  file=sys.stderr)
+        except KeyboardInterrupt:  # atomic writes removed their temporaries: every output on disk is whole
+            print(
+                f"{parser.prog}: interrupted; the outputs already written are complete, none is partial (run again to "
+                "finish)",
+                file=sys.stderr,
+            )
             sys.exit(130)
-    _main.parser = functools.partial(command_parser, func, prog or func.__name__)   # recorded by 00_cli for a fast --help
+    # recorded by 00_cli for a fast --help
+    _main.parser = functools.partial(command_parser, func, prog or func.__name__)
     return _main
 
 # %% ../nbs/00_core.ipynb #a30a1c02
 class LineProgress(tqdm):
-    "tqdm for logs: a line per `step` percent, at most one per `every_s` seconds, and the end of a bar that wrote one; never a `\\r` frame."
+    """tqdm for logs: a line per `step` percent, at most one per `every_s` seconds, and the end of a bar that wrote one;
+    never a `\\r` frame."""
     def __init__(self, *args, step:float=10, every_s:float=30, **kwargs):
         self.step_pct, self.every_s, self._next_pct, self._line_n = step, every_s, step, None
         self._line_t = time.monotonic()
@@ -93,7 +101,8 @@ class LineProgress(tqdm):
         self._line_n, self._line_t = self.n, time.monotonic()
 
     def display(self, msg=None, pos=None):
-        "Write a line when the next step is reached and `every_s` has passed; a message (tqdm's clearing) writes nothing."
+        """Write a line when the next step is reached and `every_s` has passed; a message (tqdm's clearing) writes
+        nothing."""
         if msg is not None or not self.total: return True
         pct = 100 * self.n / self.total
         if pct >= self._next_pct and time.monotonic() - self._line_t >= self.every_s:
@@ -156,7 +165,8 @@ def atomic_path(path:str|Path, # final destination
     os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield Path(tmp)
-        fsync_path(tmp)            # the bytes are on disk before the name points at them (a power cut leaves old or new)
+        # the bytes are on disk before the name points at them (a power cut leaves old or new)
+        fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)    # and the rename itself is on disk
     except BaseException:
@@ -202,22 +212,32 @@ def atomic_dir(path:str|Path, # final folder
 
 # %% ../nbs/00_core.ipynb #b229817b
 class OutputError(NeurosegError):
-    "An output could not be written (full disk, read-only or unwritable place): a problem of the machine, not of one case."
+    """An output could not be written (full disk, read-only or unwritable place): a problem of the machine, not of one
+    case."""
 
 # %% ../nbs/00_core.ipynb #1b90333f
 def check_writable(folder:str|Path, # where outputs will go; created later if missing
                    min_free_mb:float=1.0, # less free space than this is a full disk
                   ) -> Path:
-    "Raise `OutputError` unless files can be created in `folder` (or where it would be created); return that existing folder."
+    """Raise `OutputError` unless files can be created in `folder` (or where it would be created); return that existing
+    folder."""
     folder = Path(folder)
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
-        raise OutputError(f"{existing}: is a file, " + ("not a folder" if existing == folder else f"so {folder} cannot be created in it"))
-    try: fd, probe = tempfile.mkstemp(prefix=".neuroseg-write-check.", dir=existing)
-    except OSError as e: raise OutputError(f"{existing}: cannot write there ({e.strerror or e}); choose another output location") from e
+        raise OutputError(
+            f"{existing}: is a file, "
+            + ("not a folder" if existing == folder else f"so {folder} cannot be created in it")
+        )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".neuroseg-write-check.", dir=existing)
+    except OSError as e:
+        raise OutputError(f"{existing}: cannot write there ({e.strerror or e}); choose another output location") from e
     os.close(fd); os.unlink(probe)
     if (free := shutil.disk_usage(existing).free) < min_free_mb * 2**20:
-        raise OutputError(f"{existing}: the disk is full ({free / 2**20:.1f} MiB free); free some space or choose another output location")
+        raise OutputError(
+            f"{existing}: the disk is full ({free / 2**20:.1f} MiB free); free some space or choose another output "
+            "location"
+        )
     return existing
 
 # %% ../nbs/00_core.ipynb #c4e0b1a2
@@ -225,17 +245,22 @@ def check_not_input(out:str|Path, # an output file or folder
                     inputs:dict, # the inputs, each under the words a message names it by, e.g. {"--ref refs/": "refs/"}
                     advice:str="an output never replaces an input (choose another --out)", # the end of the message
                    ):
-    "Raise `NeurosegError` when `out` is one of `inputs` or lies inside an input folder (real paths, symlinks followed)."
+    """Raise `NeurosegError` when `out` is one of `inputs` or lies inside an input folder (real paths, symlinks
+    followed)."""
     target = Path(os.path.realpath(out))
     for name, given in inputs.items():
         source = Path(os.path.realpath(given))
         if target == source: raise NeurosegError(f"{out}: is the input {name}; {advice}")
-        if source.is_dir() and source in target.parents: raise NeurosegError(f"{out}: lies inside the input folder {name} (choose a folder outside it)")
+        if source.is_dir() and source in target.parents:
+            raise NeurosegError(f"{out}: lies inside the input folder {name} (choose a folder outside it)")
 
 # %% ../nbs/00_core.ipynb #24a4154d
 def temp_name_pattern(name:str) -> re.Pattern:
-    "The names `atomic_path` gives the temporaries of a file (or folder) called `name`: `.<name>.<8 characters>.tmp<suffixes>`."
-    return re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp({re.escape(''.join(Path(name).suffixes))})?", re.DOTALL)
+    """The names `atomic_path` gives the temporaries of a file (or folder) called `name`: `.<name>.<8
+    characters>.tmp<suffixes>`."""
+    return re.compile(
+        rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp({re.escape(''.join(Path(name).suffixes))})?", re.DOTALL
+    )
 
 def remove_stale_temps(path:str|Path, # a target of `core.atomic_path` (or `core.atomic_dir`)
                       ) -> list[Path]:
@@ -254,9 +279,12 @@ def publication_journal(path:str|Path) -> Path:
     return path.parent/f".{path.name}.publishing"
 
 def _journal_entries(journal:Path) -> list:
-    "The (destination, temporary) names a journal lists: plain names of files beside it, each temporary one of `atomic_path`'s."
-    try: entries = json.loads(journal.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e: raise NeurosegError(f"{journal}: unreadable publication journal ({e}); remove it") from None
+    """The (destination, temporary) names a journal lists: plain names of files beside it, each temporary one of
+    `atomic_path`'s."""
+    try:
+        entries = json.loads(journal.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise NeurosegError(f"{journal}: unreadable publication journal ({e}); remove it") from None
     plain = lambda s: isinstance(s, str) and s not in ("", ".", "..") and "/" not in s and "\\" not in s
     if not (isinstance(entries, list) and all(isinstance(e, list) and len(e) == 2 and all(map(plain, e)) and
                                               temp_name_pattern(e[0]).fullmatch(e[1]) for e in entries)):
@@ -265,7 +293,8 @@ def _journal_entries(journal:Path) -> list:
 
 def finish_publication(path:str|Path, # the first destination of a `write_all`
                       ) -> list[Path]:
-    "Complete a `write_all` of `path` that a kill cut short between its renames: rename the temporaries it left onto their destinations, in its order; the unit's files (none without a journal)."
+    """Complete a `write_all` of `path` that a kill cut short between its renames: rename the temporaries it left onto
+    their destinations, in its order; the unit's files (none without a journal)."""
     journal = publication_journal(path)
     if not journal.is_file(): return []
     entries = _journal_entries(journal)
@@ -276,13 +305,17 @@ def finish_publication(path:str|Path, # the first destination of a `write_all`
     return [journal.parent/dest for dest, _ in entries if (journal.parent/dest).is_file()]
 
 # %% ../nbs/00_core.ipynb #42c144db
-def write_all(writers:dict, # {destination: function that writes the file at the path it is given}, every destination in one folder
-             ) -> list[Path]:
-    "Write every destination atomically and as one unit: all complete before the first rename, renamed last to first under a journal that `finish_publication` replays after a kill; `OutputError` naming the file."
+def write_all(
+    writers: dict,  # {destination: function that writes the file at the path it is given}, every destination in one folder
+) -> list[Path]:
+    """Write every destination atomically and as one unit: all complete before the first rename, renamed last to first
+    under a journal that `finish_publication` replays after a kill; `OutputError` naming the file."""
     paths = [Path(p) for p in writers]
-    if len({p.parent for p in paths}) > 1: raise ValueError(f"write_all: destinations in more than one folder: {', '.join(map(str, paths))}")
+    if len({p.parent for p in paths}) > 1:
+        raise ValueError(f"write_all: destinations in more than one folder: {', '.join(map(str, paths))}")
     journal, current = publication_journal(paths[0]), None
-    finish_publication(paths[0])   # an earlier write of this unit that a kill cut short: complete it first, then write anew
+    # an earlier write of this unit that a kill cut short: complete it first, then write anew
+    finish_publication(paths[0])
     try:
         with contextlib.ExitStack() as stack:
             temps = []
@@ -291,13 +324,16 @@ def write_all(writers:dict, # {destination: function that writes the file at the
                 write(tmp := stack.enter_context(atomic_path(current)))
                 fsync_path(tmp); temps.append(tmp)
             current = journal
-            write_json_atomic(journal, [[p.name, t.name] for p, t in zip(paths, temps)])   # from here on, the next run completes a kill's work
+            # from here on, the next run completes a kill's work
+            write_json_atomic(journal, [[p.name, t.name] for p, t in zip(paths, temps)])
             current = None
         journal.unlink()
     except OSError as e:
         journal.unlink(missing_ok=True)
         where = current or e.filename or paths[0]
-        raise OutputError(f"{where}: cannot write ({e.strerror or e}); none of {', '.join(p.name for p in paths)} was written") from e
+        raise OutputError(
+            f"{where}: cannot write ({e.strerror or e}); none of {', '.join(p.name for p in paths)} was written"
+        ) from e
     return paths
 
 # %% ../nbs/00_core.ipynb #b4eaf50d
@@ -305,7 +341,8 @@ def write_all(writers:dict, # {destination: function that writes the file at the
 def folder_lock(folder:str|Path, # the run or output folder (need not exist yet)
                 command:str, # who holds it, for the refusal: neuroseg_train, neuroseg_cv, neuroseg_infer
                ):
-    "Hold the advisory lock of `folder` while the block runs; `NeurosegError` naming the holder if another process has it."
+    """Hold the advisory lock of `folder` while the block runs; `NeurosegError` naming the holder if another process has
+    it."""
     import fcntl, socket
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -317,7 +354,9 @@ def folder_lock(folder:str|Path, # the run or output folder (need not exist yet)
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise NeurosegError(f"{folder}: {holder} is writing there; wait for it to end, or choose another folder") from None
+            raise NeurosegError(
+                f"{folder}: {holder} is writing there; wait for it to end, or choose another folder"
+            ) from None
         try: same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError: same = False
         if same: break
@@ -333,12 +372,15 @@ def folder_lock(folder:str|Path, # the run or output folder (need not exist yet)
         os.close(fd)
 
 # %% ../nbs/00_core.ipynb #924c6b9b
-ENGINES = ("torch", "onnxruntime", "openvino")   # infer.engine: what runs the network (05d_export); the last two on the CPU
+# infer.engine: what runs the network (05d_export); the last two on the CPU
+ENGINES = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16")   # infer.precision (07_infer)
-MSD_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")   # the channel order of every image neuroseg reads and writes: MSD Task01's
+# the channel order of every image neuroseg reads and writes: MSD Task01's
+MSD_CHANNELS = ("FLAIR", "T1w", "T1gd", "T2w")
 
 def known_precision(precision:str) -> str:
-    "`precision` itself when it is one of `PRECISIONS`; otherwise a `NeurosegError` naming them (what each engine can do is checked where it runs)."
+    """`precision` itself when it is one of `PRECISIONS`; otherwise a `NeurosegError` naming them (what each engine can
+    do is checked where it runs)."""
     if precision not in PRECISIONS: raise NeurosegError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     return precision
 
@@ -352,25 +394,45 @@ def _opt(default, choices=None, help=""):
 class DataConfig:
     "Where the cases are and how they are preprocessed."
     root: str = _opt("data/demo", help="dataset folder (MSD Task01 layout or BraTS case folders)")
-    format: str = _opt("auto", ["msd", "brats", "auto", "synth"], "dataset layout; synth: brains generated on the fly, no data.root")
-    synth_cases: int = _opt(0, help="synthetic brains generated per epoch: the training set with data.format=synth, else mixed with the real cases")
-    synth_tumour_mm: list = _opt([8.0, 24.0], help="range of the mean radius of the synthetic tumours' core, mm (03_synth's glioma_plan)")
-    synth_lookalikes: float = _opt(0.0, help="probability that a synthetic brain gets tumour look-alikes labelled background: enhancing vessels and dura, dark rims (03_synth)")
-    synth_wide_normal: float = _opt(0.0, help="probability that a synthetic brain's grey matter gets a contrast to white matter drawn from a wide range, cortex up to edema's brightness on FLAIR (03_synth)")
+    format: str = _opt(
+        "auto", ["msd", "brats", "auto", "synth"], "dataset layout; synth: brains generated on the fly, no data.root"
+    )
+    synth_cases: int = _opt(
+        0,
+        help="synthetic brains generated per epoch: the training set with data.format=synth, else mixed with the real cases",
+    )
+    synth_tumour_mm: list = _opt(
+        [8.0, 24.0], help="range of the mean radius of the synthetic tumours' core, mm (03_synth's glioma_plan)"
+    )
+    synth_lookalikes: float = _opt(
+        0.0,
+        help="probability that a synthetic brain gets tumour look-alikes labelled background: enhancing vessels and dura, dark rims (03_synth)",
+    )
+    synth_wide_normal: float = _opt(
+        0.0,
+        help="probability that a synthetic brain's grey matter gets a contrast to white matter drawn from a wide range, cortex up to edema's brightness on FLAIR (03_synth)",
+    )
     convention: str = _opt("auto", ["msd", "brats2021", "brats2023", "auto"], "label convention of the label files")
     modalities: list = _opt(MSD_CHANNELS, help="input channels, in this order")
     spacing_mm: list = _opt([1.0, 1.0, 1.0], help="target voxel spacing in mm (RAS order)")
     roi_size: list = _opt([96, 96, 96], help="training patch and sliding-window size, in voxels")
     num_samples: int = _opt(2, help="random patches drawn per volume per iteration")
     pos_fraction: float = _opt(0.67, help="share of patches centred on tumour")
-    augment: str = _opt("light", ["light", "strong"], "training augmentation: flips and intensity jitter, or nnU-Net-style spatial and intensity")
+    augment: str = _opt(
+        "light", ["light", "strong"],
+        "training augmentation: flips and intensity jitter, or nnU-Net-style spatial and intensity",
+    )
     cache: str = _opt("memory", ["none", "memory", "disk"], help="cache of the deterministic preprocessing")
     cache_dir: str = _opt(".cache/neuroseg", help="folder of the disk cache")
     split_file: str = _opt("", help="JSON split file; empty: <train.out_dir>/split.json, created if missing")
     num_folds: int = _opt(5, help="k of k-fold cross-validation")
-    fold: int = _opt(0, help="validation fold, 0 .. num_folds-1; -1 trains on every fold and validates on none (nnU-Net's all)")
+    fold: int = _opt(
+        0, help="validation fold, 0 .. num_folds-1; -1 trains on every fold and validates on none (nnU-Net's all)"
+    )
     test_fraction: float = _opt(0.2, help="share of cases held out for testing, never trained or validated on")
-    num_workers: int = _opt(-1, help="data-loader worker processes; -1: auto (0 when training on the CPU, up to 8 on a GPU)")
+    num_workers: int = _opt(
+        -1, help="data-loader worker processes; -1: auto (0 when training on the CPU, up to 8 on a GPU)"
+    )
 
 # %% ../nbs/00_core.ipynb #a43a56aa
 @dataclass
@@ -398,7 +460,9 @@ class TrainConfig:
     warmup_epochs: int = _opt(2, help="linear warm-up epochs before the decay")
     schedule: str = _opt("cosine", ["cosine", "poly", "constant"], "decay after warm-up, over the whole run")
     grad_clip: float = _opt(12.0, help="max gradient norm; 0 disables clipping")
-    amp: str = _opt("auto", ["auto", "fp16", "bf16", "none"], "mixed precision: auto = bf16 (or fp16) on CUDA, none on CPU")
+    amp: str = _opt(
+        "auto", ["auto", "fp16", "bf16", "none"], "mixed precision: auto = bf16 (or fp16) on CUDA, none on CPU"
+    )
     val_every: int = _opt(1, help="validate every N epochs")
     patience: int = _opt(0, help="early stopping after N validations without improvement; 0 disables")
     save_every: int = _opt(0, help="also keep a checkpoint every N epochs; 0 disables")
@@ -406,7 +470,9 @@ class TrainConfig:
     deterministic: bool = _opt(False, help="use deterministic algorithms (bitwise-reproducible, slower)")
     device: str = _opt("auto", help="auto, cpu, cuda or cuda:N")
     out_dir: str = _opt("runs/demo", help="run folder: checkpoints, split, logs")
-    init_from: str = _opt("", help="start from this checkpoint's weights (fresh optimiser and schedule): a file or a shipped model's name")
+    init_from: str = _opt(
+        "", help="start from this checkpoint's weights (fresh optimiser and schedule): a file or a shipped model's name"
+    )
 
 # %% ../nbs/00_core.ipynb #f1e723c7
 @dataclass
@@ -417,8 +483,16 @@ class InferConfig:
     blend: str = _opt("gaussian", ["gaussian", "constant"], "how overlapping windows are blended")
     tta: bool = _opt(False, help="average probabilities over the 8 axis-flip combinations")
     threshold: float = _opt(0.5, help="probability threshold of the sigmoid head")
-    engine: str = _opt("torch", list(ENGINES), "what runs the network: PyTorch, or ONNX Runtime / OpenVINO on the CPU (neuroseg-3d[export])")
-    precision: str = _opt("auto", list(PRECISIONS), "the network's arithmetic: auto = bf16 (or fp16) autocast on CUDA, fp32 on the CPU; bf16 also on the CPU (PyTorch or OpenVINO; fast where it has AMX)")
+    engine: str = _opt(
+        "torch", list(ENGINES),
+        "what runs the network: PyTorch, or ONNX Runtime / OpenVINO on the CPU (neuroseg-3d[export])",
+    )
+    precision: str = _opt(
+        "auto",
+        list(PRECISIONS),
+        "the network's arithmetic: auto = bf16 (or fp16) autocast on CUDA, fp32 on the CPU; bf16 also on the CPU "
+        "(PyTorch or OpenVINO; fast where it has AMX)",
+    )
 
 # %% ../nbs/00_core.ipynb #606a6345
 @dataclass
@@ -492,14 +566,25 @@ def _check_values(cfg:Config, errors:list):
         errors.append(f"data.spacing_mm: need 3 positive numbers, got {d.spacing_mm}")
     if len(d.roi_size) != 3 or any(int(s) < 16 for s in d.roi_size):
         errors.append(f"data.roi_size: need 3 sizes of at least 16 voxels, got {d.roi_size}")
-    if not -1 <= d.fold < d.num_folds: errors.append(f"data.fold: must be in 0..{d.num_folds-1}, or -1 for all folds, got {d.fold}")
+    if not -1 <= d.fold < d.num_folds:
+        errors.append(f"data.fold: must be in 0..{d.num_folds - 1}, or -1 for all folds, got {d.fold}")
     if not 0 <= d.test_fraction < 1: errors.append(f"data.test_fraction: must be in [0, 1), got {d.test_fraction}")
     if not 0 <= d.pos_fraction <= 1: errors.append(f"data.pos_fraction: must be in [0, 1], got {d.pos_fraction}")
     if d.num_workers < -1: errors.append(f"data.num_workers: must be -1 (auto) or at least 0, got {d.num_workers}")
-    if d.synth_cases < (d.format == "synth"): errors.append(f"data.synth_cases: must be at least {int(d.format == 'synth')} with data.format={d.format}, got {d.synth_cases}")
-    if not (len(d.synth_tumour_mm) == 2 and 0 < d.synth_tumour_mm[0] <= d.synth_tumour_mm[1]): errors.append(f"data.synth_tumour_mm: give [smallest, largest] radius in mm, 0 < smallest <= largest, got {d.synth_tumour_mm}")
-    if not 0 <= d.synth_lookalikes <= 1: errors.append(f"data.synth_lookalikes: a probability in 0..1, got {d.synth_lookalikes}")
-    if not 0 <= d.synth_wide_normal <= 1: errors.append(f"data.synth_wide_normal: a probability in 0..1, got {d.synth_wide_normal}")
+    if d.synth_cases < (d.format == "synth"):
+        errors.append(
+            f"data.synth_cases: must be at least {int(d.format == 'synth')} with data.format={d.format}, got "
+            f"{d.synth_cases}"
+        )
+    if not (len(d.synth_tumour_mm) == 2 and 0 < d.synth_tumour_mm[0] <= d.synth_tumour_mm[1]):
+        errors.append(
+            "data.synth_tumour_mm: give [smallest, largest] radius in mm, 0 < smallest <= largest, got "
+            f"{d.synth_tumour_mm}"
+        )
+    if not 0 <= d.synth_lookalikes <= 1:
+        errors.append(f"data.synth_lookalikes: a probability in 0..1, got {d.synth_lookalikes}")
+    if not 0 <= d.synth_wide_normal <= 1:
+        errors.append(f"data.synth_wide_normal: a probability in 0..1, got {d.synth_wide_normal}")
     if not 0 <= i.overlap < 1: errors.append(f"infer.overlap: must be in [0, 1), got {i.overlap}")
     for key in ("epochs", "batch_size", "val_every"):
         if getattr(t, key) < 1: errors.append(f"train.{key}: must be at least 1, got {getattr(t, key)}")
@@ -552,18 +637,22 @@ def _read_yaml_config(path:Path) -> dict:
     if not isinstance(raw, dict): raise NeurosegError(f"{path}: expected a mapping of sections at the top level")
     return raw
 
-def load_config(path:str|Path|dict|None=None, # YAML file, or a config as a dict (`Config.to_dict()`); None: the defaults
-                overrides:list|tuple|dict|None=None, # `section.key=value` strings, or a nested dict
-               ) -> Config:
+def load_config(
+    path: str | Path | dict | None = None,  # YAML file, or a config as a dict (`Config.to_dict()`); None: the defaults
+    overrides: list | tuple | dict | None = None,  # `section.key=value` strings, or a nested dict
+) -> Config:
     "Load a YAML config (or take a config dict), apply overrides, validate, and return a `Config`."
     raw = path if isinstance(path, dict) else _read_yaml_config(Path(path)) if path else {}
     extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
-    if path: config_from_dict(raw, source="config" if isinstance(path, dict) else str(path))   # the base's own problems on the base ...
-    return config_from_dict(_merge(raw, extra), source="overrides" if path else "config")        # ... the rest on the overrides
+    # the base's own problems on the base ...
+    if path: config_from_dict(raw, source="config" if isinstance(path, dict) else str(path))
+    # ... the rest on the overrides
+    return config_from_dict(_merge(raw, extra), source="overrides" if path else "config")
 
 # %% ../nbs/00_core.ipynb #590f1346
 def project_root() -> Path|None:
-    "The source checkout this package runs from (the folder with `settings.ini` beside `neuroseg/`), or None when installed."
+    """The source checkout this package runs from (the folder with `settings.ini` beside `neuroseg/`), or None when
+    installed."""
     if "__file__" in globals(): candidates = [Path(__file__).resolve().parent.parent]   # neuroseg/core.py -> checkout
     else: here = Path.cwd().resolve(); candidates = [here, *here.parents]             # a notebook in nbs/
     return next((f for f in candidates if (f/"settings.ini").is_file() and (f/"neuroseg").is_dir()), None)
@@ -580,9 +669,11 @@ def packaged_dir(kind:str, # `configs` or `templates`
     return root/_CHECKOUT_FOLDERS[kind]
 
 # %% ../nbs/00_core.ipynb #673e02a9
-def find_config(name:str|Path, # a YAML file, or a config's name: `demo` finds ./configs/demo.yaml, else the shipped demo.yaml
-               ) -> Path:
-    "Resolve a config path, or the stem of a config in a checkout's `configs/` or `recipes/`, or among those shipped with the package."
+def find_config(
+    name: str | Path,  # a YAML file, or a config's name: `demo` finds ./configs/demo.yaml, else the shipped demo.yaml
+) -> Path:
+    """Resolve a config path, or the stem of a config in a checkout's `configs/` or `recipes/`, or among those shipped
+    with the package."""
     path = Path(name)
     if path.is_file(): return path
     checkout = [project_root()/"recipes"] if project_root() else []   # the experiment recipes: versioned, not shipped
@@ -594,11 +685,13 @@ def find_config(name:str|Path, # a YAML file, or a config's name: `demo` finds .
 
 # %% ../nbs/00_core.ipynb #9d8e874e
 def real_data_cache() -> Path:
-    "Where `tools/real_data.py --fetch` puts the real MRI cases: `$XDG_CACHE_HOME/neuroseg/real-data` (`~/.cache` by default)."
+    """Where `tools/real_data.py --fetch` puts the real MRI cases: `$XDG_CACHE_HOME/neuroseg/real-data` (`~/.cache` by
+    default)."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"neuroseg"/"real-data"
 
 def real_data_dir() -> Path:
-    "Folder of the real MRI cases: `$NEUROSEG_REAL_DATA`, else the cache; the tests' runner finds a copy and sets the variable."
+    """Folder of the real MRI cases: `$NEUROSEG_REAL_DATA`, else the cache; the tests' runner finds a copy and sets the
+    variable."""
     return Path(os.environ["NEUROSEG_REAL_DATA"]) if os.environ.get("NEUROSEG_REAL_DATA") else real_data_cache()
 
 # %% ../nbs/00_core.ipynb #dba645d4
@@ -659,12 +752,19 @@ def device_label(device:str="cpu", # cpu, cuda or cuda:N
 
 # %% ../nbs/00_core.ipynb #9f2ec1dc
 def machine_record() -> dict:
-    "This machine and process, for a run's record: `environment_info` and the host, time, CPU, memory, GPUs, CUDA, command line."
+    """This machine and process, for a run's record: `environment_info` and the host, time, CPU, memory, GPUs, CUDA,
+    command line."""
     import socket, time, neuroseg
     try: memory_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError): memory_gib = None   # not every OS names these
-    gpus = [dict(name=p.name, memory_gib=round(p.total_memory / 2**30, 1))
-            for p in map(torch.cuda.get_device_properties, range(torch.cuda.device_count()))] if torch.cuda.is_available() else []
+    gpus = (
+        [
+            dict(name=p.name, memory_gib=round(p.total_memory / 2**30, 1))
+            for p in map(torch.cuda.get_device_properties, range(torch.cuda.device_count()))
+        ]
+        if torch.cuda.is_available()
+        else []
+    )
     return {**environment_info(), "neuroseg": neuroseg.__version__, "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": cpu_model(), "memory_gib": memory_gib,
             "gpus": gpus, "cuda": torch.version.cuda, "command": [Path(sys.argv[0]).name, *sys.argv[1:]]}

@@ -8,7 +8,9 @@ import dataclasses, hashlib, json, re, statistics, sys, time
 from pathlib import Path
 from fastcore.script import Param, store_true
 import neuroseg
-from .core import NeurosegError, Config, cli_errors, console_script, config_from_dict, find_config, load_config, write_json_atomic
+from neuroseg.core import (
+    NeurosegError, Config, cli_errors, console_script, config_from_dict, find_config, load_config, write_json_atomic,
+)
 from .labels import REGIONS
 from .data import read_dataset, split_for_config, split_cases
 from .checkpoint import LAST, BEST
@@ -16,7 +18,9 @@ from .loaders import ensure_data, DistInfo
 from .train import train, TrainingInterrupted, resume_command
 from .metrics import evaluate_files, summarise
 from .infer import load_inference_model, predict_to_files
-from .postprocess import Postprocess, postprocess_from_dict, CRITERIA, scored_pairs, select_postprocess, format_decision
+from neuroseg.postprocess import (
+    Postprocess, postprocess_from_dict, CRITERIA, scored_pairs, select_postprocess, format_decision,
+)
 
 # %% auto #0
 __all__ = ['CHECKPOINTS', 'fold_dir', 'fold_config', 'fold_status', 'cv_split', 'train_fold', 'predict_cases', 'score',
@@ -34,7 +38,8 @@ def fold_dir(cv_dir:str|Path, fold:int) -> Path:
 def fold_config(cfg:Config, # the CV config: train.out_dir is the CV folder
                 fold:int, # the validation fold
                ) -> Config:
-    "One fold's training config: `data.fold` set, its run folder under the CV folder, the split file shared by every fold."
+    """One fold's training config: `data.fold` set, its run folder under the CV folder, the split file shared by every
+    fold."""
     d = cfg.to_dict()
     d["data"]["fold"], d["train"]["out_dir"] = fold, str(fold_dir(cfg.train.out_dir, fold))
     d["data"]["split_file"] = d["data"]["split_file"] or str(Path(cfg.train.out_dir)/"split.json")
@@ -44,12 +49,21 @@ def fold_config(cfg:Config, # the CV config: train.out_dir is the CV folder
 def fold_status(run_dir:str|Path) -> str:
     "`done` (training wrote its summary), `partial` (a checkpoint to resume from) or `new`."
     run_dir = Path(run_dir)
-    return "done" if (run_dir/"summary.json").is_file() else "partial" if (run_dir/"checkpoints"/LAST).is_file() else "new"
+    return (
+        "done"
+        if (run_dir / "summary.json").is_file()
+        else "partial"
+        if (run_dir / "checkpoints" / LAST).is_file()
+        else "new"
+    )
 
 # %% ../nbs/07b_cv.ipynb #e0412b38
 def cv_split(cfg:Config) -> tuple[list[dict], str, dict]:
     "The dataset's cases, label convention and split, as every fold's run reads them."
-    if cfg.data.format == "synth": raise NeurosegError("data.format=synth: fresh brains per epoch have no folds to cross-validate; use a dataset folder")
+    if cfg.data.format == "synth":
+        raise NeurosegError(
+            "data.format=synth: fresh brains per epoch have no folds to cross-validate; use a dataset folder"
+        )
     ensure_data(cfg, DistInfo())
     cases, convention = read_dataset(cfg.data.root, cfg.data.format, cfg.data.convention)
     return cases, convention, split_for_config(cases, fold_config(cfg, 0))
@@ -64,7 +78,10 @@ def train_fold(cfg:Config, # the CV config
     if status == "done": log(f"fold {fold}: finished before, kept ({fold_dir(cfg.train.out_dir, fold)})"); return "kept"
     log(f"fold {fold}: {'resuming' if status == 'partial' else 'training'} in {fcfg.train.out_dir}")
     summary = train(fcfg, resume="last" if status == "partial" else None)
-    log(f"fold {fold}: {summary['epochs']} epochs, {summary['steps']} steps; best validation mean Dice {summary['best_metric']:.4f}")
+    log(
+        f"fold {fold}: {summary['epochs']} epochs, {summary['steps']} steps; best validation mean Dice "
+        f"{summary['best_metric']:.4f}"
+    )
     return "resumed" if status == "partial" else "trained"
 
 # %% ../nbs/07b_cv.ipynb #94cd0896
@@ -75,7 +92,8 @@ def predict_cases(ckpt:str|Path|list, # checkpoint(s) as `neuroseg_infer --ckpt`
                   device:str="auto", engine:str|None=None, # as for `load_inference_model`
                   **kwargs, # more `predict` settings: tta, ...
                  ) -> list[tuple[str, Path, str]]:
-    "Predict the cases lacking an output in `out_dir` (the model is loaded only then); the (case id, prediction, reference) of every case."
+    """Predict the cases lacking an output in `out_dir` (the model is loaded only then); the (case id, prediction,
+    reference) of every case."""
     im, pairs = None, []
     for case in cases:
         out = Path(out_dir)/f"{case['id']}.nii.gz"
@@ -89,7 +107,8 @@ def predict_cases(ckpt:str|Path|list, # checkpoint(s) as `neuroseg_infer --ckpt`
 def score(pairs:list, # (case id, prediction, reference) files
           convention:str, # of both sides
          ) -> tuple[list[dict], dict]:
-    "The metric rows of every case and their summary: Dice and HD95 (BraTS legacy) per region, as `neuroseg_evaluate` computes them."
+    """The metric rows of every case and their summary: Dice and HD95 (BraTS legacy) per region, as `neuroseg_evaluate`
+    computes them."""
     rows = evaluate_files(pairs, convention)
     return rows, summarise(rows)
 
@@ -102,7 +121,9 @@ def region_means(summary:dict, # from `score` (`summarise`)
 # %% ../nbs/07b_cv.ipynb #39a0b090
 def _fold_scores(pairs_by_fold:dict, convention:str) -> tuple[dict, dict]:
     "Per fold and pooled means per region of the out-of-fold predictions."
-    per_fold = {k: region_means(score(p, convention)[1]) | {"cases": [c for c, *_ in p]} for k, p in pairs_by_fold.items()}
+    per_fold = {
+        k: region_means(score(p, convention)[1]) | {"cases": [c for c, *_ in p]} for k, p in pairs_by_fold.items()
+    }
     return per_fold, region_means(score([x for p in pairs_by_fold.values() for x in p], convention)[1])
 
 def decision_key(post:Postprocess) -> str:
@@ -111,13 +132,21 @@ def decision_key(post:Postprocess) -> str:
 
 def _test_scores(cv_dir:Path, members:list, tests:list, convention:str, post:Postprocess, **kwargs) -> dict:
     "Every member, their mean, and the ensemble (raw and postprocessed) on the test cases."
-    folds = {m: region_means(score(predict_cases(m, tests, cv_dir/"test"/Path(m).parent.parent.name, **kwargs), convention)[1]) for m in members}
+    folds = {
+        m: region_means(
+            score(predict_cases(m, tests, cv_dir / "test" / Path(m).parent.parent.name, **kwargs), convention)[1]
+        )
+        for m in members
+    }
     mean_fold = {r: {k: statistics.mean(f[r][k] for f in folds.values()) for k in ("dice", "hd95")} for r in REGIONS}
     ensemble = region_means(score(predict_cases(members, tests, cv_dir/"test"/"ensemble", **kwargs), convention)[1])
-    post_dir = cv_dir/"test"/f"ensemble-postprocessed-{decision_key(post)}"   # a rerun that decides otherwise predicts anew
+    # a rerun that decides otherwise predicts anew
+    post_dir = cv_dir/"test"/f"ensemble-postprocessed-{decision_key(post)}"
     post_ens = region_means(score(predict_cases(members, tests, post_dir, post, **kwargs), convention)[1])
-    return dict(cases=[c["id"] for c in tests], folds={Path(m).parent.parent.name: v for m, v in folds.items()}, mean_fold=mean_fold,
-                ensemble=ensemble, ensemble_postprocessed=post_ens)
+    return dict(
+        cases=[c["id"] for c in tests], folds={Path(m).parent.parent.name: v for m, v in folds.items()},
+        mean_fold=mean_fold, ensemble=ensemble, ensemble_postprocessed=post_ens,
+    )
 
 def cross_validate(cfg:Config, # train.out_dir is the CV folder; data.* names the dataset and its split
                    folds:list|None=None, # train only these folds (None: all, then collect)
@@ -126,32 +155,59 @@ def cross_validate(cfg:Config, # train.out_dir is the CV folder; data.* names th
                    criterion:str="dice", # what the postprocessing rules must raise (06a's `CRITERIA`)
                    **kwargs, # `predict` settings: tta, device, engine
                   ) -> dict|None:
-    "Train every fold, predict and score the out-of-fold cases, choose postprocessing, write the ensemble and score it on the test cases."
+    """Train every fold, predict and score the out-of-fold cases, choose postprocessing, write the ensemble and score it
+    on the test cases."""
     if checkpoint not in CHECKPOINTS: raise NeurosegError(f"--checkpoint {checkpoint}: use last or best")
-    k = cfg.data.num_folds   # the split file's own number (`read_split` checks it): known before anything is written
-    if (bad := [f for f in folds or [] if not 0 <= f < k]): raise NeurosegError(f"--folds {bad[0]}: the split has folds 0..{k - 1}")
+    k = cfg.data.num_folds  # the split file's own number (`read_split` checks it): known before anything is written
+    if bad := [f for f in folds or [] if not 0 <= f < k]:
+        raise NeurosegError(f"--folds {bad[0]}: the split has folds 0..{k - 1}")
     cases, convention, split = cv_split(cfg)
     cv_dir, k = Path(cfg.train.out_dir), len(split["folds"])
     tick, done = time.perf_counter(), {}
     for fold in folds if folds is not None else range(k):
         done[fold] = train_fold(cfg, fold, log)
-        predict_cases(fold_dir(cv_dir, fold)/"checkpoints"/CHECKPOINTS[checkpoint], split_cases(cases, split, fold)[1], cv_dir/"oof", **kwargs)
+        predict_cases(
+            fold_dir(cv_dir, fold) / "checkpoints" / CHECKPOINTS[checkpoint], split_cases(cases, split, fold)[1],
+            cv_dir / "oof", **kwargs,
+        )
     if folds is not None and any(fold_status(fold_dir(cv_dir, f)) != "done" for f in range(k)):
-        log(f"folds {', '.join(map(str, folds))} done; run neuroseg_cv without --folds once every fold is trained to collect them"); return None
-    pairs = {f: predict_cases(fold_dir(cv_dir, f)/"checkpoints"/CHECKPOINTS[checkpoint], split_cases(cases, split, f)[1], cv_dir/"oof", **kwargs)
-             for f in range(k)}
+        log(
+            f"folds {', '.join(map(str, folds))} done; run neuroseg_cv without --folds once every fold is trained to "
+            "collect them"
+        )
+        return None
+    pairs = {
+        f: predict_cases(
+            fold_dir(cv_dir, f) / "checkpoints" / CHECKPOINTS[checkpoint], split_cases(cases, split, f)[1],
+            cv_dir / "oof", **kwargs,
+        )
+        for f in range(k)
+    }
     per_fold, pooled = _fold_scores(pairs, convention)
     decision = select_postprocess(scored_pairs([x for p in pairs.values() for x in p], convention), criterion=criterion)
     write_json_atomic(cv_dir/"postprocess.json", decision | dict(chosen_on="out-of-fold predictions", cv=str(cv_dir)))
     members = [f"fold_{f}/checkpoints/{CHECKPOINTS[checkpoint]}" for f in range(k)]
-    write_json_atomic(cv_dir/"ensemble.json", dict(members=members, postprocess=decision["postprocess"], checkpoint=checkpoint))
+    write_json_atomic(
+        cv_dir / "ensemble.json", dict(members=members, postprocess=decision["postprocess"], checkpoint=checkpoint)
+    )
     tests = split_cases(cases, split, 0)[2]
-    test = _test_scores(cv_dir, [str(cv_dir/m) for m in members], tests, convention, postprocess_from_dict(decision["postprocess"], "decision"), **kwargs) if tests else None
-    result = dict(folds=per_fold, pooled=pooled, n_folds=k, checkpoint=checkpoint, convention=convention, split=split["file"],
-                  postprocess=dict(rules=decision["postprocess"], criterion=criterion, **{k: decision[k] for k in (
-                                   "dice_before", "dice_after", "lesion_dice_before", "lesion_dice_after")},
-                                   text=format_decision(decision)),
-                  test=test, fold_runs=done, seconds=round(time.perf_counter() - tick, 1), neuroseg_version=neuroseg.__version__)
+    test = (
+        _test_scores(
+            cv_dir, [str(cv_dir / m) for m in members], tests, convention,
+            postprocess_from_dict(decision["postprocess"], "decision"), **kwargs,
+        )
+        if tests
+        else None
+    )
+    result = dict(
+        folds=per_fold, pooled=pooled, n_folds=k, checkpoint=checkpoint, convention=convention, split=split["file"],
+        postprocess=dict(
+            rules=decision["postprocess"], criterion=criterion,
+            **{k: decision[k] for k in ("dice_before", "dice_after", "lesion_dice_before", "lesion_dice_after")},
+            text=format_decision(decision),
+        ),
+        test=test, fold_runs=done, seconds=round(time.perf_counter() - tick, 1), neuroseg_version=neuroseg.__version__,
+    )
     write_json_atomic(cv_dir/"cv.json", result)
     return result
 
@@ -163,13 +219,19 @@ def _line(name:str, means:dict, n:int|None=None) -> str:
 
 def format_cv(result:dict) -> str:
     "The summary `neuroseg_cv` prints: per fold, pooled, the postprocessing, and the test cases."
-    lines = [f"cross-validation, {result['n_folds']} folds ({result['checkpoint']} checkpoints): mean Dice / HD95 (mm, BraTS legacy) per region",
-             *(_line(f"fold {k}", {r: v[r] for r in REGIONS}, len(v["cases"])) for k, v in result["folds"].items()),
-             _line("pooled out-of-fold", result["pooled"], sum(len(v["cases"]) for v in result["folds"].values())),
-             result["postprocess"]["text"]]
+    lines = [
+        f"cross-validation, {result['n_folds']} folds ({result['checkpoint']} checkpoints): mean Dice / HD95 (mm, "
+        "BraTS legacy) per region",
+        *(_line(f"fold {k}", {r: v[r] for r in REGIONS}, len(v["cases"])) for k, v in result["folds"].items()),
+        _line("pooled out-of-fold", result["pooled"], sum(len(v["cases"]) for v in result["folds"].values())),
+        result["postprocess"]["text"],
+    ]
     if (t := result["test"]):
-        lines += [f"test cases none of the folds trained on ({len(t['cases'])}):", _line("mean single fold", t["mean_fold"]),
-                  _line("ensemble of the folds", t["ensemble"]), _line("ensemble + postprocessing", t["ensemble_postprocessed"])]
+        lines += [
+            f"test cases none of the folds trained on ({len(t['cases'])}):", _line("mean single fold", t["mean_fold"]),
+            _line("ensemble of the folds", t["ensemble"]),
+            _line("ensemble + postprocessing", t["ensemble_postprocessed"]),
+        ]
     return "\n".join(lines)
 
 # %% ../nbs/07b_cv.ipynb #62f1daba
@@ -181,28 +243,45 @@ def fold_numbers(folds:list|None, # the words argparse gave --folds
     settings = [w for w in folds if "=" in w]
     if (bad := [w for w in folds if "=" not in w and not re.fullmatch(r"\d+", w.strip())]):
         raise NeurosegError(f"--folds {bad[0]}: a fold number (0, 1, ...); settings are written section.key=value")
-    if not (numbers := [int(w) for w in folds if "=" not in w]): raise NeurosegError("--folds: give at least one fold number")
+    if not (numbers := [int(w) for w in folds if "=" not in w]):
+        raise NeurosegError("--folds: give at least one fold number")
     return numbers, [*overrides, *settings]
 
 # %% ../nbs/07b_cv.ipynb #44393719
 @console_script
 @cli_errors
-def neuroseg_cv(overrides:Param("section.key=value settings over the config, e.g. train.epochs=20", str, opt=False, nargs="*")=None,
-                config:Param("YAML config file, or the name of one in configs/; train.out_dir is the CV folder", str)=None,
-                folds:Param("train only these folds (e.g. one per GPU); rerun without --folds to collect", str, nargs="+")=None,
-                checkpoint:Param("which checkpoint of each fold predicts and joins the ensemble", str, choices=list(CHECKPOINTS))="last",
-                tta:Param("flip TTA for the out-of-fold and test predictions", store_true)=False,
-                device:Param("auto, cpu, cuda or cuda:N (inference; training follows train.device)", str)="auto",
-                engine:Param("what runs the network at inference: torch, onnxruntime or openvino", str)=None,
-                criterion:Param("what a postprocessing rule must raise on the out-of-fold predictions: dice or lesion (BraTS 2023 lesion-wise Dice)", str, choices=list(CRITERIA))="dice",
-               ):
-    "Cross-validate: train every fold (resumable), predict and score the out-of-fold cases, choose postprocessing on them, ensemble the folds."
+def neuroseg_cv(
+    overrides: Param(
+        "section.key=value settings over the config, e.g. train.epochs=20", str, opt=False, nargs="*"
+    ) = None,
+    config: Param("YAML config file, or the name of one in configs/; train.out_dir is the CV folder", str) = None,
+    folds: Param("train only these folds (e.g. one per GPU); rerun without --folds to collect", str, nargs="+") = None,
+    checkpoint: Param(
+        "which checkpoint of each fold predicts and joins the ensemble", str, choices=list(CHECKPOINTS)
+    ) = "last",
+    tta: Param("flip TTA for the out-of-fold and test predictions", store_true) = False,
+    device: Param("auto, cpu, cuda or cuda:N (inference; training follows train.device)", str) = "auto",
+    engine: Param("what runs the network at inference: torch, onnxruntime or openvino", str) = None,
+    criterion: Param(
+        "what a postprocessing rule must raise on the out-of-fold predictions: dice or lesion (BraTS 2023 lesion-wise "
+        "Dice)", str, choices=list(CRITERIA),
+    ) = "dice",
+):
+    """Cross-validate: train every fold (resumable), predict and score the out-of-fold cases, choose postprocessing on
+    them, ensemble the folds."""
     folds, overrides = fold_numbers(folds, list(overrides or []))
     cfg = load_config(find_config(config) if config else None, overrides)
-    try: result = cross_validate(cfg, folds, checkpoint, criterion=criterion, tta=tta or None, device=device, engine=engine)
+    try:
+        result = cross_validate(
+            cfg, folds, checkpoint, criterion=criterion, tta=tta or None, device=device, engine=engine
+        )
     except TrainingInterrupted as e:
-        print(f"neuroseg_cv: {e}\nrun the same command again to resume", file=sys.stderr, flush=True); sys.exit(128 + e.signum)
+        print(f"neuroseg_cv: {e}\nrun the same command again to resume", file=sys.stderr, flush=True)
+        sys.exit(128 + e.signum)
     if result:
         print(format_cv(result))
         cv = Path(cfg.train.out_dir)
-        print(f"wrote {cv/'cv.json'}, {cv/'postprocess.json'} and {cv/'ensemble.json'} (neuroseg_infer --ckpt {cv/'ensemble.json'})")
+        print(
+            f"wrote {cv / 'cv.json'}, {cv / 'postprocess.json'} and {cv / 'ensemble.json'} (neuroseg_infer --ckpt "
+            f"{cv / 'ensemble.json'})"
+        )

@@ -25,13 +25,16 @@ REAL_KINDS = "biuf"   # numpy kinds of voxels neuroseg reads: bool, integers, fl
 
 def open_nifti(path:str|Path, # a .nii or .nii.gz file
               ) -> nib.Nifti1Image:
-    "Open a NIfTI file without reading its voxels; a missing, unreadable or non-real (complex, RGB) file raises `NeurosegError` naming it."
+    """Open a NIfTI file without reading its voxels; a missing, unreadable or non-real (complex, RGB) file raises
+    `NeurosegError` naming it."""
     path = Path(path)
     if not path.is_file(): raise NeurosegError(f"{path}: file not found")
     try: image = nib.load(path)
     except Exception as e: raise NeurosegError(f"{path}: not a readable NIfTI file ({e})")
     if (dtype := image.get_data_dtype()).kind not in REAL_KINDS:
-        raise NeurosegError(f"{path}: voxels of type {dtype}; an image or label map holds real numbers (integers or floats): convert it")
+        raise NeurosegError(
+            f"{path}: voxels of type {dtype}; an image or label map holds real numbers (integers or floats): convert it"
+        )
     return image
 
 # %% ../nbs/02_data.ipynb #989fd859
@@ -55,17 +58,24 @@ def written_names(name:str) -> list[str]:
     "The names a file called `name` passes through as `core.write_all` writes it: its temporary, its journal, itself."
     return [f".{name}.xxxxxxxx.tmp{''.join(Path(name).suffixes)}", f".{name}.publishing", name]
 
-def check_path_names(path:str|Path, # an output a command will create
-                     option:str, # the option or setting that gave it, e.g. "--out"
-                     file:bool=False, # `path` is a file neuroseg writes (through a temporary and a journal), not a folder
-                    ) -> Path:
-    "Raise `NeurosegError` when a name in `path`, or a name its writing passes through, is longer than a file system takes; return `path`."
+def check_path_names(
+    path: str | Path,  # an output a command will create
+    option: str,  # the option or setting that gave it, e.g. "--out"
+    file: bool = False,  # `path` is a file neuroseg writes (through a temporary and a journal), not a folder
+) -> Path:
+    """Raise `NeurosegError` when a name in `path`, or a name its writing passes through, is longer than a file system
+    takes; return `path`."""
     parts = Path(path).parts
-    for part, names in [(p, [p]) for p in parts[:-1 if file else None]] + ([(parts[-1], written_names(parts[-1]))] if file and parts else []):
+    for part, names in [(p, [p]) for p in parts[: -1 if file else None]] + (
+        [(parts[-1], written_names(parts[-1]))] if file and parts else []
+    ):
         if (size := max(len(os.fsencode(n)) for n in names)) > NAME_MAX_BYTES:
             through = "" if size == len(os.fsencode(part)) else f" (written through a temporary name of {size} bytes)"
-            raise NeurosegError(f"{path}: a name of {len(os.fsencode(part))} bytes ({part[:24]}...){through}, over the {NAME_MAX_BYTES} "
-                                f"a file system takes; choose a shorter {option}")
+            raise NeurosegError(
+                f"{path}: a name of {len(os.fsencode(part))} bytes ({part[:24]}...){through}, over the "
+                f"{NAME_MAX_BYTES} "
+                f"a file system takes; choose a shorter {option}"
+            )
     return Path(path)
 
 # %% ../nbs/02_data.ipynb #8d111f2b
@@ -79,22 +89,28 @@ def raise_problems(source:str|Path, # what was checked, e.g. the dataset.json pa
     raise NeurosegError(f"{source}: {len(problems)} problem(s): " + "; ".join(problems[:limit]) + more)
 
 # %% ../nbs/02_data.ipynb #a6736511
-MSD_MODALITY = {str(i): "t1gd" if name == "T1gd" else name for i, name in enumerate(MSD_CHANNELS)}   # dataset.json's entry, as MSD writes it
-MSD_LABELS = {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}   # its labels, MSD's spelling
+# dataset.json's entry, as MSD writes it
+MSD_MODALITY = {str(i): "t1gd" if name == "T1gd" else name for i, name in enumerate(MSD_CHANNELS)}
+# its labels, MSD's spelling
+MSD_LABELS = {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}
 
 def modality_problems(modality:dict, # dataset.json's `modality`, e.g. {"0": "FLAIR", ...}
                      ) -> list[str]:
     "Problems with an MSD `modality` entry: it must name FLAIR, T1w, t1gd, T2w in that order (any case)."
     found = {str(k): str(v) for k, v in (modality or {}).items()}
     if len(found) != len(MSD_MODALITY):
-        return [f"modality lists {len(found)} channels {list(found.values())}, expected 4: {', '.join(MSD_MODALITY.values())}"]
+        return [
+            f"modality lists {len(found)} channels {list(found.values())}, expected 4: "
+            f"{', '.join(MSD_MODALITY.values())}"
+        ]
     return [f"modality {i} is {found.get(str(i))!r}, expected {name!r} (order {', '.join(MSD_MODALITY.values())})"
             for i, name in enumerate(MSD_MODALITY.values()) if found.get(str(i), "").lower() != name.lower()]
 
 # %% ../nbs/02_data.ipynb #8833b836
 def nifti_stem(path:str|Path) -> str|None:
     "The file name of a `.nii`/`.nii.gz` path without its extension; `None` for other files."
-    m = re.fullmatch(r"(.+)\.nii(\.gz)?", Path(path).name, flags=re.IGNORECASE | re.DOTALL)   # any character, a line break too
+    # any character, a line break too
+    m = re.fullmatch(r"(.+)\.nii(\.gz)?", Path(path).name, flags=re.IGNORECASE | re.DOTALL)
     return m.group(1) if m else None
 
 def _msd_case(root:Path, entry:dict|str) -> dict:
@@ -107,7 +123,8 @@ def _msd_label_problems(cid:str, image:nib.Nifti1Image, label_path:str) -> list[
     "Header problems of an MSD label: exists, is 3D, shares the image's grid."
     try: label = open_nifti(label_path)
     except NeurosegError as e: return [f"{cid}: {e}"]
-    if label.ndim != 3: return [f"{cid}: {label_path}: {label.ndim}D label of shape {fmt_shape(label.shape)}, expected 3D"]
+    if label.ndim != 3:
+        return [f"{cid}: {label_path}: {label.ndim}D label of shape {fmt_shape(label.shape)}, expected 3D"]
     why = grid_mismatch(image, label)
     return [f"{cid}: {label_path}: not on the image's voxel grid ({why})"] if why else []
 
@@ -118,8 +135,14 @@ def msd_case_problems(case:dict, # a case dict from `read_msd`
     try: image = open_nifti(path)
     except NeurosegError as e: return [f"{cid}: {e}"]
     if image.ndim != 4:
-        return [f"{cid}: {path}: {image.ndim}D image of shape {fmt_shape(image.shape)}, expected 4D (x, y, z, 4 modalities)"]
-    problems = [] if image.shape[3] == 4 else [f"{cid}: {path}: {image.shape[3]} modalities, expected 4 ({', '.join(MSD_MODALITY.values())})"]
+        return [
+            f"{cid}: {path}: {image.ndim}D image of shape {fmt_shape(image.shape)}, expected 4D (x, y, z, 4 modalities)"
+        ]
+    problems = (
+        []
+        if image.shape[3] == 4
+        else [f"{cid}: {path}: {image.shape[3]} modalities, expected 4 ({', '.join(MSD_MODALITY.values())})"]
+    )
     return problems + (_msd_label_problems(cid, image, case["label"]) if case["label"] else [])
 
 # %% ../nbs/02_data.ipynb #25635d39
@@ -157,10 +180,13 @@ def read_msd(root:str|Path, # MSD task folder, e.g. data/Task01_BrainTumour
 def read_label_map(path:str|Path, # a .nii or .nii.gz file
                    image:nib.Nifti1Image|None=None, # the file already opened by `open_nifti` (None: open it here)
                   ) -> np.ndarray:
-    "The voxels of a NIfTI file (a label map, or an image) in their stored type; a truncated or corrupt file raises `NeurosegError`."
+    """The voxels of a NIfTI file (a label map, or an image) in their stored type; a truncated or corrupt file raises
+    `NeurosegError`."""
     image = open_nifti(path) if image is None else image
-    try: return np.asanyarray(image.dataobj)
-    except Exception as e: raise NeurosegError(f"{path}: cannot read the voxels ({type(e).__name__}: {e}); a truncated or damaged file")
+    try:
+        return np.asanyarray(image.dataobj)
+    except Exception as e:
+        raise NeurosegError(f"{path}: cannot read the voxels ({type(e).__name__}: {e}); a truncated or damaged file")
 
 # %% ../nbs/02_data.ipynb #2a1d359c
 def validate_dataset(cases:list[dict], # case dicts from a reader
@@ -224,7 +250,10 @@ def _brats_case(folder:Path) -> tuple[dict|None, str|None, list[str]]:
     files, ids, styles = _scan_brats_folder(folder)
     if not files: return None, None, []
     if len(ids) > 1 or len(styles) > 1:
-        return None, None, [f"{folder}: files of several cases or naming styles ({', '.join(sorted(ids))}); keep one case per folder"]
+        return (
+            None, None,
+            [f"{folder}: files of several cases or naming styles ({', '.join(sorted(ids))}); keep one case per folder"],
+        )
     cid, style = ids.pop(), styles.pop()
     problems = _brats_file_problems(folder, cid, style, files)
     if problems: return None, style, problems
@@ -249,7 +278,10 @@ def read_brats(root:str|Path, # folder of BraTS case folders, or one case folder
     cases = [c for c, _, _ in found if c]
     if len(styles) > 1: problems.insert(0, f"mixes naming styles {' and '.join(styles)}; use one per dataset")
     if not problems and not cases:
-        problems = ["no BraTS case found (expected files named CASE_flair/_t1/_t1ce/_t2[/_seg] or CASE-t2f/-t1n/-t1c/-t2w[/-seg] .nii.gz)"]
+        problems = [
+            "no BraTS case found (expected files named CASE_flair/_t1/_t1ce/_t2[/_seg] or "
+            "CASE-t2f/-t1n/-t1c/-t2w[/-seg] .nii.gz)"
+        ]
     raise_problems(root, problems + _duplicate_problems(cases))
     return cases, styles[0]
 
@@ -284,8 +316,10 @@ def make_split(cases:list[dict], # case dicts from a reader
     n_test = int(round(test_fraction * len(ids)))
     rest = order[n_test:]
     if num_folds < 2 or len(rest) < num_folds:
-        raise NeurosegError(f"data.num_folds: {len(ids)} cases leave {len(rest)} after the test set (data.test_fraction="
-                            f"{test_fraction}), need at least num_folds={num_folds} >= 2")
+        raise NeurosegError(
+            f"data.num_folds: {len(ids)} cases leave {len(rest)} after the test set (data.test_fraction="
+            f"{test_fraction}), need at least num_folds={num_folds} >= 2"
+        )
     return dict(format_version=1, root=str(root), seed=seed, num_folds=num_folds, test_fraction=test_fraction,
                 num_cases=len(ids), case_ids_hash=case_ids_hash(cases), test=sorted(order[:n_test]),
                 folds=[sorted(rest[i::num_folds]) for i in range(num_folds)])
@@ -315,16 +349,22 @@ def _split_settings_problems(split:dict, **wanted) -> list[str]:
 def _split_id_problems(split:dict, ids:set, path:Path) -> list[str]:
     "Split ids missing from the dataset (a problem); dataset ids in no fold (a warning)."
     listed = set(split["test"]).union(*split["folds"])
-    if ids - listed: warnings.warn(f"{path}: {len(ids - listed)} case(s) of the dataset are in no fold (newer than the split)")
+    if ids - listed:
+        warnings.warn(f"{path}: {len(ids - listed)} case(s) of the dataset are in no fold (newer than the split)")
     missing = sorted(listed - ids)
-    return [f"{len(missing)} case id(s) not in the dataset: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"] if missing else []
+    return (
+        [f"{len(missing)} case id(s) not in the dataset: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"]
+        if missing
+        else []
+    )
 
 # %% ../nbs/02_data.ipynb #f19c0fbb
 def load_split_json(path:str|Path) -> dict:
     "The dict of a split file, unchecked against any dataset; `NeurosegError` if unreadable or not a split."
     try: split = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e: raise NeurosegError(f"{path}: cannot read the split file ({e})")
-    if not isinstance(split, dict) or not {"folds", "test"} <= set(split): raise NeurosegError(f"{path}: not a neuroseg split file")
+    if not isinstance(split, dict) or not {"folds", "test"} <= set(split):
+        raise NeurosegError(f"{path}: not a neuroseg split file")
     return split
 
 # %% ../nbs/02_data.ipynb #ed1148bf
@@ -338,7 +378,10 @@ def read_split(path:str|Path, # split JSON file
     split = load_split_json(path)
     problems = _split_settings_problems(split, num_folds=num_folds, test_fraction=test_fraction)
     problems += _split_id_problems(split, {c["id"] for c in cases}, path)
-    if problems: raise NeurosegError(f"{path}: " + "; ".join(problems) + " (delete the file to make a new split, or set data.split_file)")
+    if problems:
+        raise NeurosegError(
+            f"{path}: " + "; ".join(problems) + " (delete the file to make a new split, or set data.split_file)"
+        )
     return split
 
 # %% ../nbs/02_data.ipynb #acf514e6
@@ -349,7 +392,8 @@ def load_or_create_split(cases:list[dict], # the dataset's case dicts
                          seed:int=0, # train.seed, used only when the file is created
                          root:str|Path="", # dataset folder, recorded when the file is created
                         ) -> dict:
-    "Read the split file at `path` (checked), or make the split and write it there atomically; the dict names its `file`."
+    """Read the split file at `path` (checked), or make the split and write it there atomically; the dict names its
+    `file`."""
     path = Path(path)
     if path.is_file(): split = read_split(path, cases, num_folds, test_fraction)
     else: write_json_atomic(path, split := make_split(cases, num_folds, test_fraction, seed, root))
@@ -357,11 +401,13 @@ def load_or_create_split(cases:list[dict], # the dataset's case dicts
 
 # %% ../nbs/02_data.ipynb #753c5fbc
 def split_path(cfg:Config) -> Path:
-    "The split file of a config: `data.split_file` (a path, or the name of a split shipped beside the configs), else `<train.out_dir>/split.json`."
+    """The split file of a config: `data.split_file` (a path, or the name of a split shipped beside the configs), else
+    `<train.out_dir>/split.json`."""
     if not cfg.data.split_file: return Path(cfg.train.out_dir)/"split.json"
     path = Path(cfg.data.split_file)
     if path.is_file() or path.is_absolute(): return path
-    with contextlib.suppress(NeurosegError): return find_config(path)   # e.g. brats-real-split.json, in ./configs or the package
+    # e.g. brats-real-split.json, in ./configs or the package
+    with contextlib.suppress(NeurosegError): return find_config(path)
     return path   # a new split file, made there
 
 # %% ../nbs/02_data.ipynb #132fcdf4

@@ -23,10 +23,12 @@ __all__ = ['RAW_MODALITIES', 'HEADER_TAGS', 'ZIP_MAX_GB', 'SEG_IDENTITY_TAGS', '
 RAW_MODALITIES = ("flair", "t1", "t1c", "t2")   # FLAIR, pre-contrast T1, post-contrast T1, T2
 
 # %% ../nbs/10_dicom.ipynb #8cece8e0
-HEADER_TAGS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ProtocolName", "Modality", "ImageType",
-               "ScanningSequence", "SequenceVariant", "MRAcquisitionType", "RepetitionTime", "EchoTime", "InversionTime",
-               "ContrastBolusAgent", "ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "Rows", "Columns",
-               "NumberOfFrames", "GantryDetectorTilt", "SliceThickness", "Manufacturer", "MagneticFieldStrength")
+HEADER_TAGS = (
+    "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ProtocolName", "Modality", "ImageType",
+    "ScanningSequence", "SequenceVariant", "MRAcquisitionType", "RepetitionTime", "EchoTime", "InversionTime",
+    "ContrastBolusAgent", "ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "Rows", "Columns",
+    "NumberOfFrames", "GantryDetectorTilt", "SliceThickness", "Manufacturer", "MagneticFieldStrength",
+)
 
 # %% ../nbs/10_dicom.ipynb #4809ac7b
 @dataclass
@@ -42,7 +44,11 @@ class Series:
     @property
     def name(self) -> str:
         "How tables, reasons and errors call it: by number (a UID would link an output back to the exam)."
-        return f"series {self.number}" if self.number is not None else f"the series without a SeriesNumber ({self.description!r})"
+        return (
+            f"series {self.number}"
+            if self.number is not None
+            else f"the series without a SeriesNumber ({self.description!r})"
+        )
 
 # %% ../nbs/10_dicom.ipynb #1c8151b0
 def _plain(value):
@@ -71,7 +77,9 @@ def group_series(paths:list, # files: DICOM images and others
             groups[uid] = Series(uid, int(number) if number not in (None, "") else None,
                                  str(ds.get("SeriesDescription") or ds.get("ProtocolName") or ""), [], tags)
         groups[uid].files.append(Path(path))
-        orientations.setdefault(uid, set()).add(tuple(np.round(np.array(ds.get("ImageOrientationPatient", [0] * 6), float), 3)))
+        orientations.setdefault(uid, set()).add(
+            tuple(np.round(np.array(ds.get("ImageOrientationPatient", [0] * 6), float), 3))
+        )
     for uid, s in groups.items(): s.orientations = len(orientations[uid])
     return sorted(groups.values(), key=lambda s: (s.number is None, s.number or 0, s.uid))
 
@@ -83,7 +91,8 @@ def find_series(folder:str|Path, # the exam: a folder of DICOM files, in subfold
     return found
 
 # %% ../nbs/10_dicom.ipynb #d486e2b8
-ZIP_MAX_GB = 8.0   # one exam unpacks to at most this (an MR exam is well under 2 GB): a larger archive is refused, not unpacked
+# one exam unpacks to at most this (an MR exam is well under 2 GB): a larger archive is refused, not unpacked
+ZIP_MAX_GB = 8.0
 
 @contextlib.contextmanager
 def exam_folder(path:str|Path, # a folder of DICOM files, or a .zip of one
@@ -94,15 +103,24 @@ def exam_folder(path:str|Path, # a folder of DICOM files, or a .zip of one
     if not path.is_file(): raise NeurosegError(f"{path}: not found (a DICOM folder or a .zip of one)")
     if not zipfile.is_zipfile(path): raise NeurosegError(f"{path}: neither a folder nor a zip file")
     with tempfile.TemporaryDirectory(prefix="neuroseg-dicom-") as tmp, zipfile.ZipFile(path) as zf:
-        size = sum(m.file_size for m in zf.infolist())   # as declared; zipfile stops reading a member there (and checks its CRC)
-        if size > ZIP_MAX_GB * 2**30: raise NeurosegError(f"{path}: unpacks to {size / 2**30:.3g} GB, over the {ZIP_MAX_GB:g} GB of one exam; refused")
+        # as declared; zipfile stops reading a member there (and checks its CRC)
+        size = sum(m.file_size for m in zf.infolist())
+        if size > ZIP_MAX_GB * 2**30:
+            raise NeurosegError(
+                f"{path}: unpacks to {size / 2**30:.3g} GB, over the {ZIP_MAX_GB:g} GB of one exam; refused"
+            )
         if size > (free := shutil.disk_usage(tmp).free):
-            raise NeurosegError(f"{path}: unpacks to {size / 2**30:.1f} GB, more than the {free / 2**30:.1f} GB free in {Path(tmp).parent}")
+            raise NeurosegError(
+                f"{path}: unpacks to {size / 2**30:.1f} GB, more than the {free / 2**30:.1f} GB free in "
+                f"{Path(tmp).parent}"
+            )
         for member in zf.infolist():
             target = (Path(tmp)/member.filename).resolve()
             if member.is_dir(): continue
             if not target.is_relative_to(Path(tmp).resolve()) or (member.external_attr >> 16) & 0o170000 == 0o120000:
-                raise NeurosegError(f"{path}: member {member.filename!r} is a link or lies outside the archive; refused")
+                raise NeurosegError(
+                    f"{path}: member {member.filename!r} is a link or lies outside the archive; refused"
+                )
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(member) as src, open(target, "wb") as dst: shutil.copyfileobj(src, dst)
         yield Path(tmp)
@@ -134,7 +152,8 @@ def write_dicom_series(volume:sitk.Image, # a 3D image with its geometry (LPS, a
         ds = Dataset(); ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
-        ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study_uid])   # one per exam: its series share the scanner's frame
+        # one per exam: its series share the scanner's frame
+        ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study_uid])
         ds.PatientName, ds.PatientID, ds.Modality = patient_name, "ID-0001", "MR"
         ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = number, k + 1, description
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M"]
@@ -155,9 +174,14 @@ def write_dicom_series(volume:sitk.Image, # a 3D image with its geometry (LPS, a
     return folder
 
 # %% ../nbs/10_dicom.ipynb #51db6e8c
-_NOT_ANATOMY = re.compile(r"locali[sz]er|survey|scout|3.?plane|tri.?pilot|aahead|\bdwi\b|diffusion|\badc\b|trace|\bfa\b|"
-                          r"perf|\bdsc\b|\bdce\b|\bswi\b|\bsw[ia]n?\b|\bmip\b|\bmpr\b|\bphase\b|\bmap\b|spectro|\bsvs\b|\bcsi\b", re.I)
-_CONTRAST_WORDS = re.compile(r"\+\s*c\b|\bc\s*\+|\bpost\b|\bgd\b|\bgad|contrast|\bkm\b|\bce\b|\bmit\b|\bpost.?(gd|kontrast|contr)", re.I)
+_NOT_ANATOMY = re.compile(
+    r"locali[sz]er|survey|scout|3.?plane|tri.?pilot|aahead|\bdwi\b|diffusion|\badc\b|trace|\bfa\b|"
+    r"perf|\bdsc\b|\bdce\b|\bswi\b|\bsw[ia]n?\b|\bmip\b|\bmpr\b|\bphase\b|\bmap\b|spectro|\bsvs\b|\bcsi\b",
+    re.I,
+)
+_CONTRAST_WORDS = re.compile(
+    r"\+\s*c\b|\bc\s*\+|\bpost\b|\bgd\b|\bgad|contrast|\bkm\b|\bce\b|\bmit\b|\bpost.?(gd|kontrast|contr)", re.I
+)
 
 def _t(s:Series, key:str) -> float|None:
     v = s.tags.get(key)
@@ -165,8 +189,11 @@ def _t(s:Series, key:str) -> float|None:
 
 # %% ../nbs/10_dicom.ipynb #b8bcdb87
 def series_kind(s:Series) -> tuple[str, str]:
-    "(kind, reason): kind is flair, t1, t2 or other, from the acquisition tags first and the description where they are missing."
-    image_type = [str(v).upper() for v in s.tags.get("ImageType", [])] if isinstance(s.tags.get("ImageType"), list) else []
+    """(kind, reason): kind is flair, t1, t2 or other, from the acquisition tags first and the description where they
+    are missing."""
+    image_type = (
+        [str(v).upper() for v in s.tags.get("ImageType", [])] if isinstance(s.tags.get("ImageType"), list) else []
+    )
     words = f"{s.description} {s.tags.get('ProtocolName', '')}"
     if s.orientations > 1: return "other", f"{s.orientations} orientations in one series (a localizer)"
     if "LOCALIZER" in image_type: return "other", "ImageType LOCALIZER"
@@ -177,9 +204,13 @@ def series_kind(s:Series) -> tuple[str, str]:
     if timing:
         if ti and ti >= 1500: return "flair", f"{timing}: inversion nulls fluid"
         if te >= 60 and tr >= 1500: return "t2", f"{timing}: long TE and TR"
-        if te < 30 and (tr < 1000 or (ti and 600 <= ti <= 1300)): return "t1", f"{timing}: " + ("short TE and TR" if tr < 1000 else "inversion-prepared")
+        if te < 30 and (tr < 1000 or (ti and 600 <= ti <= 1300)):
+            return "t1", f"{timing}: " + ("short TE and TR" if tr < 1000 else "inversion-prepared")
         return "other", f"{timing}: neither T1, T2 nor FLAIR weighting"
-    for kind, pattern in (("flair", r"flair|dark.?fluid|tirm"), ("t2", r"t2(?!\*|star)"), ("t1", r"t1|mprage|mp.?rage|spgr|bravo|tfe|flash|vibe")):
+    for kind, pattern in (
+        ("flair", r"flair|dark.?fluid|tirm"), ("t2", r"t2(?!\*|star)"),
+        ("t1", r"t1|mprage|mp.?rage|spgr|bravo|tfe|flash|vibe"),
+    ):
         if re.search(pattern, words, re.I): return kind, f"no timing tags; description {s.description!r}"
     return "other", "no timing tags and a description that names no weighting"
 
@@ -187,7 +218,8 @@ def series_kind(s:Series) -> tuple[str, str]:
 def contrast_evidence(s:Series) -> str|None:
     "Why `s` is a post-contrast series, or None when nothing in its tags says so."
     if agent := str(s.tags.get("ContrastBolusAgent", "")).strip(): return f"ContrastBolusAgent {agent!r}"
-    if m := _CONTRAST_WORDS.search(f"{s.description} {s.tags.get('ProtocolName', '')}"): return f"description {m.group(0).strip()!r}"
+    if m := _CONTRAST_WORDS.search(f"{s.description} {s.tags.get('ProtocolName', '')}"):
+        return f"description {m.group(0).strip()!r}"
     return None
 
 # %% ../nbs/10_dicom.ipynb #a3e3fd0a
@@ -203,10 +235,14 @@ class Decision:
 def _pick(series:list[Series], key:str, modality:str) -> Series:
     "The series whose number or UID is `key`, chosen for `modality`."
     hits = [s for s in series if str(s.number) == str(key) or s.uid == str(key)]
-    if not hits: raise NeurosegError(f"--{modality} {key}: no such series in this exam (series: {', '.join(str(s.number) for s in series)})")
+    if not hits:
+        raise NeurosegError(
+            f"--{modality} {key}: no such series in this exam (series: {', '.join(str(s.number) for s in series)})"
+        )
     return hits[0]
 
-def _protocol(s:Series) -> tuple: return (s.description, s.tags.get("RepetitionTime"), s.tags.get("EchoTime"), s.tags.get("InversionTime"))
+def _protocol(s: Series) -> tuple:
+    return (s.description, s.tags.get("RepetitionTime"), s.tags.get("EchoTime"), s.tags.get("InversionTime"))
 
 def _split_t1(t1s:list[Series]) -> tuple[list, list, dict]:
     "T1 candidates as (pre, post, reasons): by contrast evidence, else by order within one protocol."
@@ -224,7 +260,8 @@ def _split_t1(t1s:list[Series]) -> tuple[list, list, dict]:
 def assign_series(series:list[Series], # find_series
                   chosen:dict|None=None, # {modality: series number or UID} given by the user (--flair 701 ...)
                  ) -> list[Decision]:
-    "A decision for every series; raise `NeurosegError` naming the ambiguity when a modality has none or several candidates."
+    """A decision for every series; raise `NeurosegError` naming the ambiguity when a modality has none or several
+    candidates."""
     chosen = {m: v for m, v in (chosen or {}).items() if v not in (None, "")}
     kinds = {s.uid: series_kind(s) for s in series}
     roles, reasons = {}, {}
@@ -237,13 +274,20 @@ def assign_series(series:list[Series], # find_series
     for m in RAW_MODALITIES:
         if m in roles: continue
         if len(cands[m]) > 1:
-            raise NeurosegError(f"{len(cands[m])} {m} candidates ({', '.join(s.name + ' ' + repr(s.description) for s in cands[m])}): "
-                                f"choose one with --{m} SERIES")
-        if not cands[m]: raise NeurosegError(f"no {m} series found among {len(series)} series: name it with --{m} SERIES")
+            raise NeurosegError(
+                f"{len(cands[m])} {m} candidates ({', '.join(s.name + ' ' + repr(s.description) for s in cands[m])}): "
+                f"choose one with --{m} SERIES"
+            )
+        if not cands[m]:
+            raise NeurosegError(f"no {m} series found among {len(series)} series: name it with --{m} SERIES")
         roles[m] = cands[m][0]
     by_uid = {s.uid: m for m, s in roles.items()}
-    return [Decision(s, kinds[s.uid][0], by_uid.get(s.uid), "; ".join(r for r in (kinds[s.uid][1], reasons.get(s.uid)) if r))
-            for s in series]
+    return [
+        Decision(
+            s, kinds[s.uid][0], by_uid.get(s.uid), "; ".join(r for r in (kinds[s.uid][1], reasons.get(s.uid)) if r)
+        )
+        for s in series
+    ]
 
 # %% ../nbs/10_dicom.ipynb #8f045bd8
 def series_table(decisions:list[Decision]) -> str:
@@ -260,8 +304,12 @@ def series_table(decisions:list[Decision]) -> str:
 
 # %% ../nbs/10_dicom.ipynb #da5c783c
 def slice_positions(s:Series) -> tuple[list[Path], np.ndarray, np.ndarray]:
-    "The files sorted along the slice normal, their positions along it (mm), and their in-plane offsets from the first (mm)."
-    heads = [pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["ImagePositionPatient", "ImageOrientationPatient"]) for f in s.files]
+    """The files sorted along the slice normal, their positions along it (mm), and their in-plane offsets from the first
+    (mm)."""
+    heads = [
+        pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["ImagePositionPatient", "ImageOrientationPatient"])
+        for f in s.files
+    ]
     iop = np.array(heads[0].ImageOrientationPatient, float)
     normal = np.cross(iop[:3], iop[3:])
     pos = np.array([np.array(h.ImagePositionPatient, float) for h in heads])
@@ -272,16 +320,26 @@ def slice_positions(s:Series) -> tuple[list[Path], np.ndarray, np.ndarray]:
 # %% ../nbs/10_dicom.ipynb #5dea82f6
 def check_series_geometry(s:Series) -> list[Path]:
     "The files of `s` in slice order; raise `NeurosegError` for what a box-shaped volume cannot hold."
-    if s.orientations > 1: raise NeurosegError(f"{s.name} ({s.description}): {s.orientations} orientations in one series, not a volume")
+    if s.orientations > 1:
+        raise NeurosegError(f"{s.name} ({s.description}): {s.orientations} orientations in one series, not a volume")
     if int(s.tags.get("NumberOfFrames", 1) or 1) > 1:
-        raise NeurosegError(f"{s.name} ({s.description}): an enhanced multi-frame file; convert it to NIfTI with dcm2niix and pass the NIfTI")
+        raise NeurosegError(
+            f"{s.name} ({s.description}): an enhanced multi-frame file; convert it to NIfTI with dcm2niix and pass the "
+            "NIfTI"
+        )
     files, along, inplane = slice_positions(s)
     if len(files) < 3: raise NeurosegError(f"{s.name} ({s.description}): {len(files)} image(s), not a volume")
     gaps = np.diff(along)
-    if (gaps < 1e-3).any(): raise NeurosegError(f"{s.name} ({s.description}): {len(files)} images at {len(np.unique(along.round(3)))} "
-                                               f"positions (several echoes or time points); choose a single-volume series")
+    if (gaps < 1e-3).any():
+        raise NeurosegError(
+            f"{s.name} ({s.description}): {len(files)} images at {len(np.unique(along.round(3)))} "
+            f"positions (several echoes or time points); choose a single-volume series"
+        )
     if gaps.max() > 1.5 * np.median(gaps):
-        raise NeurosegError(f"{s.name} ({s.description}): uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm): a slice is missing")
+        raise NeurosegError(
+            f"{s.name} ({s.description}): uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm): a slice is "
+            "missing"
+        )
     if (drift := np.linalg.norm(inplane[-1])) > 0.05 * max(1.0, np.median(gaps)):
         angle = np.degrees(np.arctan2(drift, along[-1] - along[0]))
         raise NeurosegError(f"{s.name} ({s.description}): slices sheared by {angle:.1f} degrees (gantry tilt); "
@@ -293,20 +351,32 @@ def read_series(s:Series) -> sitk.Image:
     "The series as a float32 volume with its geometry (SimpleITK/GDCM), after `check_series_geometry`."
     files = check_series_geometry(s)
     reader = sitk.ImageSeriesReader(); reader.SetFileNames([str(f) for f in files])
-    try: img = reader.Execute()
-    except RuntimeError as e: raise NeurosegError(f"{s.name} ({s.description}): cannot read its pixels ({str(e).splitlines()[-1][:120]})") from e
+    try:
+        img = reader.Execute()
+    except RuntimeError as e:
+        raise NeurosegError(
+            f"{s.name} ({s.description}): cannot read its pixels ({str(e).splitlines()[-1][:120]})"
+        ) from e
     return sitk.Cast(img, sitk.sitkFloat32)
 
 # %% ../nbs/10_dicom.ipynb #37338a6d
-SEG_IDENTITY_TAGS = ("PatientName", "PatientID", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber")
+SEG_IDENTITY_TAGS = (
+    "PatientName", "PatientID", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+)
 SEG_EMPTY_TAGS = ("PatientBirthDate", "PatientSex", "ReferringPhysicianName")   # type 2: present, and empty
-_SEG_SOURCE_TAGS = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Modality", "SpecificCharacterSet",
-                    "Rows", "Columns", "PixelSpacing", "SliceThickness", "ImageOrientationPatient", "ImagePositionPatient")
+_SEG_SOURCE_TAGS = (
+    "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Modality", "SpecificCharacterSet",
+    "Rows", "Columns", "PixelSpacing", "SliceThickness", "ImageOrientationPatient", "ImagePositionPatient",
+)
 
 def seg_source_headers(files:list, # the source slices, in slice order (check_series_geometry)
                       ) -> list[pydicom.Dataset]:
-    "What a SEG may take from its source slices: references, geometry and `SEG_IDENTITY_TAGS`, with `SEG_EMPTY_TAGS` empty."
-    heads = [pydicom.dcmread(f, stop_before_pixels=True, specific_tags=[*_SEG_SOURCE_TAGS, *SEG_IDENTITY_TAGS]) for f in files]
+    """What a SEG may take from its source slices: references, geometry and `SEG_IDENTITY_TAGS`, with `SEG_EMPTY_TAGS`
+    empty."""
+    heads = [
+        pydicom.dcmread(f, stop_before_pixels=True, specific_tags=[*_SEG_SOURCE_TAGS, *SEG_IDENTITY_TAGS])
+        for f in files
+    ]
     for h in heads:
         for k in (*SEG_IDENTITY_TAGS, *SEG_EMPTY_TAGS):
             if k not in h: setattr(h, k, None)
@@ -315,7 +385,10 @@ def seg_source_headers(files:list, # the source slices, in slice order (check_se
 # %% ../nbs/10_dicom.ipynb #2936d4f6
 def _grid(heads:list) -> tuple:
     "(origin, spacing, direction) of the volume that the slices `heads` make, as SimpleITK holds it (LPS)."
-    iop, pos = np.array(heads[0].ImageOrientationPatient, float), np.array([h.ImagePositionPatient for h in heads], float)
+    iop, pos = (
+        np.array(heads[0].ImageOrientationPatient, float),
+        np.array([h.ImagePositionPatient for h in heads], float),
+    )
     normal, pixel = np.cross(iop[:3], iop[3:]), np.array(heads[0].PixelSpacing, float)
     gap = (pos[-1] - pos[0]) @ normal / max(len(heads) - 1, 1)
     return pos[0], np.array([pixel[1], pixel[0], gap]), np.stack([iop[:3], iop[3:], normal], 1)
@@ -327,13 +400,21 @@ def seg_frames(labels:np.ndarray|sitk.Image, # the label map: an array in x, y, 
     "The label map as (slice, row, column) frames in the order of `heads`; refuse a map of another shape or grid."
     want = (int(heads[0].Columns), int(heads[0].Rows), len(heads))
     if (shape := tuple(labels.GetSize() if isinstance(labels, sitk.Image) else np.shape(labels))) != want:
-        raise NeurosegError(f"label map of shape {shape} does not match {name} ({want[0]} x {want[1]} x {want[2]}: columns, rows, "
-                            f"slices); give it on the series' own grid, as an array in x, y, z order")
+        raise NeurosegError(
+            f"label map of shape {shape} does not match {name} ({want[0]} x {want[1]} x {want[2]}: columns, rows, "
+            f"slices); give it on the series' own grid, as an array in x, y, z order"
+        )
     if isinstance(labels, sitk.Image):
         origin, spacing, direction = _grid(heads)
-        if not (np.allclose(labels.GetOrigin(), origin, atol=0.01) and np.allclose(labels.GetSpacing(), spacing, atol=0.01)
-                and np.allclose(np.reshape(labels.GetDirection(), (3, 3)), direction, atol=1e-4)):
-            raise NeurosegError(f"label map is not on {name}'s grid (origin, spacing or direction differ); resample it onto the series first")
+        if not (
+            np.allclose(labels.GetOrigin(), origin, atol=0.01)
+            and np.allclose(labels.GetSpacing(), spacing, atol=0.01)
+            and np.allclose(np.reshape(labels.GetDirection(), (3, 3)), direction, atol=1e-4)
+        ):
+            raise NeurosegError(
+                f"label map is not on {name}'s grid (origin, spacing or direction differ); resample it onto the series "
+                "first"
+            )
         labels = sitk.GetArrayFromImage(labels).transpose(2, 1, 0)
     return np.asarray(labels).transpose(2, 1, 0)
 
@@ -342,31 +423,47 @@ def seg_segments(convention:str, # the label map's convention: brats2023, brats2
                  values:list, # the tumour labels present, in order
                  model:str, # the model's name, for the algorithm identification
                 ) -> list:
-    "A highdicom `SegmentDescription` per label: the convention's name, SNOMED CT codes by tissue, the colour of our figures."
+    """A highdicom `SegmentDescription` per label: the convention's name, SNOMED CT codes by tissue, the colour of our
+    figures."""
     import highdicom as hd, neuroseg
     from pydicom.sr.codedict import codes
     from neuroseg.labels import get_convention, REGIONS, REGION_COLOURS
     conv = get_convention(convention)
-    algorithm = hd.AlgorithmIdentificationSequence(str(model)[:64], codes.cid7162.ArtificialIntelligence, neuroseg.__version__, "NeuroSeg-3D")
+    algorithm = hd.AlgorithmIdentificationSequence(
+        str(model)[:64], codes.cid7162.ArtificialIntelligence, neuroseg.__version__, "NeuroSeg-3D"
+    )
     segments = []
     for number, v in enumerate(values, 1):
-        tissue, name = conv.label_classes[v], conv.labels[v]   # tissue: 1 edema, 2 core that does not enhance, 3 enhancing
+        # tissue: 1 edema, 2 core that does not enhance, 3 enhancing
+        tissue, name = conv.label_classes[v], conv.labels[v]
         kind = codes.SCT.Edema if tissue == 1 else codes.SCT.Necrosis if "necrotic" in name else codes.SCT.Neoplasm
-        d = hd.seg.SegmentDescription(number, name[0].upper() + name[1:], codes.SCT.MorphologicallyAbnormalStructure, kind, "AUTOMATIC",
-                                      algorithm, anatomic_regions=[codes.SCT.Brain],
-                                      display_color=hd.color.CIELabColor.from_string(REGION_COLOURS[REGIONS[tissue - 1]]))
+        d = hd.seg.SegmentDescription(
+            number, name[0].upper() + name[1:], codes.SCT.MorphologicallyAbnormalStructure, kind, "AUTOMATIC",
+            algorithm, anatomic_regions=[codes.SCT.Brain],
+            display_color=hd.color.CIELabColor.from_string(REGION_COLOURS[REGIONS[tissue - 1]]),
+        )
         d.SegmentDescription = f"{conv.name} label {v}"
         segments.append(d)
     return segments
 
 # %% ../nbs/10_dicom.ipynb #b7696eeb
 def _in_source_order(seg:pydicom.Dataset, heads:list):
-    "Put each segment's frames in the order of the source slices `heads` (highdicom sorts them along an axis of its own)."
+    """Put each segment's frames in the order of the source slices `heads` (highdicom sorts them along an axis of its
+    own)."""
     from pydicom.pixels import pack_bits
     index, items = {h.SOPInstanceUID: k for k, h in enumerate(heads)}, seg.PerFrameFunctionalGroupsSequence
-    shared = seg.SharedFunctionalGroupsSequence[0]   # holds the segment number when there is one segment
-    key = [(int((i if "SegmentIdentificationSequence" in i else shared).SegmentIdentificationSequence[0].ReferencedSegmentNumber),
-            index[i.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]) for i in items]
+    shared = seg.SharedFunctionalGroupsSequence[0]  # holds the segment number when there is one segment
+    key = [
+        (
+            int(
+                (i if "SegmentIdentificationSequence" in i else shared)
+                .SegmentIdentificationSequence[0]
+                .ReferencedSegmentNumber
+            ),
+            index[i.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID],
+        )
+        for i in items
+    ]
     order = sorted(range(len(items)), key=key.__getitem__)
     pixels = seg.pixel_array.reshape(len(items), seg.Rows, seg.Columns)
     seg.PerFrameFunctionalGroupsSequence = [items[i] for i in order]
@@ -374,7 +471,8 @@ def _in_source_order(seg:pydicom.Dataset, heads:list):
 
 @contextlib.contextmanager
 def _quiet(*loggers:str):
-    "Drop every warning, and the log lines of `loggers`, inside the block: they may quote header values (UIDs, a patient's name)."
+    """Drop every warning, and the log lines of `loggers`, inside the block: they may quote header values (UIDs, a
+    patient's name)."""
     levels = {name: logging.getLogger(name).level for name in loggers}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -388,17 +486,22 @@ def _one_series(files:list) -> Series:
     "The series that `files` make; raise `NeurosegError` when they make none or several."
     found = group_series(sorted(Path(f) for f in files))
     if len(found) != 1:
-        raise NeurosegError(f"the source files hold {len(found)} image series" + (f" ({', '.join(s.name for s in found)})" if found else "")
-                            + "; give the files of one series")
+        raise NeurosegError(
+            f"the source files hold {len(found)} image series"
+            + (f" ({', '.join(s.name for s in found)})" if found else "")
+            + "; give the files of one series"
+        )
     return found[0]
 
-def write_dicom_seg(labels:np.ndarray|sitk.Image, # the label map on the series' grid: an array in x, y, z order (nibabel's) or a SimpleITK image
-                    series:Series|list, # the series it lies on (the T1c, from find_series), or its DICOM files
-                    path:str|Path, # the DICOM SEG file to write
-                    convention:str, # the label map's convention: brats2023, brats2021 or msd
-                    model:str, # the model's name (pretrained:brats, a checkpoint's name), for the algorithm identification
-                    series_number:int=9901, # the SEG's SeriesNumber
-                   ) -> Path:
+def write_dicom_seg(
+    labels: np.ndarray
+    | sitk.Image,  # the label map on the series' grid: an array in x, y, z order (nibabel's) or a SimpleITK image
+    series: Series | list,  # the series it lies on (the T1c, from find_series), or its DICOM files
+    path: str | Path,  # the DICOM SEG file to write
+    convention: str,  # the label map's convention: brats2023, brats2021 or msd
+    model: str,  # the model's name (pretrained:brats, a checkpoint's name), for the algorithm identification
+    series_number: int = 9901,  # the SEG's SeriesNumber
+) -> Path:
     "Write `labels` as a binary DICOM SEG of `series`: a segment per tumour label present, a frame per slice it is on."
     import highdicom as hd, neuroseg
     from neuroseg.labels import check_labels
@@ -406,13 +509,17 @@ def write_dicom_seg(labels:np.ndarray|sitk.Image, # the label map on the series'
     heads = seg_source_headers(check_series_geometry(series))
     frames = seg_frames(labels, heads, series.name)
     if not (values := [v for v in check_labels(frames, convention, "label map") if v]):
-        raise NeurosegError("label map holds no tumour voxel, and a DICOM SEG needs at least one segmented frame: nothing written")
+        raise NeurosegError(
+            "label map holds no tumour voxel, and a DICOM SEG needs at least one segmented frame: nothing written"
+        )
     with _quiet("highdicom", "pydicom"):
-        seg = hd.seg.Segmentation(heads, np.stack([frames == v for v in values], -1).astype(np.uint8), "BINARY",
-                                  seg_segments(convention, values, model), hd.UID(), series_number, hd.UID(), 1, "NeuroSeg-3D", "neuroseg",
-                                  neuroseg.__version__, "none", content_qualification="RESEARCH", content_label="TUMOUR",
-                                  content_description=f"{model}, {convention} labels; not for clinical decisions"[:64],
-                                  series_description="NeuroSeg-3D tumour (research use only)")
+        seg = hd.seg.Segmentation(
+            heads, np.stack([frames == v for v in values], -1).astype(np.uint8), "BINARY",
+            seg_segments(convention, values, model), hd.UID(), series_number, hd.UID(), 1, "NeuroSeg-3D", "neuroseg",
+            neuroseg.__version__, "none", content_qualification="RESEARCH", content_label="TUMOUR",
+            content_description=f"{model}, {convention} labels; not for clinical decisions"[:64],
+            series_description="NeuroSeg-3D tumour (research use only)",
+        )
         _in_source_order(seg, heads)
         with atomic_path(path) as tmp: seg.save_as(tmp)
     return Path(path)

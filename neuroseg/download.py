@@ -61,14 +61,21 @@ def _append_from(url:str, # address of the file
                  part:Path, # partial download, extended in place
                  progress:bool=True, # show a progress bar (on a terminal)
                 ) -> bool:
-    "Append to `part` the bytes of `url` it lacks; True when `part` is then complete. A write error is a `NeurosegError`."
+    """Append to `part` the bytes of `url` it lacks; True when `part` is then complete. A write error is a
+    `NeurosegError`."""
     start = part.stat().st_size if part.exists() else 0
     with _request(url, start) as resp:
         if resp.status != 206: start = 0
         total = _total_size(resp)
-        try: f = open(part, "ab" if start else "wb", buffering=0)   # unbuffered: a full disk fails in write, not in close
+        # unbuffered: a full disk fails in write, not in close
+        try: f = open(part, "ab" if start else "wb", buffering=0)
         except OSError as e: raise _write_error(part, e) from e
-        with f, progress_bar(total=total, initial=start, unit="B", unit_scale=True, desc=part.name, disable=not progress) as bar:
+        with (
+            f,
+            progress_bar(
+                total=total, initial=start, unit="B", unit_scale=True, desc=part.name, disable=not progress
+            ) as bar,
+        ):
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 try: bar.update(_write_all(f, chunk))
                 except OSError as e: raise _write_error(part, e) from e
@@ -100,7 +107,10 @@ def verify_md5(path:str|Path, # downloaded (or hand-placed) archive
     "Raise `NeurosegError` and delete `path` when its md5 is not `md5`."
     if check_hash(path, md5, "md5"): return
     Path(path).unlink(missing_ok=True)
-    raise NeurosegError(f"{path}: md5 differs from the published {md5} (corrupt or wrong file, deleted); run again to download it afresh")
+    raise NeurosegError(
+        f"{path}: md5 differs from the published {md5} (corrupt or wrong file, deleted); run again to download it "
+        "afresh"
+    )
 
 # %% ../nbs/02a_download.ipynb #acb08b47
 def fetch_resumable(url:str, # address of the archive
@@ -114,7 +124,10 @@ def fetch_resumable(url:str, # address of the archive
     part = archive.with_name(archive.name + ".part")
     archive.parent.mkdir(parents=True, exist_ok=True)
     if not _fetch_part(url, part, md5, archive, progress, attempts):
-        raise NeurosegError(f"{url}: download interrupted {attempts} times, {part.stat().st_size} bytes kept in {part}; run again to resume")
+        raise NeurosegError(
+            f"{url}: download interrupted {attempts} times, {part.stat().st_size} bytes kept in {part}; run again to "
+            "resume"
+        )
     verify_md5(part, md5)
     os.replace(part, archive)
     return archive
@@ -130,10 +143,15 @@ def extract_atomic(archive:str|Path, # verified tar archive
     tmp = Path(tempfile.mkdtemp(prefix=f".{task}.", suffix=".tmp", dir=root))
     deleted = "; deleted it (run again to download it afresh)" if delete_bad else ""
     try:
-        try: extractall(archive, tmp, file_type="tar", has_base=False)
-        except OSError as e: raise NeurosegError(f"{archive}: cannot extract into {root} ({e.strerror or e}); the archive is kept") from e
+        try:
+            extractall(archive, tmp, file_type="tar", has_base=False)
+        except OSError as e:
+            raise NeurosegError(
+                f"{archive}: cannot extract into {root} ({e.strerror or e}); the archive is kept"
+            ) from e
         except (tarfile.TarError, ValueError) as e:
-            if delete_bad: archive.unlink(missing_ok=True)
+            if delete_bad:
+                archive.unlink(missing_ok=True)
             raise NeurosegError(f"{archive}: cannot extract ({e}), not a tar archive or a corrupt one{deleted}") from e
         if not is_task_folder(tmp/task):
             if delete_bad: archive.unlink(missing_ok=True)
@@ -154,18 +172,22 @@ def download_msd(root:str|Path, # folder that will hold `task/` (and the archive
                  progress:bool=True, # show a progress bar (on a terminal)
                  keep_archive:bool=False, # keep `root/task.tar` after extraction
                 ) -> Path:
-    "Download, verify and extract MSD `task` into `root`; return the dataset folder `root/task`. A failure leaves no folder it created empty."
+    """Download, verify and extract MSD `task` into `root`; return the dataset folder `root/task`. A failure leaves no
+    folder it created empty."""
     root = Path(root); dest, archive = root/task, root/f"{task}.tar"
     if urllib.parse.urlsplit(url).scheme not in ("http", "https", "ftp", "file"):
         raise NeurosegError(f"{url}: not an address to download from (give an http:// or https:// URL)")
-    if root.exists() and not root.is_dir(): raise NeurosegError(f"{root}: is a file, not a folder (give --root a folder)")
+    if root.exists() and not root.is_dir():
+        raise NeurosegError(f"{root}: is a file, not a folder (give --root a folder)")
     if is_task_folder(dest): return dest
     if dest.exists() and any(dest.iterdir()):
         raise NeurosegError(f"{dest}: exists but holds no dataset.json; move it away, then run again")
     created = _missing_folders(root)
     try:
-        try: root.mkdir(parents=True, exist_ok=True)
-        except OSError as e: raise NeurosegError(f"{root}: cannot create the folder ({e.strerror or e}); choose another --root") from e
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise NeurosegError(f"{root}: cannot create the folder ({e.strerror or e}); choose another --root") from e
         if archive.exists(): verify_md5(archive, md5)
         else: fetch_resumable(url, archive, md5, progress)
         extract_atomic(archive, root, task, delete_bad=True)
@@ -229,7 +251,11 @@ def fetch_checked(url:str, # address of the file
             raise NeurosegError(f"{url}: the server answered HTTP {e.code} {e.reason}")
         except urllib.error.URLError as e: raise NeurosegError(f"cannot reach {url} ({e.reason}); no network?")
         except (OSError, http.client.HTTPException): pass  # connection dropped mid-file: resume
-    else: raise NeurosegError(f"{url}: download interrupted {attempts} times, {part.stat().st_size} bytes kept in {part}; run again to resume")
+    else:
+        raise NeurosegError(
+            f"{url}: download interrupted {attempts} times, {part.stat().st_size} bytes kept in {part}; run again to "
+            "resume"
+        )
     if problem := file_problem(part, size, sha256):
         part.unlink()
         raise NeurosegError(f"{url}: {problem} (wrong or corrupt file, deleted)")
@@ -242,7 +268,10 @@ def check_manifest(files:list, # manifest entries: dicts with `path`, `url`, `si
                    sha256:bool=True, # also compare digests (False: sizes only, fast)
                   ) -> dict:
     "Relative path -> problem, for every file of the manifest that is missing or wrong under `root`."
-    problems = {f["path"]: file_problem(Path(root)/f["path"], f.get("size"), f.get("sha256") if sha256 else None) for f in files}
+    problems = {
+        f["path"]: file_problem(Path(root) / f["path"], f.get("size"), f.get("sha256") if sha256 else None)
+        for f in files
+    }
     return {path: problem for path, problem in problems.items() if problem}
 
 # %% ../nbs/02a_download.ipynb #76784486

@@ -11,7 +11,10 @@ import torch
 from torch import nn
 from fastcore.script import Param, store_true
 import neuroseg
-from .core import ENGINES, PRECISIONS, NeurosegError, known_precision, Config, cli_errors, console_script, config_from_dict, atomic_path, check_writable
+from neuroseg.core import (
+    ENGINES, PRECISIONS, NeurosegError, known_precision, Config, cli_errors, console_script, config_from_dict,
+    atomic_path, check_writable,
+)
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .pretrained import resolve_checkpoint, load_model_checkpoint, file_sha256
 
@@ -20,8 +23,10 @@ def optional(module:str, # an import of the `export` extra: onnx, onnxscript, on
             ):
     "Import a module of the optional `export` extra, or say in one line how to install it."
     import importlib
-    try: return importlib.import_module(module)
-    except ImportError as e: raise NeurosegError(f"{what} needs {module}, which is not installed: pip install \"neuroseg-3d[export]\"") from e
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise NeurosegError(f'{what} needs {module}, which is not installed: pip install "neuroseg-3d[export]"') from e
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMATS', 'optional', 'export_metadata', 'read_metadata', 'export_onnx', 'export_torchscript',
@@ -36,12 +41,16 @@ def export_metadata(ckpt:dict, # a loaded checkpoint
                     source:str|Path, # its file (or pretrained:<name>)
                     sha256:str, # of the checkpoint file
                    ) -> dict:
-    "What inference needs beside the network, as strings: config, convention, head, regions, postprocessing, provenance."
-    return {"neuroseg_format": FORMAT, "neuroseg_config": json.dumps(ckpt["config"]), "neuroseg_convention": ckpt["convention"],
-            "neuroseg_head": ckpt.get("head", "regions"), "neuroseg_regions": json.dumps(ckpt.get("regions")),
-            "neuroseg_postprocess": json.dumps(ckpt.get("postprocess")), "neuroseg_source": str(source),
-            "neuroseg_source_sha256": sha256, "neuroseg_version": neuroseg.__version__,
-            "neuroseg_epoch": str(ckpt.get("epoch", "")), "neuroseg_step": str(ckpt.get("step", ""))}
+    """What inference needs beside the network, as strings: config, convention, head, regions, postprocessing,
+    provenance."""
+    return {
+        "neuroseg_format": FORMAT, "neuroseg_config": json.dumps(ckpt["config"]),
+        "neuroseg_convention": ckpt["convention"], "neuroseg_head": ckpt.get("head", "regions"),
+        "neuroseg_regions": json.dumps(ckpt.get("regions")),
+        "neuroseg_postprocess": json.dumps(ckpt.get("postprocess")), "neuroseg_source": str(source),
+        "neuroseg_source_sha256": sha256, "neuroseg_version": neuroseg.__version__,
+        "neuroseg_epoch": str(ckpt.get("epoch", "")), "neuroseg_step": str(ckpt.get("step", "")),
+    }
 
 # %% ../nbs/05d_export.ipynb #b78d61f8
 def read_metadata(meta:dict, # string metadata of an export
@@ -52,8 +61,13 @@ def read_metadata(meta:dict, # string metadata of an export
         found = meta.get("neuroseg_format")
         raise NeurosegError(f"{source}: " + (f"export format {found!r}, this neuroseg reads {FORMAT!r}" if found else
                             "a model without neuroseg's metadata (export one with neuroseg_export)"))
-    try: cfg, post = config_from_dict(json.loads(meta["neuroseg_config"]), source=f"{source} config"), json.loads(meta["neuroseg_postprocess"])
-    except (KeyError, json.JSONDecodeError) as e: raise NeurosegError(f"{source}: damaged neuroseg metadata ({type(e).__name__}: {e})")
+    try:
+        cfg, post = (
+            config_from_dict(json.loads(meta["neuroseg_config"]), source=f"{source} config"),
+            json.loads(meta["neuroseg_postprocess"]),
+        )
+    except (KeyError, json.JSONDecodeError) as e:
+        raise NeurosegError(f"{source}: damaged neuroseg metadata ({type(e).__name__}: {e})")
     return cfg, meta["neuroseg_convention"], post
 
 # %% ../nbs/05d_export.ipynb #356176ec
@@ -66,15 +80,21 @@ def _onnx_bytes(model:nn.Module, cfg:Config, opset:int) -> bytes:
     auto, logger = torch.export.Dim.AUTO, logging.getLogger("torch.onnx")
     level = logger.level
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():   # the exporter narrates its steps
-        warnings.simplefilter("ignore"); logger.setLevel(logging.ERROR)   # and warns about torchvision ops we do not use
-        try: program = torch.onnx.export(model, (_example(cfg),), input_names=["image"], output_names=["logits"],
-                                         dynamic_shapes=({0: auto, 2: auto, 3: auto, 4: auto},), opset_version=opset, dynamo=True, external_data=False)
+        # and warns about torchvision ops we do not use
+        warnings.simplefilter("ignore"); logger.setLevel(logging.ERROR)
+        try:
+            program = torch.onnx.export(
+                model, (_example(cfg),), input_names=["image"], output_names=["logits"],
+                dynamic_shapes=({0: auto, 2: auto, 3: auto, 4: auto},), opset_version=opset, dynamo=True,
+                external_data=False,
+            )
         finally: logger.setLevel(level)
     return program.model_proto.SerializeToString()
 
 def export_onnx(model:nn.Module, cfg:Config, meta:dict, out:Path, opset:int=18) -> Path:
     "Write the network as ONNX with `meta` in its `metadata_props`, atomically."
-    onnx = optional("onnx", "ONNX export"); optional("onnxscript", "ONNX export")   # the exporter translates with onnxscript
+    # the exporter translates with onnxscript
+    onnx = optional("onnx", "ONNX export"); optional("onnxscript", "ONNX export")
     proto = onnx.load_from_string(_onnx_bytes(model, cfg, opset))
     for key, value in meta.items(): proto.metadata_props.add(key=key, value=value)
     proto.doc_string = f"neuroseg {neuroseg.__version__}: {meta['neuroseg_source']}"
@@ -85,7 +105,8 @@ def export_onnx(model:nn.Module, cfg:Config, meta:dict, out:Path, opset:int=18) 
 def export_torchscript(model:nn.Module, cfg:Config, meta:dict, out:Path) -> Path:
     "Write the network traced to TorchScript, `meta` as the archive's extra file `neuroseg.json`, atomically."
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # tracing warns about shape-dependent Python branches that MONAI's blocks resolve statically
+        # tracing warns about shape-dependent Python branches that MONAI's blocks resolve statically
+        warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, _example(cfg))
         with atomic_path(out) as tmp: torch.jit.save(traced, str(tmp), _extra_files={"neuroseg.json": json.dumps(meta)})
     return out
@@ -109,7 +130,8 @@ def export_checkpoint(ckpt:str|Path, # a checkpoint file, or pretrained:<name>
 
 # %% ../nbs/05d_export.ipynb #9d2960ca
 def cpu_has_bf16() -> bool|None:
-    "Whether this CPU computes in bf16 natively (x86 AMX or AVX512-BF16, Arm BF16), from Linux's /proc/cpuinfo; None where it cannot tell."
+    """Whether this CPU computes in bf16 natively (x86 AMX or AVX512-BF16, Arm BF16), from Linux's /proc/cpuinfo; None
+    where it cannot tell."""
     try: flags = Path("/proc/cpuinfo").read_text()
     except OSError: return None
     return bool(re.search(r"\b(amx_bf16|avx512_bf16|bf16)\b", flags))
@@ -118,12 +140,19 @@ def cpu_has_bf16() -> bool|None:
 def engine_precision(engine:str, # torch, onnxruntime or openvino
                      precision:str, # infer.precision: auto, fp32 or bf16
                     ) -> str:
-    "What a CPU engine computes in for `precision`: bf16 for bf16, fp32 otherwise (auto is fp32 on the CPU); bf16 needs a CPU that has it, and not ONNX Runtime."
+    """What a CPU engine computes in for `precision`: bf16 for bf16, fp32 otherwise (auto is fp32 on the CPU); bf16
+    needs a CPU that has it, and not ONNX Runtime."""
     known_precision(precision)
     if precision == "bf16" and engine == "onnxruntime":
-        raise NeurosegError("--precision bf16: ONNX Runtime's CPU engine runs fp32 only; use --engine openvino or torch, or --precision fp32")
+        raise NeurosegError(
+            "--precision bf16: ONNX Runtime's CPU engine runs fp32 only; use --engine openvino or torch, or "
+            "--precision fp32"
+        )
     if precision == "bf16" and cpu_has_bf16() is False:
-        raise NeurosegError(f"--precision bf16: this CPU ({platform.processor() or platform.machine()}) has no bf16 units, so bf16 would be emulated and slow; use --precision fp32")
+        raise NeurosegError(
+            f"--precision bf16: this CPU ({platform.processor() or platform.machine()}) has no bf16 units, so bf16 "
+            "would be emulated and slow; use --precision fp32"
+        )
     return "bf16" if precision == "bf16" else "fp32"
 
 # %% ../nbs/05d_export.ipynb #0039e2c9
@@ -131,9 +160,12 @@ def engine_error(e:Exception, # what an engine (ONNX Runtime, OpenVINO, onnx) ra
                  limit:int=300, # characters kept, more only to finish a word (a path is never cut)
                 ) -> str:
     "`TypeName: message` on one line, without OpenVINO's `Exception from src/...cpp:N:` lines, shortened between words."
-    lines = [l.strip() for l in str(e).splitlines() if l.strip() and not re.fullmatch(r"Exception from \S+:\d+:", l.strip())]
+    lines = [
+        l.strip() for l in str(e).splitlines() if l.strip() and not re.fullmatch(r"Exception from \S+:\d+:", l.strip())
+    ]
     words, kept = " ".join(lines).split(" "), []
-    while words and len(" ".join(kept)) < limit: kept.append(words.pop(0))   # a word begun before the limit is kept whole
+    # a word begun before the limit is kept whole
+    while words and len(" ".join(kept)) < limit: kept.append(words.pop(0))
     return f"{type(e).__name__}: " + " ".join(kept) + (" ..." if words else "")
 
 # %% ../nbs/05d_export.ipynb #75f1daba
@@ -150,8 +182,12 @@ class OnnxNetwork(nn.Module):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.log_severity_level = 3   # errors only
-        try: self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=["CPUExecutionProvider"])
-        except Exception as e: raise NeurosegError(f"{source}: not a model ONNX Runtime can load ({engine_error(e)})") from e
+        try:
+            self.session = ort.InferenceSession(
+                model if isinstance(model, bytes) else str(model), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:
+            raise NeurosegError(f"{source}: not a model ONNX Runtime can load ({engine_error(e)})") from e
         self.input = self.session.get_inputs()[0].name
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
@@ -161,7 +197,8 @@ class OnnxNetwork(nn.Module):
 
 # %% ../nbs/05d_export.ipynb #eb9be39b
 class OpenVinoNetwork(nn.Module):
-    "A network compiled by OpenVINO for the CPU (latency mode, fp32 or bf16), called like the PyTorch network: (B, C, x, y, z) -> logits."
+    """A network compiled by OpenVINO for the CPU (latency mode, fp32 or bf16), called like the PyTorch network: (B, C,
+    x, y, z) -> logits."""
     def __init__(self, model:nn.Module|str|Path, # a PyTorch network (converted directly), or an .onnx file
                  cfg:Config, # its config: the input channels and an example patch for the conversion
                  source:str, # named in errors
@@ -173,13 +210,20 @@ class OpenVinoNetwork(nn.Module):
         try:
             if isinstance(model, nn.Module):
                 with torch.no_grad(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")   # tracing warns about shape checks MONAI's blocks resolve statically
-                    model = ov.convert_model(model.eval(), example_input=_example(cfg),   # batch and spatial axes stay dynamic
-                                             input=[ov.PartialShape([-1, len(cfg.data.modalities), -1, -1, -1])])
+                    # tracing warns about shape checks MONAI's blocks resolve statically
+                    warnings.simplefilter("ignore")
+                    model = ov.convert_model(
+                        model.eval(),
+                        example_input=_example(cfg),  # batch and spatial axes stay dynamic
+                        input=[ov.PartialShape([-1, len(cfg.data.modalities), -1, -1, -1])],
+                    )
             hint = {"fp32": "f32", "bf16": "bf16"}[precision]
-            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint} | ({"INFERENCE_NUM_THREADS": threads} if threads else {})
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint} | (
+                {"INFERENCE_NUM_THREADS": threads} if threads else {}
+            )
             self.compiled = ov.Core().compile_model(model if not isinstance(model, Path) else str(model), "CPU", config)
-        except Exception as e: raise NeurosegError(f"{source}: OpenVINO cannot compile this network ({engine_error(e)})") from e
+        except Exception as e:
+            raise NeurosegError(f"{source}: OpenVINO cannot compile this network ({engine_error(e)})") from e
         self.request = self.compiled.create_infer_request()
 
     def forward(self, x:torch.Tensor) -> torch.Tensor:
@@ -205,35 +249,48 @@ def load_onnx(path:str|Path, # an export of neuroseg_export
         cfg, convention, post = read_metadata(network.metadata, str(path))
         engine_precision(engine, precision or cfg.infer.precision)   # refuses bf16
         return network, cfg, convention, post
-    if engine != "openvino": raise NeurosegError(f"{path}: an ONNX export runs on onnxruntime or openvino, not {engine} (--engine)")
+    if engine != "openvino":
+        raise NeurosegError(f"{path}: an ONNX export runs on onnxruntime or openvino, not {engine} (--engine)")
     cfg, convention, post = read_metadata(onnx_metadata(path), str(path))
-    return OpenVinoNetwork(path, cfg, str(path), precision=engine_precision(engine, precision or cfg.infer.precision)), cfg, convention, post
+    return (
+        OpenVinoNetwork(path, cfg, str(path), precision=engine_precision(engine, precision or cfg.infer.precision)),
+        cfg, convention, post,
+    )
 
 # %% ../nbs/05d_export.ipynb #637e0f02
-def engine_network(network:nn.Module, # a PyTorch network on the CPU
-                   cfg:Config, # its config
-                   engine:str, # torch, onnxruntime or openvino
-                   source:str, # named in errors
-                   precision:str="fp32", # infer.precision of the CPU engines: auto, fp32 or bf16 (OpenVINO); PyTorch autocasts at run time
-                  ) -> nn.Module:
-    "`network` as `engine` runs it: itself; compiled by OpenVINO from PyTorch; or exported to ONNX in memory for ONNX Runtime."
+def engine_network(
+    network: nn.Module,  # a PyTorch network on the CPU
+    cfg: Config,  # its config
+    engine: str,  # torch, onnxruntime or openvino
+    source: str,  # named in errors
+    precision: str = "fp32",  # infer.precision of the CPU engines: auto, fp32 or bf16 (OpenVINO); PyTorch autocasts at run time
+) -> nn.Module:
+    """`network` as `engine` runs it: itself; compiled by OpenVINO from PyTorch; or exported to ONNX in memory for ONNX
+    Runtime."""
     if engine == "torch": return network
     precision = engine_precision(engine, precision)
     if engine == "openvino": return OpenVinoNetwork(network, cfg, source, precision=precision)
     if engine == "onnxruntime":
-        optional("onnxscript", f"running {Path(source).name} with --engine onnxruntime")   # the exporter translates with it
+        # the exporter translates with it
+        optional("onnxscript", f"running {Path(source).name} with --engine onnxruntime")
         return OnnxNetwork(_onnx_bytes(network.eval(), cfg, opset=18), source=source)
     raise NeurosegError(f"engine {engine!r}: use one of {', '.join(ENGINES)}")
 
 # %% ../nbs/05d_export.ipynb #a76a6571
 @console_script
 @cli_errors
-def neuroseg_export(ckpt:Param("checkpoint written by neuroseg_train (.pt), or a shipped model: pretrained:<name>", str, required=True)=None,
-                    out:Param("the export: model.onnx, or model.pt for TorchScript", str, required=True)=None,
-                    format:Param("onnx (run it with neuroseg_infer --ckpt model.onnx) or torchscript (for LibTorch)", str, choices=list(FORMATS))="onnx",
-                    overwrite:Param("replace an existing --out", store_true)=False,
-                   ):
-    "Export a checkpoint's network as ONNX or TorchScript, with its config, label convention, postprocessing and sha256 inside."
+def neuroseg_export(
+    ckpt: Param(
+        "checkpoint written by neuroseg_train (.pt), or a shipped model: pretrained:<name>", str, required=True
+    ) = None,
+    out: Param("the export: model.onnx, or model.pt for TorchScript", str, required=True) = None,
+    format: Param(
+        "onnx (run it with neuroseg_infer --ckpt model.onnx) or torchscript (for LibTorch)", str, choices=list(FORMATS)
+    ) = "onnx",
+    overwrite: Param("replace an existing --out", store_true) = False,
+):
+    """Export a checkpoint's network as ONNX or TorchScript, with its config, label convention, postprocessing and
+    sha256 inside."""
     tick = time.perf_counter()
     path = export_checkpoint(ckpt, out, format, overwrite)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB, {format}) in {time.perf_counter() - tick:.1f} s")

@@ -18,16 +18,28 @@ from fastcore.script import Param, store_true
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged, EnsureChannelFirstd
 from monai.utils import convert_to_tensor
-from .core import ENGINES, PRECISIONS, MSD_CHANNELS, NeurosegError, known_precision, Config, cli_errors, console_script, config_from_dict, get_device, user_error
-from .labels import REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels, label_table_paths, label_table_writers
-from .data import open_nifti, grid_mismatch, fmt_shape, check_path_names, nifti_stem, match_brats_suffix, read_brats, read_label_map, SUBSETS, split_subset_ids
+from neuroseg.core import (
+    ENGINES, PRECISIONS, MSD_CHANNELS, NeurosegError, known_precision, Config, cli_errors, console_script,
+    config_from_dict, get_device, user_error,
+)
+from neuroseg.labels import (
+    REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels, label_table_paths,
+    label_table_writers,
+)
+from neuroseg.data import (
+    open_nifti, grid_mismatch, fmt_shape, check_path_names, nifti_stem, match_brats_suffix, read_brats, read_label_map,
+    SUBSETS, split_subset_ids,
+)
 from .transforms import deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .export import load_onnx, engine_network, engine_precision
 from .pretrained import load_model_checkpoint, is_model_name
 from .postprocess import Postprocess, postprocess_from_dict, postprocess_violations, cli_postprocess
-from .core import OutputError, check_writable, check_not_input, remove_stale_temps, write_all, finish_publication, folder_lock, progress_bar
+from neuroseg.core import (
+    OutputError, check_writable, check_not_input, remove_stale_temps, write_all, finish_publication, folder_lock,
+    progress_bar,
+)
 
 # %% auto #0
 __all__ = ['IMAGE_BYTES_PER_VOXEL', 'WINDOW_BYTES_PER_VOXEL', 'SPATIAL_FLIPS', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES',
@@ -64,7 +76,9 @@ def resolve_case(image_or_case:str|Path|list|dict, # 4D NIfTI file, BraTS case f
                 ) -> dict:
     "The case dict `{'id', 'image'}` of one inference input; `image` is a 4D file or 4 modality files (MSD order)."
     if isinstance(image_or_case, dict):
-        return dict(id=str(image_or_case.get("id") or image_case_id(image_or_case["image"])), image=image_or_case["image"])
+        return dict(
+            id=str(image_or_case.get("id") or image_case_id(image_or_case["image"])), image=image_or_case["image"]
+        )
     if isinstance(image_or_case, (list, tuple)):
         paths = [str(p) for p in image_or_case]
         return dict(id=image_case_id(paths), image=paths)
@@ -74,29 +88,38 @@ def resolve_case(image_or_case:str|Path|list|dict, # 4D NIfTI file, BraTS case f
 # %% ../nbs/07_infer.ipynb #0ed27f88
 def open_input(path:str|Path, # one input file
               ) -> nib.Nifti1Image:
-    "Open an input image (header only): it must be a NIfTI file with an invertible affine, else `NeurosegError` naming it."
+    """Open an input image (header only): it must be a NIfTI file with an invertible affine, else `NeurosegError` naming
+    it."""
     image = open_nifti(path)
     if nifti_stem(path) is None or not isinstance(image, nib.Nifti1Image):
         raise NeurosegError(f"{path}: not a NIfTI file (give a .nii or .nii.gz image)")
     if abs(np.linalg.det(image.affine[:3, :3])) < 1e-9:
-        raise NeurosegError(f"{path}: singular affine (its voxel axes do not span 3D space); fix the sform/qform of the header")
+        raise NeurosegError(
+            f"{path}: singular affine (its voxel axes do not span 3D space); fix the sform/qform of the header"
+        )
     return image
 
 # %% ../nbs/07_infer.ipynb #bbf4d584
 def _modality_problem(paths:list, images:list, channels:int) -> str|None:
     "Why modality files are not `channels` 3D volumes on one voxel grid (None when they are)."
-    if len(paths) != channels: return f"{paths[0]}: {len(paths)} modality files, expected {channels} ({', '.join(MSD_CHANNELS)})"
+    if len(paths) != channels:
+        return f"{paths[0]}: {len(paths)} modality files, expected {channels} ({', '.join(MSD_CHANNELS)})"
     for path, image in zip(paths, images):
-        if image.ndim != 3: return f"{path}: {image.ndim}D image of shape {fmt_shape(image.shape)}, expected a 3D volume"
+        if image.ndim != 3:
+            return f"{path}: {image.ndim}D image of shape {fmt_shape(image.shape)}, expected a 3D volume"
     for path, image in zip(paths[1:], images[1:]):
         if (why := grid_mismatch(images[0], image)): return f"{path}: not on the voxel grid of {paths[0]} ({why})"
 
 def _4d_problem(path:str, image:nib.Nifti1Image, channels:int) -> str|None:
     "Why a single input file is not a 4D image with `channels` modalities (None when it is)."
     if image.ndim != 4:
-        return (f"{path}: {image.ndim}D image of shape {fmt_shape(image.shape)}, expected 4D (x, y, z, {channels} modalities "
-                f"{', '.join(MSD_CHANNELS)}); give a 4D MSD image or the four modality files")
-    if image.shape[3] != channels: return f"{path}: {image.shape[3]} channels, expected {channels} ({', '.join(MSD_CHANNELS)})"
+        return (
+            f"{path}: {image.ndim}D image of shape {fmt_shape(image.shape)}, expected 4D (x, y, z, {channels} "
+            "modalities "
+            f"{', '.join(MSD_CHANNELS)}); give a 4D MSD image or the four modality files"
+        )
+    if image.shape[3] != channels:
+        return f"{path}: {image.shape[3]} channels, expected {channels} ({', '.join(MSD_CHANNELS)})"
 
 # %% ../nbs/07_infer.ipynb #d5d575f0
 def input_paths(case:dict) -> list[str]:
@@ -110,7 +133,9 @@ def check_headers(case:dict, # from `resolve_case`
     "Check every input header (NIfTI, invertible affine, dimensions, channels, one grid); return the reference image."
     paths = input_paths(case)
     images = [open_input(p) for p in paths]
-    problem = _4d_problem(paths[0], images[0], channels) if len(paths) == 1 else _modality_problem(paths, images, channels)
+    problem = (
+        _4d_problem(paths[0], images[0], channels) if len(paths) == 1 else _modality_problem(paths, images, channels)
+    )
     if problem: raise NeurosegError(problem)
     return images[0]
 
@@ -141,7 +166,8 @@ def check_voxels(image:Tensor, # (C, x, y, z) as loaded
                  sources:list[str], # one name per channel, from `channel_sources`
                 ):
     "Raise `NeurosegError` naming the first volume with NaN or infinite voxels, or with no non-zero voxel."
-    for volume, source in zip(image, sources):   # a finite sum means every voxel is finite: the count runs only when it is not
+    # a finite sum means every voxel is finite: the count runs only when it is not
+    for volume, source in zip(image, sources):
         if not torch.isfinite(volume.sum()) and (bad := int((~torch.isfinite(volume)).sum())):
             raise NeurosegError(f"{source}: {bad} NaN or infinite voxels; fix or re-export the image")
         if not bool(volume.any()): raise NeurosegError(f"{source}: every voxel is zero (an empty volume)")
@@ -151,7 +177,8 @@ def load_input(case:dict, # from `resolve_case`
                pre:Compose, # the checkpoint's `deterministic_transforms(..., with_label=False)`
                cfg:Config|None=None, # from `inference_config`: the resampled input must fit in memory
               ) -> tuple[nib.Nifti1Image, dict]:
-    "Check the headers (and that the resampled input fits in memory), load the voxels and check them: `(reference image, loaded data dict)`."
+    """Check the headers (and that the resampled input fits in memory), load the voxels and check them: `(reference
+    image, loaded data dict)`."""
     reference = check_headers(case)
     if cfg is not None: check_input_memory(reference, cfg, input_paths(case)[0])
     loaded = load_voxels(case, pre)
@@ -166,7 +193,8 @@ class InferenceModel:
     cfg: Config  # the training config: preprocessing, network, patch size, inference defaults
     convention: str  # label convention of the training labels, e.g. "msd"
     source: str = "checkpoint"  # the checkpoint file, named in messages
-    postprocess: dict|None = None  # the checkpoint's own postprocessing decision (neuroseg_postprocess), applied by default
+    # the checkpoint's own postprocessing decision (neuroseg_postprocess), applied by default
+    postprocess: dict|None = None
     engine: str = "torch"  # what runs the network (infer.engine)
     precision: str = "auto"  # its arithmetic (infer.precision): auto, fp32 or bf16
 
@@ -181,7 +209,8 @@ def _named(err:NeurosegError, source:str) -> NeurosegError:
     return err if source in str(err) else NeurosegError(f"{source}: {err}")
 
 def _stored_engine(ckpt:dict) -> str:
-    "The checkpoint config's infer.engine; torch where it has none (older checkpoints), or no config (refused later, with its reason)."
+    """The checkpoint config's infer.engine; torch where it has none (older checkpoints), or no config (refused later,
+    with its reason)."""
     try: return ckpt["config"]["infer"]["engine"]
     except (KeyError, TypeError): return "torch"
 
@@ -189,9 +218,11 @@ def _stored_engine(ckpt:dict) -> str:
 def engine_device(device:str, # auto, cpu, cuda or cuda:N
                   engine:str, # infer.engine
                  ) -> str:
-    "Where `engine` runs the network: `device` for PyTorch; the CPU for ONNX Runtime and OpenVINO, which refuse an explicit GPU."
+    """Where `engine` runs the network: `device` for PyTorch; the CPU for ONNX Runtime and OpenVINO, which refuse an
+    explicit GPU."""
     if engine == "torch": return device
-    if device not in ("auto", "cpu"): raise NeurosegError(f"--engine {engine} runs on the CPU; use --device cpu, or --engine torch on {device}")
+    if device not in ("auto", "cpu"):
+        raise NeurosegError(f"--engine {engine} runs on the CPU; use --device cpu, or --engine torch on {device}")
     return "cpu"
 
 # %% ../nbs/07_infer.ipynb #07501499
@@ -203,7 +234,9 @@ def check_precision(precision:str, # infer.precision: auto, fp32 or bf16
     if device.type == "cpu": engine_precision(engine, precision); return precision
     known_precision(precision)
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise NeurosegError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16; use --precision auto (fp16) or fp32")
+        raise NeurosegError(
+            f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16; use --precision auto (fp16) or fp32"
+        )
     return precision
 
 # %% ../nbs/07_infer.ipynb #cb2899bb
@@ -211,20 +244,28 @@ def inference_dtype(precision:str, # infer.precision: auto, fp32 or bf16
                     device:torch.device, # where PyTorch runs the network
                     engine:str="torch", # infer.engine
                    ) -> torch.dtype|None:
-    "The autocast dtype of PyTorch's network: None (fp32) for fp32, for auto on the CPU, and for the CPU engines, which compile their own."
+    """The autocast dtype of PyTorch's network: None (fp32) for fp32, for auto on the CPU, and for the CPU engines,
+    which compile their own."""
     if engine != "torch" or precision == "fp32": return None
     return torch.bfloat16 if precision == "bf16" else amp_dtype("auto", device)
 
 # %% ../nbs/07_infer.ipynb #91ed094c
-def load_inference_model(ckpt:str|Path|dict|InferenceModel, # checkpoint file, loaded checkpoint, or a ready model
-                         device:str="auto", # auto, cpu, cuda or cuda:N
-                         engine:str|None=None, # torch, onnxruntime or openvino (None: the checkpoint's infer.engine; onnxruntime for an export)
-                         precision:str|None=None, # auto, fp32 or bf16 (None: the checkpoint's infer.precision, auto for an older one)
-                        ) -> InferenceModel:
-    "The network, config and label convention of a checkpoint (loaded with `weights_only=True`), or of an ONNX export, run by `engine` in `precision`."
+def load_inference_model(
+    ckpt: str | Path | dict | InferenceModel,  # checkpoint file, loaded checkpoint, or a ready model
+    device: str = "auto",  # auto, cpu, cuda or cuda:N
+    engine: str
+    | None = None,  # torch, onnxruntime or openvino (None: the checkpoint's infer.engine; onnxruntime for an export)
+    precision: str | None = None,  # auto, fp32 or bf16 (None: the checkpoint's infer.precision, auto for an older one)
+) -> InferenceModel:
+    """The network, config and label convention of a checkpoint (loaded with `weights_only=True`), or of an ONNX export,
+    run by `engine` in `precision`."""
     if isinstance(ckpt, InferenceModel): return ckpt
     if isinstance(ckpt, (list, tuple)):
-        return load_ensemble(ckpt, device, engine, precision) if len(ckpt) > 1 else load_inference_model(ckpt[0], device, engine, precision)
+        return (
+            load_ensemble(ckpt, device, engine, precision)
+            if len(ckpt) > 1
+            else load_inference_model(ckpt[0], device, engine, precision)
+        )
     source = "checkpoint" if isinstance(ckpt, dict) else str(ckpt)
     if source.endswith(".json"):   # an ensemble file: its members, and the postprocessing chosen for them (neuroseg_cv)
         members, postprocess = read_ensemble(source)
@@ -234,14 +275,20 @@ def load_inference_model(ckpt:str|Path|dict|InferenceModel, # checkpoint file, l
         if source.endswith(".onnx"):   # neuroseg_export's file: the network and everything around it
             engine_device(device, engine := engine or "onnxruntime")
             network, cfg, convention, postprocess = load_onnx(ckpt, engine, precision)
-            return InferenceModel(network, cfg, get_convention(convention).name, source, postprocess, engine, precision or cfg.infer.precision)
-        if not isinstance(ckpt, dict): ckpt = load_model_checkpoint(ckpt)   # a shipped model's name: its file (sha256 checked) and postprocessing
+            return InferenceModel(
+                network, cfg, get_convention(convention).name, source, postprocess, engine,
+                precision or cfg.infer.precision,
+            )
+        # a shipped model's name: its file (sha256 checked) and postprocessing
+        if not isinstance(ckpt, dict): ckpt = load_model_checkpoint(ckpt)
         engine = engine or _stored_engine(ckpt)
         where = get_device(engine_device(device, engine))
         model, cfg, convention = model_from_checkpoint(ckpt, where, source)
         precision = check_precision(precision or cfg.infer.precision, where, engine)
-        return InferenceModel(engine_network(model, cfg, engine, source, precision), cfg, get_convention(convention).name, source,
-                              ckpt.get("postprocess"), engine, precision)
+        return InferenceModel(
+            engine_network(model, cfg, engine, source, precision), cfg, get_convention(convention).name, source,
+            ckpt.get("postprocess"), engine, precision,
+        )
     except NeurosegError as e: raise _named(e, source) from e
 
 # %% ../nbs/07_infer.ipynb #fea0c28d
@@ -257,16 +304,19 @@ def inference_config(cfg:Config, # the checkpoint's config
                                 ("infer", "sw_batch_size", sw_batch_size), ("infer", "tta", tta)):
         if value is not None: d[section][key] = list(value) if key == "roi_size" else value
     new = config_from_dict(d, source="inference settings")
-    if new.infer.sw_batch_size < 1: raise NeurosegError(f"sw_batch_size: must be at least 1, got {new.infer.sw_batch_size}")
+    if new.infer.sw_batch_size < 1:
+        raise NeurosegError(f"sw_batch_size: must be at least 1, got {new.infer.sw_batch_size}")
     check_roi(new)
     return new
 
 # %% ../nbs/07_infer.ipynb #22c76726
 IMAGE_BYTES_PER_VOXEL = 4 * (4 + 3)   # float32: the 4 modalities and 3 probabilities on the resampled grid, at least
-WINDOW_BYTES_PER_VOXEL = 4 * 2   # float32 activations per window voxel and per first-level channel, at least (a conv's input and output)
+# float32 activations per window voxel and per first-level channel, at least (a conv's input and output)
+WINDOW_BYTES_PER_VOXEL = 4 * 2
 
 def available_memory() -> int|None:
-    "Bytes of memory this machine can still give: MemAvailable on Linux, the physical memory elsewhere, None where unknown."
+    """Bytes of memory this machine can still give: MemAvailable on Linux, the physical memory elsewhere, None where
+    unknown."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         with open("/proc/meminfo") as f:
             for line in f:
@@ -279,35 +329,48 @@ def _gib(n:float) -> str: return f"{n / 2**30:,.1f} GiB"
 def check_window_memory(cfg:Config, # from `inference_config`
                         available:int|None=None, # bytes (None: `available_memory()`)
                        ):
-    "Raise `NeurosegError` when one forward pass of the sliding window cannot fit in memory: checked before any input is read."
+    """Raise `NeurosegError` when one forward pass of the sliding window cannot fit in memory: checked before any input
+    is read."""
     roi, available = [int(n) for n in cfg.data.roi_size], available or available_memory()
     need = math.prod(roi) * cfg.infer.sw_batch_size * cfg.model.channels[0] * WINDOW_BYTES_PER_VOXEL
     if available and need > available:
-        raise NeurosegError(f"--roi (data.roi_size) {'x'.join(map(str, roi))}: {cfg.infer.sw_batch_size} window(s) of {math.prod(roi):,} voxels need "
-                            f"at least {_gib(need)} of memory, more than the {_gib(available)} available; use the checkpoint's own (leave out --roi)")
+        raise NeurosegError(
+            f"--roi (data.roi_size) {'x'.join(map(str, roi))}: {cfg.infer.sw_batch_size} window(s) of "
+            f"{math.prod(roi):,} voxels need "
+            f"at least {_gib(need)} of memory, more than the {_gib(available)} available; use the checkpoint's own "
+            "(leave out --roi)"
+        )
 
 def resampled_grid(shape:tuple, # the input's grid, voxels
                    zooms:tuple, # its voxel size, mm
                    cfg:Config, # the checkpoint's: data.spacing_mm, data.roi_size
                   ) -> list[int]:
     "The grid the network sees: the input resampled to data.spacing_mm, padded up to one window where it is smaller."
-    return [max(math.ceil(n * z / s), int(r)) for n, z, s, r in zip(shape, zooms, cfg.data.spacing_mm, cfg.data.roi_size)]
+    return [
+        max(math.ceil(n * z / s), int(r)) for n, z, s, r in zip(shape, zooms, cfg.data.spacing_mm, cfg.data.roi_size)
+    ]
 
 def check_input_memory(reference:nib.Nifti1Image, # the input's header
                        cfg:Config, # from `inference_config`
                        source:str, # the file, for the message
                        available:int|None=None, # bytes (None: `available_memory()`)
                       ):
-    "Raise `NeurosegError` when the input, resampled to the checkpoint's spacing, cannot fit in memory: checked before its voxels are read."
+    """Raise `NeurosegError` when the input, resampled to the checkpoint's spacing, cannot fit in memory: checked before
+    its voxels are read."""
     shape, zooms = reference.shape[:3], [float(z) for z in reference.header.get_zooms()[:3]]
     grid, available = resampled_grid(shape, zooms, cfg), available or available_memory()
     if available and (need := math.prod(grid) * IMAGE_BYTES_PER_VOXEL) > available:
-        raise NeurosegError(f"{source}: {'x'.join(map(str, shape))} voxels of {'x'.join(f'{z:g}' for z in zooms)} mm become {'x'.join(map(str, grid))} "
-                            f"at the checkpoint's {'x'.join(f'{s:g}' for s in cfg.data.spacing_mm)} mm, at least {_gib(need)} of memory, more "
-                            f"than the {_gib(available)} available; check the voxel size in its header")
+        raise NeurosegError(
+            f"{source}: {'x'.join(map(str, shape))} voxels of {'x'.join(f'{z:g}' for z in zooms)} mm become "
+            f"{'x'.join(map(str, grid))} "
+            f"at the checkpoint's {'x'.join(f'{s:g}' for s in cfg.data.spacing_mm)} mm, at least {_gib(need)} of "
+            "memory, more "
+            f"than the {_gib(available)} available; check the voxel size in its header"
+        )
 
 # %% ../nbs/07_infer.ipynb #6899f203
-SPATIAL_FLIPS = [dims for n in range(4) for dims in itertools.combinations((-3, -2, -1), n)]  # (), (-3,), ... (-3, -2, -1)
+# (), (-3,), ... (-3, -2, -1)
+SPATIAL_FLIPS = [dims for n in range(4) for dims in itertools.combinations((-3, -2, -1), n)]
 
 def flip_tta(predict:Callable[[Tensor], Tensor], # (B, C, x, y, z) image -> (B, K, x, y, z) probabilities
              image:Tensor, # (B, C, x, y, z)
@@ -320,10 +383,12 @@ def network_probs(im:InferenceModel, # the network and its config
                   image:Tensor, # (C, x, y, z) preprocessed image
                   cfg:Config, # from `inference_config`: roi, overlap, sw_batch_size, blend, tta
                  ) -> Tensor:
-    "Probabilities (K, x, y, z) on the CPU: gaussian sliding window, autocast as `im.precision` asks, flip TTA if `cfg.infer.tta`."
+    """Probabilities (K, x, y, z) on the CPU: gaussian sliding window, autocast as `im.precision` asks, flip TTA if
+    `cfg.infer.tta`."""
     dtype = inference_dtype(im.precision, im.device, im.engine)
     run = lambda x: probabilities(predict_volume(im.model, x, cfg, dtype), cfg.model.head)
-    x = convert_to_tensor(image, track_meta=False)[None].to(im.device)   # a plain tensor: no metadata through the network
+    # a plain tensor: no metadata through the network
+    x = convert_to_tensor(image, track_meta=False)[None].to(im.device)
     with torch.no_grad(): probs = flip_tta(run, x) if cfg.infer.tta else run(x)
     return probs[0].float().cpu()
 
@@ -340,7 +405,8 @@ def invert_to_input(probs:Tensor, # (K, x, y, z) on the network's grid
                     pre:Compose, # the preprocessing that made it
                     reference:nib.Nifti1Image, # the input image
                    ) -> np.ndarray:
-    "Probabilities (K, X, Y, Z) float32 on the input's voxel grid: the preprocessing undone by MONAI's `Invertd` (bilinear)."
+    """Probabilities (K, X, Y, Z) float32 on the input's voxel grid: the preprocessing undone by MONAI's `Invertd`
+    (bilinear)."""
     data = {"pred": MetaTensor(probs), "image": preprocessed}
     inverted = Invertd("pred", pre, orig_keys="image", nearest_interp=False)(data)["pred"]
     _check_grid(inverted, reference)
@@ -450,18 +516,20 @@ class Prediction:
         return shannon_entropy(self.probs, self.head)
 
 # %% ../nbs/07_infer.ipynb #02832f9b
-def predict(image_or_case:str|Path|list|dict, # 4D NIfTI, BraTS case folder, 4 modality files (MSD order), or case dict
-            ckpt:str|Path|dict|InferenceModel, # checkpoint (or one loaded by `load_inference_model`)
-            tta:bool|None=None, # average over the 8 axis flips (None: the checkpoint's infer.tta)
-            roi_size:list|None=None, # sliding-window patch (None: the checkpoint's data.roi_size)
-            overlap:float|None=None, # window overlap (None: the checkpoint's infer.overlap)
-            sw_batch_size:int|None=None, # windows per forward pass (None: the checkpoint's)
-            convention:str|None=None, # label convention of the output (None: the checkpoint's)
-            postprocess:Postprocess|None=None, # None: the checkpoint's own decision, if any; `Postprocess()`: none
-            device:str="auto", # auto, cpu, cuda or cuda:N (used when `ckpt` is not loaded yet)
-            engine:str|None=None, # torch, onnxruntime or openvino (used when `ckpt` is not loaded yet; None: the checkpoint's)
-            precision:str|None=None, # auto, fp32 or bf16 (used when `ckpt` is not loaded yet; None: the checkpoint's)
-           ) -> Prediction:
+def predict(
+    image_or_case: str | Path | list | dict,  # 4D NIfTI, BraTS case folder, 4 modality files (MSD order), or case dict
+    ckpt: str | Path | dict | InferenceModel,  # checkpoint (or one loaded by `load_inference_model`)
+    tta: bool | None = None,  # average over the 8 axis flips (None: the checkpoint's infer.tta)
+    roi_size: list | None = None,  # sliding-window patch (None: the checkpoint's data.roi_size)
+    overlap: float | None = None,  # window overlap (None: the checkpoint's infer.overlap)
+    sw_batch_size: int | None = None,  # windows per forward pass (None: the checkpoint's)
+    convention: str | None = None,  # label convention of the output (None: the checkpoint's)
+    postprocess: Postprocess | None = None,  # None: the checkpoint's own decision, if any; `Postprocess()`: none
+    device: str = "auto",  # auto, cpu, cuda or cuda:N (used when `ckpt` is not loaded yet)
+    engine: str
+    | None = None,  # torch, onnxruntime or openvino (used when `ckpt` is not loaded yet; None: the checkpoint's)
+    precision: str | None = None,  # auto, fp32 or bf16 (used when `ckpt` is not loaded yet; None: the checkpoint's)
+) -> Prediction:
     "Segment one case: labels, probabilities and entropy on the input's own voxel grid."
     im = load_inference_model(ckpt, device, engine, precision)
     cfg = inference_config(im.cfg, roi_size, overlap, sw_batch_size, tta)
@@ -470,10 +538,11 @@ def predict(image_or_case:str|Path|list|dict, # 4D NIfTI, BraTS case folder, 4 m
     case, conv, timer = resolve_case(image_or_case), get_convention(convention or im.convention).name, StageTimer()
     reference, probs = predict_probs(case, im, cfg, timer)
     with timer("labels"): labels = labels_from_probs(probs, cfg, conv, post, voxel_ml(reference))
-    meta = dict(case_id=case["id"], inputs=input_paths(case), checkpoint=im.source, convention=conv, head=cfg.model.head,
-                roi_size=cfg.data.roi_size, overlap=cfg.infer.overlap, sw_batch_size=cfg.infer.sw_batch_size,
-                tta=cfg.infer.tta, postprocess=dataclasses.asdict(post), engine=im.engine,
-                precision=im.precision)
+    meta = dict(
+        case_id=case["id"], inputs=input_paths(case), checkpoint=im.source, convention=conv, head=cfg.model.head,
+        roi_size=cfg.data.roi_size, overlap=cfg.infer.overlap, sw_batch_size=cfg.infer.sw_batch_size, tta=cfg.infer.tta,
+        postprocess=dataclasses.asdict(post), engine=im.engine, precision=im.precision,
+    )
     return Prediction(case["id"], labels, probs, reference, conv, cfg.model.head, timer.seconds, meta)
 
 # %% ../nbs/07_infer.ipynb #5d5982e2
@@ -490,7 +559,8 @@ class EnsembleNetwork(nn.Module):
 
     def forward(self, x:Tensor) -> Tensor:
         mean = sum(probabilities(m(x), self.head) for m in self.members) / len(self.members)
-        return torch.logit(mean, eps=1e-7) if self.head == "regions" else mean.clamp_min(1e-7).log()   # softmax(log p) = p
+        # softmax(log p) = p
+        return torch.logit(mean, eps=1e-7) if self.head == "regions" else mean.clamp_min(1e-7).log()
 
 # %% ../nbs/07_infer.ipynb #72d66824
 def _differences(a:InferenceModel, b:InferenceModel) -> list[str]:
@@ -498,35 +568,51 @@ def _differences(a:InferenceModel, b:InferenceModel) -> list[str]:
     diff = [f"{s}.{k}" for s, k in ENSEMBLE_KEYS if getattr(getattr(a.cfg, s), k) != getattr(getattr(b.cfg, s), k)]
     return diff + (["label convention"] if a.convention != b.convention else [])
 
-def load_ensemble(specs:list, # checkpoints, shipped names or exports, two or more
-                  device:str="auto",
-                  engine:str|None=None, # of every member (None: each member's own)
-                  precision:str|None=None, # of every member (None: each member's own; the first's leads PyTorch's autocast)
-                 ) -> InferenceModel:
+def load_ensemble(
+    specs: list,  # checkpoints, shipped names or exports, two or more
+    device: str = "auto",
+    engine: str | None = None,  # of every member (None: each member's own)
+    precision: str | None = None,  # of every member (None: each member's own; the first's leads PyTorch's autocast)
+) -> InferenceModel:
     "One `InferenceModel` averaging several: the first member's config (patch size, overlap) leads."
     members = [load_inference_model(s, device, engine, precision) for s in specs]
     first = members[0]
     for m in members[1:]:
-        if (diff := _differences(first, m)): raise NeurosegError(f"{m.source}: cannot join an ensemble with {first.source}: they differ in {', '.join(diff)}")
-        try: inference_config(m.cfg, roi_size=first.cfg.data.roi_size)   # the leader's windows must fit this network too
+        if diff := _differences(first, m):
+            raise NeurosegError(
+                f"{m.source}: cannot join an ensemble with {first.source}: they differ in {', '.join(diff)}"
+            )
+        # the leader's windows must fit this network too
+        try: inference_config(m.cfg, roi_size=first.cfg.data.roi_size)
         except NeurosegError as e: raise NeurosegError(f"{m.source}: {e}") from e
-    same_post = all(m.postprocess == first.postprocess for m in members)   # members that disagree leave the choice to the caller
-    return InferenceModel(EnsembleNetwork([m.model for m in members], first.cfg.model.head), first.cfg, first.convention,
-                          " + ".join(m.source for m in members), first.postprocess if same_post else None,
-                          "+".join(sorted({m.engine for m in members})), first.precision)
+    # members that disagree leave the choice to the caller
+    same_post = all(m.postprocess == first.postprocess for m in members)
+    return InferenceModel(
+        EnsembleNetwork([m.model for m in members], first.cfg.model.head), first.cfg, first.convention,
+        " + ".join(m.source for m in members), first.postprocess if same_post else None,
+        "+".join(sorted({m.engine for m in members})), first.precision,
+    )
 
 # %% ../nbs/07_infer.ipynb #96ae4de0
-def read_ensemble(path:str|Path, # JSON: {"members": [paths relative to the file, or pretrained:<name>], "postprocess": {...} (optional)}
-                 ) -> tuple[list, dict|None]:
+def read_ensemble(
+    path: str
+    | Path,  # JSON: {"members": [paths relative to the file, or pretrained:<name>], "postprocess": {...} (optional)}
+) -> tuple[list, dict | None]:
     "The members an ensemble file names, and the postprocessing decision it carries (None: the members' own)."
     path = Path(path)
     try: spec = json.loads(path.read_text()); members = spec["members"]
     except FileNotFoundError: raise NeurosegError(f"{path}: no such ensemble file")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise NeurosegError(f"{path}: not an ensemble file ({type(e).__name__}: {e}); write {{\"members\": [\"fold0.pt\", ...]}}")
-    if not isinstance(members, list) or len(members) < 2: raise NeurosegError(f"{path}: an ensemble needs at least two members")
-    if (nested := next((m for m in members if str(m).lower().endswith(".json")), None)):   # itself: endless recursion
-        raise NeurosegError(f"{path}: member {nested} is an ensemble file; list checkpoints, shipped names or exports (an ensemble file is never a member)")
+        raise NeurosegError(
+            f'{path}: not an ensemble file ({type(e).__name__}: {e}); write {{"members": ["fold0.pt", ...]}}'
+        )
+    if not isinstance(members, list) or len(members) < 2:
+        raise NeurosegError(f"{path}: an ensemble needs at least two members")
+    if (nested := next((m for m in members if str(m).lower().endswith(".json")), None)):  # itself: endless recursion
+        raise NeurosegError(
+            f"{path}: member {nested} is an ensemble file; list checkpoints, shipped names or exports (an ensemble "
+            "file is never a member)"
+        )
     post = spec.get("postprocess")
     if post is not None: postprocess_from_dict(post, f"{path} postprocess")   # checked now, not at the first case
     return [m if str(m).startswith("pretrained:") else str(path.parent/m) for m in members], post
@@ -556,7 +642,8 @@ def output_paths(out:str|Path, # a .nii/.nii.gz file, or a folder
                  entropy:bool=False, # also the entropy map
                  option:str="--out", # what gave the names, for a name too long
                 ) -> dict[str, Path]:
-    "Output files of a case: `out` or `out/<case_id>.nii.gz` for the labels; `_probs` and `_entropy` beside it; each name (and its label tables') one a file system takes."
+    """Output files of a case: `out` or `out/<case_id>.nii.gz` for the labels; `_probs` and `_entropy` beside it; each
+    name (and its label tables') one a file system takes."""
     labels = Path(out) if nifti_stem(out) else Path(out)/f"{case_id}.nii.gz"
     stem = nifti_stem(labels)
     kinds = ["labels"] + ["probs"] * probs + ["entropy"] * entropy
@@ -576,11 +663,14 @@ def check_outputs(paths:dict, # from `output_paths`
                   overwrite:bool=False, # replace existing files
                   inputs:list=(), # the case's input files: never an output, even with `overwrite`
                  ):
-    "Raise `NeurosegError` when an output is an input, exists (unless `overwrite`) or is a folder, or cannot be written; a write a kill cut short is completed first."
+    """Raise `NeurosegError` when an output is an input, exists (unless `overwrite`) or is a folder, or cannot be
+    written; a write a kill cut short is completed first."""
     check_not_inputs(paths, inputs)
-    finish_publication(paths["labels"])   # the outputs a stopped run had written in full, renamed now: the case is whole or absent
+    # the outputs a stopped run had written in full, renamed now: the case is whole or absent
+    finish_publication(paths["labels"])
     existing = [p for p in paths.values() if Path(p).exists()]
-    if existing and not overwrite: raise NeurosegError(f"{existing[0]}: exists; pass --overwrite (overwrite=True) to replace it")
+    if existing and not overwrite:
+        raise NeurosegError(f"{existing[0]}: exists; pass --overwrite (overwrite=True) to replace it")
     if (folders := [p for p in existing if Path(p).is_dir()]):
         raise NeurosegError(f"{folders[0]}: is a folder; give a .nii.gz file name, or that folder without one")
     check_writable(Path(next(iter(paths.values()))).parent)
@@ -603,10 +693,12 @@ def _output_image(pred:Prediction, kind:str) -> nib.Nifti1Image:
 def save_prediction(pred:Prediction, # from `predict`
                     paths:dict, # from `output_paths`
                    ) -> dict:
-    "Write the outputs in `paths` and the label map's viewer tables as one unit, the label map appearing last; on a write error none is written (`OutputError`)."
+    """Write the outputs in `paths` and the label map's viewer tables as one unit, the label map appearing last; on a
+    write error none is written (`OutputError`)."""
     writer = lambda kind: lambda tmp: nib.save(_output_image(pred, kind), tmp)
     maps = {paths[kind]: writer(kind) for kind in sorted(paths, key=lambda k: k != "labels")}
-    write_all({**maps, **label_table_writers(paths["labels"], pred.convention)})   # renamed last to first: the label map last
+    # renamed last to first: the label map last
+    write_all({**maps, **label_table_writers(paths["labels"], pred.convention)})
     return paths
 
 # %% ../nbs/07_infer.ipynb #2fd1a2cb
@@ -618,7 +710,8 @@ def predict_to_files(image_or_case:str|Path|list|dict, # as for `predict`
                      overwrite:bool=False, # replace existing outputs
                      **kwargs, # more `predict` settings: tta, roi_size, overlap, convention, postprocess, ...
                     ) -> Prediction:
-    "Predict one case and write its outputs and label tables; an output that is an input, exists (unless `overwrite`) or cannot be written stops it before any work."
+    """Predict one case and write its outputs and label tables; an output that is an input, exists (unless `overwrite`)
+    or cannot be written stops it before any work."""
     case = resolve_case(image_or_case)
     paths = output_paths(out, case["id"], save_probs, save_entropy)
     check_outputs(paths, overwrite, input_paths(case))
@@ -640,27 +733,38 @@ def written_violations(path:str|Path, # a label map file, e.g. written by `predi
 # %% ../nbs/07_infer.ipynb #377aeb18
 def dataset_label_folders(folder:str|Path, # a batch's input folder, e.g. an MSD task's imagesTr
                          ) -> set[Path]:
-    "The real paths of the folders holding the reference labels of the dataset `folder` is in: labelsTr/labelsTs beside it, and those its dataset.json names."
+    """The real paths of the folders holding the reference labels of the dataset `folder` is in: labelsTr/labelsTs
+    beside it, and those its dataset.json names."""
     root = Path(os.path.realpath(folder)).parent
     found = {Path(os.path.realpath(root/n)) for n in ("labelsTr", "labelsTs") if (root/n).is_dir()}
     try: entries = json.loads((root/"dataset.json").read_text()).get("training", [])
     except (OSError, UnicodeDecodeError, ValueError, AttributeError): entries = []
     for e in entries if isinstance(entries, list) else []:
-        if isinstance(e, dict) and isinstance(e.get("label"), str): found.add(Path(os.path.realpath(root/e["label"])).parent)
+        if isinstance(e, dict) and isinstance(e.get("label"), str):
+            found.add(Path(os.path.realpath(root / e["label"])).parent)
     return found
 
 def check_batch_out(folder:str|Path, # the batch's input folder
                     out_dir:str|Path, # its output folder
                    ):
-    "Raise `NeurosegError` when `out_dir` is the input folder, lies inside it, or is its dataset's label folder (real paths, symlinks followed)."
+    """Raise `NeurosegError` when `out_dir` is the input folder, lies inside it, or is its dataset's label folder (real
+    paths, symlinks followed)."""
     source, target = Path(os.path.realpath(folder)), Path(os.path.realpath(out_dir))
     if target == source:
-        raise NeurosegError(f"{out_dir}: is the input folder {folder}; predictions would replace or mix with the inputs (choose another --out)")
+        raise NeurosegError(
+            f"{out_dir}: is the input folder {folder}; predictions would replace or mix with the inputs (choose "
+            "another --out)"
+        )
     if (labels := next((d for d in dataset_label_folders(folder) if d == target), None)):
-        raise NeurosegError(f"{out_dir}: holds the reference labels of the input dataset ({labels}); a batch would keep them as its "
-                            "predictions or write over them (choose another --out)")
+        raise NeurosegError(
+            f"{out_dir}: holds the reference labels of the input dataset ({labels}); a batch would keep them as its "
+            "predictions or write over them (choose another --out)"
+        )
     if source in target.parents:
-        raise NeurosegError(f"{out_dir}: lies inside the input folder {folder}, where the next run would take it for a case (choose a folder outside it)")
+        raise NeurosegError(
+            f"{out_dir}: lies inside the input folder {folder}, where the next run would take it for a case (choose a "
+            "folder outside it)"
+        )
 
 # %% ../nbs/07_infer.ipynb #52b157a5
 def is_batch(path:str|Path) -> bool:
@@ -672,21 +776,26 @@ def is_batch(path:str|Path) -> bool:
 def find_cases(folder:str|Path, # MSD 4D files and/or BraTS case folders
                cases:list|None=None, # only these case ids (e.g. a split's test set); each must be there
               ) -> list[Path]:
-    "The inputs of a batch folder: each NIfTI file (an MSD 4D image) and each sub-folder (a BraTS case folder), one per case id."
+    """The inputs of a batch folder: each NIfTI file (an MSD 4D image) and each sub-folder (a BraTS case folder), one
+    per case id."""
     folder = Path(folder)
     if not folder.is_dir(): raise NeurosegError(f"{folder}: folder not found")
     if (odd := next((p for p in folder.iterdir() if nifti_stem(p) and re.search(r"[\r\n]", p.name)), None)):
-        raise NeurosegError(f"{folder}: {odd.name!r} has a line break in its name, so it names no case id; rename it")   # not skipped silently
+        # not skipped silently
+        raise NeurosegError(f"{folder}: {odd.name!r} has a line break in its name, so it names no case id; rename it")
     found = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and (p.is_dir() or nifti_stem(p)))
     if not found: raise NeurosegError(f"{folder}: no cases (expected MSD 4D .nii.gz files or BraTS case folders)")
     ids = {}
     for p in found: ids.setdefault(p.name if p.is_dir() else image_case_id(str(p)), []).append(p)
     if (twice := next(((c, ps) for c, ps in ids.items() if len(ps) > 1), None)):
-        raise NeurosegError(f"{folder}: {' and '.join(p.name for p in twice[1])} are both case {twice[0]} and would write one "
-                            "output; keep one of them in the folder")
+        raise NeurosegError(
+            f"{folder}: {' and '.join(p.name for p in twice[1])} are both case {twice[0]} and would write one "
+            "output; keep one of them in the folder"
+        )
     if cases is None: return found
     by_id = {c: ps[0] for c, ps in ids.items()}
-    if missing := sorted(set(cases) - set(by_id)): raise NeurosegError(f"{folder}: no input for case(s) {', '.join(missing)}")
+    if missing := sorted(set(cases) - set(by_id)):
+        raise NeurosegError(f"{folder}: no input for case(s) {', '.join(missing)}")
     return [by_id[c] for c in sorted(cases)]
 
 # %% ../nbs/07_infer.ipynb #8713a037
@@ -695,7 +804,9 @@ def _batch_case(path:Path, im:InferenceModel, out_dir:str|Path, report:dict, sav
     "Predict one case of a batch and record it in `report` as written, skipped (its outputs exist) or failed (why)."
     try:
         case = resolve_case(path)
-        paths = output_paths(out_dir, case["id"], save_probs, save_entropy, "input file name (its case id names the outputs)")
+        paths = output_paths(
+            out_dir, case["id"], save_probs, save_entropy, "input file name (its case id names the outputs)"
+        )
         check_not_inputs(paths, input_paths(case))
         finish_publication(paths["labels"])   # a case whose renames a kill cut short: completed, then kept below
         for p in [*paths.values(), *label_table_paths(paths["labels"]).values()]:
@@ -720,18 +831,23 @@ def predict_folder(folder:str|Path, # MSD 4D files and/or BraTS case folders
                    cases:list|None=None, # only these case ids (e.g. a split's test set)
                    **kwargs, # more `predict` settings: tta, roi_size, overlap, convention, postprocess, ...
                   ) -> dict:
-    "Predict every case of `folder` under `out_dir`'s lock; a failing case is reported and skipped, a failing write stops the batch. Returns the `written`, `skipped` and `failed` cases."
+    """Predict every case of `folder` under `out_dir`'s lock; a failing case is reported and skipped, a failing write
+    stops the batch. Returns the `written`, `skipped` and `failed` cases."""
     check_batch_out(folder, out_dir)
     inputs = find_cases(folder, cases)
     check_writable(out_dir)
-    with folder_lock(out_dir, "neuroseg_infer"):   # one batch at a time: another one into out_dir is refused, naming this one
+    # one batch at a time: another one into out_dir is refused, naming this one
+    with folder_lock(out_dir, "neuroseg_infer"):
         im, report = load_inference_model(ckpt, device, engine, precision), dict(written=[], skipped=[], failed={})
-        with progress_bar(inputs, desc="cases", unit="case", disable=not progress, file=sys.stderr) as bar:   # its line ends, even on a stop
+        # its line ends, even on a stop
+        with progress_bar(inputs, desc="cases", unit="case", disable=not progress, file=sys.stderr) as bar:
             for path in bar:
                 try: _batch_case(path, im, out_dir, report, save_probs, save_entropy, overwrite, **kwargs)
                 except OutputError as e:
-                    raise OutputError(f"{e}; the batch stopped after writing {len(report['written'])} case(s), each whole "
-                                      "(free some space or fix the output place, then rerun to resume)") from e
+                    raise OutputError(
+                        f"{e}; the batch stopped after writing {len(report['written'])} case(s), each whole "
+                        "(free some space or fix the output place, then rerun to resume)"
+                    ) from e
     return report
 
 # %% ../nbs/07_infer.ipynb #5dc1d489
@@ -755,8 +871,10 @@ class Stopped(KeyboardInterrupt):
 @contextlib.contextmanager
 def interrupt_on_signal(signals:tuple=(signal.SIGTERM,), # the signals that stop the work
                        ):
-    "While the block runs, each of `signals` raises `Stopped` at once, and later ones are ignored (main thread only; handlers restored after)."
-    if threading.current_thread() is not threading.main_thread(): yield; return   # only the main thread may set handlers
+    """While the block runs, each of `signals` raises `Stopped` at once, and later ones are ignored (main thread only;
+    handlers restored after)."""
+    # only the main thread may set handlers
+    if threading.current_thread() is not threading.main_thread(): yield; return
     def _stop(signum, frame):
         for s in signals: signal.signal(s, signal.SIG_IGN)   # the cleanup that follows runs to its end
         raise Stopped(signum)
@@ -774,9 +892,12 @@ def stops_cleanly(command:Callable, # a console script's function
     def _command(*args, **kwargs):
         try:
             with interrupt_on_signal(): return command(*args, **kwargs)
-        except Stopped as e:   # atomic writes removed their temporaries on the way: every output on disk is whole
-            print(f"{prog}: stopped by {e}; the outputs already written are complete, none is partial (run again to finish)",
-                  file=sys.stderr)
+        except Stopped as e:  # atomic writes removed their temporaries on the way: every output on disk is whole
+            print(
+                f"{prog}: stopped by {e}; the outputs already written are complete, none is partial (run again to "
+                "finish)",
+                file=sys.stderr,
+            )
             sys.exit(128 + e.signum)
     return _command
 
@@ -798,65 +919,120 @@ def _run_batch(folder:str, ckpt:str, out:str, **kwargs) -> int:
 
 # %% ../nbs/07_infer.ipynb #34542eeb
 @cli_errors
-def infer_command(ckpt:Param("checkpoint written by neuroseg_train (.pt), a shipped model (pretrained:<name>), an export of neuroseg_export (.onnx); several, or an ensemble file (.json), average their probabilities", str, required=True, nargs="+")=None,
-                  out:Param("output: a .nii.gz file (one case), or a folder (<case id>.nii.gz per case)", str, required=True)=None,
-                  input:Param("a 4D NIfTI (MSD), a BraTS 2021/2023 case folder, or a folder of cases (batch)", str)=None,
-                  flair:Param("FLAIR file (with --t1 --t1gd --t2, instead of --input)", str)=None,
-                  t1:Param("T1w file", str)=None,
-                  t1gd:Param("T1gd (contrast-enhanced T1) file", str)=None,
-                  t2:Param("T2w file", str)=None,
-                  tta:Param("average the probabilities over the 8 axis flips", store_true)=False,
-                  roi:Param("sliding-window patch X Y Z in voxels (default: the checkpoint's)", int, nargs=3)=None,
-                  overlap:Param("overlap of neighbouring windows, 0 .. <1 (default: the checkpoint's)", float)=None,
-                  sw_batch_size:Param("windows per forward pass (default: the checkpoint's)", int)=None,
-                  convention:Param("label convention of the output (default: the checkpoint's)", str, choices=list(CONVENTIONS))=None,
-                  save_probs:Param("also write <name>_probs.nii.gz (float32, one volume per region or class)", store_true)=False,
-                  save_entropy:Param("also write <name>_entropy.nii.gz (Shannon entropy in bits)", store_true)=False,
-                  overwrite:Param("replace existing outputs", store_true)=False,
-                  postprocess:Param("model (the checkpoint's own decision; none when it has none), none, or a decision file of neuroseg_postprocess", str)="model",
-                  min_size_wt:Param("drop whole-tumour components smaller than this, in mL (rules given by hand replace --postprocess)", float)=None,
-                  min_size_tc:Param("drop tumour-core components smaller than this, in mL", float)=None,
-                  min_size_et:Param("drop enhancing-tumour components smaller than this, in mL", float)=None,
-                  et_min_volume:Param("enhancing tumour below this total volume (mL) becomes necrosis", float)=None,
-                  min_fraction_wt:Param("drop whole-tumour components under this fraction of the largest (1: keep the largest only)", float)=None,
-                  min_fraction_tc:Param("drop tumour-core components under this fraction of the largest", float)=None,
-                  min_fraction_et:Param("drop enhancing-tumour components under this fraction of the largest", float)=None,
-                  device:Param("auto, cpu, cuda or cuda:N", str)="auto",
-                  engine:Param("what runs the network: torch, or onnxruntime / openvino on the CPU (default: the checkpoint's infer.engine; onnxruntime for an .onnx)", str, choices=list(ENGINES))=None,
-                  precision:Param("the network's arithmetic: auto (bf16 autocast on a GPU, fp32 on the CPU), fp32, or bf16 (on the CPU too: fast where it has AMX) (default: the checkpoint's infer.precision)", str, choices=list(PRECISIONS))=None,
-                  split:Param("batch: only the cases of one subset of this split file (written by neuroseg_train)", str)=None,
-                  subset:Param("which subset of --split", str, choices=list(SUBSETS))="test",
-                  fold:Param("validation fold of --split, for --subset train or val", int)=0,
-                  dicom:Param("a raw DICOM exam (folder or zip): preprocessed as neuroseg_preprocess does, then segmented; --out is a new folder", str)=None,
-                  raw:Param("--flair --t1 --t1gd --t2 are raw scans (any grids, with skull): preprocessed as neuroseg_preprocess does first", store_true)=False,
-                 ) -> int:
-    "Segment brain tumours with a checkpoint; every output lies on its input's voxel grid. Exit code: 0 done, 2 bad input, 1 some cases of a batch failed."
+def infer_command(
+    ckpt: Param(
+        "checkpoint written by neuroseg_train (.pt), a shipped model (pretrained:<name>), an export of neuroseg_export "
+        "(.onnx); several, or an ensemble file (.json), average their probabilities", str, required=True, nargs="+",
+    ) = None,
+    out: Param("output: a .nii.gz file (one case), or a folder (<case id>.nii.gz per case)", str, required=True) = None,
+    input: Param("a 4D NIfTI (MSD), a BraTS 2021/2023 case folder, or a folder of cases (batch)", str) = None,
+    flair: Param("FLAIR file (with --t1 --t1gd --t2, instead of --input)", str) = None,
+    t1: Param("T1w file", str) = None, t1gd: Param("T1gd (contrast-enhanced T1) file", str) = None,
+    t2: Param("T2w file", str) = None,
+    tta: Param("average the probabilities over the 8 axis flips", store_true) = False,
+    roi: Param("sliding-window patch X Y Z in voxels (default: the checkpoint's)", int, nargs=3) = None,
+    overlap: Param("overlap of neighbouring windows, 0 .. <1 (default: the checkpoint's)", float) = None,
+    sw_batch_size: Param("windows per forward pass (default: the checkpoint's)", int) = None,
+    convention: Param(
+        "label convention of the output (default: the checkpoint's)", str, choices=list(CONVENTIONS)
+    ) = None,
+    save_probs: Param("also write <name>_probs.nii.gz (float32, one volume per region or class)", store_true) = False,
+    save_entropy: Param("also write <name>_entropy.nii.gz (Shannon entropy in bits)", store_true) = False,
+    overwrite: Param("replace existing outputs", store_true) = False,
+    postprocess: Param(
+        "model (the checkpoint's own decision; none when it has none), none, or a decision file of "
+        "neuroseg_postprocess",
+        str,
+    ) = "model",
+    min_size_wt: Param(
+        "drop whole-tumour components smaller than this, in mL (rules given by hand replace --postprocess)", float
+    ) = None,
+    min_size_tc: Param("drop tumour-core components smaller than this, in mL", float) = None,
+    min_size_et: Param("drop enhancing-tumour components smaller than this, in mL", float) = None,
+    et_min_volume: Param("enhancing tumour below this total volume (mL) becomes necrosis", float) = None,
+    min_fraction_wt: Param(
+        "drop whole-tumour components under this fraction of the largest (1: keep the largest only)", float
+    ) = None,
+    min_fraction_tc: Param("drop tumour-core components under this fraction of the largest", float) = None,
+    min_fraction_et: Param("drop enhancing-tumour components under this fraction of the largest", float) = None,
+    device: Param("auto, cpu, cuda or cuda:N", str) = "auto",
+    engine: Param(
+        "what runs the network: torch, or onnxruntime / openvino on the CPU (default: the checkpoint's infer.engine; "
+        "onnxruntime for an .onnx)", str, choices=list(ENGINES),
+    ) = None,
+    precision: Param(
+        "the network's arithmetic: auto (bf16 autocast on a GPU, fp32 on the CPU), fp32, or bf16 (on the CPU too: fast "
+        "where it has AMX) (default: the checkpoint's infer.precision)", str, choices=list(PRECISIONS),
+    ) = None,
+    split: Param("batch: only the cases of one subset of this split file (written by neuroseg_train)", str) = None,
+    subset: Param("which subset of --split", str, choices=list(SUBSETS)) = "test",
+    fold: Param("validation fold of --split, for --subset train or val", int) = 0,
+    dicom: Param(
+        "a raw DICOM exam (folder or zip): preprocessed as neuroseg_preprocess does, then segmented; --out is a new "
+        "folder",
+        str,
+    ) = None,
+    raw: Param(
+        "--flair --t1 --t1gd --t2 are raw scans (any grids, with skull): preprocessed as neuroseg_preprocess does "
+        "first",
+        store_true,
+    ) = False,
+) -> int:
+    """Segment brain tumours with a checkpoint; every output lies on its input's voxel grid. Exit code: 0 done, 2 bad
+    input, 1 some cases of a batch failed."""
     settings = dict(tta=tta or None, roi_size=roi, overlap=overlap, sw_batch_size=sw_batch_size, convention=convention,
                     postprocess=cli_postprocess(postprocess, (min_size_wt, min_size_tc, min_size_et), et_min_volume,
                                                 (min_fraction_wt, min_fraction_tc, min_fraction_et)))
     if dicom or raw:
         from neuroseg.raw import _run_raw
         if dicom and input: raise NeurosegError("--dicom is the input: give --dicom or --input, not both")
-        if raw and (input or dicom): raise NeurosegError("--raw reads --flair --t1 --t1gd --t2 (raw scans): give them instead of --input or --dicom")
-        if unused := [o for o, v in (("--save-probs", save_probs), ("--save-entropy", save_entropy), ("--overwrite", overwrite), ("--split", split)) if v]:
-            raise NeurosegError(f"{' '.join(unused)}: not available with --dicom or --raw (run neuroseg_infer on the case folder it writes)")
-        if raw: _cli_input(None, flair, t1, t1gd, t2)   # all four, named as this command names them
-        _run_raw(out, dicom, dict(flair=flair, t1=t1, t1c=t1gd, t2=t2), ckpt, "case", 1.0, None, False, "t1c", False, True, False,
-                 dict(device=device, engine=engine, precision=precision, **settings))
+        if raw and (input or dicom):
+            raise NeurosegError(
+                "--raw reads --flair --t1 --t1gd --t2 (raw scans): give them instead of --input or --dicom"
+            )
+        if unused := [
+            o
+            for o, v in (
+                ("--save-probs", save_probs), ("--save-entropy", save_entropy), ("--overwrite", overwrite),
+                ("--split", split),
+            )
+            if v
+        ]:
+            raise NeurosegError(
+                f"{' '.join(unused)}: not available with --dicom or --raw (run neuroseg_infer on the case folder it "
+                "writes)"
+            )
+        if raw: _cli_input(None, flair, t1, t1gd, t2)  # all four, named as this command names them
+        _run_raw(
+            out, dicom, dict(flair=flair, t1=t1, t1c=t1gd, t2=t2), ckpt, "case", 1.0, None, False, "t1c", False, True,
+            False, dict(device=device, engine=engine, precision=precision, **settings),
+        )
         return 0
     source = _cli_input(input, flair, t1, t1gd, t2)
     files = dict(save_probs=save_probs, save_entropy=save_entropy, overwrite=overwrite)
     if isinstance(source, str) and is_batch(source):
         cases = split_subset_ids(split, subset, fold) if split else None
-        return _run_batch(source, ckpt, out, device=device, engine=engine, precision=precision, cases=cases, **files, **settings)
+        return _run_batch(
+            source, ckpt, out, device=device, engine=engine, precision=precision, cases=cases, **files, **settings
+        )
     if split: raise NeurosegError(f"--split selects cases of a batch: give --input a folder of cases, not {source}")
     paths = output_paths(out, resolve_case(source)["id"], save_probs, save_entropy)
-    if (done := finish_publication(paths["labels"])) and not overwrite and all(Path(p).exists() for p in paths.values()):
-        print(f"{paths['labels']}: completed from a run stopped while renaming its outputs, all written in full ({', '.join(p.name for p in done)}); "
-              "pass --overwrite to predict again")
+    if (
+        (done := finish_publication(paths["labels"]))
+        and not overwrite
+        and all(Path(p).exists() for p in paths.values())
+    ):
+        print(
+            f"{paths['labels']}: completed from a run stopped while renaming its outputs, all written in full "
+            f"({', '.join(p.name for p in done)}); "
+            "pass --overwrite to predict again"
+        )
         return 0
-    _print_case(predict_to_files(source, ckpt, out, device=device, engine=engine, precision=precision, **files, **settings))
+    _print_case(
+        predict_to_files(source, ckpt, out, device=device, engine=engine, precision=precision, **files, **settings)
+    )
     return 0
 
 # %% ../nbs/07_infer.ipynb #6521bd58
-neuroseg_infer = console_script(stops_cleanly(infer_command, "neuroseg_infer"), prog="neuroseg_infer")   # dashes or underscores: --save-probs, --min-size-wt; Ctrl-C and SIGTERM are one line
+# dashes or underscores: --save-probs, --min-size-wt; Ctrl-C and SIGTERM are one line
+neuroseg_infer = console_script(stops_cleanly(infer_command, "neuroseg_infer"), prog="neuroseg_infer")

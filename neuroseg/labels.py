@@ -26,7 +26,8 @@ __all__ = ['REGIONS', 'REGION_NAMES', 'REGION_COLOURS', 'CLASSES', 'CONVENTIONS'
 # %% ../nbs/01_labels.ipynb #9acd42cc
 REGIONS = ("WT", "TC", "ET")  # whole tumour, tumour core, enhancing tumour: each inside the previous
 REGION_NAMES = {"WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour"}
-REGION_COLOURS = {"WT": "#F0E442", "TC": "#D55E00", "ET": "#0072B2"}  # Okabe-Ito yellow, vermillion, blue: one colour per region in every figure
+# Okabe-Ito yellow, vermillion, blue: one colour per region in every figure
+REGION_COLOURS = {"WT": "#F0E442", "TC": "#D55E00", "ET": "#0072B2"}
 CLASSES = ("background", "edema", "non-enhancing/necrotic core", "enhancing tumour")  # softmax head order (MSD)
 
 # %% ../nbs/01_labels.ipynb #251c7cf7
@@ -133,8 +134,11 @@ def check_labels(label_map:np.ndarray|torch.Tensor, # label map, any shape
     bad = [v for v in found if v not in conv.values]
     if bad:
         fits = [c.name for c in CONVENTIONS.values() if set(found) <= set(c.values)]
-        raise NeurosegError(f"{source or 'label map'}: label values {{{', '.join(map(_value_str, bad))}}} are not in convention "
-                            f"{conv.name} (allowed {', '.join(map(str, conv.values))})" + (f"; they fit {', '.join(fits)}" if fits else ""))
+        raise NeurosegError(
+            f"{source or 'label map'}: label values {{{', '.join(map(_value_str, bad))}}} are not in convention "
+            f"{conv.name} (allowed {', '.join(map(str, conv.values))})"
+            + (f"; they fit {', '.join(fits)}" if fits else "")
+        )
     return [int(v) for v in found]
 
 # %% ../nbs/01_labels.ipynb #cb65ca8e
@@ -160,10 +164,14 @@ def regions_to_labels(regions:np.ndarray|torch.Tensor, # WT, TC, ET masks or pro
     "Label map (uint8, same kind) from region masks; where they do not nest, ET wins over TC, TC over WT."
     conv = get_convention(convention)
     if regions.ndim < 2 or regions.shape[0] != len(REGIONS):
-        raise NeurosegError(f"regions: expected {', '.join(REGIONS)} stacked first, (3, *spatial), got shape {tuple(regions.shape)}")
+        raise NeurosegError(
+            f"regions: expected {', '.join(REGIONS)} stacked first, (3, *spatial), got shape {tuple(regions.shape)}"
+        )
     is_torch = isinstance(regions, torch.Tensor)
     on = regions if regions.dtype in ((torch.bool,) if is_torch else (np.bool_,)) else regions > threshold
-    labels = torch.zeros(on.shape[1:], dtype=torch.uint8, device=on.device) if is_torch else np.zeros(on.shape[1:], np.uint8)
+    labels = (
+        torch.zeros(on.shape[1:], dtype=torch.uint8, device=on.device) if is_torch else np.zeros(on.shape[1:], np.uint8)
+    )
     for cls, mask in enumerate(on, start=1): labels[mask] = conv.class_labels[cls]
     return labels
 
@@ -264,7 +272,8 @@ class LabelsToClassesd(_LabelMapd):
 # %% ../nbs/01_labels.ipynb #06541c9f
 def label_rows(convention:str|LabelConvention, # the label convention of the segmentation
               ) -> list[tuple[int, str, tuple]]:
-    "`(value, name, (r, g, b))` of each foreground label: its tissue name, and the colour of the innermost region holding it."
+    """`(value, name, (r, g, b))` of each foreground label: its tissue name, and the colour of the innermost region
+    holding it."""
     conv = get_convention(convention)
     rgb = lambda hex_colour: tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
     return [(v, conv.labels[v], rgb(REGION_COLOURS[REGIONS[conv.label_classes[v] - 1]])) for v in sorted(conv.labels)]
@@ -307,19 +316,28 @@ def slicer_color_table(convention:str|LabelConvention, # the label convention of
                       ) -> str:
     "The 3D Slicer colour table (`.ctbl`) of `convention`: background 0, then each tumour label, colours 0-255, opaque."
     conv = get_convention(convention)
-    rows = ["0 Background 0 0 0 0"] + [f"{v} {slicer_name(name)} {r} {g} {b} 255" for v, name, (r, g, b) in label_rows(conv)]
+    rows = ["0 Background 0 0 0 0"] + [
+        f"{v} {slicer_name(name)} {r} {g} {b} 255" for v, name, (r, g, b) in label_rows(conv)
+    ]
     return (f"# Color table file neuroseg_{conv.name}\n# {len(rows)} values\n"
             f"# neuroseg: tumour labels, {conv.name} convention\n" + "\n".join(rows) + "\n")
 
 # %% ../nbs/01_labels.ipynb #db10d1a1
-LABEL_TABLES = {"itksnap": ("_itksnap_labels.txt", itksnap_label_table),  # kind -> (suffix after the stem, text of a convention)
-                "slicer": ("_ColorTable.ctbl", slicer_color_table)}
+LABEL_TABLES = {
+    "itksnap": ("_itksnap_labels.txt", itksnap_label_table),  # kind -> (suffix after the stem, text of a convention)
+    "slicer": ("_ColorTable.ctbl", slicer_color_table),
+}
 
 def label_table_paths(segmentation:str|Path, # the label map file, e.g. out/seg.nii.gz
                      ) -> dict[str, Path]:
-    "Where the label tables of `segmentation` go: `{'itksnap': seg_itksnap_labels.txt, 'slicer': seg_ColorTable.ctbl}` beside it."
+    """Where the label tables of `segmentation` go: `{'itksnap': seg_itksnap_labels.txt, 'slicer': seg_ColorTable.ctbl}`
+    beside it."""
     path = Path(segmentation)
-    stem = re.sub(r"\.nii(\.gz)?$", "", path.name, flags=re.IGNORECASE) if re.search(r"\.nii(\.gz)?$", path.name, re.IGNORECASE) else path.stem
+    stem = (
+        re.sub(r"\.nii(\.gz)?$", "", path.name, flags=re.IGNORECASE)
+        if re.search(r"\.nii(\.gz)?$", path.name, re.IGNORECASE)
+        else path.stem
+    )
     return {kind: path.with_name(stem + suffix) for kind, (suffix, _) in LABEL_TABLES.items()}
 
 # %% ../nbs/01_labels.ipynb #0ad08f2c
@@ -334,6 +352,7 @@ def label_table_writers(segmentation:str|Path, # the label map file
 def write_label_tables(segmentation:str|Path, # the label map file
                        convention:str|LabelConvention, # its label convention
                       ) -> dict[str, Path]:
-    "Write the ITK-SNAP and Slicer label tables of `segmentation` beside it (both or neither, atomically); return their paths."
+    """Write the ITK-SNAP and Slicer label tables of `segmentation` beside it (both or neither, atomically); return
+    their paths."""
     write_all(label_table_writers(segmentation, convention))
     return label_table_paths(segmentation)

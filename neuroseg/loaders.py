@@ -13,7 +13,9 @@ from monai.data.utils import set_rnd
 from .core import NeurosegError, Config, write_json_atomic
 from .data import read_dataset, split_for_config, split_cases
 from .download import MSD_TASK, is_task_folder, ensure_msd
-from .transforms import make_dataset, make_loader, fill_disk_cache, preprocess_workers, train_transforms, val_transforms
+from neuroseg.transforms import (
+    make_dataset, make_loader, fill_disk_cache, preprocess_workers, train_transforms, val_transforms,
+)
 from .synth import brain_options
 from .synth_dataset import SynthBrainDataset
 
@@ -62,7 +64,10 @@ def ensure_data(cfg:Config, di:DistInfo) -> Path:
     "`data.root`, after downloading MSD Task01 into it when it is a missing `Task01_BrainTumour` folder."
     root = Path(cfg.data.root)
     if root.name != MSD_TASK or is_task_folder(root): return root
-    if di.world > 1: raise NeurosegError(f"{root}: dataset not found; download it first with `neuroseg_download --root {root.parent}`")
+    if di.world > 1:
+        raise NeurosegError(
+            f"{root}: dataset not found; download it first with `neuroseg_download --root {root.parent}`"
+        )
     return ensure_msd(root)
 
 # %% ../nbs/03d_loaders.ipynb #c3bbc3c4
@@ -72,33 +77,41 @@ def build_data(cfg:Config, di:DistInfo) -> tuple[DataLoader, DataLoader|None, st
     if cfg.data.synth_cases:   # fresh synthetic brains: the training set, or added to the real cases
         brains = synth_dataset(cfg, cfg.data.synth_cases, seed=cfg.train.seed)
         train_ds = brains if train_ds is None else ConcatDataset([train_ds, brains])
-    sampler = DistributedSampler(train_ds, di.world, di.rank, shuffle=True, seed=cfg.train.seed) if di.world > 1 else None
+    sampler = (
+        DistributedSampler(train_ds, di.world, di.rank, shuffle=True, seed=cfg.train.seed) if di.world > 1 else None
+    )
     train_dl = make_loader(train_ds, cfg, train=True, sampler=sampler, rank=di.rank)
     val_dl = make_loader(val_ds, cfg, train=False) if val_ds is not None else None
     return train_dl, val_dl, convention, split
 
 # %% ../nbs/03d_loaders.ipynb #4b25321b
 def real_datasets(cfg:Config, di:DistInfo) -> tuple:
-    "The training and (rank 0) validation datasets of `data.root`'s split, preprocessed into the disk cache; the convention; the split."
+    """The training and (rank 0) validation datasets of `data.root`'s split, preprocessed into the disk cache; the
+    convention; the split."""
     cases, convention = read_dataset(ensure_data(cfg, di), cfg.data.format, cfg.data.convention)
     split = first_on_main(di, lambda: split_for_config(cases, cfg))
     train_cases, val_cases, _ = split_cases(cases, split, cfg.data.fold)
-    if len(train_cases) < di.world: raise NeurosegError(f"{cfg.data.root}: {len(train_cases)} training cases for {di.world} processes")
+    if len(train_cases) < di.world:
+        raise NeurosegError(f"{cfg.data.root}: {len(train_cases)} training cases for {di.world} processes")
     train_ds = make_dataset(train_cases, cfg, convention, train=True)
     val_ds = make_dataset(val_cases, cfg, convention, train=False) if di.main and val_cases else None
     _preprocess(cfg, di, train_ds, val_ds)
     return train_ds, val_ds, convention, split
 
 def _preprocess(cfg:Config, di:DistInfo, train_ds, val_ds):
-    "Fill the disk cache (`data.cache=disk`) before the first epoch: each process its share of the training cases, rank 0 the validation cases."
+    """Fill the disk cache (`data.cache=disk`) before the first epoch: each process its share of the training cases,
+    rank 0 the validation cases."""
     tick, workers = time.perf_counter(), preprocess_workers(cfg)
     n = fill_disk_cache(train_ds, workers, di.rank, di.world, progress=di.main)
     n += fill_disk_cache(val_ds, workers, progress=di.main) if val_ds is not None else 0
     if di.world > 1:   # every rank waits for the others' shares; rank 0 reports them all
         total = torch.tensor([n], device=di.device); dist.all_reduce(total); n = int(total)   # NCCL: a GPU tensor
     if n and di.main:
-        print(f"neuroseg_train: preprocessed {n} case(s) into the disk cache {Path(cfg.data.cache_dir)} in {time.perf_counter() - tick:.0f} s",
-              file=sys.stderr)
+        print(
+            f"neuroseg_train: preprocessed {n} case(s) into the disk cache {Path(cfg.data.cache_dir)} in "
+            f"{time.perf_counter() - tick:.0f} s",
+            file=sys.stderr,
+        )
 
 # %% ../nbs/03d_loaders.ipynb #d2a4f6b2
 SYNTH_VAL_CASES = 4   # fixed synthetic validation brains of a data.format=synth run
@@ -110,13 +123,20 @@ def synth_dataset(cfg:Config, # uses data.spacing_mm and the preprocessing and a
                  ) -> SynthBrainDataset:
     "Synthetic brains generated on the fly at the training spacing, through the run's preprocessing (and augmentation)."
     transform = (train_transforms if train else val_transforms)(cfg, "msd", load=False)
-    return SynthBrainDataset(length, transform, seed=seed, spacing_mm=min(float(s) for s in cfg.data.spacing_mm),
-                             **brain_options(cfg.data.synth_tumour_mm, cfg.data.synth_lookalikes, cfg.data.synth_wide_normal))
+    return SynthBrainDataset(
+        length, transform, seed=seed, spacing_mm=min(float(s) for s in cfg.data.spacing_mm),
+        **brain_options(cfg.data.synth_tumour_mm, cfg.data.synth_lookalikes, cfg.data.synth_wide_normal),
+    )
 
 # %% ../nbs/03d_loaders.ipynb #00671a43
 def synthetic_datasets(cfg:Config, di:DistInfo) -> tuple:
-    "A `data.format=synth` run's data: no real training set, fixed validation brains on rank 0, MSD labels, a split file saying so."
-    split = dict(format="synth", synth_cases=cfg.data.synth_cases, val_cases=SYNTH_VAL_CASES, val_seed=epoch_seed(cfg.train.seed, 2**31 - 1))   # an epoch no run reaches
+    """A `data.format=synth` run's data: no real training set, fixed validation brains on rank 0, MSD labels, a split
+    file saying so."""
+    # an epoch no run reaches
+    split = dict(
+        format="synth", synth_cases=cfg.data.synth_cases, val_cases=SYNTH_VAL_CASES,
+        val_seed=epoch_seed(cfg.train.seed, 2**31 - 1),
+    )
     path = Path(cfg.train.out_dir)/"split.json"
     if di.main: write_json_atomic(path, split)
     val_ds = synth_dataset(cfg, SYNTH_VAL_CASES, train=False, seed=split["val_seed"]) if di.main else None

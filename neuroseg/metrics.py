@@ -16,7 +16,10 @@ from fastcore.script import Param
 from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, fsync_path,
                            check_writable, check_not_input, remove_stale_temps, write_all)
 from .labels import REGIONS, labels_to_regions, get_convention, check_labels
-from .data import SUBSETS, split_subset_ids, check_path_names, read_label_map, open_nifti, grid_mismatch, nifti_stem, match_brats_suffix
+from neuroseg.data import (
+    SUBSETS, split_subset_ids, check_path_names, read_label_map, open_nifti, grid_mismatch, nifti_stem,
+    match_brats_suffix,
+)
 
 # %% auto #0
 __all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRICS', 'PANOPTIC_QUALITY', 'LESION_MATCH_MIN_DICE',
@@ -83,7 +86,9 @@ def foreground_bbox(*masks:np.ndarray, # arrays of one shape; nonzero is foregro
                     margin:int=1, # voxels added on every side (clipped at the image border)
                    ) -> tuple[slice, ...] | None:
     "Slices of the bounding box of the union of `masks`, plus `margin`; None when all are empty."
-    union = functools.reduce(np.logical_or, map(np.asarray, masks)) if len(masks) > 1 else np.asarray(masks[0]).astype(bool)
+    union = (
+        functools.reduce(np.logical_or, map(np.asarray, masks)) if len(masks) > 1 else np.asarray(masks[0]).astype(bool)
+    )
     box = []
     for axis, size in enumerate(union.shape):
         hits = np.flatnonzero(union.any(axis=tuple(a for a in range(union.ndim) if a != axis)))
@@ -137,7 +142,9 @@ def compute_surface_distances(pred:np.ndarray, # predicted mask, non-empty
     "Distances (mm) from each surface voxel of `pred` to the surface of `ref`, and from `ref`'s to `pred`'s."
     pred, ref = _as_mask(pred), _as_mask(ref)
     if not (pred.any() and ref.any()):
-        raise ValueError("compute_surface_distances needs two non-empty masks; compute_hd95 applies the empty-region rules")
+        raise ValueError(
+            "compute_surface_distances needs two non-empty masks; compute_hd95 applies the empty-region rules"
+        )
     box, mm = foreground_bbox(pred, ref, margin=1), np.asarray(spacing, dtype=float)
     pred_points, ref_points = (np.argwhere(mask_surface(m[box])) * mm for m in (pred, ref))
     return cKDTree(ref_points).query(pred_points)[0], cKDTree(pred_points).query(ref_points)[0]
@@ -194,7 +201,9 @@ def volume_metrics(pred:np.ndarray, ref:np.ndarray, spacing:tuple=(1.0, 1.0, 1.0
     return dict(ref_volume_ml=n_ref * ml, pred_volume_ml=n_pred * ml, volume_diff_ml=(n_pred - n_ref) * ml)
 
 # %% ../nbs/05e_metrics.ipynb #0cf91c3a
-METRICS = ("dice", "hd95", "hd", "assd", "sensitivity", "specificity", "ref_volume_ml", "pred_volume_ml", "volume_diff_ml")
+METRICS = (
+    "dice", "hd95", "hd", "assd", "sensitivity", "specificity", "ref_volume_ml", "pred_volume_ml", "volume_diff_ml",
+)
 
 def compute_region_metrics(pred:np.ndarray, # predicted mask (numpy or torch)
                            ref:np.ndarray, # reference mask, same shape
@@ -230,28 +239,35 @@ def _provenance(definition:str, policy:EmptyRegionPolicy, convention:str, spacin
     return dict(hd95_definition=definition, empty_regions=policy.name, label_convention=convention,
                 spacing_mm="x".join(f"{float(s):g}" for s in spacing))
 
-def evaluate_case(pred_labels:np.ndarray, # predicted label map
-                  ref_labels:np.ndarray, # reference label map, same grid
-                  convention:str, # label convention of both maps: msd, brats2021 or brats2023
-                  spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm, in array-axis order (from the NIfTI header)
-                  case:str="", # case id, first column of every row
-                  definition:str="legacy", # HD95 definition (see `HD95_DEFINITIONS`)
-                  policy:str|EmptyRegionPolicy="brats", # empty-region convention
-                  per_label:bool=False, # also a row per foreground label
-                  lesion_wise:bool=False, # also lesion-wise scores: panoptica's (official evaluator) and the BraTS 2023 challenge's (`compute_lesion_wise`)
-                 ) -> list[dict]:
+def evaluate_case(
+    pred_labels: np.ndarray,  # predicted label map
+    ref_labels: np.ndarray,  # reference label map, same grid
+    convention: str,  # label convention of both maps: msd, brats2021 or brats2023
+    spacing: tuple = (1.0, 1.0, 1.0),  # voxel size in mm, in array-axis order (from the NIfTI header)
+    case: str = "",  # case id, first column of every row
+    definition: str = "legacy",  # HD95 definition (see `HD95_DEFINITIONS`)
+    policy: str | EmptyRegionPolicy = "brats",  # empty-region convention
+    per_label: bool = False,  # also a row per foreground label
+    lesion_wise: bool = False,  # also lesion-wise scores: panoptica's (official evaluator) and the BraTS 2023 challenge's (`compute_lesion_wise`)
+) -> list[dict]:
     "One row of every metric per region (WT, TC, ET, and labels if asked), stating how each was computed."
     pred_labels, ref_labels = np.asarray(pred_labels), np.asarray(ref_labels)
     if pred_labels.shape != ref_labels.shape:
-        raise NeurosegError(f"{case or 'case'}: prediction {pred_labels.shape} and reference {ref_labels.shape} differ in shape")
+        raise NeurosegError(
+            f"{case or 'case'}: prediction {pred_labels.shape} and reference {ref_labels.shape} differ in shape"
+        )
     definition, policy = check_hd95_definition(definition), get_empty_policy(policy)
     box = foreground_bbox(pred_labels, ref_labels, margin=1) or (slice(0, 1),) * ref_labels.ndim
     preds = region_masks(pred_labels[box], convention, per_label, f"{case} prediction".strip())
     refs = region_masks(ref_labels[box], convention, per_label, f"{case} reference".strip())
     rows = []
     for region in refs:
-        row = dict(case=case, region=region, status="ok",
-                   **compute_region_metrics(preds[region], refs[region], spacing, definition, policy, n_voxels=ref_labels.size))
+        row = dict(
+            case=case, region=region, status="ok",
+            **compute_region_metrics(
+                preds[region], refs[region], spacing, definition, policy, n_voxels=ref_labels.size
+            ),
+        )
         if lesion_wise: row.update(compute_lesion_wise(preds[region], refs[region], spacing, policy))
         rows.append(row | _provenance(definition, policy, convention, spacing))
     return rows
@@ -261,13 +277,15 @@ PANOPTIC_QUALITY = dict(
     lesions="26-connected components of each region, prediction and reference alike",
     matching="one to one, largest total Dice over the pairs that share a voxel (panoptica MaxBipartiteMatching)",
     scores="sq_dsc, sq_hd95: means over matched lesions of Dice and HD95 (brats2023 definition); rq: F1 of lesion detection; "
-           "pq_dsc = sq_dsc x rq; tp, fn, fp: lesion counts",
-    reference="brats-evaluation (official BraTS evaluator since 2024, on panoptica), config gli")
+    "pq_dsc = sq_dsc x rq; tp, fn, fp: lesion counts",
+    reference="brats-evaluation (official BraTS evaluator since 2024, on panoptica), config gli",
+)
 LESION_MATCH_MIN_DICE = 1e-6   # panoptica's matching_threshold in brats-evaluation's gli config
 
 def label_lesions(mask:np.ndarray, # boolean mask, any dimension
                  ) -> tuple[np.ndarray, int]:
-    "Lesions of `mask`: its 26-connected components (8 in 2D), numbered in raster order as cc3d numbers them: (labels, count)."
+    """Lesions of `mask`: its 26-connected components (8 in 2D), numbered in raster order as cc3d numbers them: (labels,
+    count)."""
     mask = _as_mask(mask)
     return ndimage.label(mask, structure=np.ones((3,) * mask.ndim, bool))
 
@@ -288,11 +306,13 @@ def match_lesions(pred_lesions:np.ndarray, n_pred:int, # predicted lesions and t
                   ref_lesions:np.ndarray, n_ref:int, # reference lesions and their count
                   min_dice:float=LESION_MATCH_MIN_DICE, # pairs with a lower Dice are never matched
                  ) -> list[tuple[int, int, float]]:
-    "(reference lesion, predicted lesion, Dice) matched one to one for the largest total Dice, as panoptica's `MaxBipartiteMatching`."
+    """(reference lesion, predicted lesion, Dice) matched one to one for the largest total Dice, as panoptica's
+    `MaxBipartiteMatching`."""
     if not (n_pred and n_ref): return []
     ref_ids, pred_ids, dice = lesion_overlaps(pred_lesions, ref_lesions)
     keep = dice >= min_dice
-    cost = np.full((n_ref, n_pred), 1.0 + 1e-6)          # panoptica's cost matrix: 1 - Dice, a little over 1 for no overlap
+    # panoptica's cost matrix: 1 - Dice, a little over 1 for no overlap
+    cost = np.full((n_ref, n_pred), 1.0 + 1e-6)
     cost[ref_ids[keep] - 1, pred_ids[keep] - 1] = 1.0 - dice[keep]
     dice_of = dict(zip(zip(ref_ids.tolist(), pred_ids.tolist()), dice.tolist()))
     return [(r + 1, p + 1, dice_of[r + 1, p + 1]) for r, p in zip(*map(np.ndarray.tolist, linear_sum_assignment(cost)))
@@ -301,21 +321,31 @@ def match_lesions(pred_lesions:np.ndarray, n_pred:int, # predicted lesions and t
 # %% ../nbs/05e_metrics.ipynb #49a465f8
 def _union_box(a:tuple, b:tuple, shape:tuple, margin:int=1) -> tuple:
     "The union of two boxes of slices, plus `margin`, clipped to `shape`."
-    return tuple(slice(max(min(x.start, y.start) - margin, 0), min(max(x.stop, y.stop) + margin, n)) for x, y, n in zip(a, b, shape))
+    return tuple(
+        slice(max(min(x.start, y.start) - margin, 0), min(max(x.stop, y.stop) + margin, n))
+        for x, y, n in zip(a, b, shape)
+    )
 
 def lesion_pair_scores(pred:np.ndarray, # predicted mask
                        ref:np.ndarray, # reference mask, same shape
                        spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
                       ) -> dict:
-    "Dice and HD95 (brats2023 definition) of each matched pair of lesions, and the counts of matches, misses and false positives."
+    """Dice and HD95 (brats2023 definition) of each matched pair of lesions, and the counts of matches, misses and false
+    positives."""
     (pred_lesions, n_pred), (ref_lesions, n_ref) = label_lesions(pred), label_lesions(ref)
     matches = match_lesions(pred_lesions, n_pred, ref_lesions, n_ref)
     pred_boxes, ref_boxes = ndimage.find_objects(pred_lesions), ndimage.find_objects(ref_lesions)
     hd95 = []
     for r, p, _ in matches:   # each pair inside its own box: a 1-voxel margin keeps the surfaces of the full image
         box = _union_box(ref_boxes[r - 1], pred_boxes[p - 1], ref_lesions.shape)
-        hd95.append(hd95_from_distances(*compute_surface_distances(pred_lesions[box] == p, ref_lesions[box] == r, spacing), "brats2023"))
-    return dict(dice=[d for *_, d in matches], hd95=hd95, tp=len(matches), fn=n_ref - len(matches), fp=n_pred - len(matches))
+        hd95.append(
+            hd95_from_distances(
+                *compute_surface_distances(pred_lesions[box] == p, ref_lesions[box] == r, spacing), "brats2023"
+            )
+        )
+    return dict(
+        dice=[d for *_, d in matches], hd95=hd95, tp=len(matches), fn=n_ref - len(matches), fp=n_pred - len(matches)
+    )
 
 # %% ../nbs/05e_metrics.ipynb #f35a2e6a
 def compute_panoptic_quality(pred:np.ndarray, # predicted mask
@@ -323,14 +353,22 @@ def compute_panoptic_quality(pred:np.ndarray, # predicted mask
                              spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
                              policy:str|EmptyRegionPolicy="brats", # fills the scores when no lesion is matched
                             ) -> dict:
-    "panoptica's lesion-wise sq_dsc, sq_hd95 (means over matched lesions), rq, pq_dsc and the lesion counts, as the official BraTS evaluator computes them."
+    """panoptica's lesion-wise sq_dsc, sq_hd95 (means over matched lesions), rq, pq_dsc and the lesion counts, as the
+    official BraTS evaluator computes them."""
     s, policy = lesion_pair_scores(pred, ref, spacing), get_empty_policy(policy)
     counts = dict(lesion_tp=s["tp"], lesion_fn=s["fn"], lesion_fp=s["fp"])
     if s["tp"]:
         sq_dsc, rq = float(np.mean(s["dice"])), s["tp"] / (s["tp"] + 0.5 * s["fp"] + 0.5 * s["fn"])
-        return dict(lesion_sq_dsc=sq_dsc, lesion_sq_hd95=float(np.mean(s["hd95"])), lesion_rq=rq, lesion_pq_dsc=sq_dsc * rq, **counts)
+        return dict(
+            lesion_sq_dsc=sq_dsc, lesion_sq_hd95=float(np.mean(s["hd95"])), lesion_rq=rq, lesion_pq_dsc=sq_dsc * rq,
+            **counts,
+        )
     nothing = s["fn"] + s["fp"] == 0
-    dice, distance = (policy.dice_both_empty, policy.distance_both_empty) if nothing else (policy.dice_one_empty, policy.distance_one_empty)
+    dice, distance = (
+        (policy.dice_both_empty, policy.distance_both_empty)
+        if nothing
+        else (policy.dice_one_empty, policy.distance_one_empty)
+    )
     return dict(lesion_sq_dsc=dice, lesion_sq_hd95=distance, lesion_rq=dice, lesion_pq_dsc=dice, **counts)
 
 # %% ../nbs/05e_metrics.ipynb #55dffb0e
@@ -342,8 +380,9 @@ BRATS2023_LESION_WISE = dict(
     matching="every predicted component touching a reference lesion's dilation is pooled into it; the others are false positives",
     ignored=f"reference lesions of {BRATS2023_MIN_LESION_MM3:g} mm³ or less; predicted components are never ignored",
     scores=f"mean over kept lesions and false positives (Dice 0, HD95 {BRATS2023_PENALTY_MM:g} mm) of Dice and the area-weighted "
-           "surface HD95 (DeepMind surface-distance); Dice 1 and HD95 0 when there is nothing to average",
-    reference="rachitsaluja/BraTS-2023-Metrics, brats_metrics.py, BraTS-GLI parameters")
+    "surface HD95 (DeepMind surface-distance); Dice 1 and HD95 0 when there is nothing to average",
+    reference="rachitsaluja/BraTS-2023-Metrics, brats_metrics.py, BraTS-GLI parameters",
+)
 
 # %% ../nbs/05e_metrics.ipynb #723b28c3
 _CORNER_CODE = np.array([[[128, 64], [32, 16]], [[8, 4], [2, 1]]])   # bit of each voxel of a 2x2x2 neighbourhood
@@ -351,7 +390,8 @@ _CORNER_CODE = np.array([[[128, 64], [32, 16]], [[8, 4], [2, 1]]])   # bit of ea
 @functools.cache
 def surfel_area_table(spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm (a tuple: the table is cached)
                      ) -> np.ndarray:
-    "Area in mm² of the surface crossing a voxel corner, for each of the 256 codes of its 2x2x2 neighbourhood (DeepMind surface-distance)."
+    """Area in mm² of the surface crossing a voxel corner, for each of the 256 codes of its 2x2x2 neighbourhood
+    (DeepMind surface-distance)."""
     from monai.metrics.utils import _get_neighbour_code_to_normals_table   # DeepMind's normals, as MONAI ships them
     normals, (s0, s1, s2) = _get_neighbour_code_to_normals_table().numpy().astype(np.float64), spacing
     scaled = np.stack([normals[..., 0] * s1 * s2, normals[..., 1] * s0 * s2, normals[..., 2] * s0 * s1], axis=-1)
@@ -361,14 +401,16 @@ def surfel_area_table(spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm (a tuple
 
 # %% ../nbs/05e_metrics.ipynb #f0e5711b
 def _corner_surface(mask:np.ndarray, box:tuple) -> tuple[np.ndarray, np.ndarray]:
-    "Neighbourhood codes on the voxel-corner grid of `mask[box]`, and where the surface passes (codes other than 0 and 255)."
+    """Neighbourhood codes on the voxel-corner grid of `mask[box]`, and where the surface passes (codes other than 0 and
+    255)."""
     crop = np.zeros(tuple(s.stop - s.start + 1 for s in box), np.uint8)
     crop[tuple(slice(0, -1) for _ in box)] = mask[box]
     code = ndimage.correlate(crop, _CORNER_CODE, mode="constant", cval=0)
     return code, (code != 0) & (code != 255)
 
 def _area_percentile(distances:np.ndarray, areas:np.ndarray, percent:float=95.0) -> float:
-    "The distance below which `percent` % of the surface area lies (DeepMind's `compute_robust_hausdorff`, one direction); inf when empty."
+    """The distance below which `percent` % of the surface area lies (DeepMind's `compute_robust_hausdorff`, one
+    direction); inf when empty."""
     if not len(distances): return math.inf
     order = np.lexsort((areas, distances))   # by distance, then area, as DeepMind sorts its (distance, area) pairs
     cumulative = np.cumsum(areas[order]) / np.sum(areas[order])
@@ -378,12 +420,17 @@ def surfel_hd95(pred:np.ndarray, # predicted mask, 3D
                 ref:np.ndarray, # reference mask, same shape
                 spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
                ) -> float:
-    "HD95 as the BraTS 2023 challenge code computes it (DeepMind surface-distance): area-weighted, the larger direction; inf when one mask is empty."
+    """HD95 as the BraTS 2023 challenge code computes it (DeepMind surface-distance): area-weighted, the larger
+    direction; inf when one mask is empty."""
     pred, ref = _as_mask(pred), _as_mask(ref)
     box = foreground_bbox(pred, ref, margin=0)
     if box is None: return 0.0
     (pred_code, pred_surface), (ref_code, ref_surface) = _corner_surface(pred, box), _corner_surface(ref, box)
-    to = lambda surface: ndimage.distance_transform_edt(~surface, sampling=spacing) if surface.any() else np.full(surface.shape, math.inf)
+    to = lambda surface: (
+        ndimage.distance_transform_edt(~surface, sampling=spacing)
+        if surface.any()
+        else np.full(surface.shape, math.inf)
+    )
     table = surfel_area_table(tuple(float(s) for s in spacing))
     return max(_area_percentile(to(pred_surface)[ref_surface], table[ref_code[ref_surface]]),
                _area_percentile(to(ref_surface)[pred_surface], table[pred_code[pred_surface]]))
@@ -392,20 +439,23 @@ def surfel_hd95(pred:np.ndarray, # predicted mask, 3D
 def group_reference_lesions(ref:np.ndarray, # reference mask, 3D
                             dilation:int=BRATS2023_DILATION, # dilations by the 18-neighbourhood
                            ) -> tuple[np.ndarray, int]:
-    "Reference lesions as the 2023 challenge code groups them: 26-connected components merged where their dilations touch: (labels, count)."
+    """Reference lesions as the 2023 challenge code groups them: 26-connected components merged where their dilations
+    touch: (labels, count)."""
     ref = _as_mask(ref)
     grown = ndimage.binary_dilation(ref, ndimage.generate_binary_structure(3, 2), iterations=dilation)
     groups, n = label_lesions(grown)
     return np.where(ref, groups, 0), n
 
 # %% ../nbs/05e_metrics.ipynb #e18ac5b5
-def brats2023_lesion_scores(pred:np.ndarray, # predicted mask, 3D
-                            ref:np.ndarray, # reference mask, same shape
-                            spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
-                            dilation:int=BRATS2023_DILATION, # dilations by the 18-neighbourhood, for grouping and matching
-                            distances:bool=True, # compute each lesion's HD95 (False: NaN, for a caller that needs only the Dice)
-                           ) -> tuple[list[dict], int]:
-    "Each reference lesion's volume (mm³), whether a prediction touches it, Dice and HD95 (inf if missed), and the count of false-positive components."
+def brats2023_lesion_scores(
+    pred: np.ndarray,  # predicted mask, 3D
+    ref: np.ndarray,  # reference mask, same shape
+    spacing: tuple = (1.0, 1.0, 1.0),  # voxel size in mm
+    dilation: int = BRATS2023_DILATION,  # dilations by the 18-neighbourhood, for grouping and matching
+    distances: bool = True,  # compute each lesion's HD95 (False: NaN, for a caller that needs only the Dice)
+) -> tuple[list[dict], int]:
+    """Each reference lesion's volume (mm³), whether a prediction touches it, Dice and HD95 (inf if missed), and the
+    count of false-positive components."""
     pred, ref = _as_mask(pred), _as_mask(ref)
     box = foreground_bbox(pred, ref, margin=dilation + 1)   # every dilation fits: the numbers of the whole image
     if box is None: return [], 0
@@ -417,36 +467,51 @@ def brats2023_lesion_scores(pred:np.ndarray, # predicted mask, 3D
         ids = np.unique(components[near][ndimage.binary_dilation(lesions[near] == k, grow, iterations=dilation)])
         ids = ids[ids > 0]; touched.update(ids.tolist())
         lesion, found = lesions == k, np.isin(components, ids)
-        scores.append(dict(volume_mm3=np.count_nonzero(lesion) * spacing[0] * spacing[1] * spacing[2], found=bool(len(ids)),
-                           dice=float(2.0 * np.count_nonzero(lesion & found) / (np.count_nonzero(lesion) + np.count_nonzero(found))),
-                           hd95=(surfel_hd95(found, lesion, spacing) if distances else math.nan) if len(ids) else math.inf))
+        scores.append(
+            dict(
+                volume_mm3=np.count_nonzero(lesion) * spacing[0] * spacing[1] * spacing[2],
+                found=bool(len(ids)),
+                dice=float(
+                    2.0 * np.count_nonzero(lesion & found) / (np.count_nonzero(lesion) + np.count_nonzero(found))
+                ),
+                hd95=(surfel_hd95(found, lesion, spacing) if distances else math.nan) if len(ids) else math.inf,
+            )
+        )
     return scores, n_pred - len(touched)
 
 # %% ../nbs/05e_metrics.ipynb #541bed27
-def compute_brats2023_lesion_wise(pred:np.ndarray, # predicted mask, 3D
-                                  ref:np.ndarray, # reference mask, same shape
-                                  spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
-                                  dilation:int=BRATS2023_DILATION, # 3 for BraTS-GLI, SSA, PED; 1 for MEN, MET
-                                  min_volume_mm3:float=BRATS2023_MIN_LESION_MM3, # 50 for GLI, SSA, PED, MEN; 2 for MET
-                                  distances:bool=True, # False: the Dice and the counts only, without the HD95 (several times faster)
-                                 ) -> dict:
+def compute_brats2023_lesion_wise(
+    pred: np.ndarray,  # predicted mask, 3D
+    ref: np.ndarray,  # reference mask, same shape
+    spacing: tuple = (1.0, 1.0, 1.0),  # voxel size in mm
+    dilation: int = BRATS2023_DILATION,  # 3 for BraTS-GLI, SSA, PED; 1 for MEN, MET
+    min_volume_mm3: float = BRATS2023_MIN_LESION_MM3,  # 50 for GLI, SSA, PED, MEN; 2 for MET
+    distances: bool = True,  # False: the Dice and the counts only, without the HD95 (several times faster)
+) -> dict:
     "Lesion-wise Dice and HD95 as the BraTS 2023 challenge ranked them, with its lesion counts (`lesion_brats2023_*`)."
     scores, n_fp = brats2023_lesion_scores(pred, ref, spacing, dilation, distances)
     kept = [s for s in scores if s["volume_mm3"] > min_volume_mm3]
     n, tp = len(kept) + n_fp, sum(s["found"] for s in kept)
-    hd95 = sum(s["hd95"] if math.isfinite(s["hd95"]) else BRATS2023_PENALTY_MM for s in kept) + BRATS2023_PENALTY_MM * n_fp
-    return dict(lesion_brats2023_dice=sum(s["dice"] for s in kept) / n if n else 1.0, lesion_brats2023_hd95=(hd95 / n if n else 0.0) if distances else math.nan,
-                lesion_brats2023_tp=tp, lesion_brats2023_fn=len(kept) - tp, lesion_brats2023_fp=n_fp)
+    hd95 = (
+        sum(s["hd95"] if math.isfinite(s["hd95"]) else BRATS2023_PENALTY_MM for s in kept) + BRATS2023_PENALTY_MM * n_fp
+    )
+    return dict(
+        lesion_brats2023_dice=sum(s["dice"] for s in kept) / n if n else 1.0,
+        lesion_brats2023_hd95=(hd95 / n if n else 0.0) if distances else math.nan, lesion_brats2023_tp=tp,
+        lesion_brats2023_fn=len(kept) - tp, lesion_brats2023_fp=n_fp,
+    )
 
 # %% ../nbs/05e_metrics.ipynb #9929682a
-LESION_WISE = dict(panoptica=PANOPTIC_QUALITY, brats2023=BRATS2023_LESION_WISE)   # what summary.json says of the lesion-wise columns
+# what summary.json says of the lesion-wise columns
+LESION_WISE = dict(panoptica=PANOPTIC_QUALITY, brats2023=BRATS2023_LESION_WISE)
 
 def compute_lesion_wise(pred:np.ndarray, # predicted mask
                         ref:np.ndarray, # reference mask, same shape
                         spacing:tuple=(1.0, 1.0, 1.0), # voxel size in mm
                         policy:str|EmptyRegionPolicy="brats", # fills panoptica's scores when no lesion is matched
                        ) -> dict:
-    "Both lesion-wise families of one region: panoptica's (`compute_panoptic_quality`) and the BraTS 2023 challenge's (`compute_brats2023_lesion_wise`)."
+    """Both lesion-wise families of one region: panoptica's (`compute_panoptic_quality`) and the BraTS 2023 challenge's
+    (`compute_brats2023_lesion_wise`)."""
     return compute_panoptic_quality(pred, ref, spacing, policy) | compute_brats2023_lesion_wise(pred, ref, spacing)
 
 # %% ../nbs/05e_metrics.ipynb #e94f5399
@@ -456,7 +521,8 @@ def perturb_labels(label_map:np.ndarray, # reference label map, 3D, with some tu
                    shift:int=2, # largest shift, in voxels, along each axis
                    n_blobs:int=6, # small spurious blobs (1 to 4 voxels wide)
                   ) -> np.ndarray:
-    "A label map made wrong on purpose, for checking evaluators: shifted, ET eroded, edema grown, split by a cut, blobs added."
+    """A label map made wrong on purpose, for checking evaluators: shifted, ET eroded, edema grown, split by a cut,
+    blobs added."""
     rng, (edema, core, enhancing) = np.random.default_rng(seed), get_convention(convention).class_labels[1:]
     out = np.roll(np.asarray(label_map), tuple(rng.integers(-shift, shift + 1, 3)), axis=(0, 1, 2))
     et = out == enhancing
@@ -468,7 +534,9 @@ def perturb_labels(label_map:np.ndarray, # reference label map, 3D, with some tu
     out[tuple(cut)] = 0
     for _ in range(n_blobs):
         size = int(rng.integers(1, 5))
-        corner = [int(rng.integers(max(b.start - 20, 0), max(min(b.stop + 20, n) - size, 1))) for b, n in zip(box, out.shape)]
+        corner = [
+            int(rng.integers(max(b.start - 20, 0), max(min(b.stop + 20, n) - size, 1))) for b, n in zip(box, out.shape)
+        ]
         out[tuple(slice(c, c + size) for c in corner)] = rng.choice([edema, core, enhancing])
     return out
 
@@ -497,9 +565,11 @@ def load_label_map(path:str|Path) -> LabelMap:
 def check_same_grid(pred_path:str|Path, ref_path:str|Path, case:str="") -> tuple:
     "Raise `NeurosegError` unless the two NIfTI files have the same shape and affine; return the reference's spacing."
     pred, ref = open_nifti(pred_path), open_nifti(ref_path)
-    if (why := grid_mismatch(ref, pred)):   # the readers' own check (02_data): shape, then affines within 1e-3 mm
-        raise NeurosegError(f"{case + ': ' if case else ''}prediction {pred_path} and reference {ref_path} are on different grids "
-                            f"({why}); resample the prediction onto the reference grid")
+    if (why := grid_mismatch(ref, pred)):  # the readers' own check (02_data): shape, then affines within 1e-3 mm
+        raise NeurosegError(
+            f"{case + ': ' if case else ''}prediction {pred_path} and reference {ref_path} are on different grids "
+            f"({why}); resample the prediction onto the reference grid"
+        )
     return tuple(float(z) for z in ref.header.get_zooms()[:3])
 
 # %% ../nbs/05e_metrics.ipynb #bef06c95
@@ -512,19 +582,26 @@ def label_case_id(path:str|Path) -> str:
 
 # %% ../nbs/05e_metrics.ipynb #d0e6e23a
 def case_folder_label(folder:str|Path) -> Path|None:
-    "The label map (`*_seg` / `*-seg`) of a BraTS case folder; None when `folder` is no case folder (no modality file of one case); `NeurosegError` when it has no label map."
+    """The label map (`*_seg` / `*-seg`) of a BraTS case folder; None when `folder` is no case folder (no modality file
+    of one case); `NeurosegError` when it has no label map."""
     folder = Path(folder)
-    hits = [(f, hit) for f in sorted(folder.iterdir()) if f.is_file() and (hit := match_brats_suffix(nifti_stem(f) or ""))]
+    hits = [
+        (f, hit) for f in sorted(folder.iterdir()) if f.is_file() and (hit := match_brats_suffix(nifti_stem(f) or ""))
+    ]
     if len({hit[0] for _, hit in hits}) != 1 or all(hit[2] == "seg" for _, hit in hits): return None
     labels = [f for f, hit in hits if hit[2] == "seg"]
     if not labels:
-        raise NeurosegError(f"{folder}: a BraTS case folder with no label map (*_seg.nii.gz or *-seg.nii.gz), only the images "
-                            f"{', '.join(f.name for f, _ in hits)}; give the reference label file or a folder holding it")
-    if len(labels) > 1: raise NeurosegError(f"{folder}: several label maps ({', '.join(f.name for f in labels)}); keep one")
+        raise NeurosegError(
+            f"{folder}: a BraTS case folder with no label map (*_seg.nii.gz or *-seg.nii.gz), only the images "
+            f"{', '.join(f.name for f, _ in hits)}; give the reference label file or a folder holding it"
+        )
+    if len(labels) > 1:
+        raise NeurosegError(f"{folder}: several label maps ({', '.join(f.name for f in labels)}); keep one")
     return labels[0]
 
 def find_label_files(path:str|Path) -> dict:
-    "`{case id: file}` of a NIfTI file, a BraTS case folder (its label map), or a directory's NIfTI files (else its case folders' `*seg.nii*` files)."
+    """`{case id: file}` of a NIfTI file, a BraTS case folder (its label map), or a directory's NIfTI files (else its
+    case folders' `*seg.nii*` files)."""
     path = Path(path)
     if path.is_file(): return {label_case_id(path): path}
     if not path.is_dir(): raise NeurosegError(f"{path}: no such file or directory")
@@ -534,10 +611,14 @@ def find_label_files(path:str|Path) -> dict:
     files = files or sorted(path.glob("*/*seg.nii*"))
     if not files: raise NeurosegError(f"{path}: no .nii or .nii.gz label files found")
     if (odd := next((f for f in files if re.search(r"[\r\n]", f.name)), None)):
-        raise NeurosegError(f"{path}: {odd.name!r} has a line break in its name, so it names no case id; rename it")   # not scored under a broken id
+        # not scored under a broken id
+        raise NeurosegError(f"{path}: {odd.name!r} has a line break in its name, so it names no case id; rename it")
     found = {}
     for f in files:
-        if label_case_id(f) in found: raise NeurosegError(f"{path}: two files for case {label_case_id(f)} ({found[label_case_id(f)].name}, {f.name})")
+        if label_case_id(f) in found:
+            raise NeurosegError(
+                f"{path}: two files for case {label_case_id(f)} ({found[label_case_id(f)].name}, {f.name})"
+            )
         found[label_case_id(f)] = f
     return found
 
@@ -547,18 +628,25 @@ def _few(ids, n:int=3) -> str:
     ids = sorted(ids)
     return ", ".join(ids[:n]) + (f" and {len(ids) - n} more" if len(ids) > n else "") if ids else "none"
 
-def pair_label_files(pred:str|Path, # prediction file or directory
-                     ref:str|Path, # reference file, BraTS case folder or directory
-                     cases:list|None=None, # only these case ids (each counted, found or not); None: every case on either side
-                    ) -> list[tuple]:
-    "`(case, pred file or None, ref file or None)` for every case, sorted; a prediction file and one reference (a file or a case folder) always pair."
+def pair_label_files(
+    pred: str | Path,  # prediction file or directory
+    ref: str | Path,  # reference file, BraTS case folder or directory
+    cases: list | None = None,  # only these case ids (each counted, found or not); None: every case on either side
+) -> list[tuple]:
+    """`(case, pred file or None, ref file or None)` for every case, sorted; a prediction file and one reference (a file
+    or a case folder) always pair."""
     ref_file = Path(ref) if Path(ref).is_file() else case_folder_label(ref) if Path(ref).is_dir() else None
     if Path(pred).is_file() and ref_file: return [(label_case_id(ref_file), Path(pred), ref_file)]
     preds, refs = find_label_files(pred), find_label_files(ref)
-    if not preds.keys() & refs.keys():   # every case a miss: a naming mismatch, not a model that found nothing
-        raise NeurosegError(f"{pred} and {ref}: no case id in common (predictions: {_few(preds)}; references: {_few(refs)}); "
-                            "name both sides by case id, e.g. <case>.nii.gz and <case>_seg.nii.gz")
-    return [(case, preds.get(case), refs.get(case)) for case in sorted(cases if cases is not None else preds.keys() | refs.keys())]
+    if not preds.keys() & refs.keys():  # every case a miss: a naming mismatch, not a model that found nothing
+        raise NeurosegError(
+            f"{pred} and {ref}: no case id in common (predictions: {_few(preds)}; references: {_few(refs)}); "
+            "name both sides by case id, e.g. <case>.nii.gz and <case>_seg.nii.gz"
+        )
+    return [
+        (case, preds.get(case), refs.get(case))
+        for case in sorted(cases if cases is not None else preds.keys() | refs.keys())
+    ]
 
 # %% ../nbs/05e_metrics.ipynb #3d4a34c3
 def convention_from_values(values:set, source:str="labels") -> str | None:
@@ -575,47 +663,68 @@ def detect_label_convention(files:list) -> str:
     for f in files:
         found = convention_from_values(set(np.unique(load_label_map(f).labels).tolist()), str(f))
         if found: return found
-    raise NeurosegError("labels: no file holds label 3 or 4, so the convention cannot be told; pass --convention msd, brats2021 or brats2023")
+    raise NeurosegError(
+        "labels: no file holds label 3 or 4, so the convention cannot be told; pass --convention msd, brats2021 or "
+        "brats2023"
+    )
 
 # %% ../nbs/05e_metrics.ipynb #e1f02d23
-def missing_case_rows(case:str, # case id
-                      present:LabelMap, # the label map that exists
-                      missing:str, # "pred" or "ref": the side that has no file
-                      convention:str, # label convention
-                      definition:str="legacy", policy:str|EmptyRegionPolicy="brats", per_label:bool=False, lesion_wise:bool=False,
-                     ) -> list[dict]:
+def missing_case_rows(
+    case: str,  # case id
+    present: LabelMap,  # the label map that exists
+    missing: str,  # "pred" or "ref": the side that has no file
+    convention: str,  # label convention
+    definition: str = "legacy", policy: str | EmptyRegionPolicy = "brats", per_label: bool = False,
+    lesion_wise: bool = False,
+) -> list[dict]:
     "Rows of a case with no prediction (or no reference): a miss in every region."
     policy, empty = get_empty_policy(policy), np.zeros_like(present.labels)
     pred, ref = (empty, present.labels) if missing == "pred" else (present.labels, empty)
     rows = evaluate_case(pred, ref, convention, present.spacing, case, definition, policy, per_label, lesion_wise)
     miss = dict(dice=policy.dice_one_empty, sensitivity=policy.dice_one_empty, specificity=policy.dice_one_empty,
                 hd95=policy.distance_one_empty, hd=policy.distance_one_empty, assd=policy.distance_one_empty)
-    if lesion_wise: miss |= dict(lesion_sq_dsc=policy.dice_one_empty, lesion_sq_hd95=policy.distance_one_empty, lesion_rq=policy.dice_one_empty,
-                                 lesion_pq_dsc=policy.dice_one_empty, lesion_brats2023_dice=0.0, lesion_brats2023_hd95=BRATS2023_PENALTY_MM)
+    if lesion_wise:
+        miss |= dict(
+            lesion_sq_dsc=policy.dice_one_empty, lesion_sq_hd95=policy.distance_one_empty,
+            lesion_rq=policy.dice_one_empty, lesion_pq_dsc=policy.dice_one_empty, lesion_brats2023_dice=0.0,
+            lesion_brats2023_hd95=BRATS2023_PENALTY_MM,
+        )
     return [row | miss | dict(status=f"missing_{missing}") for row in rows]
 
 # %% ../nbs/05e_metrics.ipynb #700ebff7
 _SIDES = dict(pred="prediction", ref="reference")
 
-def evaluate_files(pairs:list, # `(case, pred file or None, ref file or None)` from `pair_label_files`
-                   convention:str="auto", # label convention of all files, or auto (see `detect_label_convention`)
-                   definition:str="legacy", policy:str|EmptyRegionPolicy="brats", per_label:bool=False, lesion_wise:bool=False,
-                  ) -> list[dict]:
+def evaluate_files(
+    pairs: list,  # `(case, pred file or None, ref file or None)` from `pair_label_files`
+    convention: str = "auto",  # label convention of all files, or auto (see `detect_label_convention`)
+    definition: str = "legacy", policy: str | EmptyRegionPolicy = "brats", per_label: bool = False,
+    lesion_wise: bool = False,
+) -> list[dict]:
     "Rows of every case: grids are checked first, labels validated, missing files scored as misses."
     definition, policy = check_hd95_definition(definition), get_empty_policy(policy)
     if (nowhere := [case for case, pred, ref in pairs if not (pred or ref)]):
-        raise NeurosegError(f"case(s) {_few(nowhere, 5)}: neither a prediction nor a reference; list cases that the reference folder holds")
+        raise NeurosegError(
+            f"case(s) {_few(nowhere, 5)}: neither a prediction nor a reference; list cases that the reference folder "
+            "holds"
+        )
     for case, pred, ref in pairs:
         if pred and ref: check_same_grid(pred, ref, case)
-    if convention == "auto": convention = detect_label_convention([r for *_, r in pairs if r] + [p for _, p, _ in pairs if p])
+    if convention == "auto":
+        convention = detect_label_convention([r for *_, r in pairs if r] + [p for _, p, _ in pairs if p])
     rows = []
     for case, pred, ref in pairs:
         maps = {side: load_label_map(f) for side, f in (("pred", pred), ("ref", ref)) if f}
         for side, m in maps.items(): check_labels(m.labels, convention, f"{m.path} ({_SIDES[side]} of case {case})")
-        if len(maps) == 2: rows += evaluate_case(maps["pred"].labels, maps["ref"].labels, convention, maps["ref"].spacing, case,
-                                                 definition, policy, per_label, lesion_wise)
-        else: rows += missing_case_rows(case, maps.get("pred") or maps["ref"], "ref" if "pred" in maps else "pred", convention,
-                                        definition, policy, per_label, lesion_wise)
+        if len(maps) == 2:
+            rows += evaluate_case(
+                maps["pred"].labels, maps["ref"].labels, convention, maps["ref"].spacing, case, definition, policy,
+                per_label, lesion_wise,
+            )
+        else:
+            rows += missing_case_rows(
+                case, maps.get("pred") or maps["ref"], "ref" if "pred" in maps else "pred", convention, definition,
+                policy, per_label, lesion_wise,
+            )
     return rows
 
 # %% ../nbs/05e_metrics.ipynb #29324979
@@ -634,7 +743,9 @@ def _one(rows:list, key:str):
     if len(values) != 1: raise NeurosegError(f"rows mix {key} values {sorted(values)}; summarise each separately")
     return values.pop()
 
-_LESION_COUNTS = ("lesion_tp", "lesion_fn", "lesion_fp", "lesion_brats2023_tp", "lesion_brats2023_fn", "lesion_brats2023_fp")
+_LESION_COUNTS = (
+    "lesion_tp", "lesion_fn", "lesion_fp", "lesion_brats2023_tp", "lesion_brats2023_fn", "lesion_brats2023_fp",
+)
 
 def summarise(rows:list, # rows from `evaluate_case` / `evaluate_files`
               left_out:list=(), # cases with a reference but no prediction that were not scored (`--only-predicted`)
@@ -647,14 +758,22 @@ def summarise(rows:list, # rows from `evaluate_case` / `evaluate_files`
     cases = {r["case"]: r["status"] for r in rows}
     lesion_wise = {}
     if "lesion_sq_dsc" in rows[0]:
-        lesion_wise = dict(lesion_wise=LESION_WISE, lesion_counts={g: {k: sum(r[k] for r in rows if r["region"] == g) for k in _LESION_COUNTS}
-                                                                    for g in regions})
-    return dict(hd95_definition=definition, hd95_definition_text=HD95_DEFINITIONS[definition],
-                empty_regions=policy.describe(), empty_region_policy=asdict(policy), label_convention=_one(rows, "label_convention"),
-                distances="mm, from each case's voxel spacing (column spacing_mm)", n_cases=len(cases),
-                n_missing_pred=sum(s == "missing_pred" for s in cases.values()), n_missing_ref=sum(s == "missing_ref" for s in cases.values()),
-                n_left_out_without_pred=len(left_out), left_out_without_pred=sorted(left_out),
-                regions={g: {k: describe_values([r[k] for r in rows if r["region"] == g]) for k in metrics} for g in regions}, **lesion_wise)
+        lesion_wise = dict(
+            lesion_wise=LESION_WISE,
+            lesion_counts={
+                g: {k: sum(r[k] for r in rows if r["region"] == g) for k in _LESION_COUNTS} for g in regions
+            },
+        )
+    return dict(
+        hd95_definition=definition, hd95_definition_text=HD95_DEFINITIONS[definition], empty_regions=policy.describe(),
+        empty_region_policy=asdict(policy), label_convention=_one(rows, "label_convention"),
+        distances="mm, from each case's voxel spacing (column spacing_mm)", n_cases=len(cases),
+        n_missing_pred=sum(s == "missing_pred" for s in cases.values()),
+        n_missing_ref=sum(s == "missing_ref" for s in cases.values()), n_left_out_without_pred=len(left_out),
+        left_out_without_pred=sorted(left_out),
+        regions={g: {k: describe_values([r[k] for r in rows if r["region"] == g]) for k in metrics} for g in regions},
+        **lesion_wise,
+    )
 
 # %% ../nbs/05e_metrics.ipynb #79927288
 def _fmt(stats:dict, digits:int) -> str:
@@ -663,32 +782,58 @@ def _fmt(stats:dict, digits:int) -> str:
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f} ({stats['median']:.{digits}f})"
 
 def _table(summary:dict, cols:list, counts:tuple=()) -> list[str]:
-    "Aligned lines: a header, then per region `n`, `mean ± std (median)` of `cols` and, if given, the summed lesion counts TP/FN/FP."
+    """Aligned lines: a header, then per region `n`, `mean ± std (median)` of `cols` and, if given, the summed lesion
+    counts TP/FN/FP."""
     table = [["region", "n"] + [c[1] for c in cols] + (["TP/FN/FP"] if counts else [])]
     for g, s in summary["regions"].items():
         total = summary.get("lesion_counts", {}).get(g, {})
-        table.append([g, str(s["dice"]["n"])] + [_fmt(s[k], dg) for k, _, dg in cols] + (["/".join(str(total[k]) for k in counts)] if counts else []))
+        table.append(
+            [g, str(s["dice"]["n"])]
+            + [_fmt(s[k], dg) for k, _, dg in cols]
+            + (["/".join(str(total[k]) for k in counts)] if counts else [])
+        )
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
 
 def format_summary(summary:dict) -> str:
-    "A plain-text table of the summary: mean ± std (median) of Dice, HD95 and volumes per region, then the lesion-wise families if scored."
-    cols = [("dice", "Dice", 3), ("hd95", "HD95 mm", 2), ("assd", "ASSD mm", 2), ("ref_volume_ml", "ref mL", 1), ("pred_volume_ml", "pred mL", 1)]
+    """A plain-text table of the summary: mean ± std (median) of Dice, HD95 and volumes per region, then the lesion-wise
+    families if scored."""
+    cols = [
+        ("dice", "Dice", 3), ("hd95", "HD95 mm", 2), ("assd", "ASSD mm", 2), ("ref_volume_ml", "ref mL", 1),
+        ("pred_volume_ml", "pred mL", 1),
+    ]
     left_out = summary.get("n_left_out_without_pred", 0)
-    lines = [f"HD95: {summary['hd95_definition']} ({summary['hd95_definition_text']})",
-             f"empty regions: {summary['empty_regions']}",
-             f"labels: {summary['label_convention']}; {summary['n_cases']} cases ({summary['n_missing_pred']} without prediction, "
-             f"{summary['n_missing_ref']} without reference, scored as misses"
-             + (f"; {left_out} references without prediction left out (--only-predicted)" if left_out else "") + "); mean ± std (median)"]
+    lines = [
+        f"HD95: {summary['hd95_definition']} ({summary['hd95_definition_text']})",
+        f"empty regions: {summary['empty_regions']}",
+        f"labels: {summary['label_convention']}; {summary['n_cases']} cases ({summary['n_missing_pred']} without "
+        "prediction, "
+        f"{summary['n_missing_ref']} without reference, scored as misses"
+        + (f"; {left_out} references without prediction left out (--only-predicted)" if left_out else "")
+        + "); mean ± std (median)",
+    ]
     lines += _table(summary, cols)
     if "lesion_wise" not in summary: return "\n".join(lines)
-    lines += ["lesion-wise, panoptica (official BraTS evaluator): sq = mean over matched lesions, rq = F1 of lesion detection, pq = sq x rq"]
-    lines += _table(summary, [("lesion_sq_dsc", "sq_dsc", 3), ("lesion_sq_hd95", "sq_hd95 mm", 2), ("lesion_rq", "rq", 3),
-                              ("lesion_pq_dsc", "pq_dsc", 3)], ("lesion_tp", "lesion_fn", "lesion_fp"))
-    lines += [f"lesion-wise, BraTS 2023 challenge: lesions > {BRATS2023_MIN_LESION_MM3:g} mm³, misses and false positives "
-              f"Dice 0 / HD95 {BRATS2023_PENALTY_MM:g} mm"]
-    lines += _table(summary, [("lesion_brats2023_dice", "lesion Dice", 3), ("lesion_brats2023_hd95", "lesion HD95 mm", 2)],
-                    ("lesion_brats2023_tp", "lesion_brats2023_fn", "lesion_brats2023_fp"))
+    lines += [
+        "lesion-wise, panoptica (official BraTS evaluator): sq = mean over matched lesions, rq = F1 of lesion "
+        "detection, pq = sq x rq"
+    ]
+    lines += _table(
+        summary,
+        [
+            ("lesion_sq_dsc", "sq_dsc", 3), ("lesion_sq_hd95", "sq_hd95 mm", 2), ("lesion_rq", "rq", 3),
+            ("lesion_pq_dsc", "pq_dsc", 3),
+        ],
+        ("lesion_tp", "lesion_fn", "lesion_fp"),
+    )
+    lines += [
+        f"lesion-wise, BraTS 2023 challenge: lesions > {BRATS2023_MIN_LESION_MM3:g} mm³, misses and false positives "
+        f"Dice 0 / HD95 {BRATS2023_PENALTY_MM:g} mm"
+    ]
+    lines += _table(
+        summary, [("lesion_brats2023_dice", "lesion Dice", 3), ("lesion_brats2023_hd95", "lesion HD95 mm", 2)],
+        ("lesion_brats2023_tp", "lesion_brats2023_fn", "lesion_brats2023_fp"),
+    )
     return "\n".join(lines)
 
 # %% ../nbs/05e_metrics.ipynb #df469299
@@ -714,7 +859,9 @@ def _write_new_folder(out_dir:Path, texts:dict):
         with atomic_dir(out_dir) as tmp:
             for name, text in texts.items(): (tmp/name).write_text(text); fsync_path(tmp/name)
     except OSError as e:
-        raise OutputError(f"{out_dir/Path(e.filename or '').name}: cannot write ({e.strerror or e}); {out_dir} was not created") from e
+        raise OutputError(
+            f"{out_dir / Path(e.filename or '').name}: cannot write ({e.strerror or e}); {out_dir} was not created"
+        ) from e
 
 def write_evaluation(rows:list, summary:dict, out_dir:str|Path) -> tuple[Path, Path]:
     "Write `<out_dir>/metrics.csv` (one row per case and region) and `<out_dir>/summary.json` as one unit."
@@ -728,13 +875,16 @@ def write_evaluation(rows:list, summary:dict, out_dir:str|Path) -> tuple[Path, P
 @functools.cache
 def shipped_training_cases(folder:str|None=None, # where shipped models live (default: `pretrained.models_dir()`)
                           ) -> dict:
-    "`{shipped model name: sorted case ids it trained on}`, from the split file and fold its checkpoint's config names (none: no such split)."
+    """`{shipped model name: sorted case ids it trained on}`, from the split file and fold its checkpoint's config names
+    (none: no such split)."""
     import torch
     from neuroseg.pretrained import read_registry, models_dir
     from neuroseg.core import find_config
     found = {}
     for name, entry in read_registry(folder).items():
-        data = torch.load(Path(folder or models_dir())/entry["file"], map_location="cpu", weights_only=True, mmap=True)["config"]["data"]
+        data = torch.load(
+            Path(folder or models_dir()) / entry["file"], map_location="cpu", weights_only=True, mmap=True
+        )["config"]["data"]
         if not data.get("split_file"): continue
         try: found[name] = sorted(split_subset_ids(find_config(data["split_file"]), "train", data.get("fold", 0)))
         except NeurosegError: continue   # a split of the training machine that did not ship: nothing known
@@ -743,7 +893,8 @@ def shipped_training_cases(folder:str|None=None, # where shipped models live (de
 # %% ../nbs/05e_metrics.ipynb #ca2584b4
 def prediction_source(path:str|Path, # a predicted label map
                      ) -> str|None:
-    "Who wrote a label map, from its header: `pretrained:<name>` (a shipped model), `neuroseg` (another checkpoint) or None (unknown)."
+    """Who wrote a label map, from its header: `pretrained:<name>` (a shipped model), `neuroseg` (another checkpoint) or
+    None (unknown)."""
     try: descrip = nib.load(path).header["descrip"].item().decode(errors="replace")
     except (OSError, ValueError, AttributeError, nib.filebasedimages.ImageFileError): return None
     if not descrip.startswith("neuroseg labels"): return None
@@ -754,7 +905,8 @@ def training_case_warning(cases:list, # the scored case ids
                           trained:dict|None=None, # `{model: case ids}`; default `shipped_training_cases()`
                           sources:dict|None=None, # case id -> `prediction_source` of its prediction (missing: unknown)
                          ) -> str|None:
-    "One line naming the scored cases that shipped models trained on (not those another neuroseg checkpoint predicted), or None."
+    """One line naming the scored cases that shipped models trained on (not those another neuroseg checkpoint
+    predicted), or None."""
     trained, sources = shipped_training_cases() if trained is None else trained, sources or {}
     sure, maybe = [], []
     for name, ids in trained.items():
@@ -762,11 +914,23 @@ def training_case_warning(cases:list, # the scored case ids
             source = sources.get(case)
             if source == f"pretrained:{name}": sure.append(f"{case} (pretrained:{name})")
             elif source is None: maybe.append(f"{case} (pretrained:{name})")
-    parts = ([f"{len(sure)} scored case(s) were predicted by the shipped model that trained on them (not held-out): {', '.join(sure)}"]
-             if sure else [])
-    parts += ([f"{len(maybe)} scored case(s) are training cases of a shipped model (not held-out if it made these predictions): "
-                f"{', '.join(maybe)}"]
-              if maybe else [])
+    parts = (
+        [
+            f"{len(sure)} scored case(s) were predicted by the shipped model that trained on them (not held-out): "
+            f"{', '.join(sure)}"
+        ]
+        if sure
+        else []
+    )
+    parts += (
+        [
+            f"{len(maybe)} scored case(s) are training cases of a shipped model (not held-out if it made these "
+            "predictions): "
+            f"{', '.join(maybe)}"
+        ]
+        if maybe
+        else []
+    )
     return "warning: " + "; ".join(parts) if parts else None
 
 # %% ../nbs/05e_metrics.ipynb #08976447
@@ -783,8 +947,10 @@ def check_pred_not_ref(pred:str|Path, # --pred
                       ):
     "Raise `NeurosegError` when `pred` and `ref` are the same file or folder (through links too)."
     if Path(pred).exists() and Path(ref).exists() and os.path.samefile(pred, ref):
-        raise NeurosegError(f"--pred {pred} is --ref {ref} (the same {'folder' if Path(ref).is_dir() else 'file'}): a reference scored "
-                            "against itself; give the predictions")
+        raise NeurosegError(
+            f"--pred {pred} is --ref {ref} (the same {'folder' if Path(ref).is_dir() else 'file'}): a reference scored "
+            "against itself; give the predictions"
+        )
 
 # %% ../nbs/05e_metrics.ipynb #f021eed7
 def split_cases_to_score(split:str|Path, # a split file
@@ -792,25 +958,34 @@ def split_cases_to_score(split:str|Path, # a split file
                         ) -> list[str]:
     "The case ids of one subset of `split`; `NeurosegError` when it has none."
     ids = split_subset_ids(split, subset, fold)
-    if not ids: raise NeurosegError(f"{split}: its {subset} subset{'' if subset == 'test' else f' (fold {fold})'} is empty; nothing to score: choose another --subset")
+    if not ids:
+        raise NeurosegError(
+            f"{split}: its {subset} subset{'' if subset == 'test' else f' (fold {fold})'} is empty; nothing to score: "
+            "choose another --subset"
+        )
     return ids
 
 # %% ../nbs/05e_metrics.ipynb #ecf0228b
 @console_script
 @cli_errors
-def neuroseg_evaluate(pred:Param("prediction NIfTI file, or directory of them", str, required=True)=None,
-                      ref:Param("reference label file, BraTS case folder (its *_seg file), or directory of them", str, required=True)=None,
-                      convention:Param("label convention of both sides", str, choices=["auto", "msd", "brats2021", "brats2023"])="auto",
-                      out:str="evaluation", # output directory for metrics.csv and summary.json
-                      hd95:Param("HD95 definition", str, choices=list(HD95_DEFINITIONS))="legacy",
-                      empty:Param("empty-region convention", str, choices=list(EMPTY_POLICIES))="brats",
-                      per_label:bool=False, # also score each label on its own
-                      lesion_wise:bool=False, # also lesion-wise scores: panoptica's sq/rq/pq (official BraTS evaluator) and the BraTS 2023 challenge's lesion-wise Dice and HD95
-                      only_predicted:bool=False, # score only cases with a prediction (default, as BraTS: a reference without prediction is a miss)
-                      split:str=None, # score only one subset of this split file (written by neuroseg_train)
-                      subset:Param("which subset of --split", str, choices=list(SUBSETS))="test",
-                      fold:int=0, # validation fold of --split, for --subset train or val
-                     ):
+def neuroseg_evaluate(
+    pred: Param("prediction NIfTI file, or directory of them", str, required=True) = None,
+    ref: Param(
+        "reference label file, BraTS case folder (its *_seg file), or directory of them", str, required=True
+    ) = None,
+    convention: Param(
+        "label convention of both sides", str, choices=["auto", "msd", "brats2021", "brats2023"]
+    ) = "auto",
+    out: str = "evaluation",  # output directory for metrics.csv and summary.json
+    hd95: Param("HD95 definition", str, choices=list(HD95_DEFINITIONS)) = "legacy",
+    empty: Param("empty-region convention", str, choices=list(EMPTY_POLICIES)) = "brats",
+    per_label: bool = False,  # also score each label on its own
+    lesion_wise: bool = False,  # also lesion-wise scores: panoptica's sq/rq/pq (official BraTS evaluator) and the BraTS 2023 challenge's lesion-wise Dice and HD95
+    only_predicted: bool = False,  # score only cases with a prediction (default, as BraTS: a reference without prediction is a miss)
+    split: str = None,  # score only one subset of this split file (written by neuroseg_train)
+    subset: Param("which subset of --split", str, choices=list(SUBSETS)) = "test",
+    fold: int = 0,  # validation fold of --split, for --subset train or val
+):
     "Score predicted label maps against references: Dice, HD95 (mm) and more per case and region, to CSV and JSON."
     if not (pred and ref): raise NeurosegError("neuroseg_evaluate: give both --pred and --ref")
     check_out_not_input(out, pred=pred, ref=ref)
@@ -818,12 +993,16 @@ def neuroseg_evaluate(pred:Param("prediction NIfTI file, or directory of them", 
     check_writable(check_path_names(out, "--out"))
     pairs = pair_label_files(pred, ref, split_cases_to_score(split, subset, fold) if split else None)
     if split and (nowhere := [case for case, p, r in pairs if not (p or r)]):
-        raise NeurosegError(f"{split}: case(s) {_few(nowhere, 5)} of its {subset} subset are in neither --pred {pred} nor --ref {ref}")
+        raise NeurosegError(
+            f"{split}: case(s) {_few(nowhere, 5)} of its {subset} subset are in neither --pred {pred} nor --ref {ref}"
+        )
     left_out = [case for case, p, r in pairs if only_predicted and p is None and r is not None]
     pairs = [pair for pair in pairs if pair[0] not in left_out]
-    if not pairs: raise NeurosegError(f"{pred}: no prediction for any reference in {ref} (--only-predicted scores those only)")
-    sources = {case: prediction_source(p) for case, p, _ in pairs if p}   # who made each prediction (its header)
-    if (warning := training_case_warning([case for case, *_ in pairs], sources=sources)): print(warning, file=sys.stderr)
+    if not pairs:
+        raise NeurosegError(f"{pred}: no prediction for any reference in {ref} (--only-predicted scores those only)")
+    sources = {case: prediction_source(p) for case, p, _ in pairs if p}  # who made each prediction (its header)
+    if warning := training_case_warning([case for case, *_ in pairs], sources=sources):
+        print(warning, file=sys.stderr)
     rows = evaluate_files(pairs, convention, hd95, empty, per_label, lesion_wise)
     summary = summarise(rows, left_out)
     csv_path, json_path = write_evaluation(rows, summary, out)

@@ -66,23 +66,29 @@ def check_roi(cfg:Config):
     stride, roi = total_stride(cfg), [int(s) for s in cfg.data.roi_size]
     if all(n % s == 0 for n, s in zip(roi, stride)): return
     fix = [math.ceil(n / s) * s for n, s in zip(roi, stride)]
-    raise NeurosegError(f"data.roi_size: {roi} is not divisible by {stride}, the total stride of model.name={cfg.model.name}; "
-                        f"use multiples of it, e.g. data.roi_size={fix}")
+    raise NeurosegError(
+        f"data.roi_size: {roi} is not divisible by {stride}, the total stride of model.name={cfg.model.name}; "
+        f"use multiples of it, e.g. data.roi_size={fix}"
+    )
 
 # %% ../nbs/04_model.ipynb #b381766f
 def _unet(cfg:Config, in_channels:int, out_channels:int) -> nn.Module:
     "MONAI's residual UNet with `model.channels`, `model.strides` and `model.num_res_units`."
     m = cfg.model
     if len(m.channels) != len(m.strides) + 1:
-        raise NeurosegError(f"model.channels ({len(m.channels)} levels) needs one more entry than model.strides ({len(m.strides)})")
+        raise NeurosegError(
+            f"model.channels ({len(m.channels)} levels) needs one more entry than model.strides ({len(m.strides)})"
+        )
     return UNet(3, in_channels, out_channels, channels=m.channels, strides=m.strides,
                 num_res_units=m.num_res_units, dropout=m.dropout)
 
 # %% ../nbs/04_model.ipynb #b065d174
 def _segresnet(cfg:Config, in_channels:int, out_channels:int) -> nn.Module:
     "MONAI's SegResNet (Myronenko 2018) with `model.init_filters` filters at full resolution."
-    return SegResNet(3, init_filters=cfg.model.init_filters, in_channels=in_channels, out_channels=out_channels,
-                     dropout_prob=cfg.model.dropout or None, blocks_down=SEGRESNET_BLOCKS_DOWN, blocks_up=SEGRESNET_BLOCKS_UP)
+    return SegResNet(
+        3, init_filters=cfg.model.init_filters, in_channels=in_channels, out_channels=out_channels,
+        dropout_prob=cfg.model.dropout or None, blocks_down=SEGRESNET_BLOCKS_DOWN, blocks_up=SEGRESNET_BLOCKS_UP,
+    )
 
 # %% ../nbs/04_model.ipynb #7b291367
 def _dynunet(cfg:Config, in_channels:int, out_channels:int) -> nn.Module:
@@ -96,17 +102,26 @@ def _dynunet(cfg:Config, in_channels:int, out_channels:int) -> nn.Module:
 
 # %% ../nbs/04_model.ipynb #0d0e91ea
 def _swinunetr(cfg:Config, in_channels:int, out_channels:int) -> nn.Module:
-    "MONAI's SwinUNETR (Hatamizadeh et al. 2022, BraTS 2021) with `model.feature_size`; window attention on 7^3 windows."
-    if cfg.model.feature_size % 12: raise NeurosegError(f"model.feature_size: {cfg.model.feature_size} is not a multiple of 12, as swinunetr needs")
-    if min(cfg.data.roi_size) < 64:   # its deepest features are normalised per instance, which needs more than one voxel
-        raise NeurosegError(f"data.roi_size: {list(cfg.data.roi_size)} is too small for swinunetr, which needs at least 64 voxels per axis")
+    """MONAI's SwinUNETR (Hatamizadeh et al. 2022, BraTS 2021) with `model.feature_size`; window attention on 7^3
+    windows."""
+    if cfg.model.feature_size % 12:
+        raise NeurosegError(f"model.feature_size: {cfg.model.feature_size} is not a multiple of 12, as swinunetr needs")
+    # its deepest features are normalised per instance, which needs more than one voxel
+    if min(cfg.data.roi_size) < 64:
+        raise NeurosegError(
+            f"data.roi_size: {list(cfg.data.roi_size)} is too small for swinunetr, which needs at least 64 voxels per "
+            "axis"
+        )
     return SwinUNETR(in_channels=in_channels, out_channels=out_channels, feature_size=cfg.model.feature_size,
                      drop_rate=cfg.model.dropout, spatial_dims=3)
 
 def _mednext(cfg:Config, in_channels:int, out_channels:int) -> nn.Module:
-    "MONAI's MedNeXt-S (Roy et al. 2023, the BraTS 2024 winners' network) with 3^3 kernels and `model.init_filters` filters."
-    return MedNeXt(3, init_filters=cfg.model.init_filters, in_channels=in_channels, out_channels=out_channels, kernel_size=3,
-                   blocks_down=MEDNEXT_BLOCKS, blocks_bottleneck=2, blocks_up=MEDNEXT_BLOCKS, use_residual_connection=True)
+    """MONAI's MedNeXt-S (Roy et al. 2023, the BraTS 2024 winners' network) with 3^3 kernels and `model.init_filters`
+    filters."""
+    return MedNeXt(
+        3, init_filters=cfg.model.init_filters, in_channels=in_channels, out_channels=out_channels, kernel_size=3,
+        blocks_down=MEDNEXT_BLOCKS, blocks_bottleneck=2, blocks_up=MEDNEXT_BLOCKS, use_residual_connection=True,
+    )
 
 # %% ../nbs/04_model.ipynb #a213a449
 NETWORKS = {"unet": _unet, "segresnet": _segresnet, "dynunet": _dynunet, "swinunetr": _swinunetr, "mednext": _mednext}
@@ -147,8 +162,13 @@ class SegmentationLoss(nn.Module):
                 ):
         super().__init__()
         out_channels(head)  # checks the head's name
-        base = (DiceBCELoss(smooth=smooth) if head == "regions" else
-                DiceCELoss(softmax=True, to_onehot_y=True, include_background=False, smooth_nr=smooth, smooth_dr=smooth, batch=True))
+        base = (
+            DiceBCELoss(smooth=smooth)
+            if head == "regions"
+            else DiceCELoss(
+                softmax=True, to_onehot_y=True, include_background=False, smooth_nr=smooth, smooth_dr=smooth, batch=True
+            )
+        )
         self.head, self.loss = head, DeepSupervisionLoss(base, weight_mode="exp")
 
     def forward(self, logits:Tensor, # (B, C, ...) or a deep-supervision stack (B, levels, C, ...)
@@ -185,7 +205,8 @@ def predict_labels(probs:Tensor, # probabilities, (B, C, D, H, W) or (C, D, H, W
                    head:str="regions", # model.head
                    threshold:float=0.5, # infer.threshold, for the regions head
                   ) -> Tensor:
-    "Region masks (bool, one channel per region) for the regions head; the class index map (uint8, 1 channel) for softmax."
+    """Region masks (bool, one channel per region) for the regions head; the class index map (uint8, 1 channel) for
+    softmax."""
     out_channels(head)
     if head == "regions": return probs > threshold
     return class_argmax(probs)

@@ -12,7 +12,10 @@ import torch
 import yaml
 from fastcore.script import Param, store_true
 import neuroseg
-from .core import NeurosegError, Config, cli_errors, console_script, config_from_dict, load_config, find_config, write_json_atomic, write_text_atomic, check_writable
+from neuroseg.core import (
+    NeurosegError, Config, cli_errors, console_script, config_from_dict, load_config, find_config, write_json_atomic,
+    write_text_atomic, check_writable,
+)
 from .labels import REGIONS, get_convention, labels_to_regions
 from .data import open_nifti, read_dataset
 from .model import build_model
@@ -24,7 +27,8 @@ __all__ = ['HIST_BINS', 'PERCENTILES', 'DIVISOR', 'BATCH', 'RESERVE', 'MAX_GPU_M
 
 # %% ../nbs/04a_plan.ipynb #fef0b9e3
 HIST_BINS = np.linspace(-4, 8, 97)   # z-scored intensity bins (brain mean 0, SD 1), shared by every case and dataset
-PERCENTILES = (0.5, 50, 99.5)   # of the raw intensities inside the brain (nnU-Net's clipping percentiles, and the median)
+# of the raw intensities inside the brain (nnU-Net's clipping percentiles, and the median)
+PERCENTILES = (0.5, 50, 99.5)
 
 # %% ../nbs/04a_plan.ipynb #dbaf2d22
 def case_arrays(case:dict, # a case dict from `read_dataset`
@@ -42,7 +46,8 @@ def case_arrays(case:dict, # a case dict from `read_dataset`
 def case_fingerprint(case:dict, # a case dict from `read_dataset`
                      convention:str, # the dataset's label convention
                     ) -> dict:
-    "Geometry, brain volume, raw and z-scored intensities per modality (per class too), label and region volumes, histograms."
+    """Geometry, brain volume, raw and z-scored intensities per modality (per class too), label and region volumes,
+    histograms."""
     image, label, ref = case_arrays(case)
     spacing = [float(s) for s in ref.header.get_zooms()[:3]]
     voxel_ml, brain = float(np.prod(spacing)) / 1000, (image != 0).any(-1)
@@ -50,31 +55,47 @@ def case_fingerprint(case:dict, # a case dict from `read_dataset`
     label = np.zeros(brain.shape, np.int16) if label is None else label
     classes = {"brain": brain & (label == 0), **{str(v): label == v for v in get_convention(convention).labels}}
     corners = np.argwhere(brain)
-    fp = dict(id=case["id"], shape=[int(s) for s in image.shape[:3]], spacing=spacing, axcodes="".join(nib.aff2axcodes(ref.affine)),
-              brain_shape=[int(s) for s in corners.max(0) - corners.min(0) + 1], brain_ml=float(brain.sum() * voxel_ml), modalities=[])
+    fp = dict(
+        id=case["id"], shape=[int(s) for s in image.shape[:3]], spacing=spacing,
+        axcodes="".join(nib.aff2axcodes(ref.affine)), brain_shape=[int(s) for s in corners.max(0) - corners.min(0) + 1],
+        brain_ml=float(brain.sum() * voxel_ml), modalities=[],
+    )
     for c in range(image.shape[-1]):
         values = image[..., c][brain]
         mean, sd = float(values.mean()), float(values.std()) or 1.0
         z = (image[..., c] - mean) / sd
-        fp["modalities"].append(dict(
-            percentiles=[float(p) for p in np.percentile(values, PERCENTILES)], mean=mean, sd=sd,
-            class_z={k: float(z[m].mean()) if m.any() else None for k, m in classes.items()},
-            histograms={k: np.histogram(np.clip(z[m], HIST_BINS[0], HIST_BINS[-1]), HIST_BINS)[0].tolist() for k, m in classes.items()}))
+        fp["modalities"].append(
+            dict(
+                percentiles=[float(p) for p in np.percentile(values, PERCENTILES)], mean=mean, sd=sd,
+                class_z={k: float(z[m].mean()) if m.any() else None for k, m in classes.items()},
+                histograms={
+                    k: np.histogram(np.clip(z[m], HIST_BINS[0], HIST_BINS[-1]), HIST_BINS)[0].tolist()
+                    for k, m in classes.items()
+                },
+            )
+        )
     fp["label_ml"] = {k: float(m.sum() * voxel_ml) for k, m in classes.items() if k != "brain"}
-    fp["region_ml"] = {r: float(m.sum() * voxel_ml) for r, m in zip(REGIONS, labels_to_regions(label, convention, case["id"]))}
+    fp["region_ml"] = {
+        r: float(m.sum() * voxel_ml) for r, m in zip(REGIONS, labels_to_regions(label, convention, case["id"]))
+    }
     return fp
 
 # %% ../nbs/04a_plan.ipynb #ef34e2f1
 def _stats(values:list) -> dict:
     "Median, min and max of numbers (None dropped)."
     v = np.array([x for x in values if x is not None], float)
-    return dict(median=float(np.median(v)), min=float(v.min()), max=float(v.max())) if len(v) else dict(median=None, min=None, max=None)
+    return (
+        dict(median=float(np.median(v)), min=float(v.min()), max=float(v.max()))
+        if len(v)
+        else dict(median=None, min=None, max=None)
+    )
 
 def dataset_fingerprint(root:str|Path, # a dataset folder (MSD or BraTS case folders)
                         format:str="auto", convention:str="auto", # as `data.format`, `data.convention`
                         progress=None, # called with each case id
                        ) -> dict:
-    "Every case's fingerprint and the dataset's summary: geometry, intensities, class volumes and frequencies, convention."
+    """Every case's fingerprint and the dataset's summary: geometry, intensities, class volumes and frequencies,
+    convention."""
     tick = time.perf_counter()
     cases, convention = read_dataset(root, format, convention)
     if not cases: raise NeurosegError(f"{root}: the dataset lists no case; nothing to fingerprint (--data)")
@@ -85,18 +106,34 @@ def dataset_fingerprint(root:str|Path, # a dataset folder (MSD or BraTS case fol
     n_mod, labels = len(per_case[0]["modalities"]), [str(v) for v in get_convention(convention).labels]
     classes = ["brain", *labels]
     summary = dict(
-        n_cases=len(per_case), label_convention=convention, label_names={str(k): v for k, v in get_convention(convention).labels.items()},
-        spacing=[_stats([c["spacing"][a] for c in per_case]) for a in range(3)], shape=[_stats([c["shape"][a] for c in per_case]) for a in range(3)],
+        n_cases=len(per_case), label_convention=convention,
+        label_names={str(k): v for k, v in get_convention(convention).labels.items()},
+        spacing=[_stats([c["spacing"][a] for c in per_case]) for a in range(3)],
+        shape=[_stats([c["shape"][a] for c in per_case]) for a in range(3)],
         brain_shape=[_stats([c["brain_shape"][a] for c in per_case]) for a in range(3)],
-        axcodes=dict(collections.Counter(c["axcodes"] for c in per_case)), brain_ml=_stats([c["brain_ml"] for c in per_case]),
-        label_ml={k: _stats([c["label_ml"][k] for c in per_case]) for k in labels}, region_ml={r: _stats([c["region_ml"][r] for c in per_case]) for r in REGIONS},
+        axcodes=dict(collections.Counter(c["axcodes"] for c in per_case)),
+        brain_ml=_stats([c["brain_ml"] for c in per_case]),
+        label_ml={k: _stats([c["label_ml"][k] for c in per_case]) for k in labels},
+        region_ml={r: _stats([c["region_ml"][r] for c in per_case]) for r in REGIONS},
         label_frequency={k: float(np.mean([c["label_ml"][k] > 0 for c in per_case])) for k in labels},
         cases_without_et=[c["id"] for c in per_case if c["region_ml"]["ET"] == 0],
-        class_z=[{k: _stats([c["modalities"][i]["class_z"][k] for c in per_case]) for k in classes} for i in range(n_mod)],
-        percentiles=[[_stats([c["modalities"][i]["percentiles"][j] for c in per_case]) for j in range(len(PERCENTILES))] for i in range(n_mod)],
-        histograms=[{k: np.sum([c["modalities"][i]["histograms"][k] for c in per_case], 0).tolist() for k in classes} for i in range(n_mod)])
-    return dict(root=str(root), format=format, summary=summary, cases=per_case, hist_bins=HIST_BINS.tolist(), percentiles=list(PERCENTILES),
-                seconds=round(time.perf_counter() - tick, 1), neuroseg_version=neuroseg.__version__)
+        class_z=[
+            {k: _stats([c["modalities"][i]["class_z"][k] for c in per_case]) for k in classes} for i in range(n_mod)
+        ],
+        percentiles=[
+            [_stats([c["modalities"][i]["percentiles"][j] for c in per_case]) for j in range(len(PERCENTILES))]
+            for i in range(n_mod)
+        ],
+        histograms=[
+            {k: np.sum([c["modalities"][i]["histograms"][k] for c in per_case], 0).tolist() for k in classes}
+            for i in range(n_mod)
+        ],
+    )
+    return dict(
+        root=str(root), format=format, summary=summary, cases=per_case, hist_bins=HIST_BINS.tolist(),
+        percentiles=list(PERCENTILES), seconds=round(time.perf_counter() - tick, 1),
+        neuroseg_version=neuroseg.__version__,
+    )
 
 # %% ../nbs/04a_plan.ipynb #95d4959f
 DIVISOR = 16   # four stride-2 down-samplings: every patch side a multiple of 16
@@ -109,9 +146,12 @@ def activation_bytes_per_voxel(cfg:Config, # its model.* builds the network
                               ) -> float:
     "Bytes autograd saves in one fp32 forward pass of the network, per input voxel of a batch item (measured)."
     model, saved = build_model(cfg).train(), {}
-    weights = {p.data_ptr() for p in model.parameters()}   # saved too (a convolution keeps its kernel), but not per voxel
+    # saved too (a convolution keeps its kernel), but not per voxel
+    weights = {p.data_ptr() for p in model.parameters()}
     def pack(t):
-        if t.data_ptr() not in weights: saved[t.data_ptr()] = max(saved.get(t.data_ptr(), 0), t.untyped_storage().nbytes())   # a tensor saved twice counts once
+        # a tensor saved twice counts once
+        if t.data_ptr() not in weights:
+            saved[t.data_ptr()] = max(saved.get(t.data_ptr(), 0), t.untyped_storage().nbytes())
         return t
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(torch.randn(1, len(cfg.data.modalities), side, side, side))
@@ -137,7 +177,8 @@ def fit_patch(median_shape:np.ndarray, # median brain size at the target spacing
     patch = [max(DIVISOR, int(np.ceil(s / DIVISOR)) * DIVISOR) for s in median_shape]
     while fixed_bytes + bytes_per_voxel * batch * np.prod(patch) > budget_bytes:
         longest = int(np.argmax(patch))
-        if patch[longest] == DIVISOR: raise NeurosegError(f"no patch of the network fits {budget_bytes / 2**30:.1f} GiB at batch size {batch}")
+        if patch[longest] == DIVISOR:
+            raise NeurosegError(f"no patch of the network fits {budget_bytes / 2**30:.1f} GiB at batch size {batch}")
         patch[longest] -= DIVISOR
     return patch
 
@@ -150,9 +191,13 @@ def plan_config(fingerprint:dict, # from `dataset_fingerprint`
     cfg = load_config(base)
     cases = fingerprint["cases"]
     spacing = target_spacing(np.array([c["spacing"] for c in cases]))
-    median_shape = np.median([np.array(c["brain_shape"]) * np.array(c["spacing"]) / spacing for c in cases], 0)   # cropped to the brain, as training crops
+    # cropped to the brain, as training crops
+    median_shape = np.median([np.array(c["brain_shape"]) * np.array(c["spacing"]) / spacing for c in cases], 0)
     d = cfg.to_dict()
-    d["data"] |= dict(root=fingerprint["root"], format=fingerprint["format"], convention=fingerprint["summary"]["label_convention"], spacing_mm=spacing)
+    d["data"] |= dict(
+        root=fingerprint["root"], format=fingerprint["format"], convention=fingerprint["summary"]["label_convention"],
+        spacing_mm=spacing,
+    )
     d["model"] |= dict(name="unet", head="regions")
     cfg = config_from_dict(d, source="plan")
     per_voxel = activation_bytes_per_voxel(cfg)
@@ -161,9 +206,12 @@ def plan_config(fingerprint:dict, # from `dataset_fingerprint`
     patch = fit_patch(median_shape, per_voxel, fixed, budget)
     cfg.data.roi_size, cfg.train.batch_size = patch, BATCH
     step_gib = (fixed + per_voxel * BATCH * np.prod(patch)) / 2**30
-    why = dict(target_spacing_mm=spacing, median_brain_at_target=[round(float(s), 1) for s in median_shape], patch=patch, batch_size=BATCH,
-               gpu_memory_gb=gpu_memory_gb, reserve=RESERVE, activation_bytes_per_voxel=round(per_voxel, 1), parameters=int(params),
-               step_memory_gib=round(float(step_gib), 2), network=f"MONAI UNet {cfg.model.channels}, {cfg.model.num_res_units} residual units, region head")
+    why = dict(
+        target_spacing_mm=spacing, median_brain_at_target=[round(float(s), 1) for s in median_shape], patch=patch,
+        batch_size=BATCH, gpu_memory_gb=gpu_memory_gb, reserve=RESERVE, activation_bytes_per_voxel=round(per_voxel, 1),
+        parameters=int(params), step_memory_gib=round(float(step_gib), 2),
+        network=f"MONAI UNet {cfg.model.channels}, {cfg.model.num_res_units} residual units, region head",
+    )
     return cfg, why
 
 # %% ../nbs/04a_plan.ipynb #5e3b9a73
@@ -173,35 +221,45 @@ def check_gpu_memory(gpu_memory_gb:float, # --gpu_memory
                     ) -> float:
     "`gpu_memory_gb` when it is a finite number of GB above 0 and at most `MAX_GPU_MEMORY_GB`; else `NeurosegError`."
     if not (math.isfinite(gpu_memory_gb) and 0 < gpu_memory_gb <= MAX_GPU_MEMORY_GB):
-        raise NeurosegError(f"--gpu_memory {gpu_memory_gb:g}: the GPU memory is a number of GB above 0 and at most {MAX_GPU_MEMORY_GB}, e.g. 24")
+        raise NeurosegError(
+            f"--gpu_memory {gpu_memory_gb:g}: the GPU memory is a number of GB above 0 and at most "
+            f"{MAX_GPU_MEMORY_GB}, e.g. 24"
+        )
     return float(gpu_memory_gb)
 
 # %% ../nbs/04a_plan.ipynb #8640342a
 def plan_yaml(cfg:Config, why:dict, fingerprint:dict) -> str:
     "The plan as a config file `neuroseg_train --config` takes, with its reasons as comments."
     s = fingerprint["summary"]
-    head = [f"# neuroseg_plan for {fingerprint['root']} ({s['n_cases']} cases, {s['label_convention']} labels), neuroseg {neuroseg.__version__}",
-            f"# target spacing {why['target_spacing_mm']} mm (median; nnU-Net's rule for thick slices); median brain there {why['median_brain_at_target']} voxels",
-            f"# patch {why['patch']} x batch {why['batch_size']}: {why['step_memory_gib']} GiB per step, measured "
-            f"({why['activation_bytes_per_voxel']:.0f} bytes/voxel saved for backward, {why['parameters']:,} parameters, fp32),",
-            f"#   within {why['gpu_memory_gb']} GB less a {why['reserve']:.0%} reserve; {why['network']}"]
+    head = [
+        f"# neuroseg_plan for {fingerprint['root']} ({s['n_cases']} cases, {s['label_convention']} labels), neuroseg "
+        f"{neuroseg.__version__}",
+        f"# target spacing {why['target_spacing_mm']} mm (median; nnU-Net's rule for thick slices); median brain there "
+        f"{why['median_brain_at_target']} voxels",
+        f"# patch {why['patch']} x batch {why['batch_size']}: {why['step_memory_gib']} GiB per step, measured "
+        f"({why['activation_bytes_per_voxel']:.0f} bytes/voxel saved for backward, {why['parameters']:,} parameters, "
+        "fp32),",
+        f"#   within {why['gpu_memory_gb']} GB less a {why['reserve']:.0%} reserve; {why['network']}",
+    ]
     return "\n".join(head) + "\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 # %% ../nbs/04a_plan.ipynb #3e4f83b6
 @console_script
 @cli_errors
-def neuroseg_plan(data:Param("dataset folder: MSD task or BraTS case folders", str, required=True)=None,
-                  out:Param("folder for fingerprint.json and plan.yaml", str, required=True)=None,
-                  gpu_memory:Param("GPU memory the plan is for, GB", float)=24.0,
-                  format:Param("msd, brats or auto", str, choices=["auto", "msd", "brats"])="auto",
-                  convention:Param("label convention, or auto", str, choices=["auto", "msd", "brats2021", "brats2023"])="auto",
-                  config:Param("config whose other settings the plan keeps (default: the defaults)", str)=None,
-                  overwrite:Param("replace an existing plan in --out", store_true)=False,
-                 ):
+def neuroseg_plan(
+    data: Param("dataset folder: MSD task or BraTS case folders", str, required=True) = None,
+    out: Param("folder for fingerprint.json and plan.yaml", str, required=True) = None,
+    gpu_memory: Param("GPU memory the plan is for, GB", float) = 24.0,
+    format: Param("msd, brats or auto", str, choices=["auto", "msd", "brats"]) = "auto",
+    convention: Param("label convention, or auto", str, choices=["auto", "msd", "brats2021", "brats2023"]) = "auto",
+    config: Param("config whose other settings the plan keeps (default: the defaults)", str) = None,
+    overwrite: Param("replace an existing plan in --out", store_true) = False,
+):
     "Fingerprint a dataset and suggest a config (target spacing, patch size, batch size for a GPU's memory, network)."
     out, gpu_memory = Path(out), check_gpu_memory(gpu_memory)
     files = [out/"fingerprint.json", out/"plan.yaml"]
-    if not overwrite and (done := [f for f in files if f.exists()]): raise NeurosegError(f"{done[0]}: exists; choose another --out or pass --overwrite")
+    if not overwrite and (done := [f for f in files if f.exists()]):
+        raise NeurosegError(f"{done[0]}: exists; choose another --out or pass --overwrite")
     base = find_config(config) if config else None
     check_writable(out)
     fingerprint = dataset_fingerprint(data, format, convention)
@@ -209,8 +267,11 @@ def neuroseg_plan(data:Param("dataset folder: MSD task or BraTS case folders", s
     write_json_atomic(files[0], fingerprint | dict(plan=why))
     write_text_atomic(files[1], plan_yaml(cfg, why, fingerprint))
     s = fingerprint["summary"]
-    print(f"{data}: {s['n_cases']} cases, {s['label_convention']} labels, median spacing {[a['median'] for a in s['spacing']]} mm, "
-          f"{len(s['cases_without_et'])} without enhancing tumour; fingerprinted in {fingerprint['seconds']} s")
+    print(
+        f"{data}: {s['n_cases']} cases, {s['label_convention']} labels, median spacing "
+        f"{[a['median'] for a in s['spacing']]} mm, "
+        f"{len(s['cases_without_et'])} without enhancing tumour; fingerprinted in {fingerprint['seconds']} s"
+    )
     print(f"plan: spacing {why['target_spacing_mm']} mm, patch {why['patch']} x {why['batch_size']} "
           f"({why['step_memory_gib']} GiB of {gpu_memory} GB); wrote {files[0]} and {files[1]}")
     print(f"train with: neuroseg_train --config {files[1]}")

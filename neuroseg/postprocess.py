@@ -14,9 +14,10 @@ import neuroseg
 from .core import NeurosegError, cli_errors, console_script, check_writable, write_json_atomic
 from .labels import REGIONS, labels_to_regions
 from .data import SUBSETS, split_subset_ids
-from .metrics import (compute_dice, compute_brats2023_lesion_wise, BRATS2023_DILATION, foreground_bbox, load_label_map,
-                              check_same_grid, pair_label_files, detect_label_convention, check_out_not_input, check_pred_not_ref,
-                              split_cases_to_score)
+from neuroseg.metrics import (
+    compute_dice, compute_brats2023_lesion_wise, BRATS2023_DILATION, foreground_bbox, load_label_map, check_same_grid,
+    pair_label_files, detect_label_convention, check_out_not_input, check_pred_not_ref, split_cases_to_score,
+)
 
 # %% auto #0
 __all__ = ['CONNECTIVITY', 'MAX_ML', 'MIN_SIZES_ML', 'MIN_FRACTIONS', 'ET_VOLUMES_ML', 'MIN_GAIN', 'MIN_CASES', 'RULES',
@@ -27,19 +28,23 @@ __all__ = ['CONNECTIVITY', 'MAX_ML', 'MIN_SIZES_ML', 'MIN_FRACTIONS', 'ET_VOLUME
            'neuroseg_postprocess']
 
 # %% ../nbs/06a_postprocess.ipynb #f703d395
-CONNECTIVITY = np.ones((3, 3, 3), bool)   # 26-connected: a shared face, edge or corner joins two voxels, as BraTS counts lesions
+# 26-connected: a shared face, edge or corner joins two voxels, as BraTS counts lesions
+CONNECTIVITY = np.ones((3, 3, 3), bool)
 
 def label_components(mask:np.ndarray, # boolean mask (X, Y, Z)
                     ) -> tuple[np.ndarray, np.ndarray]:
-    "The 26-connected components of `mask`: their map (0 outside, 1..n) and their sizes in voxels (n + 1,), the outside first."
+    """The 26-connected components of `mask`: their map (0 outside, 1..n) and their sizes in voxels (n + 1,), the
+    outside first."""
     components, _ = scipy.ndimage.label(mask, structure=CONNECTIVITY)
     return components, np.bincount(components.ravel(), minlength=1)
 
-def small_components(mask:np.ndarray, # boolean mask (X, Y, Z)
-                     min_voxels:int, # components with fewer voxels are small
-                     min_fraction:float=0.0, # and those smaller than this fraction of the largest (1: all but the largest)
-                    ) -> np.ndarray:
-    "The voxels of `mask`'s 26-connected components smaller than `min_voxels`, or than `min_fraction` of the largest one."
+def small_components(
+    mask: np.ndarray,  # boolean mask (X, Y, Z)
+    min_voxels: int,  # components with fewer voxels are small
+    min_fraction: float = 0.0,  # and those smaller than this fraction of the largest (1: all but the largest)
+) -> np.ndarray:
+    """The voxels of `mask`'s 26-connected components smaller than `min_voxels`, or than `min_fraction` of the largest
+    one."""
     if (min_voxels <= 1 and min_fraction <= 0) or not mask.any(): return np.zeros_like(mask)
     components, sizes = label_components(mask)
     return (sizes < max(min_voxels, min_fraction * sizes[1:].max()))[components] & mask
@@ -47,18 +52,22 @@ def small_components(mask:np.ndarray, # boolean mask (X, Y, Z)
 # %% ../nbs/06a_postprocess.ipynb #55912830
 def nest_regions(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z), nested or not
                 ) -> np.ndarray:
-    "The masks as a label map holds them, WT ⊇ TC ⊇ ET: where they do not nest the innermost region wins, as in `regions_to_labels`."
+    """The masks as a label map holds them, WT ⊇ TC ⊇ ET: where they do not nest the innermost region wins, as in
+    `regions_to_labels`."""
     core = regions[1] | regions[2]
     return np.stack([regions[0] | core, core, regions[2]])
 
 # %% ../nbs/06a_postprocess.ipynb #d14fa26d
-def drop_small_components(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
-                          min_voxels:tuple, # minimum component size per region, in voxels (0: keep all)
-                          min_fractions:tuple=(0.0, 0.0, 0.0), # minimum size per region as a fraction of its largest component
-                         ) -> np.ndarray:
-    "Nested region masks without their small components; a component dropped from a region takes the regions inside it along."
+def drop_small_components(
+    regions: np.ndarray,  # WT, TC, ET masks (3, X, Y, Z)
+    min_voxels: tuple,  # minimum component size per region, in voxels (0: keep all)
+    min_fractions: tuple = (0.0, 0.0, 0.0),  # minimum size per region as a fraction of its largest component
+) -> np.ndarray:
+    """Nested region masks without their small components; a component dropped from a region takes the regions inside it
+    along."""
     regions = nest_regions(regions)
-    for i, (size, fraction) in enumerate(zip(min_voxels, min_fractions)): regions[i:] &= ~small_components(regions[i], int(size), fraction)
+    for i, (size, fraction) in enumerate(zip(min_voxels, min_fractions)):
+        regions[i:] &= ~small_components(regions[i], int(size), fraction)
     return regions
 
 # %% ../nbs/06a_postprocess.ipynb #8486ef5f
@@ -76,24 +85,41 @@ MAX_ML = 1e5   # mL: larger than any head (about 1.5e3 mL); a bound that keeps c
 
 @dataclass
 class Postprocess:
-    "Postprocessing rules (every one off by default): small components dropped per region, small enhancing tumour to necrosis."
+    """Postprocessing rules (every one off by default): small components dropped per region, small enhancing tumour to
+    necrosis."""
     min_size_ml: tuple = (0.0, 0.0, 0.0)  # smallest component kept per region WT, TC, ET, in mL
     et_min_volume_ml: float = 0.0  # ET below this total volume becomes necrosis, in mL
-    min_fraction: tuple = (0.0, 0.0, 0.0)  # per region, components under this fraction of the largest are dropped (1: largest only)
+    # per region, components under this fraction of the largest are dropped (1: largest only)
+    min_fraction: tuple = (0.0, 0.0, 0.0)
 
     def __post_init__(self):
-        "Refuse a negative, NaN, infinite or huge size and a fraction outside 0..1, naming the setting and its command-line option."
-        if len(self.min_size_ml) != len(REGIONS): raise NeurosegError(f"min_size_ml: one size per region {', '.join(REGIONS)}, got {self.min_size_ml}")
-        self.min_size_ml = tuple(float(ml) for ml in self.min_size_ml)   # a list read from JSON compares equal to the tuple
-        if len(self.min_fraction) != len(REGIONS): raise NeurosegError(f"min_fraction: one fraction per region {', '.join(REGIONS)}, got {self.min_fraction}")
+        """Refuse a negative, NaN, infinite or huge size and a fraction outside 0..1, naming the setting and its
+        command-line option."""
+        if len(self.min_size_ml) != len(REGIONS):
+            raise NeurosegError(f"min_size_ml: one size per region {', '.join(REGIONS)}, got {self.min_size_ml}")
+        # a list read from JSON compares equal to the tuple
+        self.min_size_ml = tuple(float(ml) for ml in self.min_size_ml)
+        if len(self.min_fraction) != len(REGIONS):
+            raise NeurosegError(f"min_fraction: one fraction per region {', '.join(REGIONS)}, got {self.min_fraction}")
         self.min_fraction = tuple(float(f) for f in self.min_fraction)
         for region, f in zip(REGIONS, self.min_fraction):
-            if not 0 <= f <= 1: raise NeurosegError(f"--min-fraction-{region.lower()} (min_fraction of {region}): {f:g}; a fraction of the largest component is 0 to 1")
+            if not 0 <= f <= 1:
+                raise NeurosegError(
+                    f"--min-fraction-{region.lower()} (min_fraction of {region}): {f:g}; a fraction of the largest "
+                    "component is 0 to 1"
+                )
         for region, ml in zip(REGIONS, self.min_size_ml):
-            if not 0 <= ml <= MAX_ML: raise NeurosegError(f"--min-size-{region.lower()} (min_size_ml of {region}): {ml:g} mL; sizes must be 0 or more, at most {MAX_ML:g} mL")
+            if not 0 <= ml <= MAX_ML:
+                raise NeurosegError(
+                    f"--min-size-{region.lower()} (min_size_ml of {region}): {ml:g} mL; sizes must be 0 or more, at "
+                    f"most {MAX_ML:g} mL"
+                )
         self.et_min_volume_ml = float(self.et_min_volume_ml)
         if not 0 <= self.et_min_volume_ml <= MAX_ML:
-            raise NeurosegError(f"--et-min-volume (et_min_volume_ml): {self.et_min_volume_ml:g} mL; volumes must be 0 or more, at most {MAX_ML:g} mL")
+            raise NeurosegError(
+                f"--et-min-volume (et_min_volume_ml): {self.et_min_volume_ml:g} mL; volumes must be 0 or more, at most "
+                f"{MAX_ML:g} mL"
+            )
 
     def voxels(self, voxel_ml:float, # volume of one voxel in mL
               ) -> tuple[tuple, int]:
@@ -120,7 +146,8 @@ def postprocess_violations(labels:np.ndarray, # label map (X, Y, Z), e.g. as wri
                            post:Postprocess, # the rules it should satisfy
                            voxel_ml:float, # volume of one voxel of its grid, in mL
                           ) -> list[str]:
-    "Each rule of `post` that `labels` breaks, one line each (none: it satisfies them all), on its own regions' 26-connected components."
+    """Each rule of `post` that `labels` breaks, one line each (none: it satisfies them all), on its own regions'
+    26-connected components."""
     regions, (min_voxels, et_voxels), found = labels_to_regions(labels, convention), post.voxels(voxel_ml), []
     for region, mask, ml, size, fraction in zip(REGIONS, regions, post.min_size_ml, min_voxels, post.min_fraction):
         sizes = np.sort(label_components(mask)[1][1:])[::-1]
@@ -128,7 +155,8 @@ def postprocess_violations(labels:np.ndarray, # label map (X, Y, Z), e.g. as wri
         if (small := sizes[sizes < floor]).size:
             found.append(f"{region}: {small.size} of {sizes.size} components under the {floor:g} voxels its rules keep "
                           f"(min_size_ml {ml:g}, min_fraction {fraction:g}): {small[:5].tolist()}")
-    if 0 < (et := int(regions[2].sum())) < et_voxels: found.append(f"ET: {et} voxels in all, under the {et_voxels} of et_min_volume_ml {post.et_min_volume_ml:g}")
+    if 0 < (et := int(regions[2].sum())) < et_voxels:
+        found.append(f"ET: {et} voxels in all, under the {et_voxels} of et_min_volume_ml {post.et_min_volume_ml:g}")
     return found
 
 # %% ../nbs/06a_postprocess.ipynb #1b7a9e45
@@ -136,18 +164,29 @@ def postprocess_from_dict(d:dict|None, # `{"min_size_ml": [WT, TC, ET], "et_min_
                           source:str, # the file or checkpoint it came from, named in errors
                          ) -> Postprocess:
     "The `Postprocess` a decision (or a checkpoint) stores."
-    try: return Postprocess(tuple(d["min_size_ml"]), float(d["et_min_volume_ml"]), tuple(d.get("min_fraction", (0.0,) * len(REGIONS))))
-    except NeurosegError as e: raise NeurosegError(f"{source}: {e}") from None   # a value out of bounds, named with its file
+    try:
+        return Postprocess(
+            tuple(d["min_size_ml"]), float(d["et_min_volume_ml"]), tuple(d.get("min_fraction", (0.0,) * len(REGIONS)))
+        )
+    # a value out of bounds, named with its file
+    except NeurosegError as e:
+        raise NeurosegError(f"{source}: {e}") from None
     except (KeyError, TypeError, ValueError) as e:
-        raise NeurosegError(f"{source}: not a postprocessing decision (needs min_size_ml with 3 sizes and et_min_volume_ml; {type(e).__name__}: {e})")
+        raise NeurosegError(
+            f"{source}: not a postprocessing decision (needs min_size_ml with 3 sizes and et_min_volume_ml; "
+            f"{type(e).__name__}: {e})"
+        )
 
 # %% ../nbs/06a_postprocess.ipynb #317fa20b
 def read_postprocess(path:str|Path, # a decision file written by `neuroseg_postprocess`
                     ) -> Postprocess:
     "The postprocessing of a decision file."
-    try: d = json.loads(Path(path).read_text())
-    except FileNotFoundError: raise NeurosegError(f"{path}: no such postprocessing decision file")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e: raise NeurosegError(f"{path}: not a postprocessing decision ({type(e).__name__}: {e})")
+    try:
+        d = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise NeurosegError(f"{path}: no such postprocessing decision file")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NeurosegError(f"{path}: not a postprocessing decision ({type(e).__name__}: {e})")
     return postprocess_from_dict(d.get("postprocess") if isinstance(d, dict) else None, str(path))
 
 # %% ../nbs/06a_postprocess.ipynb #a7d81aad
@@ -159,7 +198,11 @@ def cli_postprocess(choice:str, # --postprocess: model, none or a decision file
     "The command line's postprocessing; None means the checkpoint's own. Rules given by hand replace any decision."
     given = lambda values: tuple(0.0 if v is None else v for v in values)
     if any(v is not None for v in (*sizes, et_min_volume, *fractions)):
-        if choice != "model": raise NeurosegError(f"--postprocess {choice}: give a decision or rules by hand (--min-size-*, --min-fraction-*, --et-min-volume), not both")
+        if choice != "model":
+            raise NeurosegError(
+                f"--postprocess {choice}: give a decision or rules by hand (--min-size-*, --min-fraction-*, "
+                "--et-min-volume), not both"
+            )
         return Postprocess(given(sizes), given([et_min_volume])[0], given(fractions))
     return None if choice == "model" else Postprocess() if choice == "none" else read_postprocess(choice)
 
@@ -184,19 +227,31 @@ def scored_case(case:str, # case id
                 convention:str, # label convention of both
                 spacing:tuple, # voxel size in mm
                ) -> ScoredCase:
-    "The regions of a prediction and its reference, cropped with a margin that holds every dilation the BraTS 2023 lesion matching makes."
-    p, r = labels_to_regions(pred, convention, f"prediction of {case}"), labels_to_regions(ref, convention, f"reference of {case}")
-    box = foreground_bbox(p.any(0), r.any(0), margin=BRATS2023_DILATION + 1) or (slice(0, 1),) * 3   # both empty: one voxel says it all
+    """The regions of a prediction and its reference, cropped with a margin that holds every dilation the BraTS 2023
+    lesion matching makes."""
+    p, r = (
+        labels_to_regions(pred, convention, f"prediction of {case}"),
+        labels_to_regions(ref, convention, f"reference of {case}"),
+    )
+    # both empty: one voxel says it all
+    box = foreground_bbox(p.any(0), r.any(0), margin=BRATS2023_DILATION + 1) or (slice(0, 1),) * 3
     return ScoredCase(case, p[(slice(None), *box)], r[(slice(None), *box)], tuple(float(s) for s in spacing))
 
 # %% ../nbs/06a_postprocess.ipynb #6cc60560
 MIN_SIZES_ML = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)   # smallest component kept, tried per region (0: off)
-MIN_FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)   # smallest component kept as a fraction of the largest (1: the largest only)
+# smallest component kept as a fraction of the largest (1: the largest only)
+MIN_FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
 ET_VOLUMES_ML = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)   # total ET volume below which ET becomes necrosis (0: off)
 MIN_GAIN = 1e-3   # a rule is kept when it raises the mean Dice by at least this much (a tenth of a Dice point)
 MIN_CASES = 5   # fewer held-out cases than this choose nothing: a rule that empties a region for one case is then noise
-RULES = {**{f"{kind} {r}": values for r in REGIONS for kind, values in (("min_size_ml", MIN_SIZES_ML), ("min_fraction", MIN_FRACTIONS))},
-         "et_min_volume_ml": ET_VOLUMES_ML}   # tried in this order, each with these values
+RULES = {
+    **{
+        f"{kind} {r}": values
+        for r in REGIONS
+        for kind, values in (("min_size_ml", MIN_SIZES_ML), ("min_fraction", MIN_FRACTIONS))
+    },
+    "et_min_volume_ml": ET_VOLUMES_ML,
+}   # tried in this order, each with these values
 
 # %% ../nbs/06a_postprocess.ipynb #14691014
 def with_rule(post:Postprocess, rule:str, value:float) -> Postprocess:
@@ -213,7 +268,8 @@ def region_scores(cases:list, # `ScoredCase`s
                   post:Postprocess, # the rules to apply to each prediction
                   criterion:str="dice", # a key of `CRITERIA`
                  ) -> np.ndarray:
-    "Score per case and region (cases, 3) after `post`: the voxel Dice, or the BraTS 2023 lesion-wise Dice; both score an empty prediction of an empty region 1, as BraTS does."
+    """Score per case and region (cases, 3) after `post`: the voxel Dice, or the BraTS 2023 lesion-wise Dice; both score
+    an empty prediction of an empty region 1, as BraTS does."""
     if criterion not in CRITERIA: raise NeurosegError(f"criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
     def score(p, r, c):
         if criterion == "dice": return compute_dice(p, r)
@@ -231,7 +287,8 @@ def select_postprocess(cases:list, # `ScoredCase`s the model never trained on
                        min_cases:int=MIN_CASES, # fewer cases choose no rule
                        criterion:str="dice", # what a rule must raise: a key of `CRITERIA`
                       ) -> dict:
-    "The decision: the rules kept, one at a time in `rules` order, each only where it raises the criterion's mean; with every trial, and both scores before and after."
+    """The decision: the rules kept, one at a time in `rules` order, each only where it raises the criterion's mean;
+    with every trial, and both scores before and after."""
     if not cases: raise NeurosegError("no cases to choose the postprocessing on")
     scores = lambda post, by=criterion: region_scores(cases, post, by)
     post = Postprocess()
@@ -244,42 +301,62 @@ def select_postprocess(cases:list, # `ScoredCase`s the model never trained on
         tried += [dict(rule=rule, value=v, kept=bool(keep and v == value), **_means(s)) for v, s in trials]
         if keep: post, best = with_rule(post, rule, value), score
     redundant = []
-    for rule in [t["rule"] for t in tried if t["kept"]][::-1]:   # a rule that a later one made useless goes: the simplest decision
+    # a rule that a later one made useless goes: the simplest decision
+    for rule in [t["rule"] for t in tried if t["kept"]][::-1]:
         simpler = with_rule(post, rule, 0.0)
         if (score := scores(simpler)).mean() >= best.mean(): post, best = simpler, score; redundant.append(rule)
-    both = {by: (before, best) if by == criterion else (scores(Postprocess(), by), scores(post, by)) for by in ("dice", "lesion")}
+    both = {
+        by: (before, best) if by == criterion else (scores(Postprocess(), by), scores(post, by))
+        for by in ("dice", "lesion")
+    }
     (dice_b, dice_a), (lesion_b, lesion_a) = both["dice"], both["lesion"]
-    per_case = {c.case: dict(before=dict(zip(REGIONS, map(float, db))), after=dict(zip(REGIONS, map(float, da))),
-                             lesion_before=dict(zip(REGIONS, map(float, lb))), lesion_after=dict(zip(REGIONS, map(float, la))))
-                for c, db, da, lb, la in zip(cases, dice_b, dice_a, lesion_b, lesion_a)}
-    return dict(postprocess=asdict(post), criterion=criterion, cases=[c.case for c in cases], dice_before=_means(dice_b),
-                dice_after=_means(dice_a), lesion_dice_before=_means(lesion_b), lesion_dice_after=_means(lesion_a), min_gain=min_gain,
-                min_cases=min_cases, per_case=per_case, tried=tried, redundant=redundant, neuroseg_version=neuroseg.__version__)
+    per_case = {
+        c.case: dict(
+            before=dict(zip(REGIONS, map(float, db))), after=dict(zip(REGIONS, map(float, da))),
+            lesion_before=dict(zip(REGIONS, map(float, lb))), lesion_after=dict(zip(REGIONS, map(float, la))),
+        )
+        for c, db, da, lb, la in zip(cases, dice_b, dice_a, lesion_b, lesion_a)
+    }
+    return dict(
+        postprocess=asdict(post), criterion=criterion, cases=[c.case for c in cases], dice_before=_means(dice_b),
+        dice_after=_means(dice_a), lesion_dice_before=_means(lesion_b), lesion_dice_after=_means(lesion_a),
+        min_gain=min_gain, min_cases=min_cases, per_case=per_case, tried=tried, redundant=redundant,
+        neuroseg_version=neuroseg.__version__,
+    )
 
 # %% ../nbs/06a_postprocess.ipynb #301b34db
 def format_decision(d:dict) -> str:
     "The decision in a few lines: the rules kept, and the mean Dice and lesion-wise Dice before and after."
-    post, criterion = d["postprocess"], d.get("criterion", "dice")   # decisions written before the lesion-wise criterion chose by Dice
+    # decisions written before the lesion-wise criterion chose by Dice
+    post, criterion = d["postprocess"], d.get("criterion", "dice")
     rules = [f"{r} components under {ml:g} mL dropped" for r, ml in zip(REGIONS, post["min_size_ml"]) if ml]
     rules += [f"{r}: the largest component only" if f == 1 else f"{r} components under {f:.0%} of the largest dropped"
               for r, f in zip(REGIONS, post.get("min_fraction", (0,) * 3)) if f]
     rules += [f"ET under {post['et_min_volume_ml']:g} mL in total becomes necrosis"] if post["et_min_volume_ml"] else []
     fmt = lambda m: f"{m['mean']:.4f} (" + ", ".join(f"{r} {m[r]:.4f}" for r in REGIONS) + ")"
-    nothing = (f"fewer than {d['min_cases']} cases are too few to choose from, none applied" if len(d["cases"]) < d.get("min_cases", 0)
-               else f"no rule raises the {CRITERIA[criterion]}, none applied")
-    lines = [f"postprocessing chosen on {len(d['cases'])} case(s) by the {CRITERIA[criterion]}: " + ("; ".join(rules) or nothing)]
+    nothing = (
+        f"fewer than {d['min_cases']} cases are too few to choose from, none applied"
+        if len(d["cases"]) < d.get("min_cases", 0)
+        else f"no rule raises the {CRITERIA[criterion]}, none applied"
+    )
+    lines = [
+        f"postprocessing chosen on {len(d['cases'])} case(s) by the {CRITERIA[criterion]}: "
+        + ("; ".join(rules) or nothing)
+    ]
     for key, name in (("dice", "mean Dice"), ("lesion_dice", "lesion-wise Dice (BraTS 2023)")):
         if f"{key}_before" in d: lines.append(f"{name} {fmt(d[f'{key}_before'])} -> {fmt(d[f'{key}_after'])}")
     return "\n".join(lines)
 
 # %% ../nbs/06a_postprocess.ipynb #62950370
-def load_scored_cases(pred:str|Path, # prediction file or folder
-                      ref:str|Path, # reference file or folder
-                      convention:str="auto", # of both sides, or auto (from the references' labels)
-                      cases:list|None=None, # only these case ids
-                      only_predicted:bool=False, # the predicted cases only: references without a prediction are left out
-                     ) -> list[ScoredCase]:
-    "The scored cases of a folder of predictions and their references; every case needs both (a prediction, its reference)."
+def load_scored_cases(
+    pred: str | Path,  # prediction file or folder
+    ref: str | Path,  # reference file or folder
+    convention: str = "auto",  # of both sides, or auto (from the references' labels)
+    cases: list | None = None,  # only these case ids
+    only_predicted: bool = False,  # the predicted cases only: references without a prediction are left out
+) -> list[ScoredCase]:
+    """The scored cases of a folder of predictions and their references; every case needs both (a prediction, its
+    reference)."""
     pairs = pair_label_files(pred, ref, cases)
     if only_predicted: pairs = [(c, p, r) for c, p, r in pairs if p is not None]
     if (missing := [c for c, p, r in pairs if not (p and r)]):
@@ -291,31 +368,53 @@ def scored_pairs(pairs:list, # (case id, prediction file, reference file), each 
                  convention:str, # label convention of both sides
                 ) -> list[ScoredCase]:
     "The scored cases of prediction and reference files."
-    return [scored_case(case, load_label_map(p).labels, load_label_map(r).labels, convention, check_same_grid(p, r, case)) for case, p, r in pairs]
+    return [
+        scored_case(case, load_label_map(p).labels, load_label_map(r).labels, convention, check_same_grid(p, r, case))
+        for case, p, r in pairs
+    ]
 
 # %% ../nbs/06a_postprocess.ipynb #38a237f6
 @console_script
 @cli_errors
-def neuroseg_postprocess(pred:Param("predictions made with --postprocess none: a NIfTI file or a folder", str, required=True)=None,
-                         ref:Param("references: a NIfTI file, a folder of them, or of BraTS case folders", str, required=True)=None,
-                         out:Param("the decision, a JSON file", str)="postprocess.json",
-                         convention:Param("label convention of both sides", str, choices=["auto", "msd", "brats2021", "brats2023"])="auto",
-                         split:Param("use only one subset of this split file (written by neuroseg_train)", str)=None,
-                         subset:Param("which subset of --split", str, choices=list(SUBSETS))="val",
-                         fold:Param("validation fold of --split", int)=0,
-                         overwrite:Param("replace an existing --out", store_true)=False,
-                         min_cases:Param("fewer cases than this choose no rule", int)=MIN_CASES,
-                         only_predicted:Param("choose on the predicted cases only (e.g. a cross-validation's out-of-fold folder against the whole dataset)", store_true)=False,
-                         criterion:Param("what a kept rule must raise: dice (voxel Dice, as nnU-Net chooses) or lesion (BraTS 2023 lesion-wise Dice, as BraTS ranks)", str, choices=list(CRITERIA))="dice",
-                        ):
-    "Choose postprocessing rules on predictions of cases the model never trained on; each rule is kept only where it raises the mean Dice (or the lesion-wise Dice)."
+def neuroseg_postprocess(
+    pred: Param("predictions made with --postprocess none: a NIfTI file or a folder", str, required=True) = None,
+    ref: Param("references: a NIfTI file, a folder of them, or of BraTS case folders", str, required=True) = None,
+    out: Param("the decision, a JSON file", str) = "postprocess.json",
+    convention: Param(
+        "label convention of both sides", str, choices=["auto", "msd", "brats2021", "brats2023"]
+    ) = "auto",
+    split: Param("use only one subset of this split file (written by neuroseg_train)", str) = None,
+    subset: Param("which subset of --split", str, choices=list(SUBSETS)) = "val",
+    fold: Param("validation fold of --split", int) = 0,
+    overwrite: Param("replace an existing --out", store_true) = False,
+    min_cases: Param("fewer cases than this choose no rule", int) = MIN_CASES,
+    only_predicted: Param(
+        "choose on the predicted cases only (e.g. a cross-validation's out-of-fold folder against the whole dataset)",
+        store_true,
+    ) = False,
+    criterion: Param(
+        "what a kept rule must raise: dice (voxel Dice, as nnU-Net chooses) or lesion (BraTS 2023 lesion-wise Dice, as "
+        "BraTS ranks)", str, choices=list(CRITERIA),
+    ) = "dice",
+):
+    """Choose postprocessing rules on predictions of cases the model never trained on; each rule is kept only where it
+    raises the mean Dice (or the lesion-wise Dice)."""
     if not (pred and ref): raise NeurosegError("neuroseg_postprocess: give both --pred and --ref")
     check_out_not_input(out, pred=pred, ref=ref)
-    check_pred_not_ref(pred, ref)   # a reference against itself: every rule looks useless
-    if Path(out).exists() and not overwrite: raise NeurosegError(f"{out}: exists; choose another --out or pass --overwrite")
+    check_pred_not_ref(pred, ref)  # a reference against itself: every rule looks useless
+    if Path(out).exists() and not overwrite:
+        raise NeurosegError(f"{out}: exists; choose another --out or pass --overwrite")
     check_writable(Path(out).parent)
-    decision = select_postprocess(load_scored_cases(pred, ref, convention, split_cases_to_score(split, subset, fold) if split else None, only_predicted),
-                                  min_cases=min_cases, criterion=criterion)
-    write_json_atomic(out, decision | dict(pred=str(pred), ref=str(ref), split=split and dict(file=str(split), subset=subset, fold=fold)))
+    decision = select_postprocess(
+        load_scored_cases(
+            pred, ref, convention, split_cases_to_score(split, subset, fold) if split else None, only_predicted
+        ),
+        min_cases=min_cases,
+        criterion=criterion,
+    )
+    write_json_atomic(
+        out,
+        decision | dict(pred=str(pred), ref=str(ref), split=split and dict(file=str(split), subset=subset, fold=fold)),
+    )
     print(format_decision(decision))
     print(f"wrote {out}; apply it with: neuroseg_infer --postprocess {out} ...")

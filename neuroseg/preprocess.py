@@ -48,7 +48,9 @@ def from_nifti(img:nib.Nifti1Image, dtype=np.float32) -> sitk.Image:
     out = sitk.GetImageFromArray(np.asarray(img.dataobj, dtype).transpose(2, 1, 0))
     lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
-    out.SetSpacing(spacing.tolist()); out.SetOrigin(lps[:3, 3].tolist()); out.SetDirection((lps[:3, :3] / spacing).ravel().tolist())
+    out.SetSpacing(spacing.tolist())
+    out.SetOrigin(lps[:3, 3].tolist())
+    out.SetDirection((lps[:3, :3] / spacing).ravel().tolist())
     return out
 
 # %% ../nbs/10a_preprocess.ipynb #7d5d8824
@@ -60,10 +62,15 @@ def read_volume(path:str|Path, # a NIfTI (or anything ITK reads) of one modality
     if not path.is_file(): raise NeurosegError(f"{path}: {modality} not found")
     try:   # NIfTI through nibabel, which keeps NaN voxels (ITK's reader turns them into 0); other formats through ITK
         img = nib.load(path) if path.name.endswith((".nii", ".nii.gz")) else sitk.ReadImage(str(path))
-        shape = img.shape if isinstance(img, nib.Nifti1Image) else (*img.GetSize(), *[img.GetNumberOfComponentsPerPixel()] * (img.GetNumberOfComponentsPerPixel() > 1))
+        shape = (
+            img.shape
+            if isinstance(img, nib.Nifti1Image)
+            else (*img.GetSize(), *[img.GetNumberOfComponentsPerPixel()] * (img.GetNumberOfComponentsPerPixel() > 1))
+        )
         if len(shape) != 3 and not (len(shape) == 4 and shape[3] == 1):
             raise NeurosegError(f"{path}: the {modality} has shape {tuple(shape)}; give one 3D volume per modality")
-        if isinstance(img, nib.Nifti1Image): img = from_nifti(nib.Nifti1Image(np.asarray(img.dataobj, np.float32).reshape(shape[:3]), img.affine))
+        if isinstance(img, nib.Nifti1Image):
+            img = from_nifti(nib.Nifti1Image(np.asarray(img.dataobj, np.float32).reshape(shape[:3]), img.affine))
     except (RuntimeError, OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as e:
         if isinstance(e, NeurosegError): raise
         raise NeurosegError(f"{path}: cannot read the {modality} ({str(e).strip().splitlines()[-1][:100]})") from e
@@ -88,12 +95,14 @@ def head_mask(img:sitk.Image) -> sitk.Image:
 
 # %% ../nbs/10a_preprocess.ipynb #30674605
 N4_ITERATIONS = (50, 50, 30)   # per fitting level
-N4_VOXEL_MM = 4.0              # the field is fitted on a copy with voxels about this size (never coarser than the slices)
+# the field is fitted on a copy with voxels about this size (never coarser than the slices)
+N4_VOXEL_MM = 4.0
 
 def n4_correct(img:sitk.Image, # one modality, any grid
                modality:str|None=None, # its name in the record
               ) -> tuple[sitk.Image, sitk.Image, dict]:
-    "(corrected volume, head mask, record): N4 bias-field correction, fitted at about `N4_VOXEL_MM`, applied at full resolution."
+    """(corrected volume, head mask, record): N4 bias-field correction, fitted at about `N4_VOXEL_MM`, applied at full
+    resolution."""
     tick = time.perf_counter()
     mask = head_mask(img)
     shrink = [max(1, int(N4_VOXEL_MM // s)) for s in img.GetSpacing()]
@@ -110,14 +119,19 @@ def _centre(img:sitk.Image) -> tuple:
 
 def _register(fixed:sitk.Image, moving:sitk.Image, initial:sitk.Transform, seed:int, kind=sitk.Euler3DTransform,
               fixed_mask:sitk.Image|None=None) -> tuple[sitk.Transform, float, int]:
-    "Mattes MI, regular-step gradient descent over three resolutions, from `initial`; (transform of `kind`, metric, iterations)."
+    """Mattes MI, regular-step gradient descent over three resolutions, from `initial`; (transform of `kind`, metric,
+    iterations)."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.REGULAR); reg.SetMetricSamplingPercentage(0.3, seed)
     reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-4, numberOfIterations=300, relaxationFactor=0.5)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=2.0, minStep=1e-4, numberOfIterations=300, relaxationFactor=0.5
+    )
     reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([4, 2, 1]); reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0]); reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    reg.SetShrinkFactorsPerLevel([4, 2, 1])
+    reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(initial, inPlace=False)
     if fixed_mask is not None: reg.SetMetricFixedMask(fixed_mask)
     out = reg.Execute(fixed, moving)
@@ -139,12 +153,27 @@ QC_ALIGNMENT_MIN = 2.0     # a registration scoring less fails its check (see th
 
 def alignment_score(fixed:sitk.Image, moving:sitk.Image, transform:sitk.Transform, mask:sitk.Image,
                     minimum:float=QC_ALIGNMENT_MIN) -> dict:
-    "NMI at `transform` and its sharpness: (NMI - 1) there over the mean (NMI - 1) with the moving image shifted `QC_SHIFT_MM` along each axis."
+    """NMI at `transform` and its sharpness: (NMI - 1) there over the mean (NMI - 1) with the moving image shifted
+    `QC_SHIFT_MM` along each axis."""
     inside = sitk.GetArrayViewFromImage(mask) > 0
-    sample = lambda t: sitk.GetArrayFromImage(sitk.Resample(moving, fixed, t, sitk.sitkLinear, 0.0))[inside]   # a copy: a view would outlive its image
-    ref, here = sitk.GetArrayViewFromImage(fixed)[inside], nmi(sitk.GetArrayViewFromImage(fixed)[inside], sample(transform))
-    away = [nmi(ref, sample(sitk.CompositeTransform([transform, sitk.TranslationTransform(3, [QC_SHIFT_MM * sign * (i == axis) for i in range(3)])])))
-            for axis in range(3) for sign in (-1, 1)]
+    # a copy: a view would outlive its image
+    sample = lambda t: sitk.GetArrayFromImage(sitk.Resample(moving, fixed, t, sitk.sitkLinear, 0.0))[inside]
+    ref, here = (
+        sitk.GetArrayViewFromImage(fixed)[inside],
+        nmi(sitk.GetArrayViewFromImage(fixed)[inside], sample(transform)),
+    )
+    away = [
+        nmi(
+            ref,
+            sample(
+                sitk.CompositeTransform(
+                    [transform, sitk.TranslationTransform(3, [QC_SHIFT_MM * sign * (i == axis) for i in range(3)])]
+                )
+            ),
+        )
+        for axis in range(3)
+        for sign in (-1, 1)
+    ]
     sharpness = (here - 1) / max(np.mean(away) - 1, 1e-6)
     return dict(nmi=round(here, 4), alignment=round(float(sharpness), 3), alignment_min=minimum,
                 passed=bool(sharpness >= minimum))
@@ -156,19 +185,28 @@ def register_rigid(fixed:sitk.Image, # the post-contrast T1 (bias-corrected)
                    fixed_mask:sitk.Image|None=None, # where the check is scored (the fixed image's head mask)
                    seed:int=0, # the metric's random sampling
                   ) -> tuple[sitk.Euler3DTransform, dict]:
-    "(rigid transform fixed -> moving points, record with its check): from the scanner's geometry, else from the centres of mass."
+    """(rigid transform fixed -> moving points, record with its check): from the scanner's geometry, else from the
+    centres of mass."""
     tick, mask = time.perf_counter(), fixed_mask if fixed_mask is not None else head_mask(fixed)
     start = sitk.Euler3DTransform(); start.SetCenter(_centre(fixed))
     best, metric, iters = _register(fixed, moving, start, seed)
     qc, init = alignment_score(fixed, moving, best, mask), "scanner geometry"
     if not qc["passed"]:
-        moments = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS)
+        moments = sitk.CenteredTransformInitializer(
+            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+        )
         other, metric2, iters2 = _register(fixed, moving, moments, seed)
         qc2 = alignment_score(fixed, moving, other, mask)
-        if qc2["alignment"] > qc["alignment"]: best, metric, iters, qc, init = other, metric2, iters2, qc2, "centres of mass (the scanner geometry failed its check)"
-    return best, step_record("register", tool_version("SimpleITK"), time.perf_counter() - tick, modality, qc,
-                             to="t1c", transform="rigid (Euler3D)", metric="Mattes MI, 32 bins, 30 % of voxels on a regular grid", levels=[4, 2, 1],
-                             start=init, iterations=iters, final_metric=round(metric, 4), parameters=[round(v, 5) for v in best.GetParameters()])
+        if qc2["alignment"] > qc["alignment"]:
+            best, metric, iters, qc, init = (
+                other, metric2, iters2, qc2, "centres of mass (the scanner geometry failed its check)",
+            )
+    return best, step_record(
+        "register", tool_version("SimpleITK"), time.perf_counter() - tick, modality, qc, to="t1c",
+        transform="rigid (Euler3D)", metric="Mattes MI, 32 bins, 30 % of voxels on a regular grid", levels=[4, 2, 1],
+        start=init, iterations=iters, final_metric=round(metric, 4),
+        parameters=[round(v, 5) for v in best.GetParameters()],
+    )
 
 # %% ../nbs/10a_preprocess.ipynb #2861fddc
 def target_registration_error(found:sitk.Transform, truth:sitk.Transform, points:np.ndarray) -> tuple[float, float]:
@@ -189,7 +227,9 @@ def random_rigid(rng:np.random.Generator, # source of randomness
                  max_mm:float=20.0, # along each axis
                 ) -> sitk.Euler3DTransform:
     "A random rigid motion: up to `max_degrees` about each axis and `max_mm` along each."
-    return sitk.Euler3DTransform(tuple(centre), *np.radians(rng.uniform(-max_degrees, max_degrees, 3)), tuple(rng.uniform(-max_mm, max_mm, 3)))
+    return sitk.Euler3DTransform(
+        tuple(centre), *np.radians(rng.uniform(-max_degrees, max_degrees, 3)), tuple(rng.uniform(-max_mm, max_mm, 3))
+    )
 
 def simulate_raw_series(img:sitk.Image, # a 1 mm volume (a BraTS modality, a template)
                         motion:sitk.Transform, # anatomy point -> where the scanner sees it (rigid)
@@ -198,19 +238,26 @@ def simulate_raw_series(img:sitk.Image, # a 1 mm volume (a BraTS modality, a tem
                         noise:float=0.02, # Gaussian noise, as a fraction of the 99th percentile
                         bias:float=0.2, # the bias field's amplitude (multiplicative, smooth)
                        ) -> sitk.Image:
-    "`img` as a scanner's 2D series would hold it after `motion`: thick slices centred on the moved head, bias field, noise."
+    """`img` as a scanner's 2D series would hold it after `motion`: thick slices centred on the moved head, bias field,
+    noise."""
     rng = np.random.default_rng(rng)
     extent = np.array(img.GetSize()) * np.array(img.GetSpacing())
     size = [max(2, int(round(e / s))) for e, s in zip(extent, spacing)]
-    grid = sitk.Image(size, sitk.sitkFloat32); grid.SetSpacing(tuple(float(s) for s in spacing)); grid.SetDirection(img.GetDirection())
+    grid = sitk.Image(size, sitk.sitkFloat32)
+    grid.SetSpacing(tuple(float(s) for s in spacing))
+    grid.SetDirection(img.GetDirection())
     d = np.array(img.GetDirection()).reshape(3, 3)
-    grid.SetOrigin((np.array(motion.TransformPoint(_centre(img))) - d @ ((np.array(size) - 1) / 2 * np.array(spacing))).tolist())
+    grid.SetOrigin(
+        (np.array(motion.TransformPoint(_centre(img))) - d @ ((np.array(size) - 1) / 2 * np.array(spacing))).tolist()
+    )
     profile = [max(0.0, s - o) / 2.355 for s, o in zip(spacing, img.GetSpacing())]   # thick slices average across them
     smooth = sitk.DiscreteGaussian(img, variance=[p ** 2 for p in profile], maximumKernelWidth=64, useImageSpacing=True)
     raw = sitk.GetArrayFromImage(sitk.Resample(smooth, grid, motion.GetInverse(), sitk.sitkLinear, 0.0))
     z, y, x = (np.linspace(-1, 1, n) for n in raw.shape)
     a = rng.uniform(-1, 1, 3)
-    field = 1 + bias * (a[0] * x[None, None, :] + a[1] * y[None, :, None] + a[2] * z[:, None, None]) / max(1.0, np.abs(a).sum())
+    field = 1 + bias * (a[0] * x[None, None, :] + a[1] * y[None, :, None] + a[2] * z[:, None, None]) / max(
+        1.0, np.abs(a).sum()
+    )
     raw = raw * field + rng.normal(0, noise * np.percentile(raw, 99), raw.shape)
     out = sitk.GetImageFromArray(np.clip(raw, 0, None).astype(np.float32)); out.CopyInformation(grid)
     return out
@@ -230,17 +277,19 @@ def case_grid(reference:sitk.Image, # the T1c, reoriented
     return grid
 
 # %% ../nbs/10a_preprocess.ipynb #f20395dc
-def resample_to(img:sitk.Image, # a volume on any grid
-                grid:sitk.Image, # the target grid (`case_grid`, or a native image)
-                transform:sitk.Transform|None=None, # grid points -> img points (a registration's result); None: the identity
-                interpolator:int=sitk.sitkBSpline, # sitkLinear for probabilities, sitkNearestNeighbor for labels
-               ) -> sitk.Image:
+def resample_to(
+    img: sitk.Image,  # a volume on any grid
+    grid: sitk.Image,  # the target grid (`case_grid`, or a native image)
+    transform: sitk.Transform | None = None,  # grid points -> img points (a registration's result); None: the identity
+    interpolator: int = sitk.sitkBSpline,  # sitkLinear for probabilities, sitkNearestNeighbor for labels
+) -> sitk.Image:
     "`img` resampled onto `grid` (outside: 0), B-spline overshoot below 0 clipped for intensities."
     out = sitk.Resample(img, grid, transform or sitk.Transform(), interpolator, 0.0, img.GetPixelID())
     return sitk.Clamp(out, lowerBound=0.0) if interpolator == sitk.sitkBSpline else out
 
 # %% ../nbs/10a_preprocess.ipynb #585bfec2
-QC_TEMPLATE_MIN = 1.3   # a registration to the template scoring less fails its check (calibrated on BraTS T1s: see the text)
+# a registration to the template scoring less fails its check (calibrated on BraTS T1s: see the text)
+QC_TEMPLATE_MIN = 1.3
 
 def template_image(spacing_mm:float=1.0, # the template's grid
                   ) -> sitk.Image:
@@ -249,20 +298,29 @@ def template_image(spacing_mm:float=1.0, # the template's grid
     img = reorient(from_nifti(nib.load(mni_dir()/MNI_FILES["t1"])) * (1000.0 / 255))
     if spacing_mm == 1.0: return sitk.Cast(img, sitk.sitkFloat32)
     size = [int(round(n * s / spacing_mm)) for n, s in zip(img.GetSize(), img.GetSpacing())]
-    return sitk.Resample(img, size, sitk.Transform(), sitk.sitkLinear, img.GetOrigin(), [spacing_mm] * 3, img.GetDirection(), 0.0, sitk.sitkFloat32)
+    return sitk.Resample(
+        img, size, sitk.Transform(), sitk.sitkLinear, img.GetOrigin(), [spacing_mm] * 3, img.GetDirection(), 0.0,
+        sitk.sitkFloat32,
+    )
 
 def register_template(brain_t1:sitk.Image, # the skull-stripped T1 on the case grid (T1c space)
                       template:sitk.Image, # `template_image`
                       seed:int=0, # the metric's random sampling
                      ) -> tuple[sitk.AffineTransform, dict]:
-    "(affine transform template -> T1c points, record with its check): from the centres of mass, Mattes MI, three levels."
+    """(affine transform template -> T1c points, record with its check): from the centres of mass, Mattes MI, three
+    levels."""
     tick, brain = time.perf_counter(), sitk.Cast(template > 50, sitk.sitkUInt8)
-    start = sitk.CenteredTransformInitializer(template, brain_t1, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS)
+    start = sitk.CenteredTransformInitializer(
+        template, brain_t1, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS
+    )
     found, metric, iters = _register(template, brain_t1, start, seed, sitk.AffineTransform)
     qc = alignment_score(template, brain_t1, found, brain, QC_TEMPLATE_MIN)
-    return found, step_record("template", tool_version("SimpleITK"), time.perf_counter() - tick, "t1", qc, to="MNI152 2009a symmetric (nilearn)",
-                              transform="affine (12 parameters)", metric="Mattes MI, 32 bins, 30 % of voxels on a regular grid",
-                              levels=[4, 2, 1], start="centres of mass", iterations=iters, final_metric=round(metric, 4))
+    return found, step_record(
+        "template", tool_version("SimpleITK"), time.perf_counter() - tick, "t1", qc,
+        to="MNI152 2009a symmetric (nilearn)", transform="affine (12 parameters)",
+        metric="Mattes MI, 32 bins, 30 % of voxels on a regular grid", levels=[4, 2, 1], start="centres of mass",
+        iterations=iters, final_metric=round(metric, 4),
+    )
 
 # %% ../nbs/10a_preprocess.ipynb #e7db015a
 DEEPBET_SHA256 = {"model.pt": "de8ee7c69654d0dd3935dc4a5d84571d8ecf4637a6bfc01df399c4c2bc86e0fd",
@@ -275,12 +333,15 @@ def deepbet_extractor():
     try:
         import deepbet.utils
         from deepbet import BrainExtraction
-    except ImportError as e: raise NeurosegError(f"brain extraction needs deepbet (pip install 'deepbet==1.0.2'): {e}") from e
+    except ImportError as e:
+        raise NeurosegError(f"brain extraction needs deepbet (pip install 'deepbet==1.0.2'): {e}") from e
     for name, digest in DEEPBET_SHA256.items():
         path = Path(deepbet.utils.DATA_PATH)/"models"/name
         if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            raise NeurosegError(f"{path}: not the deepbet model file neuroseg was tested with (sha256 differs or file missing); "
-                                f"reinstall deepbet==1.0.2")
+            raise NeurosegError(
+                f"{path}: not the deepbet model file neuroseg was tested with (sha256 differs or file missing); "
+                f"reinstall deepbet==1.0.2"
+            )
     return BrainExtraction(no_gpu=True)
 
 # %% ../nbs/10a_preprocess.ipynb #1b2bc143
@@ -295,14 +356,21 @@ def extract_brain(t1:sitk.Image, # a T1-weighted head on the case grid (co-regis
     out = from_nifti(mask, np.uint8); out.CopyInformation(t1)
     ml = float(np.count_nonzero(sitk.GetArrayViewFromImage(out))) * float(np.prod(t1.GetSpacing())) / 1000
     qc = dict(brain_ml=round(ml, 1), brain_ml_range=list(BRAIN_ML), passed=bool(BRAIN_ML[0] <= ml <= BRAIN_ML[1]))
-    return out, step_record("brain_mask", tool_version("deepbet"), time.perf_counter() - tick, "t1", qc, threshold=threshold)
+    return out, step_record(
+        "brain_mask", tool_version("deepbet"), time.perf_counter() - tick, "t1", qc, threshold=threshold
+    )
 
 # %% ../nbs/10a_preprocess.ipynb #454b9a16
-BRAIN_TOOLS = {   # name -> (program, its arguments for input and mask, where to get it)
-    "hd-bet": ("hd-bet", lambda i, m: ["-i", i, "-o", m, "-device", "cpu", "--disable_tta", "--save_bet_mask", "--no_bet_image"],
-               "pip install hd-bet; it downloads its weights from Zenodo at first use, so run it once with internet access"),
-    "synthstrip": ("mri_synthstrip", lambda i, m: ["-i", i, "-m", m],
-                   "FreeSurfer 7.3 or later, or the synthstrip-docker wrapper, on PATH as mri_synthstrip"),
+BRAIN_TOOLS = {  # name -> (program, its arguments for input and mask, where to get it)
+    "hd-bet": (
+        "hd-bet",
+        lambda i, m: ["-i", i, "-o", m, "-device", "cpu", "--disable_tta", "--save_bet_mask", "--no_bet_image"],
+        "pip install hd-bet; it downloads its weights from Zenodo at first use, so run it once with internet access",
+    ),
+    "synthstrip": (
+        "mri_synthstrip", lambda i, m: ["-i", i, "-m", m],
+        "FreeSurfer 7.3 or later, or the synthstrip-docker wrapper, on PATH as mri_synthstrip",
+    ),
 }
 
 def check_brain_tool(tool:str, # deepbet, hd-bet or synthstrip
@@ -312,7 +380,8 @@ def check_brain_tool(tool:str, # deepbet, hd-bet or synthstrip
     if tool == "deepbet": return None
     if tool not in BRAIN_TOOLS: raise NeurosegError(f"--brain-tool {tool}: use deepbet, {' or '.join(BRAIN_TOOLS)}")
     program, _, how = BRAIN_TOOLS[tool]
-    if not (path := shutil.which(program)): raise NeurosegError(f"--brain-tool {tool}: {program} not found on PATH ({how})")
+    if not (path := shutil.which(program)):
+        raise NeurosegError(f"--brain-tool {tool}: {program} not found on PATH ({how})")
     return path
 
 def external_brain_mask(tool:str, # hd-bet or synthstrip (`BRAIN_TOOLS`)
@@ -326,13 +395,25 @@ def external_brain_mask(tool:str, # hd-bet or synthstrip (`BRAIN_TOOLS`)
     with tempfile.TemporaryDirectory(prefix="neuroseg-brain-") as tmp:
         src, out = Path(tmp)/"t1.nii.gz", Path(tmp)/"mask.nii.gz"
         sitk.WriteImage(t1, str(src), True)
-        try: done = subprocess.run([path, *arguments(str(src), str(out))], capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired: raise NeurosegError(f"--brain-tool {tool}: {program} ran past {timeout_s:.0f} s") from None
-        written = next((p for p in (out, Path(tmp)/"mask_bet.nii.gz") if p.is_file()), None)   # HD-BET adds _bet to the mask's name
+        try:
+            done = subprocess.run(
+                [path, *arguments(str(src), str(out))], capture_output=True, text=True, timeout=timeout_s
+            )
+        except subprocess.TimeoutExpired:
+            raise NeurosegError(f"--brain-tool {tool}: {program} ran past {timeout_s:.0f} s") from None
+        # HD-BET adds _bet to the mask's name
+        written = next((p for p in (out, Path(tmp)/"mask_bet.nii.gz") if p.is_file()), None)
         if done.returncode != 0 or written is None:
-            last = next((l.strip() for l in reversed((done.stderr + done.stdout).splitlines()) if l.strip()), "no output")
-            raise NeurosegError(f"--brain-tool {tool}: {program} exited with status {done.returncode} and wrote no mask: {last[:200]} ({how})")
-        mask = resample_to(sitk.Cast(sitk.ReadImage(str(written)) > 0, sitk.sitkFloat32), t1, None, sitk.sitkNearestNeighbor)
+            last = next(
+                (l.strip() for l in reversed((done.stderr + done.stdout).splitlines()) if l.strip()), "no output"
+            )
+            raise NeurosegError(
+                f"--brain-tool {tool}: {program} exited with status {done.returncode} and wrote no mask: {last[:200]} "
+                f"({how})"
+            )
+        mask = resample_to(
+            sitk.Cast(sitk.ReadImage(str(written)) > 0, sitk.sitkFloat32), t1, None, sitk.sitkNearestNeighbor
+        )
     mask = sitk.Cast(mask > 0.5, sitk.sitkUInt8)
     ml = float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) * float(np.prod(t1.GetSpacing())) / 1000
     qc = dict(brain_ml=round(ml, 1), brain_ml_range=list(BRAIN_ML), passed=bool(BRAIN_ML[0] <= ml <= BRAIN_ML[1]))

@@ -18,7 +18,8 @@ __all__ = ['PREFIX', 'REGISTRY', 'MAX_BYTES', 'SHIPPED_KEYS', 'models_dir', 'is_
 # %% ../nbs/05c_pretrained.ipynb #5dfecae7
 PREFIX = "pretrained:"
 REGISTRY = "models.json"
-MAX_BYTES = 25 * 2**20   # a shipped checkpoint stays under 25 MB: every committed binary stays in the repository's history
+# a shipped checkpoint stays under 25 MB: every committed binary stays in the repository's history
+MAX_BYTES = 25 * 2**20
 
 def models_dir() -> Path:
     "The folder of the shipped models, inside the installed package."
@@ -60,54 +61,69 @@ def resolve_checkpoint(spec:str|Path, # `pretrained:<name>`, or a checkpoint fil
     path = folder/registry[name]["file"]
     if not path.is_file(): raise NeurosegError(f"{spec}: {path} is missing from the installation (reinstall neuroseg)")
     if (digest := file_sha256(path)) != registry[name]["sha256"]:
-        raise NeurosegError(f"{spec}: {path} has sha256 {digest[:12]}..., the registry says {registry[name]['sha256'][:12]}... "
-                            "(a damaged or replaced file; reinstall neuroseg)")
+        raise NeurosegError(
+            f"{spec}: {path} has sha256 {digest[:12]}..., the registry says {registry[name]['sha256'][:12]}... "
+            "(a damaged or replaced file; reinstall neuroseg)"
+        )
     return path
 
 # %% ../nbs/05c_pretrained.ipynb #7b9c349e
-SHIPPED_KEYS = ("format_version", "model", "config", "convention", "regions", "head", "epoch", "step", "neuroseg_version")
+SHIPPED_KEYS = (
+    "format_version", "model", "config", "convention", "regions", "head", "epoch", "step", "neuroseg_version",
+)
 
 def postprocess_rules(post:dict) -> dict:
     "A postprocessing decision's rules as the registry records them: plain floats, every rule named."
     return dict(min_size_ml=[float(v) for v in post["min_size_ml"]], et_min_volume_ml=float(post["et_min_volume_ml"]),
                 min_fraction=[float(v) for v in post.get("min_fraction", (0, 0, 0))])
 
-def ship_checkpoint(ckpt:str|Path, # a checkpoint written by neuroseg_train
-                    name:str, # the model's name: `pretrained:<name>`
-                    folder:str|Path|None=None, # default: `models_dir()` (the package's own folder)
-                    postprocess:dict|None=None, # the postprocessing decision inference applies by default (06a's `neuroseg_postprocess`)
-                    **card, # the model card's fields, stored in the registry: description, data, commands, scores ...
-                   ) -> dict:
-    "Write the inference part of `ckpt` as `<folder>/<name>.pt` and record it, with its sha256, postprocessing and `card`, in the registry."
+def ship_checkpoint(
+    ckpt: str | Path,  # a checkpoint written by neuroseg_train
+    name: str,  # the model's name: `pretrained:<name>`
+    folder: str | Path | None = None,  # default: `models_dir()` (the package's own folder)
+    postprocess: dict
+    | None = None,  # the postprocessing decision inference applies by default (06a's `neuroseg_postprocess`)
+    **card,  # the model card's fields, stored in the registry: description, data, commands, scores ...
+) -> dict:
+    """Write the inference part of `ckpt` as `<folder>/<name>.pt` and record it, with its sha256, postprocessing and
+    `card`, in the registry."""
     folder = Path(folder or models_dir())
-    if not name.replace("-", "").replace("_", "").isalnum(): raise NeurosegError(f"{name!r}: a model name uses letters, digits, - and _")
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise NeurosegError(f"{name!r}: a model name uses letters, digits, - and _")
     state = {k: v for k, v in load_checkpoint(ckpt).items() if k in SHIPPED_KEYS}
     path = save_checkpoint(folder/f"{name}.pt", state)
     if path.stat().st_size > MAX_BYTES:
-        path.unlink(); raise NeurosegError(f"{ckpt}: {path.stat().st_size / 2**20:.1f} MB is over the {MAX_BYTES // 2**20} MB limit of a shipped model")
+        path.unlink()
+        raise NeurosegError(
+            f"{ckpt}: {path.stat().st_size / 2**20:.1f} MB is over the {MAX_BYTES // 2**20} MB limit of a shipped model"
+        )
     entry = dict(file=path.name, sha256=file_sha256(path), bytes=path.stat().st_size, source=Path(ckpt).name,
                  **({} if postprocess is None else dict(postprocess=postprocess_rules(postprocess))), **card)
     write_json_atomic(folder/REGISTRY, {**read_registry(folder), name: entry})
     return entry
 
 # %% ../nbs/05c_pretrained.ipynb #cf6f6aac
-def set_shipped_postprocess(name:str, # a shipped model's name, without `pretrained:`
-                            postprocess:dict, # the new decision's rules (06a's `select_postprocess(...)["postprocess"]`)
-                            folder:str|Path|None=None, # default: `models_dir()`
-                            **card, # model card fields to replace with it: the decision's record, the scores it changes
-                           ) -> dict:
+def set_shipped_postprocess(
+    name: str,  # a shipped model's name, without `pretrained:`
+    postprocess: dict,  # the new decision's rules (06a's `select_postprocess(...)["postprocess"]`)
+    folder: str | Path | None = None,  # default: `models_dir()`
+    **card,  # model card fields to replace with it: the decision's record, the scores it changes
+) -> dict:
     "Record a new postprocessing decision for a shipped model in the registry; its weights file stays byte for byte."
     folder = Path(folder or models_dir())
-    if name not in (registry := read_registry(folder)): raise NeurosegError(f"{PREFIX}{name}: no shipped model of that name in {folder}")
+    if name not in (registry := read_registry(folder)):
+        raise NeurosegError(f"{PREFIX}{name}: no shipped model of that name in {folder}")
     entry = {**registry[name], "postprocess": postprocess_rules(postprocess), **card}
     write_json_atomic(folder/REGISTRY, {**registry, name: entry})
     return entry
 
-def load_model_checkpoint(spec:str|Path, # `pretrained:<name>`, or a checkpoint file
-                          folder:str|Path|None=None, # where shipped models live (default: `models_dir()`)
-                          path:str|Path|None=None, # the file `resolve_checkpoint(spec)` gave, when the caller has it already
-                         ) -> dict:
-    "The checkpoint `spec` names, loaded with `weights_only=True`: a shipped model's file (sha256 checked) with the postprocessing its registry records, or a file as it is."
+def load_model_checkpoint(
+    spec: str | Path,  # `pretrained:<name>`, or a checkpoint file
+    folder: str | Path | None = None,  # where shipped models live (default: `models_dir()`)
+    path: str | Path | None = None,  # the file `resolve_checkpoint(spec)` gave, when the caller has it already
+) -> dict:
+    """The checkpoint `spec` names, loaded with `weights_only=True`: a shipped model's file (sha256 checked) with the
+    postprocessing its registry records, or a file as it is."""
     state = load_checkpoint(path or resolve_checkpoint(spec, folder))
     if is_model_name(spec) and "postprocess" in (entry := read_registry(folder)[str(spec)[len(PREFIX):]]):
         state["postprocess"] = entry["postprocess"]

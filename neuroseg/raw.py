@@ -12,13 +12,19 @@ import nibabel as nib
 import SimpleITK as sitk
 from fastcore.script import Param, store_true
 import neuroseg
-from .core import NeurosegError, cli_errors, console_script, atomic_dir, check_writable, write_json_atomic, write_text_atomic
+from neuroseg.core import (
+    NeurosegError, cli_errors, console_script, atomic_dir, check_writable, write_json_atomic, write_text_atomic,
+)
 from .xai import region_volumes_cm3
 from .labels import write_label_tables
-from .dicom import RAW_MODALITIES, exam_folder, find_series, assign_series, series_table, read_series, write_dicom_seg
-from .preprocess import (step_record, tool_version, to_nifti, from_nifti, read_volume, reorient, n4_correct,
-                                 head_mask, register_rigid, case_grid, resample_to, extract_brain, external_brain_mask, check_brain_tool, BRAIN_ML,
-                                 template_image, register_template)
+from neuroseg.dicom import (
+    RAW_MODALITIES, exam_folder, find_series, assign_series, series_table, read_series, write_dicom_seg,
+)
+from neuroseg.preprocess import (
+    step_record, tool_version, to_nifti, from_nifti, read_volume, reorient, n4_correct, head_mask, register_rigid,
+    case_grid, resample_to, extract_brain, external_brain_mask, check_brain_tool, BRAIN_ML, template_image,
+    register_template,
+)
 
 # %% auto #0
 __all__ = ['BRATS_NAMES', 'TEMPLATES', 'dicom_volumes', 'nifti_volumes', 'coregister', 'brain_mask', 'qc_failures',
@@ -44,20 +50,30 @@ def nifti_volumes(paths:dict, # {modality: file}
                  ) -> tuple[dict, list]:
     "(volumes by modality, a record per file) of one NIfTI per modality."
     if missing := [m for m in RAW_MODALITIES if not paths.get(m)]:
-        raise NeurosegError(f"give a file for each of --flair --t1 --t1c --t2, or --dicom EXAM (missing: {', '.join('--' + m for m in missing)})")
-    return {m: read_volume(paths[m], m) for m in RAW_MODALITIES}, [dict(file=str(paths[m]), use=m) for m in RAW_MODALITIES]
+        raise NeurosegError(
+            "give a file for each of --flair --t1 --t1c --t2, or --dicom EXAM (missing: "
+            f"{', '.join('--' + m for m in missing)})"
+        )
+    return {m: read_volume(paths[m], m) for m in RAW_MODALITIES}, [
+        dict(file=str(paths[m]), use=m) for m in RAW_MODALITIES
+    ]
 
 # %% ../nbs/10b_raw.ipynb #36ced64e
 def coregister(volumes:dict, # the four modalities on their own grids
                spacing_mm:float=1.0, # the case grid's voxel size
               ) -> tuple[dict, sitk.Image, dict, list, dict]:
-    "(bias-corrected volumes on the case grid, the grid, transforms T1c -> each modality, step records, the bias-corrected volumes)."
+    """(bias-corrected volumes on the case grid, the grid, transforms T1c -> each modality, step records, the
+    bias-corrected volumes)."""
     records, corrected, masks = [], {}, {}
     for m in RAW_MODALITIES:
         tick = time.perf_counter()
         before = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(volumes[m].GetDirection())
         img = reorient(volumes[m])
-        records.append(step_record("reorient", tool_version("SimpleITK"), time.perf_counter() - tick, m, **{"from": before, "to": "LPS"}))
+        records.append(
+            step_record(
+                "reorient", tool_version("SimpleITK"), time.perf_counter() - tick, m, **{"from": before, "to": "LPS"}
+            )
+        )
         corrected[m], masks[m], rec = n4_correct(img, m); records.append(rec)
     transforms = {"t1c": sitk.Euler3DTransform()}
     for m in ("flair", "t1", "t2"):
@@ -69,18 +85,25 @@ def coregister(volumes:dict, # the four modalities on their own grids
     return on_grid, grid, transforms, records, corrected
 
 # %% ../nbs/10b_raw.ipynb #f43cecd9
-def brain_mask(on_grid:dict, # from `coregister`
-               mask_file:str|Path|None=None, # a brain mask of the user's, in the T1c's physical space
-               skull_stripped:bool=False, # the inputs are already stripped: the brain is what is not background
-               tool:str="deepbet", # what extracts the brain otherwise: deepbet (offline), hd-bet or synthstrip (`BRAIN_TOOLS`)
-              ) -> tuple[sitk.Image, dict]:
+def brain_mask(
+    on_grid: dict,  # from `coregister`
+    mask_file: str | Path | None = None,  # a brain mask of the user's, in the T1c's physical space
+    skull_stripped: bool = False,  # the inputs are already stripped: the brain is what is not background
+    tool: str = "deepbet",  # what extracts the brain otherwise: deepbet (offline), hd-bet or synthstrip (`BRAIN_TOOLS`)
+) -> tuple[sitk.Image, dict]:
     "(brain mask uint8 on the case grid, its record)."
     if mask_file and skull_stripped: raise NeurosegError("--brain-mask and --skull-stripped: give one, not both")
-    if tool != "deepbet" and (mask_file or skull_stripped): raise NeurosegError(f"--brain-tool {tool}: not with --brain-mask or --skull-stripped")
+    if tool != "deepbet" and (mask_file or skull_stripped):
+        raise NeurosegError(f"--brain-tool {tool}: not with --brain-mask or --skull-stripped")
     tick, grid = time.perf_counter(), on_grid["t1c"]
     if skull_stripped: mask, how = head_mask(grid), "input already skull-stripped: Otsu mask of the T1c"
     elif mask_file:
-        mask = resample_to(sitk.Cast(read_volume(mask_file, "brain mask") > 0.5, sitk.sitkFloat32), grid, None, sitk.sitkLinear) > 0.5
+        mask = (
+            resample_to(
+                sitk.Cast(read_volume(mask_file, "brain mask") > 0.5, sitk.sitkFloat32), grid, None, sitk.sitkLinear
+            )
+            > 0.5
+        )
         how = f"given: {Path(mask_file).name}"
     elif tool == "deepbet": return extract_brain(on_grid["t1"])
     else: return external_brain_mask(tool, on_grid["t1"])
@@ -98,7 +121,10 @@ def qc_failures(records:list[dict]) -> list[str]:
         if q.get("passed", True): continue
         if r["step"] in ("register", "template"):
             to = "the T1c" if r["step"] == "register" else "the template"
-            out.append(f"{r['modality']}: registration to {to} failed its check (alignment {q['alignment']:.2f} < {q['alignment_min']:g}; NMI {q['nmi']:.3f})")
+            out.append(
+                f"{r['modality']}: registration to {to} failed its check (alignment {q['alignment']:.2f} < "
+                f"{q['alignment_min']:g}; NMI {q['nmi']:.3f})"
+            )
         elif r["step"] == "brain_mask":
             lo, hi = q.get("brain_ml_range", (0, float("inf")))
             out.append(f"{r['modality']}: brain mask of {q['brain_ml']:.0f} mL, outside {lo:.0f}-{hi:.0f} mL")
@@ -106,11 +132,13 @@ def qc_failures(records:list[dict]) -> list[str]:
     return out
 
 # %% ../nbs/10b_raw.ipynb #fe2904ad
-def probs_to_native(probs:np.ndarray, # (K, X, Y, Z) on the case grid
-                    reference:nib.Nifti1Image, # the case grid (a modality of the case)
-                    native:sitk.Image, # the target grid: the T1c as the scanner wrote it, or another modality's
-                    to_case:sitk.Transform|None=None, # a native point -> the case grid's space (`Coregistered.to_case`); None: the same
-                   ) -> np.ndarray:
+def probs_to_native(
+    probs: np.ndarray,  # (K, X, Y, Z) on the case grid
+    reference: nib.Nifti1Image,  # the case grid (a modality of the case)
+    native: sitk.Image,  # the target grid: the T1c as the scanner wrote it, or another modality's
+    to_case: sitk.Transform
+    | None = None,  # a native point -> the case grid's space (`Coregistered.to_case`); None: the same
+) -> np.ndarray:
     "The probabilities (K, x, y, z) resampled linearly onto `native`'s grid, in nibabel's axis order."
     out = []
     for channel in probs:
@@ -133,17 +161,21 @@ def face_keep_mask(brain:sitk.Image, # the brain mask on the case grid (1 mm or 
     keep.CopyInformation(brain)
     return keep
 
-def deface(head:sitk.Image, # a volume with its face: the case grid's, or a native one
-           keep:sitk.Image, # `face_keep_mask` on the case grid
-           to_case:sitk.Transform|None=None, # a point of `head` -> the case grid's space (`Coregistered.to_case`); None: the same
-          ) -> sitk.Image:
-    "`head` with the face removed: voxels below the plane, and (for privacy's sake) any outside the case grid, set to 0."
+def deface(
+    head: sitk.Image,  # a volume with its face: the case grid's, or a native one
+    keep: sitk.Image,  # `face_keep_mask` on the case grid
+    to_case: sitk.Transform
+    | None = None,  # a point of `head` -> the case grid's space (`Coregistered.to_case`); None: the same
+) -> sitk.Image:
+    """`head` with the face removed: voxels below the plane, and (for privacy's sake) any outside the case grid, set to
+    0."""
     kept = sitk.Resample(keep, head, to_case or sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return sitk.Mask(head, kept)
 
 # %% ../nbs/10b_raw.ipynb #74f74ae2
 def _axial(img:sitk.Image, z:int) -> np.ndarray:
-    "Slice `z` of an LPS volume: rows anterior to posterior, the patient's left on the right, as radiologists look at it."
+    """Slice `z` of an LPS volume: rows anterior to posterior, the patient's left on the right, as radiologists look at
+    it."""
     return np.asarray(sitk.GetArrayViewFromImage(img)[z])
 
 def _window(a:np.ndarray) -> np.ndarray:
@@ -156,30 +188,36 @@ def _checker(a:np.ndarray, b:np.ndarray, squares:int=8) -> np.ndarray:
     return np.where(pick, _window(a), _window(b))
 
 # %% ../nbs/10b_raw.ipynb #4c404aeb
-def qc_figure(on_grid:dict, # co-registered modalities on the case grid
-              mask:sitk.Image, # the brain mask on that grid
-              path:str|Path, # the PNG written
-              native_t1c:sitk.Image|None=None, # the T1c in its own grid, with
-              native_labels:np.ndarray|None=None, # the segmentation there (nibabel axis order), if one
-              records:list|None=None, # step records: their scores go in the titles
-              case_labels:np.ndarray|None=None, # the segmentation on the case grid (nibabel axis order): its slice is shown
-             ) -> Path:
-    "Write the QC figure: brain outline per modality, checkerboards of each registration, segmentation on the native T1c."
+def qc_figure(
+    on_grid: dict,  # co-registered modalities on the case grid
+    mask: sitk.Image,  # the brain mask on that grid
+    path: str | Path,  # the PNG written
+    native_t1c: sitk.Image | None = None,  # the T1c in its own grid, with
+    native_labels: np.ndarray | None = None,  # the segmentation there (nibabel axis order), if one
+    records: list | None = None,  # step records: their scores go in the titles
+    case_labels: np.ndarray | None = None,  # the segmentation on the case grid (nibabel axis order): its slice is shown
+) -> Path:
+    """Write the QC figure: brain outline per modality, checkerboards of each registration, segmentation on the native
+    T1c."""
     import matplotlib; matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     qc = {r["modality"]: r["qc"] for r in records or [] if r["step"] == "register"}
     m = sitk.GetArrayViewFromImage(mask)
-    if case_labels is not None and case_labels.any(): z = int(np.argmax((case_labels > 0).sum((0, 1))))   # the tumour's largest slice
+    # the tumour's largest slice
+    if case_labels is not None and case_labels.any(): z = int(np.argmax((case_labels > 0).sum((0, 1))))
     else: z = int(np.median(np.nonzero(m)[0])) if m.any() else m.shape[0] // 2
     fig, axes = plt.subplots(3, 4, figsize=(14, 10.5), facecolor="black")
     for ax in axes.ravel(): ax.axis("off")
     for ax, mod in zip(axes[0], RAW_MODALITIES):
-        ax.imshow(_window(_axial(on_grid[mod], z)), cmap="gray"); ax.contour(_axial(mask, z), [0.5], colors="yellow", linewidths=0.8)
+        ax.imshow(_window(_axial(on_grid[mod], z)), cmap="gray")
+        ax.contour(_axial(mask, z), [0.5], colors="yellow", linewidths=0.8)
         ax.set_title(f"{mod}, brain outline", color="white")
     for ax, mod in zip(axes[1], ("flair", "t1", "t2")):
         ax.imshow(_checker(_axial(on_grid["t1c"], z), _axial(on_grid[mod], z)), cmap="gray")
         score = f"alignment {qc[mod]['alignment']:.1f}" + ("" if qc[mod]["passed"] else " FAILED") if mod in qc else ""
-        ax.set_title(f"t1c | {mod} checkerboard\n{score}", color="white" if qc.get(mod, {}).get("passed", True) else "red")
+        ax.set_title(
+            f"t1c | {mod} checkerboard\n{score}", color="white" if qc.get(mod, {}).get("passed", True) else "red"
+        )
     if native_t1c is not None:
         t1c = sitk.GetArrayViewFromImage(native_t1c)
         labels = native_labels.transpose(2, 1, 0) if native_labels is not None else np.zeros(t1c.shape, np.uint8)
@@ -206,15 +244,18 @@ def _write_qc_volumes(folder:Path, on_grid:dict, mask:sitk.Image, keep:sitk.Imag
     sitk.WriteImage(mask, str(folder/"brainmask.nii.gz"), True)
 
 def _qc_report(folder:Path, log=print) -> dict:
-    "Render the preprocess template on `folder` into folder/qc.html (the executed notebook is not kept); the step's record."
+    """Render the preprocess template on `folder` into folder/qc.html (the executed notebook is not kept); the step's
+    record."""
     from neuroseg.render import template_path, execute_template, notebook_html
     tick, page = time.perf_counter(), folder/".qc.ipynb"
     try:
         execute_template(template_path("preprocess"), page, dict(run_dir=str(folder)))
         write_text_atomic(folder/"qc.html", notebook_html(page))
     finally: page.unlink(missing_ok=True)
-    rec = step_record("report", f"neuroseg=={neuroseg.__version__}", time.perf_counter() - tick, None, None, file="qc.html",
-                      engine="papermill + nbconvert (the preprocess template)")
+    rec = step_record(
+        "report", f"neuroseg=={neuroseg.__version__}", time.perf_counter() - tick, None, None, file="qc.html",
+        engine="papermill + nbconvert (the preprocess template)",
+    )
     log(f"{'report':>9} {'':<5} {rec['seconds']:6.1f} s  qc.html")
     return rec
 
@@ -223,7 +264,8 @@ def qc_record(run_dir:str|Path, # a folder written by `preprocess_raw`
              ) -> dict:
     "The folder's preprocess.json, with a clear error when it is not such a folder."
     path = Path(run_dir)/"preprocess.json"
-    if not path.is_file(): raise NeurosegError(f"{run_dir}: no preprocess.json (not a folder written by neuroseg_preprocess)")
+    if not path.is_file():
+        raise NeurosegError(f"{run_dir}: no preprocess.json (not a folder written by neuroseg_preprocess)")
     return json.loads(path.read_text())
 
 def qc_summary(record:dict) -> str:
@@ -235,12 +277,25 @@ def qc_summary(record:dict) -> str:
     fails = "".join(f"<li>{html.escape(f)}</li>" for f in record["qc_failures"])
     seg = next((s for s in record["steps"] if s["step"] == "segment"), None)
     volumes = [dict(grid=g.replace("_", " "), **v) for g, v in seg["params"]["volumes_ml"].items()] if seg else []
-    facts = [dict(item="case", value=record["case"]), dict(item="input", value=record["source"]),
-             dict(item="neuroseg", value=record["neuroseg"]), dict(item="seconds", value=record["seconds"]),
-             dict(item="case grid", value=f"{record['template']} template, 1 mm" if record.get("template") else "over the T1c"),
-             dict(item="native grids", value=record.get("native", "t1c")), dict(item="defaced", value=record.get("defaced", False))]
-    return (head + (f"<ul>{fails}</ul>" if fails else "") + table_html(facts, "Run")
-            + (table_html(volumes, "Volumes, mL (the case grid, and each native grid)") if volumes else "<p>Not segmented.</p>"))
+    facts = [
+        dict(item="case", value=record["case"]), dict(item="input", value=record["source"]),
+        dict(item="neuroseg", value=record["neuroseg"]), dict(item="seconds", value=record["seconds"]),
+        dict(
+            item="case grid", value=f"{record['template']} template, 1 mm" if record.get("template") else "over the T1c"
+        ),
+        dict(item="native grids", value=record.get("native", "t1c")),
+        dict(item="defaced", value=record.get("defaced", False)),
+    ]
+    return (
+        head
+        + (f"<ul>{fails}</ul>" if fails else "")
+        + table_html(facts, "Run")
+        + (
+            table_html(volumes, "Volumes, mL (the case grid, and each native grid)")
+            if volumes
+            else "<p>Not segmented.</p>"
+        )
+    )
 
 def qc_steps(record:dict) -> str:
     "HTML: one row per step with its tool, time and scores; a failed check is marked."
@@ -248,16 +303,26 @@ def qc_steps(record:dict) -> str:
     rows = []
     for s in record["steps"]:
         qc = s.get("qc") or {}
-        scores = ", ".join(f"{k} {v}" for k, v in qc.items() if k not in ("passed",) and not isinstance(v, (list, dict)))
-        rows.append(dict(step=s["step"], modality=s["modality"] or "", tool=s["tool"], seconds=s["seconds"], scores=scores,
-                         check="" if "passed" not in qc else "passed" if qc["passed"] else "FAILED"))
+        scores = ", ".join(
+            f"{k} {v}" for k, v in qc.items() if k not in ("passed",) and not isinstance(v, (list, dict))
+        )
+        rows.append(
+            dict(
+                step=s["step"], modality=s["modality"] or "", tool=s["tool"], seconds=s["seconds"], scores=scores,
+                check="" if "passed" not in qc else "passed" if qc["passed"] else "FAILED",
+            )
+        )
     return table_html(rows, "Steps")
 
 def _qc_case(run_dir:Path, modality:str):
     "The canonical (RAS) view of a QC volume, its slices crossing at the brain mask's centre."
     from neuroseg.xai import canonical_case
     mask = nib.load(run_dir/"qc"/"brainmask.nii.gz")
-    ijk = np.argwhere(np.asarray(mask.dataobj) > 0).mean(0) if np.asarray(mask.dataobj).any() else np.array(mask.shape) / 2
+    ijk = (
+        np.argwhere(np.asarray(mask.dataobj) > 0).mean(0)
+        if np.asarray(mask.dataobj).any()
+        else np.array(mask.shape) / 2
+    )
     return canonical_case(str(run_dir/"qc"/f"{modality}.nii.gz"), centre=nib.affines.apply_affine(mask.affine, ijk))
 
 def brain_outline_figure(run_dir:str|Path, # a folder written by `preprocess_raw`
@@ -290,9 +355,14 @@ def registration_figure(run_dir:str|Path, # a folder written by `preprocess_raw`
         board = b.pixels.copy(); rows, cols = np.indices(board.shape)
         pick = ((rows * 8 // board.shape[0]) + (cols * 8 // board.shape[1])) % 2 == 0
         board[pick] = a.pixels[pick]
-        draw_image(axes[0, k], dataclasses.replace(b, pixels=board), (0, 255), panel_title(f"{name} | {modality}", plane, fixed))
+        draw_image(
+            axes[0, k], dataclasses.replace(b, pixels=board), (0, 255),
+            panel_title(f"{name} | {modality}", plane, fixed),
+        )
         draw_image(axes[1, k], b, (0, 255), panel_title(f"{name} edges on {modality}", plane, fixed))
-        edges = np.ma.masked_equal(canny(a.pixels.astype(float), sigma=2, low_threshold=10, high_threshold=25).astype(float), 0)
+        edges = np.ma.masked_equal(
+            canny(a.pixels.astype(float), sigma=2, low_threshold=10, high_threshold=25).astype(float), 0
+        )
         axes[1, k].imshow(edges, cmap="autumn", aspect=a.aspect, interpolation="nearest", alpha=0.9)
     return fig
 
@@ -306,7 +376,10 @@ def native_segmentation_figures(run_dir:str|Path, # a folder written by `preproc
     for m in RAW_MODALITIES:
         labels = run_dir/"native"/("seg.nii.gz" if m == "t1c" else f"seg_{m}.nii.gz")
         if seg and labels.is_file():
-            figs[m] = plot_multiplanar(str(run_dir/"native"/f"{m}.nii.gz"), regions_pred=str(labels), convention=seg["params"]["convention"])
+            figs[m] = plot_multiplanar(
+                str(run_dir / "native" / f"{m}.nii.gz"), regions_pred=str(labels),
+                convention=seg["params"]["convention"],
+            )
     return figs
 
 # %% ../nbs/10b_raw.ipynb #fad06e8e
@@ -329,7 +402,9 @@ def _segment(case_dir:Path, ckpt:str|list, natives:dict, infer:dict|None=None) -
     neuroseg_infer's settings (device, engine, precision, tta, overlap, postprocess, ...)."""
     from neuroseg.infer import load_inference_model, inference_config, predict, labels_from_probs, model_postprocess
     tick, infer = time.perf_counter(), dict(infer or {})
-    im = load_inference_model(ckpt, *(infer.pop(k, d) for k, d in (("device", "auto"), ("engine", None), ("precision", None))))
+    im = load_inference_model(
+        ckpt, *(infer.pop(k, d) for k, d in (("device", "auto"), ("engine", None), ("precision", None)))
+    )
     pred = predict(case_dir, im, **infer)
     rule = model_postprocess(im) if infer.get("postprocess") is None else infer["postprocess"]
     mL = lambda labels, affine: {r: round(v, 2) for r, v in region_volumes_cm3(labels, affine, pred.convention).items()}
@@ -339,15 +414,19 @@ def _segment(case_dir:Path, ckpt:str|list, natives:dict, infer:dict|None=None) -
         voxel_ml = float(np.prod(native.GetSpacing())) / 1000
         labels[m] = labels_from_probs(probs, inference_config(im.cfg), pred.convention, rule, voxel_ml)
         volumes[f"native_{m}"] = mL(labels[m], to_nifti(native).affine)
-    rec = step_record("segment", f"neuroseg=={neuroseg.__version__}", time.perf_counter() - tick, None, checkpoint=ckpt if isinstance(ckpt, str) else [str(c) for c in ckpt],
-                      convention=pred.convention, postprocess=pred.meta["postprocess"], back_to_native="probabilities, linear, then thresholded",
-                      volumes_ml=volumes)
+    rec = step_record(
+        "segment", f"neuroseg=={neuroseg.__version__}", time.perf_counter() - tick, None,
+        checkpoint=ckpt if isinstance(ckpt, str) else [str(c) for c in ckpt], convention=pred.convention,
+        postprocess=pred.meta["postprocess"], back_to_native="probabilities, linear, then thresholded",
+        volumes_ml=volumes,
+    )
     return pred, labels, rec
 
 # %% ../nbs/10b_raw.ipynb #8060e5c8
 @dataclass
 class Coregistered:
-    "The raw volumes and what co-registration made of them: the part of the path that does not depend on the outputs asked for."
+    """The raw volumes and what co-registration made of them: the part of the path that does not depend on the outputs
+    asked for."""
     volumes:dict            # the four modalities as read, on their own grids
     inputs:list             # a record per series (DICOM) or file
     table:str|None          # the printed series table (DICOM)
@@ -359,7 +438,8 @@ class Coregistered:
     exam:Path|None = None   # the DICOM exam (folder or zip)
     uids:dict|None = None   # {modality: SeriesInstanceUID}, in memory only: a DICOM SEG must reference its series
     corrected:dict|None = None  # the bias-corrected volumes on their own grids (reoriented)
-    case_to_t1c:sitk.Transform|None = None  # case grid point -> T1c point: None over the T1c, an affine in a template's space
+    # case grid point -> T1c point: None over the T1c, an affine in a template's space
+    case_to_t1c:sitk.Transform|None = None
 
     def to_case(self, modality:str) -> sitk.Transform|None:
         "A point of `modality`'s native grid -> the case grid's space (None: the same space)."
@@ -382,7 +462,8 @@ def load_and_coregister(dicom:str|Path|None=None, # a DICOM exam folder or zip; 
 
 # %% ../nbs/10b_raw.ipynb #50be685f
 def _native_outputs(tmp:Path, c:Coregistered, native:str, keep:sitk.Image|None) -> dict:
-    "Write the native volumes (the T1c, or all four) into tmp/native, defaced with `keep` if given; {modality: (image, T1c -> it)}."
+    """Write the native volumes (the T1c, or all four) into tmp/native, defaced with `keep` if given; {modality: (image,
+    T1c -> it)}."""
     mods = RAW_MODALITIES if native == "all" else ("t1c",)
     grids = {m: (c.volumes[m], c.to_case(m)) for m in mods}
     for m, (img, to_case) in grids.items():
@@ -395,58 +476,76 @@ def to_template(c:Coregistered, # `load_and_coregister`'s result, on the grid ov
                 mask:sitk.Image, # the brain mask on that grid
                 template:str="mni152", # which template
                ) -> tuple[Coregistered, sitk.Image, list]:
-    "(the case on the template's 1 mm grid, the brain mask there, the steps' records): each modality resampled once, from its bias-corrected volume."
+    """(the case on the template's 1 mm grid, the brain mask there, the steps' records): each modality resampled once,
+    from its bias-corrected volume."""
     if template not in TEMPLATES: raise NeurosegError(f"--template {template}: use {', '.join(TEMPLATES)}")
     tpl = template_image()
     found, rec = register_template(sitk.Mask(c.on_grid["t1"], mask), tpl)   # template point -> T1c point
     tick = time.perf_counter()
-    through = lambda m: found if m == "t1c" else sitk.CompositeTransform([c.transforms[m], found])   # template -> T1c -> m
+    # template -> T1c -> m
+    through = lambda m: found if m == "t1c" else sitk.CompositeTransform([c.transforms[m], found])
     on_grid = {m: resample_to(c.corrected[m], tpl, through(m)) for m in RAW_MODALITIES}
     brain = sitk.Cast(resample_to(sitk.Cast(mask, sitk.sitkFloat32), tpl, found, sitk.sitkLinear) > 0.5, sitk.sitkUInt8)
-    resampled = step_record("resample", tool_version("SimpleITK"), time.perf_counter() - tick, None, spacing_mm=1.0,
-                            size=list(tpl.GetSize()), space=template, interpolator="B-spline, clipped at 0; brain mask linear > 0.5")
+    resampled = step_record(
+        "resample", tool_version("SimpleITK"), time.perf_counter() - tick, None, spacing_mm=1.0,
+        size=list(tpl.GetSize()), space=template, interpolator="B-spline, clipped at 0; brain mask linear > 0.5",
+    )
     return dataclasses.replace(c, on_grid=on_grid, grid=tpl, case_to_t1c=found), brain, [rec, resampled]
 
 def _dicom_seg(c:Coregistered, labels:np.ndarray, convention:str, ckpt, path:Path, log=print) -> dict:
-    "Write the DICOM SEG of the native T1c labels, referencing the T1c series (read again: a zip's files are gone); its record."
+    """Write the DICOM SEG of the native T1c labels, referencing the T1c series (read again: a zip's files are gone);
+    its record."""
     tick = time.perf_counter()
-    model = ckpt if isinstance(ckpt, str) and ckpt.startswith("pretrained:") else ", ".join(Path(str(p)).name for p in ([ckpt] if isinstance(ckpt, (str, Path)) else ckpt))
+    model = (
+        ckpt
+        if isinstance(ckpt, str) and ckpt.startswith("pretrained:")
+        else ", ".join(Path(str(p)).name for p in ([ckpt] if isinstance(ckpt, (str, Path)) else ckpt))
+    )
     with exam_folder(c.exam) as folder:
         series = next(s for s in find_series(folder) if s.uid == c.uids["t1c"])
         write_dicom_seg(labels, series, path, convention, model)
-    rec = step_record("dicom_seg", tool_version("highdicom"), time.perf_counter() - tick, "t1c", None, file=str(path.name),
-                      references=f"{series.name} ({series.description})")
+    rec = step_record(
+        "dicom_seg", tool_version("highdicom"), time.perf_counter() - tick, "t1c", None, file=str(path.name),
+        references=f"{series.name} ({series.description})",
+    )
     log(f"{'dicom seg':>9} {'t1c':<5} {rec['seconds']:6.1f} s  native/seg.dcm")
     return rec
 
-def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empty)
-                   dicom:str|Path|None=None, # a DICOM exam folder or zip; else `files`
-                   files:dict|None=None, # {modality: NIfTI}, without `dicom`; with it, {modality: series} choices
-                   case_id:str="case", # the case's name in file names
-                   ckpt:str|list|None=None, # segment with this checkpoint (pretrained:brats, a file, several); None: preprocess only
-                   spacing_mm:float=1.0, # the case grid
-                   mask_file:str|Path|None=None, # a brain mask of the user's
-                   skull_stripped:bool=False, # the inputs are already skull-stripped
-                   force:bool=False, # segment even when a check failed
-                   log=print, # where progress lines go
-                   coregistered:Coregistered|None=None, # `load_and_coregister`'s result, to reuse (then dicom, files, spacing_mm unused)
-                   native:str="t1c", # the native grids written with a segmentation: t1c, or all (each modality's)
-                   defaced:bool=False, # remove the face from the native volumes written (`deface`)
-                   report:bool=True, # render the QC report qc.html (the preprocess template)
-                   infer:dict|None=None, # neuroseg_infer's settings for the segmentation (device, tta, postprocess, ...)
-                   dicom_seg:bool=False, # also write native/seg.dcm, a DICOM SEG of the T1c series (it carries the patient's name and ID)
-                   brain_tool:str="deepbet", # deepbet, hd-bet or synthstrip
-                   template:str|None=None, # mni152: the case in that template's space (affine); None: on a grid over the T1c
-                  ) -> dict:
+def preprocess_raw(
+    out: str | Path,  # the output folder (must not exist, or be empty)
+    dicom: str | Path | None = None,  # a DICOM exam folder or zip; else `files`
+    files: dict | None = None,  # {modality: NIfTI}, without `dicom`; with it, {modality: series} choices
+    case_id: str = "case",  # the case's name in file names
+    ckpt: str
+    | list
+    | None = None,  # segment with this checkpoint (pretrained:brats, a file, several); None: preprocess only
+    spacing_mm: float = 1.0,  # the case grid
+    mask_file: str | Path | None = None,  # a brain mask of the user's
+    skull_stripped: bool = False,  # the inputs are already skull-stripped
+    force: bool = False,  # segment even when a check failed
+    log=print,  # where progress lines go
+    coregistered: Coregistered
+    | None = None,  # `load_and_coregister`'s result, to reuse (then dicom, files, spacing_mm unused)
+    native: str = "t1c",  # the native grids written with a segmentation: t1c, or all (each modality's)
+    defaced: bool = False,  # remove the face from the native volumes written (`deface`)
+    report: bool = True,  # render the QC report qc.html (the preprocess template)
+    infer: dict | None = None,  # neuroseg_infer's settings for the segmentation (device, tta, postprocess, ...)
+    dicom_seg: bool = False,  # also write native/seg.dcm, a DICOM SEG of the T1c series (it carries the patient's name and ID)
+    brain_tool: str = "deepbet",  # deepbet, hd-bet or synthstrip
+    template: str | None = None,  # mni152: the case in that template's space (affine); None: on a grid over the T1c
+) -> dict:
     "Preprocess a raw exam into `out` (and segment it with `ckpt`); returns the record written as `preprocess.json`."
     start, out = time.perf_counter(), Path(out)
     if native not in ("t1c", "all"): raise NeurosegError(f"--native {native}: use t1c or all")
-    check_brain_tool(brain_tool)   # unknown, or not installed: said now, not after a minute of registration
-    if template is not None and template not in TEMPLATES: raise NeurosegError(f"--template {template}: use {', '.join(TEMPLATES)}")
+    check_brain_tool(brain_tool)  # unknown, or not installed: said now, not after a minute of registration
+    if template is not None and template not in TEMPLATES:
+        raise NeurosegError(f"--template {template}: use {', '.join(TEMPLATES)}")
     if dicom_seg and not (ckpt and (dicom or coregistered and coregistered.exam)):
         raise NeurosegError("--dicom-seg: needs a DICOM exam (--dicom) and a model to segment it (--ckpt)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise NeurosegError(f"{out}: exists and is not an empty folder; choose a new one (an output never replaces an earlier one)")
+        raise NeurosegError(
+            f"{out}: exists and is not an empty folder; choose a new one (an output never replaces an earlier one)"
+        )
     check_writable(out.parent)
     c = coregistered or load_and_coregister(dicom, files, spacing_mm, log)
     mask, rec = brain_mask(c.on_grid, mask_file, skull_stripped, brain_tool); records = [*c.records, rec]
@@ -470,14 +569,21 @@ def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empt
         if ckpt and (force or not failures):
             pred, native_labels, rec = _segment(tmp/case_id, ckpt, grids, infer); records.append(rec)
             nib.save(nib.Nifti1Image(pred.labels, pred.reference.affine), tmp/f"{case_id}_seg.nii.gz")
-            write_label_tables(tmp/f"{case_id}_seg.nii.gz", pred.convention)   # ITK-SNAP and Slicer name the labels (01_labels)
+            # ITK-SNAP and Slicer name the labels (01_labels)
+            write_label_tables(tmp/f"{case_id}_seg.nii.gz", pred.convention)
             for m, labels in native_labels.items():
                 native_seg = tmp/"native"/("seg.nii.gz" if m == "t1c" else f"seg_{m}.nii.gz")
                 nib.save(nib.Nifti1Image(labels, to_nifti(grids[m][0]).affine), native_seg)
                 write_label_tables(native_seg, pred.convention)
             log(f"{'segment':>9} {'':<5} {rec['seconds']:6.1f} s  volumes mL {rec['params']['volumes_ml']}")
-            if dicom_seg: records.append(_dicom_seg(c, native_labels["t1c"], pred.convention, ckpt, tmp/"native"/"seg.dcm", log))
-        qc_figure(c.on_grid, mask, tmp/"qc.png", c.volumes["t1c"], native_labels and native_labels["t1c"], records, pred.labels if pred else None)
+            if dicom_seg:
+                records.append(
+                    _dicom_seg(c, native_labels["t1c"], pred.convention, ckpt, tmp / "native" / "seg.dcm", log)
+                )
+        qc_figure(
+            c.on_grid, mask, tmp / "qc.png", c.volumes["t1c"], native_labels and native_labels["t1c"], records,
+            pred.labels if pred else None,
+        )
         written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         record.update(outputs=written + ["preprocess.json"] + (["qc.html"] if report else []),
                       seconds=round(time.perf_counter() - start, 1))
@@ -485,41 +591,79 @@ def preprocess_raw(out:str|Path, # the output folder (must not exist, or be empt
         if report:   # its time joins the record once it is done (the report itself reads the record)
             records.append(_qc_report(tmp, log)); write_json_atomic(tmp/"preprocess.json", record)
     if failures and not force:
-        raise NeurosegError(f"{failures[0]}; nothing segmented: look at {out/'qc.html' if report else out/'qc.png'}, or pass --force to segment anyway")
+        raise NeurosegError(
+            f"{failures[0]}; nothing segmented: look at {out / 'qc.html' if report else out / 'qc.png'}, or pass "
+            "--force to segment anyway"
+        )
     return record
 
 # %% ../nbs/10b_raw.ipynb #77811446
 @console_script
 @cli_errors
-def neuroseg_preprocess(out:Param("output folder (new): the BraTS case, native/, transforms/, qc/, qc.html, qc.png, preprocess.json", str)=None,
-                        dicom:Param("a DICOM exam: a folder (subfolders too) or a .zip", str)=None,
-                        flair:Param("with --dicom: the FLAIR series (number or UID); else the FLAIR NIfTI", str)=None,
-                        t1:Param("with --dicom: the pre-contrast T1 series; else its NIfTI", str)=None,
-                        t1c:Param("with --dicom: the post-contrast T1 series; else its NIfTI", str)=None,
-                        t2:Param("with --dicom: the T2 series; else its NIfTI", str)=None,
-                        ckpt:Param("segment with this model: pretrained:brats, a checkpoint or an export (default: preprocess only)", str)=None,
-                        case:Param("the case's name in file names", str)="case",
-                        spacing:Param("voxel size of the case grid, mm", float)=1.0,
-                        brain_mask:Param("a brain mask of yours (NIfTI in the T1c's space) instead of deepbet", str)=None,
-                        skull_stripped:Param("the inputs are already skull-stripped", store_true)=False,
-                        brain_tool:Param("brain extraction: deepbet (offline, its weights in its wheel), hd-bet or synthstrip (their programs, installed by you)", str, choices=["deepbet", "hd-bet", "synthstrip"])="deepbet",
-                        template:Param("put the case in a template's space by an affine registration of the T1: mni152 (default: a grid over the T1c)", str, choices=["mni152"])=None,
-                        native:Param("native grids that get the segmentation: t1c, or all (each modality's own grid too)", str, choices=["t1c", "all"])="t1c",
-                        deface:Param("remove the face from the native volumes and QC volumes written (Quickshear)", store_true)=False,
-                        no_report:Param("skip the HTML QC report (qc.html, about 10 s); qc.png is still written", store_true)=False,
-                        dicom_seg:Param("with --dicom and --ckpt: also write native/seg.dcm, a DICOM SEG of the T1c series for PACS viewers (it carries the patient's name and ID, as a SEG must)", store_true)=False,
-                        force:Param("segment even when a registration or brain-mask check failed", store_true)=False,
-                       ):
-    "Preprocess a raw exam (DICOM or one NIfTI per modality, any grids, with skull) into a BraTS case, and segment it with --ckpt."
-    _run_raw(out, dicom, dict(flair=flair, t1=t1, t1c=t1c, t2=t2), ckpt, case, spacing, brain_mask, skull_stripped, native, deface,
-             not no_report, force, dicom_seg=dicom_seg, brain_tool=brain_tool, template=template)
+def neuroseg_preprocess(
+    out: Param(
+        "output folder (new): the BraTS case, native/, transforms/, qc/, qc.html, qc.png, preprocess.json", str
+    ) = None,
+    dicom: Param("a DICOM exam: a folder (subfolders too) or a .zip", str) = None,
+    flair: Param("with --dicom: the FLAIR series (number or UID); else the FLAIR NIfTI", str) = None,
+    t1: Param("with --dicom: the pre-contrast T1 series; else its NIfTI", str) = None,
+    t1c: Param("with --dicom: the post-contrast T1 series; else its NIfTI", str) = None,
+    t2: Param("with --dicom: the T2 series; else its NIfTI", str) = None,
+    ckpt: Param(
+        "segment with this model: pretrained:brats, a checkpoint or an export (default: preprocess only)", str
+    ) = None,
+    case: Param("the case's name in file names", str) = "case",
+    spacing: Param("voxel size of the case grid, mm", float) = 1.0,
+    brain_mask: Param("a brain mask of yours (NIfTI in the T1c's space) instead of deepbet", str) = None,
+    skull_stripped: Param("the inputs are already skull-stripped", store_true) = False,
+    brain_tool: Param(
+        "brain extraction: deepbet (offline, its weights in its wheel), hd-bet or synthstrip (their programs, "
+        "installed by you)", str, choices=["deepbet", "hd-bet", "synthstrip"],
+    ) = "deepbet",
+    template: Param(
+        "put the case in a template's space by an affine registration of the T1: mni152 (default: a grid over the T1c)",
+        str, choices=["mni152"],
+    ) = None,
+    native: Param(
+        "native grids that get the segmentation: t1c, or all (each modality's own grid too)", str,
+        choices=["t1c", "all"],
+    ) = "t1c",
+    deface: Param("remove the face from the native volumes and QC volumes written (Quickshear)", store_true) = False,
+    no_report: Param("skip the HTML QC report (qc.html, about 10 s); qc.png is still written", store_true) = False,
+    dicom_seg: Param(
+        "with --dicom and --ckpt: also write native/seg.dcm, a DICOM SEG of the T1c series for PACS viewers (it "
+        "carries the patient's name and ID, as a SEG must)",
+        store_true,
+    ) = False,
+    force: Param("segment even when a registration or brain-mask check failed", store_true) = False,
+):
+    """Preprocess a raw exam (DICOM or one NIfTI per modality, any grids, with skull) into a BraTS case, and segment it
+    with --ckpt."""
+    _run_raw(
+        out, dicom, dict(flair=flair, t1=t1, t1c=t1c, t2=t2), ckpt, case, spacing, brain_mask, skull_stripped, native,
+        deface, not no_report, force, dicom_seg=dicom_seg, brain_tool=brain_tool, template=template,
+    )
 
-def _run_raw(out, dicom, files, ckpt, case, spacing, brain_mask, skull_stripped, native, defaced, report, force, infer=None,
-             dicom_seg=False, brain_tool="deepbet", template=None):
-    "The raw path from the command line (neuroseg_preprocess, neuroseg_infer --dicom/--raw): checks, the run, one closing line."
+def _run_raw(
+    out, dicom, files, ckpt, case, spacing, brain_mask, skull_stripped, native, defaced, report, force, infer=None,
+    dicom_seg=False, brain_tool="deepbet", template=None,
+):
+    """The raw path from the command line (neuroseg_preprocess, neuroseg_infer --dicom/--raw): checks, the run, one
+    closing line."""
     if not out: raise NeurosegError("--out: give the output folder (a new one)")
-    if not (spacing > 0 and spacing <= 4): raise NeurosegError(f"--spacing {spacing:g}: give a voxel size between 0 and 4 mm")
-    record = preprocess_raw(out, dicom, files, case, ckpt, spacing, brain_mask, skull_stripped, force, native=native, defaced=defaced,
-                            report=report, infer=infer, dicom_seg=dicom_seg, brain_tool=brain_tool, template=template)
-    seg = f"; segmentation in the native T1c grid: {Path(out)/'native'/'seg.nii.gz'}" if ckpt else f"; segment it with neuroseg_infer --input {Path(out)/case}"
-    print(f"{out}: {case} preprocessed in {record['seconds']:.0f} s, QC {record['qc']}" + (f", report {Path(out)/'qc.html'}" if report else "") + seg)
+    if not (spacing > 0 and spacing <= 4):
+        raise NeurosegError(f"--spacing {spacing:g}: give a voxel size between 0 and 4 mm")
+    record = preprocess_raw(
+        out, dicom, files, case, ckpt, spacing, brain_mask, skull_stripped, force, native=native, defaced=defaced,
+        report=report, infer=infer, dicom_seg=dicom_seg, brain_tool=brain_tool, template=template,
+    )
+    seg = (
+        f"; segmentation in the native T1c grid: {Path(out) / 'native' / 'seg.nii.gz'}"
+        if ckpt
+        else f"; segment it with neuroseg_infer --input {Path(out) / case}"
+    )
+    print(
+        f"{out}: {case} preprocessed in {record['seconds']:.0f} s, QC {record['qc']}"
+        + (f", report {Path(out) / 'qc.html'}" if report else "")
+        + seg
+    )

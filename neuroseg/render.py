@@ -20,20 +20,26 @@ __all__ = ['REPORTS', 'template_path', 'template_parameters', 'parse_parameter',
            'check_report_name', 'render_report', 'ShortParam', 'neuroseg_report']
 
 # %% ../nbs/09a_render.ipynb #7c38e6e0
-REPORTS = ("train", "evaluate", "data", "bench", "preprocess", "case")   # preprocess: the QC of a raw exam (10b_raw); case: one segmented case
+# preprocess: the QC of a raw exam (10b_raw); case: one segmented case
+REPORTS = ("train", "evaluate", "data", "bench", "preprocess", "case")
 
 def template_path(report:str) -> Path:
     "The shipped template of `report`: `neuroseg/templates/<report>.ipynb` when installed, `reports/` in a checkout."
     if report not in REPORTS: raise NeurosegError(f"report {report!r}: use one of {', '.join(REPORTS)}")
     path = packaged_dir("templates")/f"{report}.ipynb"
-    if not path.is_file(): raise NeurosegError(f"{path}: report template not found (reinstall neuroseg: the templates are package data)")
+    if not path.is_file():
+        raise NeurosegError(f"{path}: report template not found (reinstall neuroseg: the templates are package data)")
     return path
 
 # %% ../nbs/09a_render.ipynb #1eeb9522
 def template_parameters(template:str|Path) -> dict:
     "Name -> (type name, default value) of the template's `parameters` cell."
     import papermill as pm
-    return {name: (p["inferred_type_name"], ast.literal_eval(p["default"])) for name, p in pm.inspect_notebook(str(template)).items()}
+
+    return {
+        name: (p["inferred_type_name"], ast.literal_eval(p["default"]))
+        for name, p in pm.inspect_notebook(str(template)).items()
+    }
 
 # %% ../nbs/09a_render.ipynb #ed65391a
 _TYPES = dict(int=int, float=(int, float), bool=bool, list=list, dict=dict)
@@ -61,10 +67,13 @@ def report_parameters(report:str, # train, evaluate, data or bench
     "The parameters given on the command line, typed and checked against the template's `parameters` cell."
     declared, params = template_parameters(template_path(report)), {}
     for name, text in pairs or []:
-        if name not in declared: raise NeurosegError(f"{report} report: no parameter {name!r} (its parameters: {', '.join(declared)})")
+        if name not in declared:
+            raise NeurosegError(f"{report} report: no parameter {name!r} (its parameters: {', '.join(declared)})")
         value = parse_parameter(name, text, declared[name][0])
-        params[name] = [*params[name], *value] if declared[name][0] == "list" and name in params else value  # -p repeated: items add up
-    if (config or overrides) and "config" not in declared: raise NeurosegError(f"{report} report: takes no --config or section.key=value overrides")
+        # -p repeated: items add up
+        params[name] = [*params[name], *value] if declared[name][0] == "list" and name in params else value
+    if (config or overrides) and "config" not in declared:
+        raise NeurosegError(f"{report} report: takes no --config or section.key=value overrides")
     if config: params["config"] = config
     if overrides: params["overrides"] = [*params.get("overrides", []), *overrides]
     return params
@@ -75,9 +84,14 @@ def case_report_name(parameters:dict, # the case report's parameters: pred and c
     "The case report's folder name, once its prediction and its case are found."
     pred, case = parameters.get("pred", ""), parameters.get("case", "")
     if not (pred and Path(pred).is_file()):
-        raise NeurosegError(f"-p pred {pred or '(not given)'}: give the segmentation to report on (a label map written by neuroseg_infer)")
+        raise NeurosegError(
+            f"-p pred {pred or '(not given)'}: give the segmentation to report on (a label map written by "
+            "neuroseg_infer)"
+        )
     if not (case and Path(case).exists()):
-        raise NeurosegError(f"-p case {case or '(not given)'}: give the case it was segmented from (a BraTS case folder or a 4D NIfTI)")
+        raise NeurosegError(
+            f"-p case {case or '(not given)'}: give the case it was segmented from (a BraTS case folder or a 4D NIfTI)"
+        )
     return Path(case).name if Path(case).is_dir() else nifti_stem(pred) or Path(pred).stem
 
 # %% ../nbs/09a_render.ipynb #00f5bd6c
@@ -93,18 +107,23 @@ def report_folder_name(report:str, # train, evaluate, data or bench
 def report_page_name(report:str, # train, evaluate, data or bench
                      parameters:dict, # given parameters (the template's defaults fill the rest)
                     ) -> str:
-    "The report's file name without suffix: the report's name, or for the benchmark the device's label (one page per machine)."
+    """The report's file name without suffix: the report's name, or for the benchmark the device's label (one page per
+    machine)."""
     if report != "bench": return report
     from neuroseg.core import device_label
     return device_label(parameters.get("device", template_parameters(template_path(report))["device"][1]))
 
 # %% ../nbs/09a_render.ipynb #4ea812f1
 def _run_dir(report:str, parameters:dict) -> Path:
-    "The run folder the parameters name (for the data report, the dataset's `data.root`), its config and overrides checked."
+    """The run folder the parameters name (for the data report, the dataset's `data.root`), its config and overrides
+    checked."""
     p = {k: default for k, (_, default) in template_parameters(template_path(report)).items()} | parameters
     if report == "preprocess":
         if not (Path(p["run_dir"] or ".")/"preprocess.json").is_file():
-            raise NeurosegError(f"-p run_dir {p['run_dir'] or '(not given)'}: give a folder written by neuroseg_preprocess (it holds preprocess.json)")
+            raise NeurosegError(
+                f"-p run_dir {p['run_dir'] or '(not given)'}: give a folder written by neuroseg_preprocess (it holds "
+                "preprocess.json)"
+            )
         return Path(p["run_dir"])
     cfg, run_dir = resolve_run(p["config"], p["overrides"], p.get("run_dir", ""))
     return Path(cfg.data.root) if report == "data" else run_dir
@@ -113,7 +132,8 @@ def _run_dir(report:str, parameters:dict) -> Path:
 def check_report_inputs(report:str, # train, evaluate, data or bench
                         parameters:dict, # given parameters (the template's defaults fill the rest)
                        ) -> Path|None:
-    "Check what the template reads first (config, overrides, the training run folder; the benchmark's device) without a kernel; returns the run folder."
+    """Check what the template reads first (config, overrides, the training run folder; the benchmark's device) without
+    a kernel; returns the run folder."""
     if report == "bench":
         report_page_name(report, parameters)   # a device this machine lacks fails here
         return None
@@ -121,7 +141,8 @@ def check_report_inputs(report:str, # train, evaluate, data or bench
         case_report_name(parameters)   # the prediction and the case must exist
         return None
     run_dir = _run_dir(report, parameters)
-    if report == "data" and not (run_dir.is_dir() or parameters.get("fingerprint")): raise NeurosegError(f"{run_dir}: dataset folder not found (data.root)")
+    if report == "data" and not (run_dir.is_dir() or parameters.get("fingerprint")):
+        raise NeurosegError(f"{run_dir}: dataset folder not found (data.root)")
     return training_run_dir(run_dir) if report == "train" else run_dir
 
 # %% ../nbs/09a_render.ipynb #3b4f6ad3
@@ -138,8 +159,11 @@ def notebook_html(ipynb:str|Path, # an executed notebook
     "HTML of an executed notebook: outputs (and code if asked), no prompts, nothing fetched from the network."
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
-    exporter = HTMLExporter(extra_loaders=[DictLoader({"offline.html.j2": _OFFLINE_TEMPLATE})], template_file="offline.html.j2",
-                            exclude_input=not code, exclude_input_prompt=True, exclude_output_prompt=True)
+
+    exporter = HTMLExporter(
+        extra_loaders=[DictLoader({"offline.html.j2": _OFFLINE_TEMPLATE})], template_file="offline.html.j2",
+        exclude_input=not code, exclude_input_prompt=True, exclude_output_prompt=True,
+    )
     return exporter.from_filename(str(ipynb))[0]
 
 # %% ../nbs/09a_render.ipynb #0ea36687
@@ -180,14 +204,20 @@ def execute_template(template:Path, # the template notebook
     from jupyter_client.kernelspec import NoSuchKernel
     # jupyter_client interrupts the kernel before every shutdown; a kernel still busy then (a loaded machine) logs
     # "KeyboardInterrupt caught in kernel" on our stderr. The kernel's own log is quiet; cell errors still come back.
-    try: pm.execute_notebook(str(template), str(out), parameters=parameters, cwd=str(cwd or os.getcwd()), **kernel_options(kernel),
-                             progress_bar=False, log_output=False, config=kernel_settings(),
-                             extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+    try:
+        pm.execute_notebook(
+            str(template), str(out), parameters=parameters, cwd=str(cwd or os.getcwd()), **kernel_options(kernel),
+            progress_bar=False, log_output=False, config=kernel_settings(),
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+        )
     except NoSuchKernel:
-        raise NeurosegError(f"Jupyter kernel {kernel!r} not found: leave out --kernel to run the template with this Python, "
-                            f"or register it (python -m ipykernel install --sys-prefix --name {kernel})") from None
+        raise NeurosegError(
+            f"Jupyter kernel {kernel!r} not found: leave out --kernel to run the template with this Python, "
+            f"or register it (python -m ipykernel install --sys-prefix --name {kernel})"
+        ) from None
     except pm.PapermillExecutionError as e:
-        if e.ename == "NeurosegError": raise NeurosegError(f"{template.name}: {e.evalue}") from None
+        if e.ename == "NeurosegError":
+            raise NeurosegError(f"{template.name}: {e.evalue}") from None
         raise
 
 # %% ../nbs/09a_render.ipynb #1d52159d
@@ -213,7 +243,9 @@ def check_report_name(name:str, # --name
                      ) -> str:
     "`name` when it is one plain folder name (no `/`, `\\`, `.` or `..`); else `NeurosegError`."
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise NeurosegError(f"--name {name!r}: one folder name under --out (no '/', '\\', '.' or '..'), e.g. --name run1")
+        raise NeurosegError(
+            f"--name {name!r}: one folder name under --out (no '/', '\\', '.' or '..'), e.g. --name run1"
+        )
     return name
 
 # %% ../nbs/09a_render.ipynb #8fd95ffa
@@ -227,7 +259,8 @@ def render_report(report:str, # train, evaluate, data or bench
     if name is not None: check_report_name(name)   # before anything is made: the report goes nowhere but under `out`
     template, parameters = template_path(report), dict(parameters or {})
     check_writable(out)                          # a file in the way, a read-only folder, a full disk: before any work
-    run_dir = check_report_inputs(report, parameters)   # config, overrides, run folder: here, not 15 s later in the kernel
+    # config, overrides, run folder: here, not 15 s later in the kernel
+    run_dir = check_report_inputs(report, parameters)
     dest = Path(out)/(name or (run_dir.resolve().name or "run" if run_dir else report_folder_name(report, parameters)))
     page = report_page_name(report, parameters)
     made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]   # innermost first
@@ -256,15 +289,23 @@ class ShortParam(Param):
 # %% ../nbs/09a_render.ipynb #20896dbf
 @console_script
 @cli_errors
-def neuroseg_report(report:Param("which report: train, evaluate, data (the dataset: its fingerprint and EDA), bench (the benchmark), preprocess (the QC of neuroseg_preprocess) or case (one segmented case: -p pred SEG -p case CASE)", str, opt=False, choices=list(REPORTS))=None,
-                    overrides:Param("section.key=value settings over the config", str, opt=False, nargs="*")=None,
-                    config:Param("YAML config file, or the name of one in configs/ (demo, msd)", str)=None,
-                    p:ShortParam("template parameter, e.g. -p pred_dir runs/demo/predictions (repeatable; see the template's parameters cell)",
-                                 str, nargs=2, action="append", metavar=("NAME", "VALUE"))=None,
-                    name:Param("report folder under --out (default: the run folder's name)", str)=None,
-                    out:Param("folder of the report folders", str)="reports",
-                    kernel:Param("registered Jupyter kernel that runs the template (default: this Python)", str)="",
-                   ):
-    "Render a training, evaluation, dataset (EDA), benchmark, preprocessing-QC or single-case report: papermill runs the shipped template <report>.ipynb, nbconvert writes <out>/<run>/<report>.html without code."
+def neuroseg_report(
+    report: Param(
+        "which report: train, evaluate, data (the dataset: its fingerprint and EDA), bench (the benchmark), preprocess "
+        "(the QC of neuroseg_preprocess) or case (one segmented case: -p pred SEG -p case CASE)", str, opt=False,
+        choices=list(REPORTS),
+    ) = None,
+    overrides: Param("section.key=value settings over the config", str, opt=False, nargs="*") = None,
+    config: Param("YAML config file, or the name of one in configs/ (demo, msd)", str) = None,
+    p: ShortParam(
+        "template parameter, e.g. -p pred_dir runs/demo/predictions (repeatable; see the template's parameters cell)",
+        str, nargs=2, action="append", metavar=("NAME", "VALUE"),
+    ) = None,
+    name: Param("report folder under --out (default: the run folder's name)", str) = None,
+    out: Param("folder of the report folders", str) = "reports",
+    kernel: Param("registered Jupyter kernel that runs the template (default: this Python)", str) = "",
+):
+    """Render a training, evaluation, dataset (EDA), benchmark, preprocessing-QC or single-case report: papermill runs
+    the shipped template <report>.ipynb, nbconvert writes <out>/<run>/<report>.html without code."""
     page = render_report(report, report_parameters(report, p, config, overrides), name, out, kernel)
     print(f"wrote {page} and {page.with_suffix('.ipynb')}")

@@ -18,7 +18,9 @@ from .plan import dataset_fingerprint, plan_config
 from .checkpoint import load_checkpoint, config_from_checkpoint
 from .pretrained import is_model_name
 from .tracking import offline_run_dirs, ENVIRONMENT_FILE, plot_training_curves
-from .metrics import METRICS, find_label_files, format_summary, detect_label_convention, evaluate_files, load_label_map
+from neuroseg.metrics import (
+    METRICS, find_label_files, format_summary, detect_label_convention, evaluate_files, load_label_map,
+)
 
 from .infer import predict, output_paths, image_case_id
 from .viewer import save_viewer
@@ -49,8 +51,10 @@ def format_value(value, # a number, string, list or None
     return str(value)
 
 # %% ../nbs/09_report.ipynb #d62b4b49
-_TABLE_STYLE = ("<style>.jp-RenderedHTMLCommon table.neuroseg :is(th, td, caption), table.neuroseg :is(th, td, caption) "
-                "{text-align: left}</style>")  # JupyterLab's CSS right-aligns table cells
+_TABLE_STYLE = (
+    "<style>.jp-RenderedHTMLCommon table.neuroseg :is(th, td, caption), table.neuroseg :is(th, td, caption) "
+    "{text-align: left}</style>"
+)  # JupyterLab's CSS right-aligns table cells
 
 def table_html(rows:list, # dicts, one per row; the first row's keys are the columns
                caption:str="", # shown above the table
@@ -59,7 +63,9 @@ def table_html(rows:list, # dicts, one per row; the first row's keys are the col
     if not rows: return "<p>(none)</p>"
     columns = list(rows[0])
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(format_value(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(format_value(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows
+    )
     title = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     return f'{_TABLE_STYLE}<table class="neuroseg">{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
@@ -129,8 +135,10 @@ class TrainingRun:
 # %% ../nbs/09_report.ipynb #27fa24ef
 def training_run_dir(run_dir:Path, # the run folder of a training report, or a cross-validation folder
                     ) -> Path:
-    "`run_dir`, which must exist; for a cross-validation folder (neuroseg_cv), its fold 0 (every fold shares its settings)."
-    if not run_dir.is_dir(): raise NeurosegError(f"{run_dir}: training run folder not found (train first, or set run_dir)")
+    """`run_dir`, which must exist; for a cross-validation folder (neuroseg_cv), its fold 0 (every fold shares its
+    settings)."""
+    if not run_dir.is_dir():
+        raise NeurosegError(f"{run_dir}: training run folder not found (train first, or set run_dir)")
     return run_dir/"fold_0" if not (run_dir/"history.json").exists() and (run_dir/"fold_0").is_dir() else run_dir
 
 # %% ../nbs/09_report.ipynb #7e642c1f
@@ -145,12 +153,18 @@ def load_training_run(config:str, # YAML config: a path, or the name of a file i
     if not history: raise NeurosegError(f"{run_dir/'history.json'}: no epochs recorded")
     run_cfg, source = run_config(run_dir, cfg)
     cv = read_json(run_dir.parent/"cv.json") if run_dir.name.startswith("fold_") else None
-    return TrainingRun(run_dir, run_cfg, source, history, read_json(run_dir/"split.json"), read_json(run_dir/"summary.json"), cv)
+    return TrainingRun(
+        run_dir, run_cfg, source, history, read_json(run_dir / "split.json"), read_json(run_dir / "summary.json"), cv
+    )
 
 # %% ../nbs/09_report.ipynb #6587b7aa
 def config_rows(cfg:Config) -> list:
     "Every setting of `cfg` as a row `section.key`, value."
-    return [dict(setting=f"{section}.{key}", value=value) for section, values in cfg.to_dict().items() for key, value in values.items()]
+    return [
+        dict(setting=f"{section}.{key}", value=value)
+        for section, values in cfg.to_dict().items()
+        for key, value in values.items()
+    ]
 
 # %% ../nbs/09_report.ipynb #fc2d69dc
 def config_table(run:TrainingRun) -> HTML:
@@ -169,7 +183,10 @@ def split_rows(split:dict, # split.json of a run
     "Cases per role (training, validation, test) of one fold of a split."
     ids = [*split["test"], *[i for fold_ids in split["folds"] for i in fold_ids]]
     roles = split_cases([dict(id=i) for i in ids], split, fold)
-    return [dict(role=role, cases=len(cases), ids=_ids(cases)) for role, cases in zip(("training", "validation", "test"), roles)]
+    return [
+        dict(role=role, cases=len(cases), ids=_ids(cases))
+        for role, cases in zip(("training", "validation", "test"), roles)
+    ]
 
 # %% ../nbs/09_report.ipynb #1fea832c
 def split_table(run:TrainingRun) -> HTML:
@@ -189,15 +206,23 @@ def _region_cells(means:dict) -> dict:
 
 def cv_rows(cv:dict, # cv.json of `neuroseg_cv`
            ) -> tuple[list, list]:
-    "Out-of-fold rows (each fold, then pooled) and test rows (each fold, their mean, the ensemble raw and postprocessed)."
+    """Out-of-fold rows (each fold, then pooled) and test rows (each fold, their mean, the ensemble raw and
+    postprocessed)."""
     folds = [dict(predictions=f"fold {k}", cases=len(v["cases"])) | _region_cells(v) for k, v in cv["folds"].items()]
-    folds.append(dict(predictions="pooled out-of-fold", cases=sum(r["cases"] for r in folds)) | _region_cells(cv["pooled"]))
+    folds.append(
+        dict(predictions="pooled out-of-fold", cases=sum(r["cases"] for r in folds)) | _region_cells(cv["pooled"])
+    )
     t = cv.get("test")
     if not t: return folds, []
     n = len(t["cases"])
     tests = [dict(model=k, cases=n) | _region_cells(v) for k, v in t["folds"].items()]
-    tests += [dict(model=name, cases=n) | _region_cells(t[key]) for name, key in
-              (("mean single fold", "mean_fold"), ("ensemble of the folds", "ensemble"), ("ensemble + postprocessing", "ensemble_postprocessed"))]
+    tests += [
+        dict(model=name, cases=n) | _region_cells(t[key])
+        for name, key in (
+            ("mean single fold", "mean_fold"), ("ensemble of the folds", "ensemble"),
+            ("ensemble + postprocessing", "ensemble_postprocessed"),
+        )
+    ]
     return folds, tests
 
 # %% ../nbs/09_report.ipynb #cfe50438
@@ -226,11 +251,13 @@ def timing_rows(history:list, # records of history.json
                ) -> list:
     "Time spent training and validating, speed, and the result."
     epoch_s, val_s = _values(history, "epoch_s"), _values(history, "val_s")
-    rows = [("epochs", len(history)), ("optimiser steps", history[-1].get("step")),
-            ("training time", _hms(sum(epoch_s))), ("validation time", _hms(sum(val_s))),
-            ("median epoch", _hms(float(np.median(epoch_s)))), ("median step", f"{np.median(_values(history, 'step_s')):.3f} s"),
-            ("median throughput", f"{np.median(_values(history, 'patches_per_s')):.1f} patches/s"),
-            ("time waiting for data", f"{np.mean(_values(history, 'data_wait_share')):.0%}")]
+    rows = [
+        ("epochs", len(history)), ("optimiser steps", history[-1].get("step")), ("training time", _hms(sum(epoch_s))),
+        ("validation time", _hms(sum(val_s))), ("median epoch", _hms(float(np.median(epoch_s)))),
+        ("median step", f"{np.median(_values(history, 'step_s')):.3f} s"),
+        ("median throughput", f"{np.median(_values(history, 'patches_per_s')):.1f} patches/s"),
+        ("time waiting for data", f"{np.mean(_values(history, 'data_wait_share')):.0%}"),
+    ]
     if summary: rows += [("best mean Dice", f"{summary['best_metric']:.4f} at epoch {summary['best_epoch']}"),
                          ("stopped early", "yes" if summary.get("stopped_early") else "no")]
     return [dict(item=k, value=v) for k, v in rows]
@@ -250,24 +277,30 @@ def training_environment(run_dir:str|Path, # a training run folder
 # %% ../nbs/09_report.ipynb #64ef933b
 def _gpus(env:dict) -> str:
     "GPU names and memory of an environment record."
-    return ", ".join(f"{g.get('name', 'GPU')} ({g.get('memory_gib', 0):.0f} GiB)" for g in env.get("gpus", [])) or "none"
+    return (
+        ", ".join(f"{g.get('name', 'GPU')} ({g.get('memory_gib', 0):.0f} GiB)" for g in env.get("gpus", [])) or "none"
+    )
 
 def hardware_rows(env:dict, # from `training_environment`
                  ) -> list:
     "Host, OS, Python, CPU, memory, GPUs, CUDA, git commit and command line of the training machine."
     memory = f"{env['memory_gib']:.1f} GiB" if env.get("memory_gib") else "?"
-    rows = [("host", env.get("host", "?")), ("started", env.get("started", "?")), ("OS", env.get("platform", "?")),
-            ("Python", env.get("python", "?")), ("torch, MONAI, neuroseg", f"{env.get('torch', '?')}, {env.get('monai', '?')}, {env.get('neuroseg', '?')}"),
-            ("CPU", f"{env.get('cpu', '?')}, {env.get('cpu_count', '?')} cores"), ("memory", memory), ("GPUs", _gpus(env)),
-            ("CUDA", env.get("cuda") or "none"), ("git commit", env.get("git_commit", "?")), ("command", " ".join(env.get("command", ["?"]))),
-            ("starts and resumes", env.get("sessions", "?"))]
+    rows = [
+        ("host", env.get("host", "?")), ("started", env.get("started", "?")), ("OS", env.get("platform", "?")),
+        ("Python", env.get("python", "?")),
+        ("torch, MONAI, neuroseg", f"{env.get('torch', '?')}, {env.get('monai', '?')}, {env.get('neuroseg', '?')}"),
+        ("CPU", f"{env.get('cpu', '?')}, {env.get('cpu_count', '?')} cores"), ("memory", memory), ("GPUs", _gpus(env)),
+        ("CUDA", env.get("cuda") or "none"), ("git commit", env.get("git_commit", "?")),
+        ("command", " ".join(env.get("command", ["?"]))), ("starts and resumes", env.get("sessions", "?")),
+    ]
     return [dict(item=k, value=v) for k, v in rows]
 
 # %% ../nbs/09_report.ipynb #b6d7801a
 def hardware_table(run:TrainingRun) -> HTML:
     "The training machine of the run's latest start or resume."
     env = training_environment(run.run_dir)
-    if not env.get("sessions"): return HTML(f"<p>Not recorded: the run folder has no {ENVIRONMENT_FILE} (a run of neuroseg before 0.3).</p>")
+    if not env.get("sessions"):
+        return HTML(f"<p>Not recorded: the run folder has no {ENVIRONMENT_FILE} (a run of neuroseg before 0.3).</p>")
     return HTML(table_html(hardware_rows(env)))
 
 # %% ../nbs/09_report.ipynb #e2a3a82c
@@ -278,7 +311,8 @@ def wandb_rows(run:TrainingRun) -> list:
     if not folders: return [dict(item="mode", value="disabled (no W&B run in the run folder)")]
     run_id = next(folders[-1].glob("run-*.wandb")).stem.removeprefix("run-")
     offline = folders[-1].name.startswith("offline-")
-    path = "/".join(p for p in (t.entity, t.project, run_id) if p)   # no entity: W&B files it under the user's default one
+    # no entity: W&B files it under the user's default one
+    path = "/".join(p for p in (t.entity, t.project, run_id) if p)
     rows = [("mode", "offline" if offline else "online"), ("run id", run_id), ("run path", path),
             ("entity", t.entity or "your default W&B entity (tracking.entity is not set)"),
             ("local folder", ", ".join(str(f) for f in folders))]
@@ -299,7 +333,10 @@ def _number(text:str) -> float:
 def read_metrics_csv(path:str|Path) -> list:
     "Rows of a `metrics.csv` from `neuroseg_evaluate`: metric columns as floats (empty cells NaN), others as text."
     with open(path, newline="") as f:
-        return [{k: _number(v) if k in METRICS or k.startswith("lesion_") else v for k, v in row.items()} for row in csv.DictReader(f)]
+        return [
+            {k: _number(v) if k in METRICS or k.startswith("lesion_") else v for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
 
 # %% ../nbs/09_report.ipynb #9e92b262
 @dataclass
@@ -312,7 +349,8 @@ class EvaluationRun:
     cases: dict  # case id -> case dict of the dataset (image files, reference label)
     predictions: dict  # case id -> predicted label file
     pred_dir: Path  # where neuroseg_infer wrote them (and `<id>_entropy.nii.gz`, with --save-entropy)
-    checkpoint: str|Path  # for the uncertainty map, when no entropy file was written: a file, or a shipped model (pretrained:<name>)
+    # for the uncertainty map, when no entropy file was written: a file, or a shipped model (pretrained:<name>)
+    checkpoint: str|Path
 
 # %% ../nbs/09_report.ipynb #93892d80
 def load_evaluation_run(config:str, # YAML config: a path, or the name of a file in configs/
@@ -330,14 +368,18 @@ def load_evaluation_run(config:str, # YAML config: a path, or the name of a file
     if not (eval_dir/"metrics.csv").is_file(): raise NeurosegError(f"{eval_dir/'metrics.csv'}: not found ({hint})")
     summary = read_json(eval_dir/"summary.json", hint)
     cases, _ = read_dataset(data_root or cfg.data.root, cfg.data.format, cfg.data.convention)
-    return EvaluationRun(cfg, read_metrics_csv(eval_dir/"metrics.csv"), summary, summary["label_convention"],
-                         {c["id"]: c for c in cases}, find_label_files(pred_dir), pred_dir,
-                         checkpoint if is_model_name(checkpoint) else Path(checkpoint or run_dir/"checkpoints"/"best.pt"))
+    return EvaluationRun(
+        cfg, read_metrics_csv(eval_dir / "metrics.csv"), summary, summary["label_convention"],
+        {c["id"]: c for c in cases}, find_label_files(pred_dir), pred_dir,
+        checkpoint if is_model_name(checkpoint) else Path(checkpoint or run_dir / "checkpoints" / "best.pt"),
+    )
 
 # %% ../nbs/09_report.ipynb #1948c613
-SUMMARY_COLUMNS = [("dice", "Dice", 3), ("hd95", "HD95 (mm)", 2), ("assd", "ASSD (mm)", 2), ("ref_volume_ml", "reference (mL)", 1),
-                   ("pred_volume_ml", "predicted (mL)", 1), ("lesion_pq_dsc", "lesion pq_dsc", 3),
-                   ("lesion_brats2023_dice", "BraTS 2023 lesion Dice", 3), ("lesion_brats2023_hd95", "BraTS 2023 lesion HD95 (mm)", 2)]
+SUMMARY_COLUMNS = [
+    ("dice", "Dice", 3), ("hd95", "HD95 (mm)", 2), ("assd", "ASSD (mm)", 2), ("ref_volume_ml", "reference (mL)", 1),
+    ("pred_volume_ml", "predicted (mL)", 1), ("lesion_pq_dsc", "lesion pq_dsc", 3),
+    ("lesion_brats2023_dice", "BraTS 2023 lesion Dice", 3), ("lesion_brats2023_hd95", "BraTS 2023 lesion HD95 (mm)", 2),
+]
 
 def _stat(s:dict, digits:int) -> str:
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f} ({s['median']:.{digits}f})" if s.get("n") else "n/a"
@@ -388,7 +430,8 @@ def case_table(ev:EvaluationRun) -> HTML:
 # %% ../nbs/09_report.ipynb #9ac09e29
 def lesion_rows(rows:list, # metrics.csv rows
                ) -> list:
-    "One row per case: per region the BraTS 2023 lesion-wise Dice, lesions found / missed / added, and panoptica's pq_dsc."
+    """One row per case: per region the BraTS 2023 lesion-wise Dice, lesions found / missed / added, and panoptica's
+    pq_dsc."""
     table = {}
     for r in rows:
         if r["region"] not in REGIONS or "lesion_brats2023_dice" not in r: continue
@@ -402,16 +445,22 @@ def lesion_rows(rows:list, # metrics.csv rows
 def lesion_table(ev:EvaluationRun) -> HTML:
     "The lesions of every case (`lesion_rows`), or how to score them."
     rows = lesion_rows(ev.rows)
-    if not rows: return HTML("<p>Not scored lesion by lesion: run <code>neuroseg_evaluate --lesion-wise</code> to add the BraTS 2023 "
-                             "lesion-wise Dice and HD95 and panoptica's panoptic quality.</p>")
+    if not rows:
+        return HTML(
+            "<p>Not scored lesion by lesion: run <code>neuroseg_evaluate --lesion-wise</code> to add the BraTS 2023 "
+            "lesion-wise Dice and HD95 and panoptica's panoptic quality.</p>"
+        )
     fp = [r.get("lesion_brats2023_fp", math.nan) for r in ev.rows if r["region"] in REGIONS]
-    added = sum(int(n) for n in fp if not math.isnan(n))   # NaN: a case not scored lesion by lesion
-    return HTML(f"<p>{len(rows)} cases, {added} added (false-positive) lesions over the three regions.</p>" + table_html(rows))
+    added = sum(int(n) for n in fp if not math.isnan(n))  # NaN: a case not scored lesion by lesion
+    return HTML(
+        f"<p>{len(rows)} cases, {added} added (false-positive) lesions over the three regions.</p>" + table_html(rows)
+    )
 
 # %% ../nbs/09_report.ipynb #5791a81e
-def plot_region_boxes(rows:list, # metrics.csv rows
-                      metrics:dict={"dice": "Dice", "hd95": "HD95 (mm)", "volume_diff_ml": "predicted - reference volume (mL)"},
-                     ) -> Figure:
+def plot_region_boxes(
+    rows: list,  # metrics.csv rows
+    metrics: dict = {"dice": "Dice", "hd95": "HD95 (mm)", "volume_diff_ml": "predicted - reference volume (mL)"},
+) -> Figure:
     "A box plot per region for each metric, every case a dot."
     fig = Figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
     for ax, (metric, title) in zip(np.atleast_1d(fig.subplots(1, len(metrics))), metrics.items()):
@@ -465,8 +514,10 @@ def case_overlays(ev:EvaluationRun) -> HTML:
 def choose_case(ev:EvaluationRun, case:str="") -> str:
     "`case`, checked to have a prediction and an image; empty: the median case."
     case = case or pick_cases(ev.rows)["median"]
-    if case not in ev.cases: raise NeurosegError(f"case {case!r}: not in the dataset (cases: {', '.join(sorted(ev.cases)[:10])} …)")
-    if case not in ev.predictions: raise NeurosegError(f"case {case!r}: no predicted label file in the predictions folder")
+    if case not in ev.cases:
+        raise NeurosegError(f"case {case!r}: not in the dataset (cases: {', '.join(sorted(ev.cases)[:10])} …)")
+    if case not in ev.predictions:
+        raise NeurosegError(f"case {case!r}: no predicted label file in the predictions folder")
     return case
 
 # %% ../nbs/09_report.ipynb #4bf64da3
@@ -474,10 +525,13 @@ def mesh_view(ev:EvaluationRun, # the evaluation
               case:str="", # case id; empty: the median case
               report_dir:str|Path=".", # where the page `<case>_mesh.html` is written
              ) -> HTML:
-    "Interactive 3D view of the predicted regions of `case` on a page of its own (plotly.js there only), and a link to it."
+    """Interactive 3D view of the predicted regions of `case` on a page of its own (plotly.js there only), and a link to
+    it."""
     case = choose_case(ev, case)
     brain, _ = case_flair(ev.cases[case])
-    fig = tumour_mesh_figure(ev.predictions[case], brain_mask=brain, convention=ev.convention, title=f"{case}: predicted regions")
+    fig = tumour_mesh_figure(
+        ev.predictions[case], brain_mask=brain, convention=ev.convention, title=f"{case}: predicted regions"
+    )
     page = save_mesh_html(fig, Path(report_dir)/f"{case}_mesh.html")
     return HTML(f'<p>{html.escape(case)}: the predicted regions in world millimetres inside a translucent brain, '
                 f'<a href="{html.escape(page.name)}">{html.escape(page.name)}</a> (drag to turn).</p>')
@@ -518,7 +572,8 @@ class CaseReport:
     checkpoint: str  # for the uncertainty map when no entropy file lies beside the prediction ("" : none)
 
 def _report_case(case:str|Path, ref:str|Path="") -> tuple[dict, str|None]:
-    "The case dict of a BraTS case folder or a 4D image (`label`: `ref`, else the folder's own), and a folder's convention."
+    """The case dict of a BraTS case folder or a 4D image (`label`: `ref`, else the folder's own), and a folder's
+    convention."""
     path, convention = Path(case), None
     if path.is_dir():
         cases, convention = read_brats(path)
@@ -529,15 +584,17 @@ def _report_case(case:str|Path, ref:str|Path="") -> tuple[dict, str|None]:
     if ref and not Path(ref).is_file(): raise NeurosegError(f"{ref}: reference label map not found (-p ref)")
     return found | dict(label=str(ref) if ref else found.get("label")), convention
 
-def load_case_report(pred:str|Path, # the predicted label map (neuroseg_infer's --out)
-                     case:str|Path, # the case: a BraTS case folder, or a 4D NIfTI image (MSD channel order)
-                     ref:str|Path="", # reference label map; empty: the case folder's `*_seg` file, if any
-                     checkpoint:str="", # checkpoint or pretrained:<name>, for the uncertainty map when no entropy file lies beside `pred`
-                     convention:str="auto", # label convention of the maps, or auto (a BraTS folder's, else from their values)
-                    ) -> CaseReport:
+def load_case_report(
+    pred: str | Path,  # the predicted label map (neuroseg_infer's --out)
+    case: str | Path,  # the case: a BraTS case folder, or a 4D NIfTI image (MSD channel order)
+    ref: str | Path = "",  # reference label map; empty: the case folder's `*_seg` file, if any
+    checkpoint: str = "",  # checkpoint or pretrained:<name>, for the uncertainty map when no entropy file lies beside `pred`
+    convention: str = "auto",  # label convention of the maps, or auto (a BraTS folder's, else from their values)
+) -> CaseReport:
     "Read a prediction and its case, and score it when a reference is known."
     pred = Path(pred)
-    if not pred.is_file(): raise NeurosegError(f"{pred}: prediction not found (-p pred: a label map written by neuroseg_infer)")
+    if not pred.is_file():
+        raise NeurosegError(f"{pred}: prediction not found (-p pred: a label map written by neuroseg_infer)")
     found, named = _report_case(case, ref)
     if convention == "auto": convention = named or detect_label_convention([f for f in (found["label"], pred) if f])
     rows = evaluate_files([(found["id"], pred, found["label"])], convention, lesion_wise=True) if found["label"] else []
@@ -558,14 +615,24 @@ def case_summary_rows(cr:CaseReport) -> list:
         row = {"region": region, "predicted (mL)": volumes[region]}
         if (s := scored.get(region)) is not None:
             row |= {"reference (mL)": s.get("ref_volume_ml"), "Dice": s.get("dice"), "HD95 (mm)": s.get("hd95")}
-            row |= {k: s[c] for k, c in (("lesion Dice", "lesion_brats2023_dice"), ("lesions found", "lesion_brats2023_tp"),
-                                        ("missed", "lesion_brats2023_fn"), ("added", "lesion_brats2023_fp")) if c in s}
+            row |= {
+                k: s[c]
+                for k, c in (
+                    ("lesion Dice", "lesion_brats2023_dice"), ("lesions found", "lesion_brats2023_tp"),
+                    ("missed", "lesion_brats2023_fn"), ("added", "lesion_brats2023_fp"),
+                )
+                if c in s
+            }
         rows.append(row)
     return rows
 
 def case_summary(cr:CaseReport) -> HTML:
     "The summary table of a case report, with what it was scored against."
-    against = f"against {html.escape(Path(cr.case['label']).name)}" if cr.case["label"] else "no reference label map: volumes only"
+    against = (
+        f"against {html.escape(Path(cr.case['label']).name)}"
+        if cr.case["label"]
+        else "no reference label map: volumes only"
+    )
     return HTML(f"<p>{html.escape(cr.id)}: {html.escape(cr.pred.name)} ({cr.convention} labels), {against}.</p>"
                 + table_html(case_summary_rows(cr)))
 
@@ -573,7 +640,9 @@ def case_summary(cr:CaseReport) -> HTML:
 def case_modality(cr:CaseReport, index:int) -> tuple[np.ndarray, np.ndarray]:
     "Modality `index` (MSD order: FLAIR, T1, T1gd, T2) of the case and its affine."
     image = cr.case["image"]
-    if isinstance(image, list): nii = open_nifti(image[index]); return np.asarray(nii.dataobj, dtype=np.float32), nii.affine
+    if isinstance(image, list):
+        nii = open_nifti(image[index])
+        return np.asarray(nii.dataobj, dtype=np.float32), nii.affine
     nii = open_nifti(image)
     return np.asarray(nii.dataobj[..., index], dtype=np.float32), nii.affine
 
@@ -593,14 +662,18 @@ def case_mesh_link(cr:CaseReport, # the case
     "The predicted regions in 3D on a page of their own, and a link to it."
     brain, _ = case_modality(cr, 0)
     step = 2 if case_volumes(cr)["WT"] > 100 else 1
-    fig = tumour_mesh_figure(cr.pred, brain_mask=brain, convention=cr.convention, step_size=step, title=f"{cr.id}: predicted regions")
+    fig = tumour_mesh_figure(
+        cr.pred, brain_mask=brain, convention=cr.convention, step_size=step, title=f"{cr.id}: predicted regions"
+    )
     page = save_mesh_html(fig, Path(report_dir)/f"{cr.id}_mesh.html")
     return HTML(f'<p>The predicted regions in world millimetres inside a translucent brain: '
                 f'<a href="{html.escape(page.name)}">{html.escape(page.name)}</a> (drag to turn).</p>')
 
 def case_uncertainty(cr:CaseReport) -> HTML:
-    "Entropy over the FLAIR and the uncertain band's width, from the entropy file beside the prediction or from `checkpoint`."
-    entropy_file = output_paths(cr.pred, cr.id, entropy=True)["entropy"]   # the name neuroseg_infer --save-entropy gives it
+    """Entropy over the FLAIR and the uncertain band's width, from the entropy file beside the prediction or from
+    `checkpoint`."""
+    # the name neuroseg_infer --save-entropy gives it
+    entropy_file = output_paths(cr.pred, cr.id, entropy=True)["entropy"]
     if entropy_file.is_file(): entropy, labels, convention = read_entropy(entropy_file), cr.pred, cr.convention
     elif cr.checkpoint:
         p = predict(cr.case, cr.checkpoint)
@@ -638,20 +711,36 @@ def load_fingerprint(config:str, # YAML config: a path, or the name of a file in
     "The fingerprint of the config's dataset (`data.root`)."
     cfg = load_config(find_config(config), overrides)
     if fingerprint: return read_json(fingerprint, "written by neuroseg_plan")
-    return dataset_fingerprint(cfg.data.root, cfg.data.format if cfg.data.format != "synth" else "auto", cfg.data.convention)
+    return dataset_fingerprint(
+        cfg.data.root, cfg.data.format if cfg.data.format != "synth" else "auto", cfg.data.convention
+    )
 
 # %% ../nbs/09_report.ipynb #22d3c30f
 def dataset_rows(fp:dict) -> list:
     "The dataset at a glance: cases, convention, geometry, brain and tumour volumes, cases without ET."
-    s, rng = fp["summary"], lambda st, d=1: f"{st['median']:.{d}f} ({st['min']:.{d}f} to {st['max']:.{d}f})" if st["median"] is not None else "-"
-    return [dict(item="cases", value=s["n_cases"]), dict(item="label convention", value=s["label_convention"]),
-            dict(item="spacing mm, median (range) per axis", value="; ".join(rng(a, 2) for a in s["spacing"])),
-            dict(item="shape voxels, median (range) per axis", value="; ".join(rng(a, 0) for a in s["shape"])),
-            dict(item="brain bounding box voxels, median (range) per axis", value="; ".join(rng(a, 0) for a in s["brain_shape"])),
-            dict(item="orientations", value=", ".join(f"{k} x{v}" for k, v in s["axcodes"].items())),
-            dict(item="brain volume mL", value=rng(s["brain_ml"], 0)),
-            *[dict(item=f"{r} volume mL", value=rng(s["region_ml"][r])) for r in REGIONS],
-            dict(item="cases without enhancing tumour", value=f"{len(s['cases_without_et'])}: {', '.join(s['cases_without_et'][:12])}")]
+    s, rng = (
+        fp["summary"],
+        lambda st, d=1: (
+            f"{st['median']:.{d}f} ({st['min']:.{d}f} to {st['max']:.{d}f})" if st["median"] is not None else "-"
+        ),
+    )
+    return [
+        dict(item="cases", value=s["n_cases"]),
+        dict(item="label convention", value=s["label_convention"]),
+        dict(item="spacing mm, median (range) per axis", value="; ".join(rng(a, 2) for a in s["spacing"])),
+        dict(item="shape voxels, median (range) per axis", value="; ".join(rng(a, 0) for a in s["shape"])),
+        dict(
+            item="brain bounding box voxels, median (range) per axis",
+            value="; ".join(rng(a, 0) for a in s["brain_shape"]),
+        ),
+        dict(item="orientations", value=", ".join(f"{k} x{v}" for k, v in s["axcodes"].items())),
+        dict(item="brain volume mL", value=rng(s["brain_ml"], 0)),
+        *[dict(item=f"{r} volume mL", value=rng(s["region_ml"][r])) for r in REGIONS],
+        dict(
+            item="cases without enhancing tumour",
+            value=f"{len(s['cases_without_et'])}: {', '.join(s['cases_without_et'][:12])}",
+        ),
+    ]
 
 # %% ../nbs/09_report.ipynb #783eec6a
 def class_names(fp:dict) -> dict:
@@ -662,7 +751,10 @@ def class_names(fp:dict) -> dict:
 def intensity_rows(fp:dict, modalities:tuple=MSD_CHANNELS) -> list:
     "Per class, the median over cases of its mean z-scored intensity per modality (brain mean 0, SD 1)."
     s = fp["summary"]
-    return [dict({"class": name}, **{m: s["class_z"][i][k]["median"] for i, m in enumerate(modalities)}) for k, name in class_names(fp).items()]
+    return [
+        dict({"class": name}, **{m: s["class_z"][i][k]["median"] for i, m in enumerate(modalities)})
+        for k, name in class_names(fp).items()
+    ]
 
 # %% ../nbs/09_report.ipynb #7655f2d1
 def plot_intensity_histograms(fp:dict, modalities:tuple=MSD_CHANNELS) -> Figure:
@@ -673,8 +765,10 @@ def plot_intensity_histograms(fp:dict, modalities:tuple=MSD_CHANNELS) -> Figure:
     for i, (ax, m) in enumerate(zip(np.atleast_1d(fig.subplots(1, len(modalities))), modalities)):
         for k, counts in fp["summary"]["histograms"][i].items():
             counts = np.asarray(counts, float)
-            if counts.sum(): ax.stairs(counts / counts.sum() / np.diff(bins), bins, label=names[k], color=colours.get(k))
-        ax.set(title=m, xlabel="z-scored intensity (brain mean 0, SD 1)", ylabel="density" if i == 0 else None); ax.grid(alpha=0.3)
+            if counts.sum():
+                ax.stairs(counts / counts.sum() / np.diff(bins), bins, label=names[k], color=colours.get(k))
+        ax.set(title=m, xlabel="z-scored intensity (brain mean 0, SD 1)", ylabel="density" if i == 0 else None)
+        ax.grid(alpha=0.3)
     fig.axes[0].legend(fontsize=7)
     return fig
 
@@ -686,7 +780,8 @@ def plot_volumes(fp:dict) -> Figure:
     values = [[c["region_ml"][r] for c in fp["cases"]] for r in REGIONS]
     boxes = ax_vol.boxplot(values, tick_labels=REGIONS, patch_artist=True, widths=0.5, showfliers=False)
     for box, r in zip(boxes["boxes"], REGIONS): box.set(facecolor=REGION_COLOURS[r], alpha=0.6)
-    for i, v in enumerate(values, start=1): ax_vol.plot(i + np.linspace(-0.12, 0.12, len(v)), v, "o", color="black", markersize=3)
+    for i, v in enumerate(values, start=1):
+        ax_vol.plot(i + np.linspace(-0.12, 0.12, len(v)), v, "o", color="black", markersize=3)
     ax_vol.set(title="region volume per case", ylabel="mL"); ax_vol.grid(axis="y", alpha=0.3)
     names = class_names(fp)
     freq = fp["summary"]["label_frequency"]

@@ -32,7 +32,8 @@ TUMOUR_CLASSES = ("edema", "non-enhancing", "enhancing")   # MSD labels 1, 2, 3
 def relative_contrasts(image:np.ndarray, # (X, Y, Z, C) intensities, 0 outside the brain
                        label:np.ndarray, # (X, Y, Z) MSD labels
                       ) -> np.ndarray:
-    "Mean intensity of labels 1, 2, 3 over that of normal brain, per channel: a (3, C) table, NaN where a label is absent."
+    """Mean intensity of labels 1, 2, 3 over that of normal brain, per channel: a (3, C) table, NaN where a label is
+    absent."""
     brain = np.any(image != 0, axis=-1)
     normal = image[brain & (label == 0)].mean(0)
     rows = [image[label == k].mean(0) if (label == k).any() else np.full(image.shape[-1], np.nan) for k in (1, 2, 3)]
@@ -74,7 +75,8 @@ TISSUE_CONTRASTS = np.array([   # TCGA-DU-7294, over normal brain; columns FLAIR
 CONTRAST_ROWS = ("CSF", "grey matter", "white matter", "edema", "necrosis / NCR", "enhancing")
 
 # %% ../nbs/03_synth.ipynb #ec53f636
-BRATS_CONTRASTS = np.array([   # median of 15 expert-labelled BraTS cases; columns FLAIR, T1w, T1gd, T2w (measured above)
+# median of 15 expert-labelled BraTS cases; columns FLAIR, T1w, T1gd, T2w (measured above)
+BRATS_CONTRASTS = np.array([
     [0.76, 0.61, 0.72, 1.67],   # CSF
     [1.04, 0.92, 0.97, 1.05],   # grey matter
     [1.00, 1.17, 1.10, 0.77],   # white matter
@@ -154,7 +156,8 @@ def synth_tissue(rng:np.random.Generator, # source of randomness
         [depth < 0, depth < 0.015, (to_sulcus < 0.2) & (depth < 0.15), to_midline < 0.02, ventricles < 1,
          (depth < 0.08) | ((to_sulcus < 0.9) & (depth < 0.25)) | (to_midline < 0.06) | (nuclei < 1)],
         [BACKGROUND, CSF, CSF, CSF, CSF, GM], WM).astype(np.uint8)
-    if not skull_stripped: tissue[depth < 0] = np.select([r < 1.04, r < 1.1, r < 1.18], [CSF, SKULL, SCALP], 0)[depth < 0]
+    if not skull_stripped:
+        tissue[depth < 0] = np.select([r < 1.04, r < 1.1, r < 1.18], [CSF, SKULL, SCALP], 0)[depth < 0]
     return tissue, semi
 
 # %% ../nbs/03_synth.ipynb #ca15ed9c
@@ -181,7 +184,8 @@ def synth_tumour(rng:np.random.Generator, # source of randomness
     return label * brain
 
 # %% ../nbs/03_synth.ipynb #fb92b943
-TEXTURE = np.array([0, .05, .05, .05, .05, .05, .1, .1, .1], np.float32)   # texture amplitude: 6 tissues, 3 tumour labels
+# texture amplitude: 6 tissues, 3 tumour labels
+TEXTURE = np.array([0, .05, .05, .05, .05, .05, .1, .1, .1], np.float32)
 HEAD_CONTRASTS = np.array([[0.2, 0.2, 0.2, 0.2],     # skull (cortical bone: dark everywhere)
                            [1.3, 1.9, 1.9, 1.4]])    # scalp (fat: bright on T1 and fast spin-echo T2), literature
 
@@ -206,7 +210,8 @@ def synth_intensities(rng:np.random.Generator, # source of randomness
                       noise:float=0.03, # Rician noise sigma, relative to normal brain
                       bias:float=0.1, # amplitude of the log bias field
                      ) -> np.ndarray:
-    "The four modalities, (X, Y, Z, 4) float32: class means with texture, bias field and Rician noise; 0 outside the head."
+    """The four modalities, (X, Y, Z, 4) float32: class means with texture, bias field and Rician noise; 0 outside the
+    head."""
     inside = tissue > 0
     classes = np.where(label > 0, 5 + label, tissue)[inside]   # only voxels of the head are computed
     texture = 1 + TEXTURE[classes] * smooth_field(rng, coords, 2.0)[inside]
@@ -308,17 +313,23 @@ TEMPLATE_MARGIN = 4   # voxels kept around the template's brain
 def mni_dir() -> Path:
     "The folder of nilearn's installed package data that holds the MNI152 2009a templates (nothing is downloaded)."
     spec = importlib.util.find_spec("nilearn")
-    if spec is None: raise NeurosegError("nilearn is not installed: `pip install nilearn` (the MNI152 template ships inside its wheel)")
+    if spec is None:
+        raise NeurosegError(
+            "nilearn is not installed: `pip install nilearn` (the MNI152 template ships inside its wheel)"
+        )
     return Path(spec.submodule_search_locations[0])/"datasets"/"data"
 
 # %% ../nbs/03_synth.ipynb #3376f404
 @functools.lru_cache(maxsize=1)
 def mni_template() -> np.ndarray:
-    "The template as (3, X, Y, Z) float32 at 1 mm, RAS: brain mask, GM and WM probabilities, cropped to the brain (read once)."
+    """The template as (3, X, Y, Z) float32 at 1 mm, RAS: brain mask, GM and WM probabilities, cropped to the brain
+    (read once)."""
     t1, gm, wm = (np.asarray(nib.load(mni_dir()/MNI_FILES[k]).dataobj, np.float32) / 255 for k in ("t1", "gm", "wm"))
     brain = (t1 > 0).astype(np.float32)
     inside = np.argwhere(brain > 0)
-    box = tuple(slice(max(lo - TEMPLATE_MARGIN, 0), hi + 1 + TEMPLATE_MARGIN) for lo, hi in zip(inside.min(0), inside.max(0)))
+    box = tuple(
+        slice(max(lo - TEMPLATE_MARGIN, 0), hi + 1 + TEMPLATE_MARGIN) for lo, hi in zip(inside.min(0), inside.max(0))
+    )
     template = np.stack([brain, gm * brain, wm * brain])[(slice(None), *box)]
     template.flags.writeable = False   # shared by every case
     return template
@@ -331,7 +342,9 @@ def template_at(spacing_mm:float, # voxel size of the generated cases
     template = mni_template()
     if spacing_mm > 1:
         sigma = np.sqrt(spacing_mm ** 2 - 1) / 2.355
-        template = np.stack([ndimage.zoom(ndimage.gaussian_filter(c, sigma), 1 / spacing_mm, order=1) for c in template])
+        template = np.stack(
+            [ndimage.zoom(ndimage.gaussian_filter(c, sigma), 1 / spacing_mm, order=1) for c in template]
+        )
     return torch.from_numpy(np.ascontiguousarray(template))[None]
 
 # %% ../nbs/03_synth.ipynb #eae0177a
@@ -358,7 +371,8 @@ def brain_pose(rng:np.random.Generator, # source of randomness
                max_rotation_deg:float=6.0, # about each axis
                max_shift_mm:float=4.0, # along each axis
               ) -> dict:
-    "Scale (3,), rotation (3, 3), shift (3,) mm placing the template's brain in the field of view (RAS, centred on 0), and the fit (≤ 1)."
+    """Scale (3,), rotation (3, 3), shift (3,) mm placing the template's brain in the field of view (RAS, centred on 0),
+    and the fit (≤ 1)."""
     extent = brain_extent_mm()
     fit = min(1.0, float(np.min(np.asarray(fov_mm) / (extent - [0, 0, 25]))))   # up to 25 mm of brain stem may go
     scales = fit * rng.uniform(*scale, 3)
@@ -382,8 +396,13 @@ def coarse_field(rng:np.random.Generator, # source of randomness
                 ) -> np.ndarray:
     "`smooth_field` on a lattice `sigma_mm / per_sigma` apart, trilinearly upsampled to the grid (float32)."
     sizes = [c.size for c in coords]
-    lattice = [np.linspace(float(c.min()), float(c.max()), max(2, min(n, int(np.ceil(float(np.ptp(c)) / sigma_mm * per_sigma)) + 1)),
-                           dtype=np.float32).reshape([-1 if a == i else 1 for a in range(3)]) for i, (c, n) in enumerate(zip(coords, sizes))]
+    lattice = [
+        np.linspace(
+            float(c.min()), float(c.max()), max(2, min(n, int(np.ceil(float(np.ptp(c)) / sigma_mm * per_sigma)) + 1)),
+            dtype=np.float32,
+        ).reshape([-1 if a == i else 1 for a in range(3)])
+        for i, (c, n) in enumerate(zip(coords, sizes))
+    ]
     field = torch.from_numpy(smooth_field(rng, lattice, sigma_mm))[None, None]
     return torch.nn.functional.interpolate(field, size=sizes, mode="trilinear", align_corners=True)[0, 0].numpy()
 
@@ -412,13 +431,14 @@ def _deep_white_matter() -> np.ndarray:
 
 GLIOMA_RADIUS_MM = (8., 24.)   # default range of a glioma core's mean radius, mm
 
-def glioma_plan(rng:np.random.Generator, # source of randomness
-                pose:dict, # from `brain_pose`
-                radius_mm:tuple=GLIOMA_RADIUS_MM, # range of the core's mean radius (in a brain shrunk to fit a small grid: shrunk alike)
-                p_multifocal:float=0.25, # probability of 1-2 satellite foci
-                p_nonenhancing:float=0.25, # probability of a tumour without enhancement (lower-grade look)
-                enhancing:bool|None=None, # force enhancement on or off; None: at random
-               ) -> dict:
+def glioma_plan(
+    rng: np.random.Generator,  # source of randomness
+    pose: dict,  # from `brain_pose`
+    radius_mm: tuple = GLIOMA_RADIUS_MM,  # range of the core's mean radius (in a brain shrunk to fit a small grid: shrunk alike)
+    p_multifocal: float = 0.25,  # probability of 1-2 satellite foci
+    p_nonenhancing: float = 0.25,  # probability of a tumour without enhancement (lower-grade look)
+    enhancing: bool | None = None,  # force enhancement on or off; None: at random
+) -> dict:
     "Foci (centre mm, semi-axes mm), enhancement, mass effect, edema extent and rim parameters of one tumour."
     points = _deep_white_matter()
     centre, radius = template_to_case(pose, points[rng.integers(len(points))]), rng.uniform(*radius_mm) * pose["fit"]
@@ -459,12 +479,19 @@ def sample_template(rng:np.random.Generator, # source of randomness
     "Brain mask, GM and WM probabilities of the deformed template at each voxel: (3, X, Y, Z) float32."
     rotation, amplitude = pose["rotation"], rng.uniform(0, elastic_mm)
     local = [(p - float(s)) / float(k) for p, s, k in zip(positions, pose["shift"], pose["scale"])]
-    template_mm = [sum(float(rotation[i, j]) * local[j] for j in range(3)) + amplitude * coarse_field(rng, coords, elastic_sigma_mm)
-                   for i in range(3)]
-    half = template_half_extent_mm()   # grid_sample's (x, y, z) index the last, middle and first array axes
-    grid = np.stack([template_mm[2] / half[2], template_mm[1] / half[1], template_mm[0] / half[0]], -1).astype(np.float32)
-    sampled = torch.nn.functional.grid_sample(template_at(float(spacing_mm)), torch.from_numpy(grid)[None], mode="bilinear",
-                                              padding_mode="zeros", align_corners=True)
+    template_mm = [
+        sum(float(rotation[i, j]) * local[j] for j in range(3))
+        + amplitude * coarse_field(rng, coords, elastic_sigma_mm)
+        for i in range(3)
+    ]
+    half = template_half_extent_mm()  # grid_sample's (x, y, z) index the last, middle and first array axes
+    grid = np.stack([template_mm[2] / half[2], template_mm[1] / half[1], template_mm[0] / half[0]], -1).astype(
+        np.float32
+    )
+    sampled = torch.nn.functional.grid_sample(
+        template_at(float(spacing_mm)), torch.from_numpy(grid)[None], mode="bilinear", padding_mode="zeros",
+        align_corners=True,
+    )
     return sampled[0].numpy()
 
 # %% ../nbs/03_synth.ipynb #157d26ec
@@ -494,7 +521,10 @@ def synth_glioma(rng:np.random.Generator, # source of randomness
                  spacing_mm:tuple, # voxel size (x, y, z)
                 ) -> np.ndarray:
     "An MSD label map (uint8) on `tissue`'s grid: 1 edema, 2 necrotic / non-enhancing core, 3 enhancing tumour."
-    radius, reach = float(np.mean(plan["foci"][0][1])), plan["edema_extent"] * float(np.mean(plan["foci"][0][1])) * 1.6 + 6
+    radius, reach = (
+        float(np.mean(plan["foci"][0][1])),
+        plan["edema_extent"] * float(np.mean(plan["foci"][0][1])) * 1.6 + 6,
+    )
     centres = np.array([c for c, _ in plan["foci"]])
     box = box_around(coords, centres.min(0) - reach, centres.max(0) + reach)
     label = np.zeros(tissue.shape, np.uint8)
@@ -502,15 +532,22 @@ def synth_glioma(rng:np.random.Generator, # source of randomness
     if not brain.any(): return label
     core, inner, rim_field, envelope = _tumour_fields(rng, crop_coords(coords, box), plan["foci"], spacing_mm)
     is_core = (core < 1) & brain
-    enhancing = is_core & (inner >= plan["rim"]) & (rim_field >= scipy.stats.norm.ppf(plan["open_rim"])) & plan["enhancing"]
+    enhancing = (
+        is_core & (inner >= plan["rim"]) & (rim_field >= scipy.stats.norm.ppf(plan["open_rim"])) & plan["enhancing"]
+    )
     steps = max(1, int(round(plan["edema_extent"] * radius / min(spacing_mm))))
-    edema = ndimage.binary_dilation(is_core, iterations=steps, mask=is_core | ((local == WM) & (envelope < plan["edema_extent"])))
-    edema |= ndimage.binary_dilation(is_core, iterations=max(1, int(round(2 / min(spacing_mm))))) & brain & (local != CSF)
+    edema = ndimage.binary_dilation(
+        is_core, iterations=steps, mask=is_core | ((local == WM) & (envelope < plan["edema_extent"]))
+    )
+    edema |= (
+        ndimage.binary_dilation(is_core, iterations=max(1, int(round(2 / min(spacing_mm))))) & brain & (local != CSF)
+    )
     label[box] = np.select([enhancing, is_core, edema], [3, 2, 1], 0)
     return label
 
 # %% ../nbs/03_synth.ipynb #c5f50d13
-GENERATOR_CONTRASTS = np.array([   # class means of the generator, calibrated so that measured cases match BRATS_CONTRASTS
+# class means of the generator, calibrated so that measured cases match BRATS_CONTRASTS
+GENERATOR_CONTRASTS = np.array([
     [0.468, 0.365, 0.482, 2.738],   # CSF
     [1.068, 0.773, 0.859, 1.251],   # grey matter
     [0.982, 1.032, 1.017, 0.879],   # white matter
@@ -518,18 +555,21 @@ GENERATOR_CONTRASTS = np.array([   # class means of the generator, calibrated so
     [1.771, 0.813, 0.791, 1.834],   # necrosis / NCR
     [1.931, 0.832, 1.544, 1.828]])  # enhancing tumour
 
-NORMAL_FRACTIONS = np.array([0.1, 0.4, 0.5])   # CSF, GM, WM shares of normal brain the mixture finds in real cases (medians)
+# CSF, GM, WM shares of normal brain the mixture finds in real cases (medians)
+NORMAL_FRACTIONS = np.array([0.1, 0.4, 0.5])
 
 def brain_class_means(rng:np.random.Generator, # source of randomness
                       contrasts:np.ndarray=GENERATOR_CONTRASTS, # (6, 4) rows as CONTRAST_ROWS
                       spread:np.ndarray=BRATS_CONTRAST_SPREAD, # (6, 4) SD of the per-case jitter
                       jitter:float=1.0, # multiple of `spread` (0: the table itself)
                      ) -> np.ndarray:
-    "One case's class means (6, 4) float32: the table jittered by the real cases' spread (normal, clipped at 2 SD), normal brain's mean kept."
+    """One case's class means (6, 4) float32: the table jittered by the real cases' spread (normal, clipped at 2 SD),
+    normal brain's mean kept."""
     deviation = np.clip(rng.standard_normal(contrasts.shape), -2, 2)   # no edema darker than brain on FLAIR, say
     means = np.clip(contrasts + jitter * spread * deviation, 0.05, None)
     means[:3] *= (NORMAL_FRACTIONS @ contrasts[:3]) / (NORMAL_FRACTIONS @ means[:3])   # normal brain keeps its mean:
-    return means.astype(np.float32)                                                    # tumour contrasts vary by their own spread
+    # tumour contrasts vary by their own spread
+    return means.astype(np.float32)
 
 # %% ../nbs/03_synth.ipynb #891290ae
 def synth_lookalikes(rng:np.random.Generator, # source of randomness
@@ -538,7 +578,8 @@ def synth_lookalikes(rng:np.random.Generator, # source of randomness
                      label:np.ndarray, # (X, Y, Z) MSD labels: look-alikes stay outside the tumour
                      spacing_mm:tuple, # voxel size (x, y, z)
                     ) -> tuple[np.ndarray, np.ndarray]:
-    "Masks of normal structures that look like tumour, outside it: enhancing (surface, sulci, CSF) and dark (the brain's rim)."
+    """Masks of normal structures that look like tumour, outside it: enhancing (surface, sulci, CSF) and dark (the
+    brain's rim)."""
     free = (tissue > 0) & (label == 0)
     depth = ndimage.distance_transform_edt(tissue > 0, sampling=spacing_mm)   # mm to the edge of the stripped brain
     gate = lambda width_mm, share: coarse_field(rng, coords, width_mm) > scipy.stats.norm.ppf(1 - share)
@@ -551,13 +592,16 @@ def synth_lookalikes(rng:np.random.Generator, # source of randomness
     return enhancing, dark
 
 # %% ../nbs/03_synth.ipynb #a8eb1969
-WIDE_GM_WM = np.array([(0.95, 1.6), (0.6, 0.95), (0.65, 1.0), (1.05, 1.8)])   # grey over white matter: FLAIR, T1w, T1gd, T2w ranges
+# grey over white matter: FLAIR, T1w, T1gd, T2w ranges
+WIDE_GM_WM = np.array([(0.95, 1.6), (0.6, 0.95), (0.65, 1.0), (1.05, 1.8)])
 
-def widen_normal_contrasts(rng:np.random.Generator, # source of randomness
-                           means:np.ndarray, # (6, 4) one case's class means, from `brain_class_means`
-                           ranges:np.ndarray=WIDE_GM_WM, # (4, 2) low and high of grey matter over white matter per modality
-                          ) -> np.ndarray:
-    "`means` with grey matter's contrast to white matter drawn uniformly from `ranges` per modality; normal brain keeps its mean."
+def widen_normal_contrasts(
+    rng: np.random.Generator,  # source of randomness
+    means: np.ndarray,  # (6, 4) one case's class means, from `brain_class_means`
+    ranges: np.ndarray = WIDE_GM_WM,  # (4, 2) low and high of grey matter over white matter per modality
+) -> np.ndarray:
+    """`means` with grey matter's contrast to white matter drawn uniformly from `ranges` per modality; normal brain
+    keeps its mean."""
     wide = np.array(means, np.float64)
     wide[1] = wide[2] * rng.uniform(ranges[:, 0], ranges[:, 1])
     wide[:3] *= (NORMAL_FRACTIONS @ means[:3]) / (NORMAL_FRACTIONS @ wide[:3])
@@ -572,29 +616,32 @@ def _thick_slices(rng:np.random.Generator, channel:np.ndarray, spacing_mm:tuple)
     blurred = torch.from_numpy(ndimage.gaussian_filter1d(channel, factor / 2.355, axis=axis))[None, None]
     size = list(channel.shape); size[axis] = max(2, int(round(channel.shape[axis] / factor)))
     thick = torch.nn.functional.interpolate(blurred, size=size, mode="trilinear", align_corners=True)
-    return torch.nn.functional.interpolate(thick, size=channel.shape, mode="trilinear", align_corners=True)[0, 0].numpy()
+    return torch.nn.functional.interpolate(thick, size=channel.shape, mode="trilinear", align_corners=True)[
+        0, 0
+    ].numpy()
 
 def _rician(rng:np.random.Generator, channel:np.ndarray, sigma:float) -> np.ndarray:
     "The magnitude of `channel` plus complex Gaussian noise of SD `sigma`."
     return np.hypot(channel + sigma * rng.standard_normal(channel.shape, dtype=np.float32),
                     sigma * rng.standard_normal(channel.shape, dtype=np.float32))
 
-def synth_brain_intensities(rng:np.random.Generator, # source of randomness
-                            coords:list, # the grid (mm)
-                            probabilities:np.ndarray, # (3, X, Y, Z) CSF, GM, WM from `tissue_probabilities`
-                            tissue:np.ndarray, # (X, Y, Z) tissue map: 0 outside the brain
-                            label:np.ndarray, # (X, Y, Z) MSD labels
-                            spacing_mm:tuple, # voxel size (x, y, z)
-                            contrasts:np.ndarray=GENERATOR_CONTRASTS, # (6, 4) class means before the jitter
-                            jitter:float=1.0, # multiple of the real spread for the per-case class means
-                            bias:float=0.15, # largest SD of the log bias field (BraTS cases are mostly bias-corrected)
-                            blur_mm:float=1.0, # largest Gaussian blur (SD, mm)
-                            p_thick:float=0.3, # probability of thick slices, per modality
-                            gamma:float=0.1, # SD of the log gamma
-                            noise:tuple=(0.01, 0.05), # range of the Rician noise SD, relative to normal brain
-                            lookalikes:float=0.0, # probability of tumour look-alikes (`synth_lookalikes`) in the case
-                            wide_normal:float=0.0, # probability of grey matter's contrast drawn from `WIDE_GM_WM` (`widen_normal_contrasts`)
-                           ) -> np.ndarray:
+def synth_brain_intensities(
+    rng: np.random.Generator,  # source of randomness
+    coords: list,  # the grid (mm)
+    probabilities: np.ndarray,  # (3, X, Y, Z) CSF, GM, WM from `tissue_probabilities`
+    tissue: np.ndarray,  # (X, Y, Z) tissue map: 0 outside the brain
+    label: np.ndarray,  # (X, Y, Z) MSD labels
+    spacing_mm: tuple,  # voxel size (x, y, z)
+    contrasts: np.ndarray = GENERATOR_CONTRASTS,  # (6, 4) class means before the jitter
+    jitter: float = 1.0,  # multiple of the real spread for the per-case class means
+    bias: float = 0.15,  # largest SD of the log bias field (BraTS cases are mostly bias-corrected)
+    blur_mm: float = 1.0,  # largest Gaussian blur (SD, mm)
+    p_thick: float = 0.3,  # probability of thick slices, per modality
+    gamma: float = 0.1,  # SD of the log gamma
+    noise: tuple = (0.01, 0.05),  # range of the Rician noise SD, relative to normal brain
+    lookalikes: float = 0.0,  # probability of tumour look-alikes (`synth_lookalikes`) in the case
+    wide_normal: float = 0.0,  # probability of grey matter's contrast drawn from `WIDE_GM_WM` (`widen_normal_contrasts`)
+) -> np.ndarray:
     "The four modalities (X, Y, Z, 4) float32 in MSD order, domain-randomised; 0 outside the brain."
     means, brain, tumour = brain_class_means(rng, contrasts, jitter=jitter), tissue > 0, label > 0
     alike = None   # drawn only when asked, so that a case without look-alikes keeps its bytes
@@ -602,7 +649,8 @@ def synth_brain_intensities(rng:np.random.Generator, # source of randomness
         enhancing, dark = synth_lookalikes(rng, coords, tissue, label, spacing_mm)
         alike = dict(enhancing=enhancing, dark=dark, t1gd=rng.uniform(1.3, 2.0) * means[2, 2],   # above white matter
                      others=rng.uniform(0.9, 1.2, 4), darker=rng.uniform(0.15, 0.6, 4))
-    if wide_normal and rng.random() < wide_normal: means = widen_normal_contrasts(rng, means)   # after the look-alikes: their bytes kept
+    # after the look-alikes: their bytes kept
+    if wide_normal and rng.random() < wide_normal: means = widen_normal_contrasts(rng, means)
     fov = max(float(np.ptp(c)) for c in coords)
     texture = (1 + rng.uniform(0.05, 0.2) * coarse_field(rng, coords, 2.5 * max(spacing_mm)))[tumour]
     image = np.zeros((*tissue.shape, 4), np.float32)
@@ -613,7 +661,9 @@ def synth_brain_intensities(rng:np.random.Generator, # source of randomness
             channel[alike["enhancing"]] = alike["t1gd"] if c == 2 else channel[alike["enhancing"]] * alike["others"][c]
             channel[alike["dark"]] *= alike["darker"][c]
         channel *= np.exp(rng.uniform(0, bias) * coarse_field(rng, coords, 0.3 * fov))
-        channel = ndimage.gaussian_filter(np.where(brain, channel, 0), [rng.uniform(0, blur_mm) / s for s in spacing_mm])
+        channel = ndimage.gaussian_filter(
+            np.where(brain, channel, 0), [rng.uniform(0, blur_mm) / s for s in spacing_mm]
+        )
         if rng.random() < p_thick: channel = _thick_slices(rng, channel, spacing_mm)
         channel = _rician(rng, np.maximum(channel, 0) ** np.exp(rng.normal(0, gamma)), rng.uniform(*noise))
         image[..., c] = np.where(brain, channel, 0) * rng.uniform(200, 1000)
@@ -638,7 +688,8 @@ def synth_brain_case(shape:tuple|None=None, # voxels (x, y, z); default `brats_s
                      tumour:dict|None=None, # more options of `glioma_plan` (radius_mm, p_multifocal, p_nonenhancing)
                      **intensity_options, # of `synth_brain_intensities` (jitter, bias, blur_mm, p_thick, gamma, noise)
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "A realistic case: image (X, Y, Z, 4) float32 (FLAIR, T1w, T1gd, T2w), MSD label map uint8, affine (MNI152 anatomy)."
+    """A realistic case: image (X, Y, Z, 4) float32 (FLAIR, T1w, T1gd, T2w), MSD label map uint8, affine (MNI152
+    anatomy)."""
     rng = np.random.default_rng(rng)
     spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing_mm, float), (3,)))
     shape = tuple(int(s) for s in (shape or brats_shape(spacing)))
@@ -651,18 +702,23 @@ def synth_brain_case(shape:tuple|None=None, # voxels (x, y, z); default `brats_s
     probabilities, tissue = tissue_probabilities(sampled)
     label = np.zeros(shape, np.uint8); label[box] = synth_glioma(rng, coords, tissue, plan, spacing)
     image = np.zeros((*shape, 4), np.float32)
-    image[box] = synth_brain_intensities(rng, coords, probabilities, tissue, label[box], spacing, contrasts, **intensity_options)
+    image[box] = synth_brain_intensities(
+        rng, coords, probabilities, tissue, label[box], spacing, contrasts, **intensity_options
+    )
     return reorient(image, label, ras_affine(shape, spacing), orientation)
 
 # %% ../nbs/03_synth.ipynb #796d5461
-def brain_options(tumour_mm:tuple|None=None, # range of the tumour core's mean radius, mm (None: `GLIOMA_RADIUS_MM`)
-                  lookalikes:float=0.0, # probability of tumour look-alikes labelled background (`synth_lookalikes`)
-                  wide_normal:float=0.0, # probability of grey matter's contrast from `WIDE_GM_WM` (`widen_normal_contrasts`)
-                 ) -> dict:
+def brain_options(
+    tumour_mm: tuple | None = None,  # range of the tumour core's mean radius, mm (None: `GLIOMA_RADIUS_MM`)
+    lookalikes: float = 0.0,  # probability of tumour look-alikes labelled background (`synth_lookalikes`)
+    wide_normal: float = 0.0,  # probability of grey matter's contrast from `WIDE_GM_WM` (`widen_normal_contrasts`)
+) -> dict:
     "`synth_brain_case` options (tumour, lookalikes, wide_normal) from a training config's generator settings, checked."
     radii = np.ravel(np.asarray(GLIOMA_RADIUS_MM if tumour_mm is None else tumour_mm, float))
     if radii.size != 2 or not 0 < radii[0] <= radii[1]:
-        raise NeurosegError(f"tumour_mm={tuple(radii.tolist())}: give the smallest and largest radius in mm, 0 < smallest <= largest")
+        raise NeurosegError(
+            f"tumour_mm={tuple(radii.tolist())}: give the smallest and largest radius in mm, 0 < smallest <= largest"
+        )
     lo, hi = float(radii[0]), float(radii[1])
     for name, p in (("lookalikes", lookalikes), ("wide_normal", wide_normal)):
         if not 0 <= p <= 1: raise NeurosegError(f"{name}={p}: a probability in 0..1")

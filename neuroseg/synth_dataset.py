@@ -26,7 +26,9 @@ class SynthBrainDataset(torch.utils.data.Dataset):
                  **generator_options, # passed to `synth_brain_case` (shape, enhancing, tumour, jitter, bias, ...)
                 ):
         if length < 1: raise NeurosegError(f"length={length}: need at least one item")
-        self.length, self.transform, self.spacing_mm, self.generator_options = int(length), transform, float(spacing_mm), generator_options
+        self.length, self.transform, self.spacing_mm, self.generator_options = (
+            int(length), transform, float(spacing_mm), generator_options,
+        )
         self.set_random_state(seed)
 
     def __len__(self) -> int: return self.length
@@ -34,7 +36,8 @@ class SynthBrainDataset(torch.utils.data.Dataset):
     def set_random_state(self, seed:int|None=None, # the epoch's seed
                          state:np.random.RandomState|None=None, # or draw it from this state
                         ) -> SynthBrainDataset:
-        "Store the epoch seed (kept inside a loader worker) and seed the transform's random parts from it; returns self."
+        """Store the epoch seed (kept inside a loader worker) and seed the transform's random parts from it; returns
+        self."""
         if seed is None: seed = (state or np.random.RandomState()).randint(MAX_SEED)
         if torch.utils.data.get_worker_info() is None: self.epoch_seed = int(seed) % MAX_SEED
         transform_seed = int(np.random.SeedSequence([int(seed) % MAX_SEED, 1]).generate_state(1)[0])

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import nibabel as nib
 from fastcore.script import Param
-from .core import NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, write_json_atomic, check_writable
+from neuroseg.core import (
+    NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, write_json_atomic, check_writable,
+)
 from .data import MSD_MODALITY, MSD_LABELS, read_dataset, validate_dataset
 from .synth import synth_case, synth_brain_case, brain_options, plot_cases, _png
 
@@ -77,39 +79,54 @@ KINDS = ("brain", "ellipsoid")   # realistic MNI152 anatomy; ellipsoid heads (fa
 def _case_maker(kind:str, shape:tuple|None, spacing_mm:float|None, skull_stripped:bool, options:dict):
     "A function (index, rng) -> (image, label, affine) that makes case `index` of a dataset of `kind`."
     if kind == "brain":
-        if not skull_stripped: raise NeurosegError("brain cases are skull-stripped, as BraTS: keep the head only with kind ellipsoid")
+        if not skull_stripped:
+            raise NeurosegError("brain cases are skull-stripped, as BraTS: keep the head only with kind ellipsoid")
         return lambda i, rng: synth_brain_case(shape, rng, spacing_mm or 1.0, "LPS", **options)
-    if spacing_mm is not None: raise NeurosegError("spacing: only for kind brain (ellipsoid cases cycle through their own voxel sizes)")
+    if spacing_mm is not None:
+        raise NeurosegError("spacing: only for kind brain (ellipsoid cases cycle through their own voxel sizes)")
     if options != brain_options(): raise NeurosegError("tumour_mm, lookalikes, wide_normal: only for kind brain")
     return lambda i, rng: synth_case(shape, rng, **case_plan(i), skull_stripped=skull_stripped)
 
 def _how(kind, n, shape, seed, skull_stripped, spacing_mm, options) -> str:
     "The command line that makes this dataset, for its description."
     lo, hi = options["tumour"]["radius_mm"]
-    brain = ("" if options == brain_options() else
-             f" --tumour_mm {lo:g} {hi:g} --lookalikes {options['lookalikes']:g} --wide_normal {options['wide_normal']:g}")
-    return (f"neuroseg_synth --kind {kind} --n {n}" + (f" --shape {' '.join(map(str, shape))}" if shape else "")
-            + (f" --spacing {spacing_mm:g}" if spacing_mm else "") + f" --seed {seed}" + ("" if skull_stripped else " --head") + brain)
+    brain = (
+        ""
+        if options == brain_options()
+        else f" --tumour_mm {lo:g} {hi:g} --lookalikes {options['lookalikes']:g} --wide_normal {options['wide_normal']:g}"
+    )
+    return (
+        f"neuroseg_synth --kind {kind} --n {n}"
+        + (f" --shape {' '.join(map(str, shape))}" if shape else "")
+        + (f" --spacing {spacing_mm:g}" if spacing_mm else "")
+        + f" --seed {seed}"
+        + ("" if skull_stripped else " --head")
+        + brain
+    )
 
 # %% ../nbs/03b_synth_writer.ipynb #1e991a6e
-def write_msd_dataset(out:str|Path, # dataset folder to create
-                      n:int=8, # number of cases
-                      shape:tuple|None=None, # voxels per case (x, y, z); default 64 x 64 x 48 (ellipsoid), BraTS' field of view (brain)
-                      seed:int=0, # the same seed gives the same dataset
-                      overwrite:bool=False, # replace a non-empty `out`
-                      skull_stripped:bool=True, # False: keep CSF, skull and scalp around the brain (ellipsoid only)
-                      kind:str="ellipsoid", # "brain": MNI152 anatomy, stored LPS as BraTS; "ellipsoid": fastest
-                      spacing_mm:float|None=None, # brain: voxel size (default 1 mm)
-                      tumour_mm:tuple|None=None, # brain: range of the tumour core's mean radius, mm (None: `GLIOMA_RADIUS_MM`)
-                      lookalikes:float=0.0, # brain: probability of tumour look-alikes, labelled background
-                      wide_normal:float=0.0, # brain: probability of grey matter's contrast from the wide range
-                     ) -> Path:
+def write_msd_dataset(
+    out: str | Path,  # dataset folder to create
+    n: int = 8,  # number of cases
+    shape: tuple
+    | None = None,  # voxels per case (x, y, z); default 64 x 64 x 48 (ellipsoid), BraTS' field of view (brain)
+    seed: int = 0,  # the same seed gives the same dataset
+    overwrite: bool = False,  # replace a non-empty `out`
+    skull_stripped: bool = True,  # False: keep CSF, skull and scalp around the brain (ellipsoid only)
+    kind: str = "ellipsoid",  # "brain": MNI152 anatomy, stored LPS as BraTS; "ellipsoid": fastest
+    spacing_mm: float | None = None,  # brain: voxel size (default 1 mm)
+    tumour_mm: tuple | None = None,  # brain: range of the tumour core's mean radius, mm (None: `GLIOMA_RADIUS_MM`)
+    lookalikes: float = 0.0,  # brain: probability of tumour look-alikes, labelled background
+    wide_normal: float = 0.0,  # brain: probability of grey matter's contrast from the wide range
+) -> Path:
     "Write `n` synthetic cases in the MSD Task01 layout into `out`, atomically; return `out`."
     if kind not in KINDS: raise NeurosegError(f"kind={kind!r}: use one of {', '.join(KINDS)}")
     if n < 1: raise NeurosegError(f"n={n}: need at least one case")
-    if shape is not None and (len(shape) != 3 or min(shape) < 16): raise NeurosegError(f"shape={tuple(shape)}: need 3 sizes of at least 16 voxels")
+    if shape is not None and (len(shape) != 3 or min(shape) < 16):
+        raise NeurosegError(f"shape={tuple(shape)}: need 3 sizes of at least 16 voxels")
     if seed < 0: raise NeurosegError(f"seed={seed}: must be 0 or more")
-    if spacing_mm is not None and not 0.5 <= spacing_mm <= 4: raise NeurosegError(f"spacing={spacing_mm}: use 0.5 to 4 mm")
+    if spacing_mm is not None and not 0.5 <= spacing_mm <= 4:
+        raise NeurosegError(f"spacing={spacing_mm}: use 0.5 to 4 mm")
     shape = tuple(shape) if shape is not None else (None if kind == "brain" else (64, 64, 48))
     options = brain_options(tumour_mm, lookalikes, wide_normal)
     make = _case_maker(kind, shape, spacing_mm, skull_stripped, options)
@@ -117,7 +134,10 @@ def write_msd_dataset(out:str|Path, # dataset folder to create
     with atomic_dir(out, overwrite) as tmp:
         for i in range(n): save_case(tmp, case_name(i), *make(i, case_rng(seed, i)))
         (tmp/"imagesTs").mkdir()
-        write_json_atomic(tmp/"dataset.json", msd_dataset_json(n, f"Synthetic gliomas in the layout of MSD Task01_BrainTumour ({how})"))
+        write_json_atomic(
+            tmp / "dataset.json",
+            msd_dataset_json(n, f"Synthetic gliomas in the layout of MSD Task01_BrainTumour ({how})"),
+        )
     return Path(out)
 
 # %% ../nbs/03b_synth_writer.ipynb #1a328b0e
@@ -131,27 +151,40 @@ def check_dataset(root:str|Path, # dataset folder
 # %% ../nbs/03b_synth_writer.ipynb #ec72a70f
 @console_script
 @cli_errors
-def neuroseg_synth(out:Param("output folder, written in the MSD Task01 layout", str, required=True)=None,
-                   kind:Param("brain: MNI152 anatomy with gliomas, stored LPS as BraTS; ellipsoid: fastest (unit tests)", str, choices=KINDS)="brain",
-                   n:int=8, # number of cases
-                   shape:Param("voxels per case: X Y Z (default: brain the BraTS field of view at --spacing, ellipsoid 64 64 48)", int, nargs=3)=None,
-                   spacing:float=None, # brain: mm per voxel (default 1; 2 is fast)
-                   brats:bool=False, # brain: BraTS geometry, 240 x 240 x 155 voxels of 1 mm, stored LPS (the brain default)
-                   seed:int=0, # the same seed gives the same dataset, byte for byte
-                   overwrite:bool=False, # replace OUT if it exists and is not empty
-                   head:bool=False, # ellipsoid: keep CSF, skull and scalp around the brain (MSD is skull-stripped)
-                   preview:str=None, # also write a PNG preview of the first cases here
-                   tumour_mm:Param("brain: range of the tumour core's mean radius, mm: MIN MAX (a training config's data.synth_tumour_mm)", float, nargs=2)=None,
-                   lookalikes:float=0.0, # brain: probability of tumour look-alikes labelled background (data.synth_lookalikes)
-                   wide_normal:float=0.0, # brain: probability of grey matter's contrast from a wide range (data.synth_wide_normal)
-                  ):
+def neuroseg_synth(
+    out: Param("output folder, written in the MSD Task01 layout", str, required=True) = None,
+    kind: Param(
+        "brain: MNI152 anatomy with gliomas, stored LPS as BraTS; ellipsoid: fastest (unit tests)", str, choices=KINDS
+    ) = "brain",
+    n: int = 8,  # number of cases
+    shape: Param(
+        "voxels per case: X Y Z (default: brain the BraTS field of view at --spacing, ellipsoid 64 64 48)", int, nargs=3
+    ) = None,
+    spacing: float = None,  # brain: mm per voxel (default 1; 2 is fast)
+    brats: bool = False,  # brain: BraTS geometry, 240 x 240 x 155 voxels of 1 mm, stored LPS (the brain default)
+    seed: int = 0,  # the same seed gives the same dataset, byte for byte
+    overwrite: bool = False,  # replace OUT if it exists and is not empty
+    head: bool = False,  # ellipsoid: keep CSF, skull and scalp around the brain (MSD is skull-stripped)
+    preview: str = None,  # also write a PNG preview of the first cases here
+    tumour_mm: Param(
+        "brain: range of the tumour core's mean radius, mm: MIN MAX (a training config's data.synth_tumour_mm)", float,
+        nargs=2,
+    ) = None,
+    lookalikes: float = 0.0,  # brain: probability of tumour look-alikes labelled background (data.synth_lookalikes)
+    wide_normal: float = 0.0,  # brain: probability of grey matter's contrast from a wide range (data.synth_wide_normal)
+):
     "Write a synthetic brain-tumour dataset (FLAIR, T1w, T1gd, T2w; MSD labels) in the MSD Task01 layout."
     if brats and (kind != "brain" or shape or spacing not in (None, 1)):
         raise NeurosegError("--brats is BraTS' geometry for --kind brain: drop --shape and --spacing, or drop --brats")
-    for place in (Path(out).parent, *([Path(preview).parent] if preview else [])): check_writable(place)   # before any work
-    try: write_msd_dataset(out, n, tuple(shape) if shape else None, seed, overwrite, skull_stripped=not head, kind=kind, spacing_mm=spacing,
-                           tumour_mm=tumour_mm, lookalikes=lookalikes, wide_normal=wide_normal)
-    except OSError as e: raise OutputError(f"{e.filename or out}: cannot write ({e.strerror or e}); nothing was written") from e
+    # before any work
+    for place in (Path(out).parent, *([Path(preview).parent] if preview else [])): check_writable(place)
+    try:
+        write_msd_dataset(
+            out, n, tuple(shape) if shape else None, seed, overwrite, skull_stripped=not head, kind=kind,
+            spacing_mm=spacing, tumour_mm=tumour_mm, lookalikes=lookalikes, wide_normal=wide_normal,
+        )
+    except OSError as e:
+        raise OutputError(f"{e.filename or out}: cannot write ({e.strerror or e}); nothing was written") from e
     print(f"wrote {n} synthetic cases ({kind}) to {out}")
     print(check_dataset(out))
     if preview: print(f"preview: {preview_dataset(out, preview)}")

@@ -27,7 +27,9 @@ _MODE_ALIASES = {"dryrun": "offline", "run": "online"}
 def resolve_mode(mode:str="offline", # `tracking.mode` from the config
                 ) -> str:
     "The W&B mode to use: `WANDB_MODE` when set, else `mode`; one of disabled, offline, online."
-    source, value = ("WANDB_MODE", os.environ["WANDB_MODE"]) if os.environ.get("WANDB_MODE") else ("tracking.mode", mode)
+    source, value = (
+        ("WANDB_MODE", os.environ["WANDB_MODE"]) if os.environ.get("WANDB_MODE") else ("tracking.mode", mode)
+    )
     value = _MODE_ALIASES.get(value.strip().lower(), value.strip().lower())
     if value not in _MODES: raise NeurosegError(f"{source}={value!r}: use disabled, offline or online")
     return value
@@ -102,19 +104,27 @@ def _writable(folder:Path) -> bool:
         with tempfile.TemporaryFile(dir=folder): return True
     except OSError: return False
 
-def wandb_folders(root:Path, # where the run goes: the run folder or `tracking.dir`
-                  cache:Path|None=None, # W&B's cache folder (default: wandb's own choice, `WANDB_CACHE_DIR` or ~/.cache/wandb)
-                 ) -> tuple[Path, str|None]:
-    "The cache folder W&B can write, and a line when it is not its usual one; `NeurosegError` when `root` cannot be written."
+def wandb_folders(
+    root: Path,  # where the run goes: the run folder or `tracking.dir`
+    cache: Path | None = None,  # W&B's cache folder (default: wandb's own choice, `WANDB_CACHE_DIR` or ~/.cache/wandb)
+) -> tuple[Path, str | None]:
+    """The cache folder W&B can write, and a line when it is not its usual one; `NeurosegError` when `root` cannot be
+    written."""
     if not _writable(root):
-        raise NeurosegError(f"{root}: not writable, and W&B writes the run there; set tracking.dir to a writable folder "
-                            "(or tracking.mode=disabled)")
+        raise NeurosegError(
+            f"{root}: not writable, and W&B writes the run there; set tracking.dir to a writable folder "
+            "(or tracking.mode=disabled)"
+        )
     if cache is None:
         from wandb.env import get_cache_dir
         cache = get_cache_dir()
     if _writable(Path(cache)): return Path(cache), None
     moved = root/"wandb"/"cache"
-    return moved, f"W&B: {cache} is not writable (a read-only home?); its cache and logs go to {moved} (set WANDB_CACHE_DIR to choose)"
+    return (
+        moved,
+        f"W&B: {cache} is not writable (a read-only home?); its cache and logs go to {moved} (set WANDB_CACHE_DIR to "
+        "choose)",
+    )
 
 # %% ../nbs/05b_tracking.ipynb #90a73cae
 def _keep_offline():
@@ -136,9 +146,11 @@ def _start_run(cfg:Config, root:Path, mode:str, resume_id:str|None,
     if line: print(line, file=sys.stderr); os.environ["WANDB_CACHE_DIR"] = str(cache)
     t, timeout = cfg.tracking, float(os.environ.get("WANDB_INIT_TIMEOUT") or 90)
     try:
-        return wandb.init(project=t.project, entity=t.entity or None, name=t.name or None, config=cfg.to_dict(),
-                          dir=str(root), mode=mode, id=resume_id, resume="allow" if resume_id else None, job_type="train",
-                          settings=wandb.Settings(**{**_SETTINGS, "init_timeout": timeout, **settings}))
+        return wandb.init(
+            project=t.project, entity=t.entity or None, name=t.name or None, config=cfg.to_dict(), dir=str(root),
+            mode=mode, id=resume_id, resume="allow" if resume_id else None, job_type="train",
+            settings=wandb.Settings(**{**_SETTINGS, "init_timeout": timeout, **settings}),
+        )
     except Exception as e:
         hint = ("check the network and `wandb login`, or set tracking.mode=offline and sync later with `wandb sync`"
                 if mode == "online" else "set tracking.mode=disabled to train without tracking")
@@ -147,11 +159,13 @@ def _start_run(cfg:Config, root:Path, mode:str, resume_id:str|None,
 # %% ../nbs/05b_tracking.ipynb #40efc417
 class Tracker:
     "The W&B run of one training run; offline by default, a no-op when disabled or on rank != 0."
-    def __init__(self, cfg:Config, # `tracking` section: mode, project, entity, name, dir
-                 run_dir:str|Path, # the training run folder; W&B writes into `<run_dir>/wandb` unless `tracking.dir` is set
-                 resume_id:str|None=None, # W&B id of the run to continue (from the checkpoint's `wandb_run_id`)
-                 rank:int=0, # distributed rank; only rank 0 tracks
-                ):
+    def __init__(
+        self,
+        cfg: Config,  # `tracking` section: mode, project, entity, name, dir
+        run_dir: str | Path,  # the training run folder; W&B writes into `<run_dir>/wandb` unless `tracking.dir` is set
+        resume_id: str | None = None,  # W&B id of the run to continue (from the checkpoint's `wandb_run_id`)
+        rank: int = 0,  # distributed rank; only rank 0 tracks
+    ):
         self.mode = resolve_mode(cfg.tracking.mode) if rank == 0 else "disabled"
         self.run, self.run_id, self.wandb_dir = None, None, None
         if self.mode == "disabled": return
@@ -181,7 +195,9 @@ def _check_image(image, key:str):
         return str(image)
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise NeurosegError(f"log_image {key!r}: expected an (H, W, 3) uint8 array or a PNG path, got {image.dtype} {image.shape}")
+        raise NeurosegError(
+            f"log_image {key!r}: expected an (H, W, 3) uint8 array or a PNG path, got {image.dtype} {image.shape}"
+        )
     return image
 
 @patch
@@ -229,8 +245,12 @@ def log_checkpoint(self:Tracker, path:str|Path, # the checkpoint file
     if not path.is_file(): raise NeurosegError(f"{path}: checkpoint not found (log_checkpoint)")
     if not self.run: return
     import wandb
-    artifact = wandb.Artifact(f"model-{self.run_id}", type="model", metadata={k: _plain(v) for k, v in (metadata or {}).items()})
-    if self.mode == "offline": artifact.add_file(str(_pin(path, self.wandb_dir/"artifacts")), name="checkpoint.pt", policy="immutable")
+
+    artifact = wandb.Artifact(
+        f"model-{self.run_id}", type="model", metadata={k: _plain(v) for k, v in (metadata or {}).items()}
+    )
+    if self.mode == "offline":
+        artifact.add_file(str(_pin(path, self.wandb_dir / "artifacts")), name="checkpoint.pt", policy="immutable")
     else: artifact.add_file(str(path), name="checkpoint.pt")
     self.run.log_artifact(artifact, aliases=list(aliases))
 
@@ -262,7 +282,10 @@ def __exit__(self:Tracker, exc_type, exc, tb): self.finish(exit_code=1 if exc_ty
 def _run_records(path:str|Path, run_id:str|None, kind:str) -> Iterator:
     "The records of type `kind` (history, run, config, artifact ...) of one run, session after session."
     folders = offline_run_dirs(path, run_id)
-    if not folders: raise NeurosegError(f"{path}: no W&B run found (expected */run-<id>.wandb{' for run ' + run_id if run_id else ''})")
+    if not folders:
+        raise NeurosegError(
+            f"{path}: no W&B run found (expected */run-<id>.wandb{' for run ' + run_id if run_id else ''})"
+        )
     for folder in folders:
         for record in _records(next(folder.glob("run-*.wandb"))):
             if record.WhichOneof("record_type") == kind: yield getattr(record, kind)
@@ -301,17 +324,24 @@ def _read_offline_artifacts(path:str|Path, # a training run folder, its `wandb/`
                            run_id:str|None=None, # which W&B run; None: the most recently started one
                           ) -> list[dict]:
     "The artifacts logged with a W&B run, from its local log: name, type, aliases, metadata and files."
-    return [dict(name=a.name, type=a.type, aliases=sorted(a.aliases), metadata=json.loads(a.metadata or "{}"),
-                 files={c.path: c.local_path for c in a.manifest.contents}) for a in _run_records(path, run_id, "artifact")]
+    return [
+        dict(
+            name=a.name, type=a.type, aliases=sorted(a.aliases), metadata=json.loads(a.metadata or "{}"),
+            files={c.path: c.local_path for c in a.manifest.contents},
+        )
+        for a in _run_records(path, run_id, "artifact")
+    ]
 
 # %% ../nbs/05b_tracking.ipynb #e7a0b1c1
 def _read_offline_environment(path:str|Path, # a training run folder, its `wandb/` folder, or one session folder
                              run_id:str|None=None, # which W&B run; None: the most recently started one
                             ) -> dict:
-    "The environment W&B recorded for a run (os, python, cpu_count, gpu_nvidia, ...), from its local log; later sessions win."
+    """The environment W&B recorded for a run (os, python, cpu_count, gpu_nvidia, ...), from its local log; later
+    sessions win."""
     from google.protobuf.json_format import MessageToDict
     env = {}
-    for record in _run_records(path, run_id, "environment"): env.update(MessageToDict(record, preserving_proto_field_name=True))
+    for record in _run_records(path, run_id, "environment"):
+        env.update(MessageToDict(record, preserving_proto_field_name=True))
     return env
 
 # %% ../nbs/05b_tracking.ipynb #a317ede6
@@ -320,7 +350,10 @@ _ARTIFACT_REF = re.compile(r"^(?:wandb:)?([^/:\s]+/[^/:\s]+/[^/:\s]+:[^/:\s]+)$"
 def _artifact_name(ref:str) -> str:
     "`ENTITY/PROJECT/NAME:ALIAS` from `wandb:ENTITY/PROJECT/NAME:ALIAS` (prefix optional)."
     match = _ARTIFACT_REF.match(ref.strip())
-    if not match: raise NeurosegError(f"--resume {ref}: expected wandb:ENTITY/PROJECT/NAME:ALIAS, e.g. wandb:me/neuroseg-3d/model-1a2b3c4d:best")
+    if not match:
+        raise NeurosegError(
+            f"--resume {ref}: expected wandb:ENTITY/PROJECT/NAME:ALIAS, e.g. wandb:me/neuroseg-3d/model-1a2b3c4d:best"
+        )
     return match.group(1)
 
 # %% ../nbs/05b_tracking.ipynb #fc7b0b4d
@@ -328,7 +361,10 @@ def _checkpoint_in(folder:Path, name:str) -> Path:
     "The checkpoint file of a downloaded model artifact: `checkpoint.pt`, else its only `.pt` file."
     if (folder/"checkpoint.pt").is_file(): return folder/"checkpoint.pt"
     found = sorted(folder.rglob("*.pt"))
-    if len(found) != 1: raise NeurosegError(f"wandb:{name}: expected one .pt checkpoint in the artifact, found {len(found)} in {folder}")
+    if len(found) != 1:
+        raise NeurosegError(
+            f"wandb:{name}: expected one .pt checkpoint in the artifact, found {len(found)} in {folder}"
+        )
     return found[0]
 
 def download_checkpoint(ref:str, # wandb:ENTITY/PROJECT/NAME:ALIAS (the `wandb:` prefix optional)
@@ -340,12 +376,17 @@ def download_checkpoint(ref:str, # wandb:ENTITY/PROJECT/NAME:ALIAS (the `wandb:`
     name = _artifact_name(ref)
     fix = f"download it on a connected machine with `wandb artifact get --root DIR {name}` and pass DIR/checkpoint.pt to --resume"
     if (mode := resolve_mode(mode)) != "online":
-        raise NeurosegError(f"--resume wandb:{name} needs tracking.mode=online and network access (tracking is {mode}); {fix}")
+        raise NeurosegError(
+            f"--resume wandb:{name} needs tracking.mode=online and network access (tracking is {mode}); {fix}"
+        )
     try:
         import wandb
         folder = wandb.Api(timeout=timeout_s).artifact(name, type="model").download(root=str(dest_dir))
     except Exception as e:
-        raise NeurosegError(f"--resume wandb:{name}: download failed ({str(e).splitlines()[0]}); check `wandb login` and the network, or {fix}") from e
+        raise NeurosegError(
+            f"--resume wandb:{name}: download failed ({str(e).splitlines()[0]}); check `wandb login` and the network, "
+            f"or {fix}"
+        ) from e
     return _checkpoint_in(Path(folder), name)
 
 # %% ../nbs/05b_tracking.ipynb #f9044df2
@@ -358,18 +399,23 @@ def plot_training_curves(history:list, # per-epoch records: `train(...)["history
     loss_ax.plot(epochs, [h["loss"] for h in history], marker=".", color="black")
     validated = [h for h in history if "dice_mean" in h]
     for region in REGIONS:
-        dice_ax.plot([h["epoch"] for h in validated], [h[f"dice_{region}"] for h in validated], marker="o", label=region,
-                     color=REGION_COLOURS[region], markeredgecolor="black", markeredgewidth=0.5)
+        dice_ax.plot(
+            [h["epoch"] for h in validated], [h[f"dice_{region}"] for h in validated], marker="o", label=region,
+            color=REGION_COLOURS[region], markeredgecolor="black", markeredgewidth=0.5,
+        )
     dice_ax.plot([h["epoch"] for h in validated], [h["dice_mean"] for h in validated], "k--", label="mean")
     dice_ax.set_ylim(0, 1); dice_ax.legend(fontsize=8)
-    lr_ax.plot([h["epoch"] for h in history if "lr" in h], [h["lr"] for h in history if "lr" in h], marker=".", color="black")
+    lr_ax.plot(
+        [h["epoch"] for h in history if "lr" in h], [h["lr"] for h in history if "lr" in h], marker=".", color="black"
+    )
     for ax, title in zip((loss_ax, dice_ax, lr_ax), ("training loss", "validation Dice", "learning rate")):
         ax.set_title(title); ax.set_xlabel("epoch"); ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 # %% ../nbs/05b_tracking.ipynb #baca275e
-_REGION_RGB = 255 * np.array([to_rgb(REGION_COLOURS[r]) for r in REGIONS], np.float32)   # the figures' palette (01_labels)
+# the figures' palette (01_labels)
+_REGION_RGB = 255 * np.array([to_rgb(REGION_COLOURS[r]) for r in REGIONS], np.float32)
 
 def _tint(grey:np.ndarray, regions:np.ndarray, alpha:float=0.5) -> np.ndarray:
     "An RGB image: `grey` (H, W) in 0..1 with each region of (3, H, W) blended in its colour, inner regions last."
@@ -398,6 +444,7 @@ def record_environment(out_dir:str|Path, # the run folder
     "Add this machine and process (`machine_record`) to the run's environment file, one entry per start or resume."
     path = Path(out_dir)/ENVIRONMENT_FILE
     try: sessions = json.loads(path.read_text())["sessions"] if path.is_file() else []
-    except (json.JSONDecodeError, KeyError, TypeError): sessions = []   # a damaged record is rewritten, never a reason to stop training
+    # a damaged record is rewritten, never a reason to stop training
+    except (json.JSONDecodeError, KeyError, TypeError): sessions = []
     write_json_atomic(path, dict(sessions=[*sessions, machine_record() | dict(resumed=resumed, step=step)]))
     return path

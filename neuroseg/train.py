@@ -18,8 +18,10 @@ from fastcore.script import Param, store_true
 from tqdm import tqdm
 from monai.metrics import compute_dice
 import neuroseg
-from .core import (NeurosegError, Config, cli_errors, console_script, load_config, find_config, seed_everything, get_device,
-                           write_json_atomic, folder_lock)
+from neuroseg.core import (
+    NeurosegError, Config, cli_errors, console_script, load_config, find_config, seed_everything, get_device,
+    write_json_atomic, folder_lock,
+)
 from .labels import REGIONS, labels_to_regions, classes_to_labels
 from .data import read_dataset, check_path_names
 from .loaders import DistInfo, seed_epoch, build_data, ensure_data, first_on_main
@@ -71,7 +73,8 @@ def init_distributed(device:str="auto", # train.device
     use_cuda = device != "cpu" and get_device(device).type == "cuda"
     if use_cuda: torch.cuda.set_device(local)
     owns = not dist.is_initialized()
-    if owns: dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=30))  # rank 0 validates alone
+    # rank 0 validates alone
+    if owns: dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=30))
     return DistInfo(dist.get_rank(), world, local, torch.device(f"cuda:{local}" if use_cuda else "cpu"), owns)
 
 # %% ../nbs/06_train.ipynb #cba36bd2
@@ -107,7 +110,8 @@ def checkpoint_state(ts:TrainState, cfg:Config, # the run's config, stored as a 
                      convention:str, # label convention of the training labels
                      world:int=1, # processes that trained
                     ) -> dict:
-    "The checkpoint dict of `ts`: weights, optimiser, schedule, scaler, counters, RNG states, config; plain values only."
+    """The checkpoint dict of `ts`: weights, optimiser, schedule, scaler, counters, RNG states, config; plain values
+    only."""
     return dict(format_version=FORMAT_VERSION, model=ts.model.state_dict(), config=cfg.to_dict(), convention=convention,
                 regions=list(REGIONS), head=cfg.model.head, optimizer=ts.optimizer.state_dict(),
                 scheduler=ts.scheduler.state_dict(), scaler=ts.scaler.state_dict(), rng=rng_state(),
@@ -124,8 +128,11 @@ def restore_state(ts:TrainState, ckpt:dict):
 
 # %% ../nbs/06_train.ipynb #e26d6919
 class StopOnSignal:
-    "Context manager: SIGTERM and SIGINT set `signum` (the loop stops after the current step) instead of killing the process."
-    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)): self.signals, self.signum, self._old = signals, None, {}
+    """Context manager: SIGTERM and SIGINT set `signum` (the loop stops after the current step) instead of killing the
+    process."""
+
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
+        self.signals, self.signum, self._old = signals, None, {}
 
     def _handle(self, signum, frame):
         if self.signum == signal.SIGINT and signum == signal.SIGINT: raise KeyboardInterrupt
@@ -266,9 +273,14 @@ def epoch_line(record:dict, ts:TrainState, epochs:int) -> str:
     dice = ""
     if "dice_mean" in record:
         per_region = " ".join(f"{r} {record['dice_' + r]:.3f}" for r in REGIONS)
-        dice = f", Dice {per_region} (mean {record['dice_mean']:.3f}, best {ts.best_metric:.3f} at epoch {ts.best_epoch})"
-    return (f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f}, lr {record['lr']:.2e}{dice}; "
-            f"{record['step_s']:.2f} s/step, {record['patches_per_s']:.1f} patches/s, data wait {record['data_wait_share']:.0%}")
+        dice = (
+            f", Dice {per_region} (mean {record['dice_mean']:.3f}, best {ts.best_metric:.3f} at epoch {ts.best_epoch})"
+        )
+    return (
+        f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f}, lr {record['lr']:.2e}{dice}; "
+        f"{record['step_s']:.2f} s/step, {record['patches_per_s']:.1f} patches/s, data wait "
+        f"{record['data_wait_share']:.0%}"
+    )
 
 # %% ../nbs/06_train.ipynb #11bee536
 def to_regions(x:torch.Tensor, # (B, 3, ...) region masks, or (B, 1, ...) class indices of the softmax head
@@ -307,7 +319,8 @@ def save_run_checkpoints(run:Run, ts:TrainState,
     last = save_last(run.ckpt_dir, state)
     if "best" in aliases: save_checkpoint(run.ckpt_dir/BEST, state)
     every = run.cfg.train.save_every
-    if every and ts.partial is None and ts.epoch % every == 0: save_checkpoint(run.ckpt_dir/f"epoch_{ts.epoch:03d}.pt", state)
+    if every and ts.partial is None and ts.epoch % every == 0:
+        save_checkpoint(run.ckpt_dir / f"epoch_{ts.epoch:03d}.pt", state)
     if run.tracker:
         metrics = {k: v for k, v in (ts.history[-1] if ts.history else {}).items() if isinstance(v, (int, float))}
         run.tracker.log_checkpoint(last, list(aliases), dict(metrics, epoch=ts.epoch, step=ts.step))
@@ -324,17 +337,24 @@ def update_best(ts:TrainState, dice_mean:float, # this validation's mean region 
     return improved, patience > 0 and ts.bad_epochs >= patience
 
 # %% ../nbs/06_train.ipynb #3c888388
-_WANDB_KEYS = dict(epoch="epoch", loss="train/epoch_loss", epoch_s="time/epoch_s", step_s="time/step_s", val_s="time/val_s",
-                   patches_per_s="time/patches_per_s", data_wait_share="time/data_wait_share")
+_WANDB_KEYS = dict(
+    epoch="epoch", loss="train/epoch_loss", epoch_s="time/epoch_s", step_s="time/step_s", val_s="time/val_s",
+    patches_per_s="time/patches_per_s", data_wait_share="time/data_wait_share",
+)
 
 def _log_epoch(run:Run, ts:TrainState, record:dict, first:dict|None):
     "Print an epoch's line, write history.json, log the record (and the validation overlay) to W&B."
     tqdm.write(epoch_line(record, ts, run.cfg.train.epochs), file=sys.stderr)
     write_json_atomic(run.out_dir/"history.json", ts.history)
     if not run.tracker: return
-    run.tracker.log({_WANDB_KEYS.get(k, f"val/{k}"): v for k, v in record.items() if k not in ("step", "lr")}, step=ts.step)
-    if first: run.tracker.log_image("val/overlay", overlay_image(**first), step=ts.step,
-                                    caption=f"epoch {record['epoch']}: FLAIR with reference (left) and prediction (right)")
+    run.tracker.log(
+        {_WANDB_KEYS.get(k, f"val/{k}"): v for k, v in record.items() if k not in ("step", "lr")}, step=ts.step
+    )
+    if first:
+        run.tracker.log_image(
+            "val/overlay", overlay_image(**first), step=ts.step,
+            caption=f"epoch {record['epoch']}: FLAIR with reference (left) and prediction (right)",
+        )
 
 def end_epoch(run:Run, ts:TrainState, meter:dict, epoch:int) -> bool:
     "Validate (when due), checkpoint and log epoch `epoch` on rank 0; returns whether to stop early (on every rank)."
@@ -369,7 +389,8 @@ def resume_checkpoint(resume:str, # last, a checkpoint file or folder, or wandb:
     if resume.startswith("wandb:"):
         path = first_on_main(di, lambda: download_checkpoint(resume, ckpt_dir/"downloaded", cfg.tracking.mode))
     else: path = Path(resume)
-    if path.is_dir(): return load_resumable(path/"checkpoints" if (path/"checkpoints").is_dir() else path)   # a run or checkpoints folder
+    # a run or checkpoints folder
+    if path.is_dir(): return load_resumable(path/"checkpoints" if (path/"checkpoints").is_dir() else path)
     return load_checkpoint(path), path
 
 # %% ../nbs/06_train.ipynb #8ed73c55
@@ -377,16 +398,25 @@ def check_resumable(ckpt:dict, cfg:Config, source:str):
     "Raise `NeurosegError` when the checkpoint's network or head differs from the config's."
     theirs, ours = ckpt["config"]["model"], cfg.to_dict()["model"]
     diff = [f"model.{k}={theirs.get(k)!r} (config: {v!r})" for k, v in ours.items() if theirs.get(k) != v]
-    if diff: raise NeurosegError(f"{source}: checkpoint was trained with {', '.join(diff)}; resume with the same model settings")
+    if diff:
+        raise NeurosegError(
+            f"{source}: checkpoint was trained with {', '.join(diff)}; resume with the same model settings"
+        )
 
 # %% ../nbs/06_train.ipynb #b1e0c7a3
 EXISTING = ("refuse", "archive", "replace")
 
-RUN_FILES = ("history.json", "summary.json", "split.json", f"checkpoints/{LAST}", f"checkpoints/{PREVIOUS}", f"checkpoints/{BEST}")
+RUN_FILES = (
+    "history.json", "summary.json", "split.json", f"checkpoints/{LAST}", f"checkpoints/{PREVIOUS}",
+    f"checkpoints/{BEST}",
+)
 
 # What a run folder may hold and `--existing archive|replace` may move or delete: what training writes, and the
 # predictions and evaluation that `make demo` (and the README) put beside them.
-RUN_ENTRIES = ("run.json", "history.json", "summary.json", "split.json", "environment.json", "checkpoints", "wandb", "predictions", "evaluation")
+RUN_ENTRIES = (
+    "run.json", "history.json", "summary.json", "split.json", "environment.json", "checkpoints", "wandb", "predictions",
+    "evaluation",
+)
 
 # %% ../nbs/06_train.ipynb #aa19a524
 RUN_MANIFEST = "run.json"   # marks a run folder; written first by a new run
@@ -395,23 +425,37 @@ def data_fingerprint(cfg:Config, # uses data.format, data.root, data.convention,
                     ) -> dict:
     "What a run trains on: format, convention, spacing, the case ids, and a hash of the ids with their files' sizes."
     import hashlib
-    common = dict(format=cfg.data.format, spacing_mm=[float(s) for s in cfg.data.spacing_mm], synth_cases=cfg.data.synth_cases)
+
+    common = dict(
+        format=cfg.data.format, spacing_mm=[float(s) for s in cfg.data.spacing_mm], synth_cases=cfg.data.synth_cases
+    )
     if cfg.data.format == "synth": return common
     cases, convention = read_dataset(cfg.data.root, cfg.data.format, cfg.data.convention)
     h = hashlib.sha256()
     for case in sorted(cases, key=lambda c: c["id"]):
-        files = [*(case["image"] if isinstance(case["image"], list) else [case["image"]]), *([case["label"]] if case.get("label") else [])]
+        files = [
+            *(case["image"] if isinstance(case["image"], list) else [case["image"]]),
+            *([case["label"]] if case.get("label") else []),
+        ]
         h.update(json.dumps([case["id"], [Path(f).stat().st_size for f in files]]).encode())
     return dict(common, convention=convention, cases=sorted(c["id"] for c in cases), sha256=h.hexdigest())
 
 def data_changes(before:dict, after:dict) -> list[str]:
     "What differs between two fingerprints, in words (empty: the same data)."
-    out = [f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in ("format", "convention", "spacing_mm", "synth_cases") if before.get(k) != after.get(k)]
-    gone, new = sorted(set(before.get("cases", [])) - set(after.get("cases", []))), sorted(set(after.get("cases", [])) - set(before.get("cases", [])))
+    out = [
+        f"{k} {before.get(k)!r} -> {after.get(k)!r}"
+        for k in ("format", "convention", "spacing_mm", "synth_cases")
+        if before.get(k) != after.get(k)
+    ]
+    gone, new = (
+        sorted(set(before.get("cases", [])) - set(after.get("cases", []))),
+        sorted(set(after.get("cases", [])) - set(before.get("cases", []))),
+    )
     name = lambda ids: ", ".join(ids[:3]) + (" ..." if len(ids) > 3 else "")
     if gone: out.append(f"{len(gone)} case(s) gone ({name(gone)})")
     if new: out.append(f"{len(new)} case(s) new ({name(new)})")
-    if not (gone or new or out) and before.get("sha256") != after.get("sha256"): out.append("the same case ids, other files (sizes differ)")
+    if not (gone or new or out) and before.get("sha256") != after.get("sha256"):
+        out.append("the same case ids, other files (sizes differ)")
     return out
 
 def write_manifest(out_dir:str|Path, # the run folder
@@ -419,12 +463,16 @@ def write_manifest(out_dir:str|Path, # the run folder
                    fingerprint:dict, # `data_fingerprint(cfg)`
                    previous:dict|None=None, # the manifest continued (a resume), whose history is kept
                   ) -> Path:
-    "Write the run's `run.json` (atomically): started, host, pid, config hash, data; a resume keeps the first start and adds itself."
+    """Write the run's `run.json` (atomically): started, host, pid, config hash, data; a resume keeps the first start
+    and adds itself."""
     import hashlib, socket
     now = dict(time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), host=socket.gethostname(), pid=os.getpid())
-    manifest = dict(run="neuroseg_train", neuroseg=neuroseg.__version__, started=(previous or {}).get("started", now),
-                    config_sha256=hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest(),
-                    data=fingerprint, sessions=[*(previous or {}).get("sessions", []), now])
+    manifest = dict(
+        run="neuroseg_train", neuroseg=neuroseg.__version__, started=(previous or {}).get("started", now),
+        config_sha256=hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest(),
+        data=fingerprint,
+        sessions=[*(previous or {}).get("sessions", []), now],
+    )
     if previous and previous.get("data") != fingerprint:
         manifest["data_history"] = [*previous.get("data_history", []), previous.get("data")]
     return write_json_atomic(Path(out_dir)/RUN_MANIFEST, manifest)
@@ -433,34 +481,43 @@ def check_same_data(source:Path, # the run folder resumed
                     fingerprint:dict, # the data given now
                     other_data:bool=False, # go on anyway (--other-data)
                    ) -> dict|None:
-    "The resumed run's manifest (None for a run from before manifests); `NeurosegError` when its data differ, unless `other_data`."
+    """The resumed run's manifest (None for a run from before manifests); `NeurosegError` when its data differ, unless
+    `other_data`."""
     path = Path(source)/RUN_MANIFEST
     if not path.is_file(): return None
     manifest = json.loads(path.read_text())
     if (changes := data_changes(manifest.get("data", {}), fingerprint)) and not other_data:
-        raise NeurosegError(f"{source}: trained on other data ({'; '.join(changes)}); resume on this data with --other-data, "
-                            f"or start a new run")
+        raise NeurosegError(
+            f"{source}: trained on other data ({'; '.join(changes)}); resume on this data with --other-data, "
+            f"or start a new run"
+        )
     return manifest
 
 def check_new_run_folder(out_dir:str|Path, # train.out_dir of a new run
                         ):
-    "Raise `NeurosegError` when `out_dir` holds anything but an earlier run's files (a dataset, anyone's files): before anything is written."
+    """Raise `NeurosegError` when `out_dir` holds anything but an earlier run's files (a dataset, anyone's files):
+    before anything is written."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir(): return
     foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in RUN_ENTRIES and not p.name.startswith("."))
     if foreign:
-        raise NeurosegError(f"{out_dir}: holds {', '.join(map(repr, foreign[:3]))}{' ...' if len(foreign) > 3 else ''}, and is not "
-                            f"a run folder; a new run starts in a new or empty folder: choose another train.out_dir")
+        raise NeurosegError(
+            f"{out_dir}: holds {', '.join(map(repr, foreign[:3]))}{' ...' if len(foreign) > 3 else ''}, and is not "
+            f"a run folder; a new run starts in a new or empty folder: choose another train.out_dir"
+        )
 
 # %% ../nbs/06_train.ipynb #12c69119
 def holds_run(out_dir:str|Path) -> bool:
     "Whether `out_dir` holds an earlier run: a checkpoint or a training history (a killed write's temporary is none)."
     out_dir = Path(out_dir)
-    return (out_dir/"history.json").is_file() or any(not p.name.startswith(".") for p in (out_dir/"checkpoints").glob("*.pt"))
+    return (out_dir / "history.json").is_file() or any(
+        not p.name.startswith(".") for p in (out_dir / "checkpoints").glob("*.pt")
+    )
 
 # %% ../nbs/06_train.ipynb #aefb2ede
 def clean_stale_temps(out_dir:str|Path) -> list[Path]:
-    "Delete what a run killed mid-write left in `out_dir`: the temporaries of its checkpoints, history, summary and split."
+    """Delete what a run killed mid-write left in `out_dir`: the temporaries of its checkpoints, history, summary and
+    split."""
     return [p for name in RUN_FILES for p in remove_stale_temps(Path(out_dir)/name)]
 
 # %% ../nbs/06_train.ipynb #22c02d99
@@ -471,16 +528,23 @@ def check_clearable(out_dir:Path, # train.out_dir, holding an earlier run
     "Raise `NeurosegError`, before anything moves, unless `out_dir` is a run folder that `existing` may move or delete."
     flag, real, cwd = f"--existing {existing}", out_dir.resolve(), Path.cwd().resolve()
     if out_dir.is_symlink():
-        raise NeurosegError(f"{out_dir}: is a symbolic link; {flag} acts on a run folder itself: give train.out_dir its real path")
+        raise NeurosegError(
+            f"{out_dir}: is a symbolic link; {flag} acts on a run folder itself: give train.out_dir its real path"
+        )
     if real == cwd or real in cwd.parents:
-        raise NeurosegError(f"{out_dir}: is the working folder or one above it; {flag} would take it away: give the run a folder of its own")
+        raise NeurosegError(
+            f"{out_dir}: is the working folder or one above it; {flag} would take it away: give the run a folder of "
+            "its own"
+        )
     if data_root is not None and (real == Path(data_root).resolve() or real in Path(data_root).resolve().parents):
         raise NeurosegError(f"{out_dir}: holds data.root {data_root}; {flag} would move or delete the dataset: "
                             f"give the run a folder of its own")
     foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in RUN_ENTRIES)
     if foreign:
-        raise NeurosegError(f"{out_dir}: holds {', '.join(map(repr, foreign[:3]))}{' ...' if len(foreign) > 3 else ''}, which no "
-                            f"training run writes; {flag} acts only on run folders: move it out or choose another train.out_dir")
+        raise NeurosegError(
+            f"{out_dir}: holds {', '.join(map(repr, foreign[:3]))}{' ...' if len(foreign) > 3 else ''}, which no "
+            f"training run writes; {flag} acts only on run folders: move it out or choose another train.out_dir"
+        )
 
 # %% ../nbs/06_train.ipynb #34726edb
 def make_room(out_dir:str|Path, # train.out_dir
@@ -516,8 +580,10 @@ def check_resume_target(resume:str, # --resume: last, a file or folder, or wandb
     if resume == "last" or resume.startswith("wandb:") or not holds_run(out_dir): return
     source = run_folder_of(resume)
     if source.resolve() != Path(out_dir).resolve():
-        raise NeurosegError(f"{out_dir}: holds another run; resuming {resume} there would write over its checkpoints: resume "
-                            f"with train.out_dir={source}, or continue it in a new folder (train.out_dir=NEW)")
+        raise NeurosegError(
+            f"{out_dir}: holds another run; resuming {resume} there would write over its checkpoints: resume "
+            f"with train.out_dir={source}, or continue it in a new folder (train.out_dir=NEW)"
+        )
 
 # %% ../nbs/06_train.ipynb #b1e0c7a6
 def init_weights(model:nn.Module, # the new run's bare network
@@ -528,14 +594,16 @@ def init_weights(model:nn.Module, # the new run's bare network
     ckpt = load_checkpoint(path)
     theirs, ours = config_from_checkpoint(ckpt).to_dict()["model"], cfg.to_dict()["model"]
     diff = [f"model.{k}={theirs.get(k)!r} (config: {v!r})" for k, v in ours.items() if theirs.get(k) != v]
-    if diff: raise NeurosegError(f"{path}: train.init_from was trained with {', '.join(diff)}; use the same model settings")
+    if diff:
+        raise NeurosegError(f"{path}: train.init_from was trained with {', '.join(diff)}; use the same model settings")
     model.load_state_dict(ckpt["model"])
     return path
 
 # %% ../nbs/06_train.ipynb #f8a440a8
 def _steps_per_epoch(cfg:Config, loader:DataLoader) -> int:
     "train.iters_per_epoch, or one pass over the (this rank's) training cases."
-    if len(loader) == 0: raise NeurosegError(f"{cfg.data.root}: no training batches (train.batch_size={cfg.train.batch_size})")
+    if len(loader) == 0:
+        raise NeurosegError(f"{cfg.data.root}: no training batches (train.batch_size={cfg.train.batch_size})")
     return cfg.train.iters_per_epoch or len(loader)
 
 def _wrap(model:nn.Module, di:DistInfo) -> nn.Module:
@@ -558,7 +626,8 @@ def _start_tracking(run:Run, ts:TrainState, split_file:str, resumed:bool):
 
 # %% ../nbs/06_train.ipynb #67faa85b
 def setup_run(cfg:Config, di:DistInfo, resume:str|None=None, other_data:bool=False) -> tuple[Run, TrainState]:
-    "Everything a run needs, restored from a checkpoint when `resume` is given (on the data its run trained on, unless `other_data`)."
+    """Everything a run needs, restored from a checkpoint when `resume` is given (on the data its run trained on, unless
+    `other_data`)."""
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     ckpt, source = _checkpoint_to_resume(cfg, di, resume)
     if di.main:   # the manifest first: a new run's, or the resumed run's, checked against the data given now
@@ -574,7 +643,9 @@ def setup_run(cfg:Config, di:DistInfo, resume:str|None=None, other_data:bool=Fal
     run = Run(cfg, di, _wrap(ts.model, di), build_loss(cfg), train_dl, val_dl, convention, steps,
               amp_dtype(cfg.train.amp, di.device), Path(cfg.train.out_dir))
     _start_tracking(run, ts, split["file"], resumed=ckpt is not None)
-    if di.main: record_environment(run.out_dir, ckpt is not None, ts.step); print(_banner(run, ts, source), file=sys.stderr)
+    if di.main:
+        record_environment(run.out_dir, ckpt is not None, ts.step)
+        print(_banner(run, ts, source), file=sys.stderr)
     if ckpt: set_rng_state(ckpt["rng"])
     return run, ts
 
@@ -584,9 +655,11 @@ def _banner(run:Run, ts:TrainState, source:Path|None) -> str:
     c, di = run.cfg, run.di
     where = f"resuming {source} at epoch {ts.epoch + 1}, step {ts.step}" if source else "new run"
     precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[run.dtype]
-    return (f"neuroseg_train: {where}; {c.train.epochs} epochs x {run.steps_per_epoch} steps, {di.world} process(es) on "
-            f"{di.device}, {precision}; {len(run.train_dl.dataset)} training / "
-            f"{len(run.val_dl.dataset) if run.val_dl else 0} validation cases; output {run.out_dir}")
+    return (
+        f"neuroseg_train: {where}; {c.train.epochs} epochs x {run.steps_per_epoch} steps, {di.world} process(es) on "
+        f"{di.device}, {precision}; {len(run.train_dl.dataset)} training / "
+        f"{len(run.val_dl.dataset) if run.val_dl else 0} validation cases; output {run.out_dir}"
+    )
 
 # %% ../nbs/06_train.ipynb #253fbff1
 def fit(run:Run, ts:TrainState) -> bool:
@@ -608,8 +681,11 @@ def _summary(run:Run, ts:TrainState, stopped_early:bool) -> dict:
                 weights_digest=digest, rank_digests=digests)
 
 # %% ../nbs/06_train.ipynb #1761a9c0
-def _setup_or_clean(cfg:Config, di:DistInfo, resume:str|None, fresh:str|None, other_data:bool=False) -> tuple[Run, TrainState]:
-    "`setup_run`; a new run refused during set-up (bad case, bad setting) takes back what it wrote into a fresh run folder."
+def _setup_or_clean(
+    cfg: Config, di: DistInfo, resume: str | None, fresh: str | None, other_data: bool = False
+) -> tuple[Run, TrainState]:
+    """`setup_run`; a new run refused during set-up (bad case, bad setting) takes back what it wrote into a fresh run
+    folder."""
     try: return setup_run(cfg, di, resume, other_data)
     except BaseException:
         out_dir = Path(cfg.train.out_dir)
@@ -623,10 +699,12 @@ def train(cfg:Config, # the run's configuration (`load_config`)
           existing:str="refuse", # a new run over an earlier one in train.out_dir: refuse, archive or replace it
           other_data:bool=False, # resume although the data differ from the run's manifest
          ) -> dict:
-    "Train (or resume) a segmentation network as `cfg` says; returns a summary. SIGTERM/SIGINT save and raise `TrainingInterrupted`."
+    """Train (or resume) a segmentation network as `cfg` says; returns a summary. SIGTERM/SIGINT save and raise
+    `TrainingInterrupted`."""
     di = init_distributed(cfg.train.device)
     try:   # one writer at a time: the lock of train.out_dir, held by rank 0 for the whole run
-        if di.main: check_writable(check_path_names(cfg.train.out_dir, "train.out_dir"))   # a name too long, a read-only or full place: said plainly, before the lock file
+        # a name too long, a read-only or full place: said plainly, before the lock file
+        if di.main: check_writable(check_path_names(cfg.train.out_dir, "train.out_dir"))
         with folder_lock(cfg.train.out_dir, "neuroseg_train") if di.main else contextlib.nullcontext():
             return _train(cfg, di, resume, existing, other_data)
     finally:
@@ -636,9 +714,18 @@ def _train(cfg:Config, di:DistInfo, resume:str|None, existing:str, other_data:bo
     "The body of `train`, under the run folder's lock."
     run = None
     try:
-        out_dir = Path(cfg.train.out_dir)   # a new run's folder, missing or empty: a refused start leaves it so
-        fresh = None if resume is not None else "missing" if not out_dir.exists() else "empty" if out_dir.is_dir() and not any(out_dir.iterdir()) else None
-        if resume is None: first_on_main(di, lambda: make_room(cfg.train.out_dir, existing, cfg.data.root) if di.main else None)
+        out_dir = Path(cfg.train.out_dir)  # a new run's folder, missing or empty: a refused start leaves it so
+        fresh = (
+            None
+            if resume is not None
+            else "missing"
+            if not out_dir.exists()
+            else "empty"
+            if out_dir.is_dir() and not any(out_dir.iterdir())
+            else None
+        )
+        if resume is None:
+            first_on_main(di, lambda: make_room(cfg.train.out_dir, existing, cfg.data.root) if di.main else None)
         else:
             check_resume_target(resume, cfg.train.out_dir)
             if di.main: clean_stale_temps(cfg.train.out_dir)
@@ -663,19 +750,29 @@ def resume_command(config:str|None, overrides:list[str]) -> str:
 # %% ../nbs/06_train.ipynb #ac59b634
 @console_script
 @cli_errors
-def neuroseg_train(overrides:Param("section.key=value settings over the config, e.g. train.epochs=20", str, opt=False, nargs="*")=None,
-                   config:Param("YAML config file, or the name of one in configs/ (demo, msd)", str)=None,
-                   resume:Param("continue a run: last, a checkpoint file or run folder, or wandb:ENTITY/PROJECT/NAME:ALIAS", str)=None,
-                   existing:Param("a new run where train.out_dir holds one: refuse, archive (move it aside) or replace (delete it)",
-                                  str, choices=EXISTING)="refuse",
-                   other_data:Param("with --resume: go on although the data differ from those the run trained on (its run.json)", store_true)=False,
-                  ):
+def neuroseg_train(
+    overrides: Param(
+        "section.key=value settings over the config, e.g. train.epochs=20", str, opt=False, nargs="*"
+    ) = None,
+    config: Param("YAML config file, or the name of one in configs/ (demo, msd)", str) = None,
+    resume: Param(
+        "continue a run: last, a checkpoint file or run folder, or wandb:ENTITY/PROJECT/NAME:ALIAS", str
+    ) = None,
+    existing: Param(
+        "a new run where train.out_dir holds one: refuse, archive (move it aside) or replace (delete it)", str,
+        choices=EXISTING,
+    ) = "refuse",
+    other_data: Param(
+        "with --resume: go on although the data differ from those the run trained on (its run.json)", store_true
+    ) = False,
+):
     "Train a 3D brain-tumour segmentation network; SIGTERM or Ctrl-C saves a checkpoint that --resume continues."
     overrides = list(overrides or [])
     cfg = load_config(find_config(config) if config else None, overrides)
     try: summary = train(cfg, resume, existing, other_data)
     except TrainingInterrupted as e:
-        if e.checkpoint: print(f"neuroseg_train: {e}\nresume with: {resume_command(config, overrides)}", file=sys.stderr, flush=True)
+        if e.checkpoint:
+            print(f"neuroseg_train: {e}\nresume with: {resume_command(config, overrides)}", file=sys.stderr, flush=True)
         sys.exit(128 + e.signum)
     except OutputError as e:   # full disk, read-only: what was saved before still resumes
         if not (Path(cfg.train.out_dir)/"checkpoints"/LAST).is_file(): raise

@@ -15,10 +15,12 @@ from monai.config import KeysCollection
 from monai.data import Dataset, CacheDataset, PersistentDataset, DataLoader
 from monai.data.utils import worker_init_fn, pickle_hashing
 from monai.utils import convert_to_tensor
-from monai.transforms import (Compose, Transform, MapTransform, LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd,
-                              CropForegroundd, NormalizeIntensityd, SpatialPadd, RandCropByPosNegLabeld, RandFlipd,
-                              RandScaleIntensityd, RandShiftIntensityd, RandAffined, RandGaussianNoised, RandGaussianSmoothd,
-                              RandAdjustContrastd, RandSimulateLowResolutiond, RandBiasFieldd)
+from monai.transforms import (
+    Compose, Transform, MapTransform, LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd, CropForegroundd,
+    NormalizeIntensityd, SpatialPadd, RandCropByPosNegLabeld, RandFlipd, RandScaleIntensityd, RandShiftIntensityd,
+    RandAffined, RandGaussianNoised, RandGaussianSmoothd, RandAdjustContrastd, RandSimulateLowResolutiond,
+    RandBiasFieldd,
+)
 import neuroseg
 from .core import MSD_CHANNELS, NeurosegError, Config, atomic_path, get_device, progress_bar, write_json_atomic
 from .labels import get_convention, LabelsToRegionsd, LabelsToClassesd
@@ -77,7 +79,8 @@ def nonzero(x:torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/02b_transforms.ipynb #1ea1bdca
 class Compactd(MapTransform):
-    "Copy each tensor under `keys` into storage of its own size (a crop is a view of the uncropped volume); labels as uint8."
+    """Copy each tensor under `keys` into storage of its own size (a crop is a view of the uncropped volume); labels as
+    uint8."""
     backend = [monai.utils.TransformBackends.TORCH]
 
     def __init__(self, keys:KeysCollection, label_keys:KeysCollection=("label",), allow_missing_keys:bool=True):
@@ -88,8 +91,10 @@ class Compactd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             x = d[key]
-            if key in self.label_keys: d[key] = x.to(torch.uint8)
-            elif x.untyped_storage().nbytes() > x.numel() * x.element_size() or not x.is_contiguous(): d[key] = x.clone(memory_format=torch.contiguous_format)
+            if key in self.label_keys:
+                d[key] = x.to(torch.uint8)
+            elif x.untyped_storage().nbytes() > x.numel() * x.element_size() or not x.is_contiguous():
+                d[key] = x.clone(memory_format=torch.contiguous_format)
         return d
 
 # %% ../nbs/02b_transforms.ipynb #263bc254
@@ -100,12 +105,14 @@ def label_targets(cfg:Config, # uses model.head
     return (LabelsToRegionsd if cfg.model.head == "regions" else LabelsToClassesd)("label", get_convention(convention))
 
 # %% ../nbs/02b_transforms.ipynb #ace01803
-def deterministic_transforms(cfg:Config, # uses data.modalities, data.spacing_mm, model.head
-                             convention:str, # label convention of the label files
-                             with_label:bool=True, # also load and convert "label" (False at inference)
-                             load:bool=True, # start from files; False: from channel-first MetaTensors with their affines (generated cases)
-                            ) -> Compose:
-    "Preprocessing shared by training, validation and inference: load, RAS, spacing, brain crop, z-score, label targets."
+def deterministic_transforms(
+    cfg: Config,  # uses data.modalities, data.spacing_mm, model.head
+    convention: str,  # label convention of the label files
+    with_label: bool = True,  # also load and convert "label" (False at inference)
+    load: bool = True,  # start from files; False: from channel-first MetaTensors with their affines (generated cases)
+) -> Compose:
+    """Preprocessing shared by training, validation and inference: load, RAS, spacing, brain crop, z-score, label
+    targets."""
     keys, channels = ["image", "label"] if with_label else ["image"], modality_indices(cfg.data.modalities)
     steps = [*([LoadImaged(keys, reader="NibabelReader"), EnsureChannelFirstd(keys)] if load else []),
              *([SelectChannelsd("image", channels)] if channels != list(range(len(MSD_CHANNELS))) else []),
@@ -119,29 +126,39 @@ def deterministic_transforms(cfg:Config, # uses data.modalities, data.spacing_mm
 # %% ../nbs/02b_transforms.ipynb #6b6965b5
 def strong_augmentation(keys:list[str]=("image", "label"), # image first, then the label
                        ) -> list[Transform]:
-    "nnU-Net's default augmentation in MONAI transforms: rotation and scaling, noise, blur, brightness, contrast, low resolution, gamma, bias field."
+    """nnU-Net's default augmentation in MONAI transforms: rotation and scaling, noise, blur, brightness, contrast, low
+    resolution, gamma, bias field."""
     image = keys[0]
-    return [RandAffined(keys, prob=0.2, rotate_range=[np.pi / 6] * 3, scale_range=[0.3] * 3, mode=("bilinear", "nearest"),
-                        padding_mode="zeros"),
-            RandGaussianNoised(image, prob=0.1, std=0.1),
-            RandGaussianSmoothd(image, prob=0.2, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)),
-            RandScaleIntensityd(image, factors=0.25, prob=0.15),
-            RandAdjustContrastd(image, prob=0.3, gamma=(0.7, 1.5)),
-            RandSimulateLowResolutiond(image, prob=0.25, zoom_range=(0.5, 1.0)),
-            RandBiasFieldd(image, prob=0.2, coeff_range=(0.0, 0.2))]
+    return [
+        RandAffined(
+            keys, prob=0.2, rotate_range=[np.pi / 6] * 3, scale_range=[0.3] * 3, mode=("bilinear", "nearest"),
+            padding_mode="zeros",
+        ),
+        RandGaussianNoised(image, prob=0.1, std=0.1),
+        RandGaussianSmoothd(image, prob=0.2, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)),
+        RandScaleIntensityd(image, factors=0.25, prob=0.15),
+        RandAdjustContrastd(image, prob=0.3, gamma=(0.7, 1.5)),
+        RandSimulateLowResolutiond(image, prob=0.25, zoom_range=(0.5, 1.0)),
+        RandBiasFieldd(image, prob=0.2, coeff_range=(0.0, 0.2)),
+    ]
 
 # %% ../nbs/02b_transforms.ipynb #e82832d4
 def random_transforms(cfg:Config, # uses data.roi_size, data.num_samples, data.pos_fraction, data.augment
                      ) -> list[Transform]:
-    "Training augmentation after the cache: tumour-aware random patches (padded where the brain is smaller), flips, intensity jitter, and `strong_augmentation` when asked."
+    """Training augmentation after the cache: tumour-aware random patches (padded where the brain is smaller), flips,
+    intensity jitter, and `strong_augmentation` when asked."""
     keys, roi, pos = ["image", "label"], [int(s) for s in cfg.data.roi_size], cfg.data.pos_fraction
-    return [RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=pos, neg=1 - pos, num_samples=cfg.data.num_samples,
-                                   allow_smaller=True),
-            SpatialPadd(keys, spatial_size=roi),
-            *(strong_augmentation(keys) if cfg.data.augment == "strong" else []),
-            *[RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(3)],
-            RandScaleIntensityd("image", factors=0.1, prob=1.0),
-            RandShiftIntensityd("image", offsets=0.1, prob=1.0)]
+    return [
+        RandCropByPosNegLabeld(
+            keys, label_key="label", spatial_size=roi, pos=pos, neg=1 - pos, num_samples=cfg.data.num_samples,
+            allow_smaller=True,
+        ),
+        SpatialPadd(keys, spatial_size=roi),
+        *(strong_augmentation(keys) if cfg.data.augment == "strong" else []),
+        *[RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(3)],
+        RandScaleIntensityd("image", factors=0.1, prob=1.0),
+        RandShiftIntensityd("image", offsets=0.1, prob=1.0),
+    ]
 
 # %% ../nbs/02b_transforms.ipynb #d7f12d5b
 def _checked(steps:list, load:bool) -> list:
@@ -150,7 +167,9 @@ def _checked(steps:list, load:bool) -> list:
 
 def train_transforms(cfg:Config, convention:str, load:bool=True) -> Compose:
     "Deterministic preprocessing (images checked), then training augmentation."
-    return Compose([*_checked(deterministic_transforms(cfg, convention, load=load).transforms, load), *random_transforms(cfg)])
+    return Compose(
+        [*_checked(deterministic_transforms(cfg, convention, load=load).transforms, load), *random_transforms(cfg)]
+    )
 
 def val_transforms(cfg:Config, convention:str, with_label:bool=True, load:bool=True) -> Compose:
     "Deterministic preprocessing only, images checked (validation)."
@@ -158,7 +177,8 @@ def val_transforms(cfg:Config, convention:str, with_label:bool=True, load:bool=T
 
 # %% ../nbs/02b_transforms.ipynb #e5b7c9d2
 class CheckVoxelsd(MapTransform):
-    "Refuse a loaded image with NaN or infinite voxels, or a channel that is zero everywhere, naming its file and channel."
+    """Refuse a loaded image with NaN or infinite voxels, or a channel that is zero everywhere, naming its file and
+    channel."""
     backend = [monai.utils.TransformBackends.TORCH]
 
     def __call__(self, data:Mapping[Hashable, torch.Tensor]) -> dict:
@@ -167,7 +187,8 @@ class CheckVoxelsd(MapTransform):
             image = d[key]
             source = str(getattr(image, "meta", {}).get("filename_or_obj", key))
             for name, volume in zip(MSD_CHANNELS, image):
-                if (bad := int((~torch.isfinite(volume)).sum())): raise NeurosegError(f"{source}: {bad} NaN or infinite voxels in {name}; fix or re-export the image")
+                if bad := int((~torch.isfinite(volume)).sum()):
+                    raise NeurosegError(f"{source}: {bad} NaN or infinite voxels in {name}; fix or re-export the image")
                 if not bool(volume.any()): raise NeurosegError(f"{source}: {name} is zero everywhere (an empty volume)")
         return d
 
@@ -180,9 +201,11 @@ def _source_hash(func) -> str:
 def preprocessing_settings(cfg:Config, convention:str) -> dict:
     "Everything the deterministic part's output depends on, as plain values."
     steps = [type(t).__name__ for t in deterministic_transforms(cfg, convention).transforms]
-    return dict(spacing_mm=[float(s) for s in cfg.data.spacing_mm], modalities=list(cfg.data.modalities),
-                convention=get_convention(convention).name, head=cfg.model.head, crop_margin=CROP_MARGIN, transforms=steps,
-                code=_source_hash(deterministic_transforms), neuroseg=neuroseg.__version__, monai=monai.__version__)
+    return dict(
+        spacing_mm=[float(s) for s in cfg.data.spacing_mm], modalities=list(cfg.data.modalities),
+        convention=get_convention(convention).name, head=cfg.model.head, crop_margin=CROP_MARGIN, transforms=steps,
+        code=_source_hash(deterministic_transforms), neuroseg=neuroseg.__version__, monai=monai.__version__,
+    )
 
 # %% ../nbs/02b_transforms.ipynb #6edd94bb
 def preprocessing_key(cfg:Config, convention:str) -> str:
@@ -198,21 +221,29 @@ def _resolved(value):
 def case_hash(case:dict, # a case dict
              ) -> bytes:
     "Hash of a case dict, its files' real paths, sizes and modification times (the disk cache's entry name)."
-    case = {k: _resolved(v) for k, v in case.items()}   # the same files from another working directory: the same entry
-    paths = [p for v in case.values() for p in (v if isinstance(v, list) else [v]) if isinstance(p, str) and os.path.isfile(p)]
+    case = {k: _resolved(v) for k, v in case.items()}  # the same files from another working directory: the same entry
+    paths = [
+        p
+        for v in case.values()
+        for p in (v if isinstance(v, list) else [v])
+        if isinstance(p, str) and os.path.isfile(p)
+    ]
     return pickle_hashing(dict(case=case, files=[(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]))
 
 # %% ../nbs/02b_transforms.ipynb #2c2ca52b
 def cache_dir(cfg:Config, convention:str) -> Path:
-    "The disk-cache folder of these preprocessing settings, `<data.cache_dir>/<key>`, with a settings.json that explains the key."
+    """The disk-cache folder of these preprocessing settings, `<data.cache_dir>/<key>`, with a settings.json that
+    explains the key."""
     folder = Path(cfg.data.cache_dir)/preprocessing_key(cfg, convention)
-    if not (folder/"settings.json").is_file(): write_json_atomic(folder/"settings.json", preprocessing_settings(cfg, convention))
+    if not (folder / "settings.json").is_file():
+        write_json_atomic(folder / "settings.json", preprocessing_settings(cfg, convention))
     return folder
 
 # %% ../nbs/02b_transforms.ipynb #52992c85
 def cache_entry_problem(e:Exception, # what `torch.load(weights_only=True)` raised on a disk-cache entry
                        ) -> str:
-    "Why a disk-cache entry could not be read, in one short phrase: a refused pickled object, or a truncated or corrupt file."
+    """Why a disk-cache entry could not be read, in one short phrase: a refused pickled object, or a truncated or
+    corrupt file."""
     text = str(e)
     if (hit := re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", text)):
         return f"a pickled object of a kind neuroseg never writes ({hit[1]}), refused unloaded"
@@ -225,7 +256,8 @@ CACHE_SAFE_GLOBALS = [_np_core.multiarray._reconstruct, np.ndarray, np.dtype, mo
                       *(getattr(np.dtypes, name) for name in getattr(np, "dtypes", np).__dict__.get("__all__", []))]
 
 class MetaPersistentDataset(PersistentDataset):
-    "`PersistentDataset` whose entries keep MetaTensor metadata, load with `weights_only=True` and are written atomically."
+    """`PersistentDataset` whose entries keep MetaTensor metadata, load with `weights_only=True` and are written
+    atomically."""
     def __init__(self, data:list, transform:Compose, cache_dir:Path, hash_func=pickle_hashing):
         super().__init__(data, transform, cache_dir=cache_dir, hash_func=hash_func, track_meta=True, weights_only=True)
 
@@ -258,7 +290,8 @@ def loader_workers(cfg:Config, # uses data.num_workers and train.device
     return 0 if get_device(cfg.train.device).type == "cpu" else min(8, _cores_per_process())
 
 def preprocess_workers(cfg:Config) -> int:
-    "Processes that fill a cache before training, when nothing else runs: `data.num_workers`, or for -1 every core up to 8."
+    """Processes that fill a cache before training, when nothing else runs: `data.num_workers`, or for -1 every core up
+    to 8."""
     return cfg.data.num_workers if cfg.data.num_workers >= 0 else min(8, _cores_per_process())
 
 # %% ../nbs/02b_transforms.ipynb #c4d1e2a1
@@ -275,7 +308,8 @@ class MemoryCacheDataset(CacheDataset):
 def _dataset_class(cfg:Config, convention:str):
     "The MONAI dataset class and its extra arguments for `data.cache`."
     if cfg.data.cache == "none": return Dataset, {}
-    if cfg.data.cache == "memory": return MemoryCacheDataset, dict(num_workers=max(1, preprocess_workers(cfg)), progress=False)
+    if cfg.data.cache == "memory":
+        return MemoryCacheDataset, dict(num_workers=max(1, preprocess_workers(cfg)), progress=False)
     return MetaPersistentDataset, dict(cache_dir=cache_dir(cfg, convention), hash_func=case_hash)
 
 def make_dataset(cases:list[dict], # case dicts from neuroseg.data
@@ -308,8 +342,13 @@ def fill_disk_cache(dataset:Dataset, # from `make_dataset`; anything but a disk-
     if not isinstance(dataset, MetaPersistentDataset): return 0
     missing = [item for item in dataset.data[rank::world] if not dataset.entry_path(item).is_file()]
     if missing:
-        loader = torch.utils.data.DataLoader(_Preprocess(dataset, missing), batch_size=None, num_workers=min(num_workers, len(missing)))
-        for _ in progress_bar(loader, total=len(missing), desc="preprocessing into the disk cache", disable=not progress, leave=False): pass
+        loader = torch.utils.data.DataLoader(
+            _Preprocess(dataset, missing), batch_size=None, num_workers=min(num_workers, len(missing))
+        )
+        for _ in progress_bar(
+            loader, total=len(missing), desc="preprocessing into the disk cache", disable=not progress, leave=False
+        ):
+            pass
     return len(missing)
 
 # %% ../nbs/02b_transforms.ipynb #bf450d22
@@ -320,6 +359,8 @@ def make_loader(dataset:Dataset, # from `make_dataset`
                 rank:int=0, # process rank under DDP, added to the seed
                ) -> DataLoader:
     "A seeded MONAI DataLoader over `dataset`."
-    return DataLoader(dataset, batch_size=cfg.train.batch_size if train else 1, shuffle=train and sampler is None,
-                      sampler=sampler, num_workers=loader_workers(cfg), worker_init_fn=worker_init_fn,
-                      generator=torch.Generator().manual_seed(cfg.train.seed + rank), pin_memory=torch.cuda.is_available())
+    return DataLoader(
+        dataset, batch_size=cfg.train.batch_size if train else 1, shuffle=train and sampler is None, sampler=sampler,
+        num_workers=loader_workers(cfg), worker_init_fn=worker_init_fn,
+        generator=torch.Generator().manual_seed(cfg.train.seed + rank), pin_memory=torch.cuda.is_available(),
+    )

@@ -24,7 +24,8 @@ NIIVUE_VERSION = "0.69.0"  # tools/vendor_niivue.py pins the same release
 def niivue_script() -> str:
     "NiiVue's browser build, shipped in the package."
     path = Path(neuroseg.__file__).parent/"static"/"niivue.umd.js"
-    if not path.is_file(): raise NeurosegError(f"{path}: NiiVue is missing from the installation (reinstall neuroseg-3d)")
+    if not path.is_file():
+        raise NeurosegError(f"{path}: NiiVue is missing from the installation (reinstall neuroseg-3d)")
     return path.read_text(encoding="utf-8")
 
 # %% ../nbs/08a_viewer.ipynb #987d58a9
@@ -48,7 +49,8 @@ def label_volume(labels:np.ndarray, affine:np.ndarray) -> bytes:
 
 # %% ../nbs/08a_viewer.ipynb #e1480496
 def niivue_label_colormap(convention:str) -> dict:
-    "NiiVue's label colormap (`setColormapLabel`) of a label convention: background clear, each label in its region's colour."
+    """NiiVue's label colormap (`setColormapLabel`) of a label convention: background clear, each label in its region's
+    colour."""
     rows = [(0, "background", (0, 0, 0))] + label_rows(convention)
     return dict(R=[r[2][0] for r in rows], G=[r[2][1] for r in rows], B=[r[2][2] for r in rows],
                 A=[0] + [255] * (len(rows) - 1), I=[r[0] for r in rows], labels=[r[1] for r in rows])
@@ -106,8 +108,11 @@ def viewer_html(volumes:dict, # name -> gzipped NIfTI bytes (`display_volume`), 
                ) -> str:
     "A self-contained NiiVue page: the volumes, one at a time, with the segmentation overlaid."
     if not volumes: raise NeurosegError("viewer: no volume to show")
-    buttons = " ".join(f'<label><input type="radio" name="modality" value="{i}"{" checked" if i == 0 else ""}> {html.escape(n)}</label>'
-                       for i, n in enumerate(volumes))
+    buttons = " ".join(
+        f'<label><input type="radio" name="modality" value="{i}"{" checked" if i == 0 else ""}> '
+        f'{html.escape(n)}</label>'
+        for i, n in enumerate(volumes)
+    )
     entry = lambda name, data: dict(name=f"{name}.nii.gz", url=_data_url(data))
     return _PAGE.format(title=html.escape(title), modality_buttons=buttons, niivue=niivue_script(),
                         volumes=json.dumps([entry(f"v{i}", d) for i, d in enumerate(volumes.values())]),
@@ -121,7 +126,9 @@ def modality_volumes(image:str|Path|list, # 4D NIfTI, or the 4 modality files (F
                 ) -> dict:
     "Each modality of a case as `display_volume` bytes, by name."
     if isinstance(image, (list, tuple)):
-        return {n: display_volume(np.asarray((i := open_nifti(f)).dataobj), i.affine) for n, f in zip(MODALITY_NAMES, image)}
+        return {
+            n: display_volume(np.asarray((i := open_nifti(f)).dataobj), i.affine) for n, f in zip(MODALITY_NAMES, image)
+        }
     nii = open_nifti(image)
     return {n: display_volume(np.asarray(nii.dataobj[..., c]), nii.affine) for c, n in enumerate(MODALITY_NAMES)}
 
@@ -144,4 +151,6 @@ def viewer_frame(page:str|Path, # a page from `save_viewer`
                 ) -> HTML:
     "The viewer page inside a notebook, as an inline frame that holds the whole page (no server, no file access)."
     text = Path(page).read_text(encoding="utf-8")
-    return HTML(f'<iframe srcdoc="{html.escape(text, quote=True)}" style="width:100%;height:{height}px;border:0"></iframe>')
+    return HTML(
+        f'<iframe srcdoc="{html.escape(text, quote=True)}" style="width:100%;height:{height}px;border:0"></iframe>'
+    )

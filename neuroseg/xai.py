@@ -67,17 +67,19 @@ def read_volume(source:str|Path|np.ndarray, # NIfTI path, or an array (spatial a
     return np.asarray(source), np.asarray(affine, dtype=float)
 
 # %% ../nbs/08_xai.ipynb #f182028e
-def read_regions(source:str|Path|np.ndarray, # (3, *spatial) WT/TC/ET masks or probabilities, or a label map (path or array)
-                 affine:np.ndarray|None=None, # voxel -> mm; needed for an array, read from the file for a path
-                 convention:str|None=None, # convention of a label map: msd, brats2021 or brats2023
-                ) -> tuple[np.ndarray, np.ndarray]:
+def read_regions(
+    source: str | Path | np.ndarray,  # (3, *spatial) WT/TC/ET masks or probabilities, or a label map (path or array)
+    affine: np.ndarray | None = None,  # voxel -> mm; needed for an array, read from the file for a path
+    convention: str | None = None,  # convention of a label map: msd, brats2021 or brats2023
+) -> tuple[np.ndarray, np.ndarray]:
     "WT, TC, ET masks, (3, *spatial) bool, and their affine."
     volume, affine = read_volume(source, affine)
     if volume.ndim == 4 and volume.shape[0] == len(REGIONS): return volume > 0.5, affine
     name = source if isinstance(source, (str, Path)) else "label map"
     if volume.ndim != 3:
         raise NeurosegError(f"{name}: shape {volume.shape} is neither a 3D label map nor (3, X, Y, Z) regions")
-    if convention is None: raise NeurosegError(f"{name}: a label map needs its convention (msd, brats2021 or brats2023)")
+    if convention is None:
+        raise NeurosegError(f"{name}: a label map needs its convention (msd, brats2021 or brats2023)")
     return labels_to_regions(volume, convention), affine
 
 # %% ../nbs/08_xai.ipynb #bf87f98c
@@ -348,7 +350,8 @@ def plot_errors(image:str|Path|np.ndarray, # intensity volume: NIfTI path, or ar
                 fov_mm:float|None=None, # width of a square field of view around the centre; None: whole slices
                ) -> Figure:
     "TP, FP and FN of the prediction against the reference, one row per region, three planes per row."
-    if regions_ref is None or regions_pred is None: raise NeurosegError("plot_errors needs regions_ref and regions_pred")
+    if regions_ref is None or regions_pred is None:
+        raise NeurosegError("plot_errors needs regions_ref and regions_pred")
     case = canonical_case(image, affine, centre, convention, reference=regions_ref, prediction=regions_pred)
     fig, axes = _figure(len(regions), len(PLANES))
     window = display_range(case.image)
@@ -358,7 +361,9 @@ def plot_errors(image:str|Path|np.ndarray, # intensity volume: NIfTI path, or ar
         for ax, plane in zip(row, PLANES):
             view = case.view(case.image, plane)
             draw_image(ax, view, window, panel_title(region_label(region), plane, case))
-            draw_masks(ax, [(case.view(m, plane).pixels, ERROR_COLOURS[k]) for k, m in errors.items()], view.aspect, alpha)
+            draw_masks(
+                ax, [(case.view(m, plane).pixels, ERROR_COLOURS[k]) for k, m in errors.items()], view.aspect, alpha
+            )
             case.zoom(ax, plane, fov_mm)
     _add_legend(fig, error_legend())
     return fig
@@ -384,7 +389,8 @@ def region_mesh(mask:np.ndarray, # 3D bool mask
     pad = 1 + int(np.ceil(2 * smooth_sigma))  # room for the smoothed edge: the surface stays closed
     volume = np.pad(np.asarray(mask[box], dtype=np.float32), pad)
     smoothed = ndimage.gaussian_filter(volume, smooth_sigma) if smooth_sigma else volume
-    if smoothed.max() > 0.5: volume = smoothed   # a region a few voxels across blurs below the surface level: mesh it as it is
+    # a region a few voxels across blurs below the surface level: mesh it as it is
+    if smoothed.max() > 0.5: volume = smoothed
     verts, faces, _, _ = measure.marching_cubes(volume, 0.5, step_size=step_size, allow_degenerate=False)
     verts += np.array([s.start for s in box]) - pad
     if np.linalg.det(affine[:3, :3]) < 0: faces = faces[:, ::-1]
@@ -501,8 +507,9 @@ def draw_entropy(ax, # Axes that shows the grey image
     return ax.imshow(shown, cmap="magma", vmin=0, vmax=max_bits, alpha=0.8, aspect=view.aspect, interpolation="nearest")
 
 # %% ../nbs/08_xai.ipynb #f9c751c5
-def read_entropy(source:str|Path|np.ndarray, # entropy (C, *spatial) or (*spatial) array, or a NIfTI file (channels last)
-                ) -> np.ndarray:
+def read_entropy(
+    source: str | Path | np.ndarray,  # entropy (C, *spatial) or (*spatial) array, or a NIfTI file (channels last)
+) -> np.ndarray:
     "Entropy as a float32 (C, *spatial) array; NIfTI files keep channels on their last axis, arrays on their first."
     volume, _ = read_volume(source, np.eye(4))
     if isinstance(source, (str, Path)) and volume.ndim == 4: volume = np.moveaxis(volume, -1, 0)
