@@ -15,10 +15,8 @@ import torch
 from IPython.display import HTML
 from monai.data import Dataset
 from monai.metrics import compute_dice as monai_compute_dice, compute_hausdorff_distance
-from neuroseg.core import (
-    atomic_path, config_from_dict, load_config, cpu_model, device_label, slug, environment_info, get_device,
-    seed_everything, write_json_atomic,
-)
+from .core import (atomic_path, config_from_dict, load_config, cpu_model, device_label, slug, environment_info,
+                           get_device, seed_everything, write_json_atomic)
 from .labels import REGIONS, labels_to_regions, convert_labels
 from .data import read_dataset, split_cases, split_for_config, grid_mismatch
 from .synth_writer import write_msd_dataset
@@ -31,10 +29,8 @@ with warnings.catch_warnings():   # tqdm.auto warns in a kernel without ipywidge
                                 Run)
     from neuroseg.loaders import DistInfo
 from .report import table_html
-from neuroseg.baseline import (
-    ORIGINAL, original_network, original_optimizer, original_loss, original_step, original_loader, original_epoch,
-    original_preprocessing,
-)
+from .baseline import (ORIGINAL, original_network, original_optimizer, original_loss, original_step,
+                               original_loader, original_epoch, original_preprocessing)
 
 # %% auto #0
 __all__ = ['ENGINE_NAMES', 'ENGINE_VARIANTS', 'SCALING_SHAPES', 'MSD_TRAINING_CASES', 'NETWORK_SETTINGS', 'STARTUP_CASES',

@@ -17,9 +17,8 @@ from .labels import REGIONS
 from .data import read_dataset, read_label_map
 from .infer import load_inference_model, predict
 from .metrics import compute_dice
-from neuroseg.xai import (
-    as_regions, canonical_case, plot_multiplanar, region_label, region_volumes_cm3, tumour_mesh_figure,
-)
+from .xai import (as_regions, canonical_case, plot_multiplanar, region_label, region_volumes_cm3,
+                          tumour_mesh_figure)
 from .report import case_flair, table_html
 
 # %% auto #0

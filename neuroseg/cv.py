@@ -8,9 +8,8 @@ import dataclasses, hashlib, json, re, statistics, sys, time
 from pathlib import Path
 from fastcore.script import Param, store_true
 import neuroseg
-from neuroseg.core import (
-    NeurosegError, Config, cli_errors, console_script, config_from_dict, find_config, load_config, write_json_atomic,
-)
+from .core import (NeurosegError, Config, cli_errors, console_script, config_from_dict, find_config,
+                           load_config, write_json_atomic)
 from .labels import REGIONS
 from .data import read_dataset, split_for_config, split_cases
 from .checkpoint import LAST, BEST
@@ -18,9 +17,8 @@ from .loaders import ensure_data, DistInfo
 from .train import train, TrainingInterrupted, resume_command
 from .metrics import evaluate_files, summarise
 from .infer import load_inference_model, predict_to_files
-from neuroseg.postprocess import (
-    Postprocess, postprocess_from_dict, CRITERIA, scored_pairs, select_postprocess, format_decision,
-)
+from .postprocess import (Postprocess, postprocess_from_dict, CRITERIA, scored_pairs, select_postprocess,
+                                  format_decision)
 
 # %% auto #0
 __all__ = ['CHECKPOINTS', 'fold_dir', 'fold_config', 'fold_status', 'cv_split', 'train_fold', 'predict_cases', 'score',

@@ -11,10 +11,8 @@ import torch
 from torch import nn
 from fastcore.script import Param, store_true
 import neuroseg
-from neuroseg.core import (
-    ENGINES, PRECISIONS, NeurosegError, known_precision, Config, cli_errors, console_script, config_from_dict,
-    atomic_path, check_writable,
-)
+from .core import (ENGINES, PRECISIONS, NeurosegError, known_precision, Config, cli_errors, console_script,
+                           config_from_dict, atomic_path, check_writable)
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .pretrained import resolve_checkpoint, load_model_checkpoint, file_sha256
 

@@ -18,28 +18,20 @@ from fastcore.script import Param, store_true
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged, EnsureChannelFirstd
 from monai.utils import convert_to_tensor
-from neuroseg.core import (
-    ENGINES, PRECISIONS, MSD_CHANNELS, NeurosegError, known_precision, Config, cli_errors, console_script,
-    config_from_dict, get_device, user_error,
-)
-from neuroseg.labels import (
-    REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels, label_table_paths,
-    label_table_writers,
-)
-from neuroseg.data import (
-    open_nifti, grid_mismatch, fmt_shape, check_path_names, nifti_stem, match_brats_suffix, read_brats, read_label_map,
-    SUBSETS, split_subset_ids,
-)
+from .core import (ENGINES, PRECISIONS, MSD_CHANNELS, NeurosegError, known_precision, Config, cli_errors,
+                           console_script, config_from_dict, get_device, user_error)
+from .labels import (REGIONS, CLASSES, CONVENTIONS, get_convention, labels_to_regions, regions_to_labels,
+                             label_table_paths, label_table_writers)
+from .data import (open_nifti, grid_mismatch, fmt_shape, check_path_names, nifti_stem, match_brats_suffix,
+                           read_brats, read_label_map, SUBSETS, split_subset_ids)
 from .transforms import deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .export import load_onnx, engine_network, engine_precision
 from .pretrained import load_model_checkpoint, is_model_name
 from .postprocess import Postprocess, postprocess_from_dict, postprocess_violations, cli_postprocess
-from neuroseg.core import (
-    OutputError, check_writable, check_not_input, remove_stale_temps, write_all, finish_publication, folder_lock,
-    progress_bar,
-)
+from .core import (OutputError, check_writable, check_not_input, remove_stale_temps, write_all,
+                           finish_publication, folder_lock, progress_bar)
 
 # %% auto #0
 __all__ = ['IMAGE_BYTES_PER_VOXEL', 'WINDOW_BYTES_PER_VOXEL', 'SPATIAL_FLIPS', 'ENSEMBLE_KEYS', 'OUTPUT_SUFFIXES',

@@ -13,9 +13,8 @@ from monai.data.utils import set_rnd
 from .core import NeurosegError, Config, write_json_atomic
 from .data import read_dataset, split_for_config, split_cases
 from .download import MSD_TASK, is_task_folder, ensure_msd
-from neuroseg.transforms import (
-    make_dataset, make_loader, fill_disk_cache, preprocess_workers, train_transforms, val_transforms,
-)
+from .transforms import (make_dataset, make_loader, fill_disk_cache, preprocess_workers, train_transforms,
+                                 val_transforms)
 from .synth import brain_options
 from .synth_dataset import SynthBrainDataset
 

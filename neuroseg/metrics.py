@@ -16,10 +16,8 @@ from fastcore.script import Param
 from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, fsync_path,
                            check_writable, check_not_input, remove_stale_temps, write_all)
 from .labels import REGIONS, labels_to_regions, get_convention, check_labels
-from neuroseg.data import (
-    SUBSETS, split_subset_ids, check_path_names, read_label_map, open_nifti, grid_mismatch, nifti_stem,
-    match_brats_suffix,
-)
+from .data import (SUBSETS, split_subset_ids, check_path_names, read_label_map, open_nifti, grid_mismatch,
+                           nifti_stem, match_brats_suffix)
 
 # %% auto #0
 __all__ = ['HD95_DEFINITIONS', 'BRATS_MAX_DISTANCE_MM', 'EMPTY_POLICIES', 'METRICS', 'PANOPTIC_QUALITY', 'LESION_MATCH_MIN_DICE',

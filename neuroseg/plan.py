@@ -12,10 +12,8 @@ import torch
 import yaml
 from fastcore.script import Param, store_true
 import neuroseg
-from neuroseg.core import (
-    NeurosegError, Config, cli_errors, console_script, config_from_dict, load_config, find_config, write_json_atomic,
-    write_text_atomic, check_writable,
-)
+from .core import (NeurosegError, Config, cli_errors, console_script, config_from_dict, load_config,
+                           find_config, write_json_atomic, write_text_atomic, check_writable)
 from .labels import REGIONS, get_convention, labels_to_regions
 from .data import open_nifti, read_dataset
 from .model import build_model

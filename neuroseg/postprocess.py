@@ -14,10 +14,9 @@ import neuroseg
 from .core import NeurosegError, cli_errors, console_script, check_writable, write_json_atomic
 from .labels import REGIONS, labels_to_regions
 from .data import SUBSETS, split_subset_ids
-from neuroseg.metrics import (
-    compute_dice, compute_brats2023_lesion_wise, BRATS2023_DILATION, foreground_bbox, load_label_map, check_same_grid,
-    pair_label_files, detect_label_convention, check_out_not_input, check_pred_not_ref, split_cases_to_score,
-)
+from .metrics import (compute_dice, compute_brats2023_lesion_wise, BRATS2023_DILATION, foreground_bbox,
+                              load_label_map, check_same_grid, pair_label_files, detect_label_convention,
+                              check_out_not_input, check_pred_not_ref, split_cases_to_score)
 
 # %% auto #0
 __all__ = ['CONNECTIVITY', 'MAX_ML', 'MIN_SIZES_ML', 'MIN_FRACTIONS', 'ET_VOLUMES_ML', 'MIN_GAIN', 'MIN_CASES', 'RULES',

@@ -12,19 +12,15 @@ import nibabel as nib
 import SimpleITK as sitk
 from fastcore.script import Param, store_true
 import neuroseg
-from neuroseg.core import (
-    NeurosegError, cli_errors, console_script, atomic_dir, check_writable, write_json_atomic, write_text_atomic,
-)
+from .core import (NeurosegError, cli_errors, console_script, atomic_dir, check_writable, write_json_atomic,
+                           write_text_atomic)
 from .xai import region_volumes_cm3
 from .labels import write_label_tables
-from neuroseg.dicom import (
-    RAW_MODALITIES, exam_folder, find_series, assign_series, series_table, read_series, write_dicom_seg,
-)
-from neuroseg.preprocess import (
-    step_record, tool_version, to_nifti, from_nifti, read_volume, reorient, n4_correct, head_mask, register_rigid,
-    case_grid, resample_to, extract_brain, external_brain_mask, check_brain_tool, BRAIN_ML, template_image,
-    register_template,
-)
+from .dicom import (RAW_MODALITIES, exam_folder, find_series, assign_series, series_table, read_series,
+                            write_dicom_seg)
+from .preprocess import (step_record, tool_version, to_nifti, from_nifti, read_volume, reorient, n4_correct,
+                                 head_mask, register_rigid, case_grid, resample_to, extract_brain, external_brain_mask,
+                                 check_brain_tool, BRAIN_ML, template_image, register_template)
 
 # %% auto #0
 __all__ = ['BRATS_NAMES', 'TEMPLATES', 'dicom_volumes', 'nifti_volumes', 'coregister', 'brain_mask', 'qc_failures',

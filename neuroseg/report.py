@@ -18,9 +18,8 @@ from .plan import dataset_fingerprint, plan_config
 from .checkpoint import load_checkpoint, config_from_checkpoint
 from .pretrained import is_model_name
 from .tracking import offline_run_dirs, ENVIRONMENT_FILE, plot_training_curves
-from neuroseg.metrics import (
-    METRICS, find_label_files, format_summary, detect_label_convention, evaluate_files, load_label_map,
-)
+from .metrics import (METRICS, find_label_files, format_summary, detect_label_convention, evaluate_files,
+                              load_label_map)
 
 from .infer import predict, output_paths, image_case_id
 from .viewer import save_viewer

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import nibabel as nib
 from fastcore.script import Param
-from neuroseg.core import (
-    NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, write_json_atomic, check_writable,
-)
+from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir,
+                           write_json_atomic, check_writable)
 from .data import MSD_MODALITY, MSD_LABELS, read_dataset, validate_dataset
 from .synth import synth_case, synth_brain_case, brain_options, plot_cases, _png
 

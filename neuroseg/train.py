@@ -18,10 +18,8 @@ from fastcore.script import Param, store_true
 from tqdm import tqdm
 from monai.metrics import compute_dice
 import neuroseg
-from neuroseg.core import (
-    NeurosegError, Config, cli_errors, console_script, load_config, find_config, seed_everything, get_device,
-    write_json_atomic, folder_lock,
-)
+from .core import (NeurosegError, Config, cli_errors, console_script, load_config, find_config, seed_everything,
+                           get_device, write_json_atomic, folder_lock)
 from .labels import REGIONS, labels_to_regions, classes_to_labels
 from .data import read_dataset, check_path_names
 from .loaders import DistInfo, seed_epoch, build_data, ensure_data, first_on_main

@@ -15,12 +15,10 @@ from monai.config import KeysCollection
 from monai.data import Dataset, CacheDataset, PersistentDataset, DataLoader
 from monai.data.utils import worker_init_fn, pickle_hashing
 from monai.utils import convert_to_tensor
-from monai.transforms import (
-    Compose, Transform, MapTransform, LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd, CropForegroundd,
-    NormalizeIntensityd, SpatialPadd, RandCropByPosNegLabeld, RandFlipd, RandScaleIntensityd, RandShiftIntensityd,
-    RandAffined, RandGaussianNoised, RandGaussianSmoothd, RandAdjustContrastd, RandSimulateLowResolutiond,
-    RandBiasFieldd,
-)
+from monai.transforms import (Compose, Transform, MapTransform, LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd,
+                              CropForegroundd, NormalizeIntensityd, SpatialPadd, RandCropByPosNegLabeld, RandFlipd,
+                              RandScaleIntensityd, RandShiftIntensityd, RandAffined, RandGaussianNoised,
+                              RandGaussianSmoothd, RandAdjustContrastd, RandSimulateLowResolutiond, RandBiasFieldd)
 import neuroseg
 from .core import MSD_CHANNELS, NeurosegError, Config, atomic_path, get_device, progress_bar, write_json_atomic
 from .labels import get_convention, LabelsToRegionsd, LabelsToClassesd

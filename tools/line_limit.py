@@ -164,6 +164,29 @@ def pack_lists(src, original):
 
 
 
+IMPORT_OPEN = re.compile(r"(\s*)from [\w.]+ import \($")
+
+def compact_imports(src):
+    """`from x import (` followed by one name list and a lone `)`: the names back on the opening line, continued under
+    the parenthesis, as the notebooks write them. (nbdev makes a package import relative by slicing the statement's
+    first line up to its last column, so a lone closing parenthesis would leave it absolute.)"""
+    lines, out, i = src.split("\n"), [], 0
+    while i < len(lines):
+        m = IMPORT_OPEN.fullmatch(lines[i])
+        j = i + 1
+        while m and j < len(lines) and lines[j].strip() not in (")", "") and "#" not in lines[j]: j += 1
+        if not (m and j < len(lines) and lines[j].strip() == ")" and j > i + 1):
+            out.append(lines[i]); i += 1; continue
+        names = [n.strip() for l in lines[i + 1:j] for n in l.split(",") if n.strip()]
+        head, pad = lines[i], " " * len(lines[i])
+        cur = head
+        for k, name in enumerate(names):
+            piece = name + (")" if k == len(names) - 1 else ",")
+            if cur not in (head, pad) and len(cur) + 1 + len(piece) > LIMIT: out.append(cur); cur = pad + piece
+            else: cur = cur + ("" if cur in (head, pad) else " ") + piece
+        out.append(cur); i = j + 1
+    return "\n".join(out)
+
 def same_code(a:str, b:str) -> bool:
     "True when two cell sources parse to the same AST, docstring whitespace aside."
     def norm(src):
@@ -179,7 +202,7 @@ def same_code(a:str, b:str) -> bool:
 
 def fix(src:str) -> str:
     "One exported cell under the limit where it reads well; the cell unchanged if its code would change."
-    new = pack_lists(split_strings(ruff_wrap(wrap_docstrings(src))), src)
+    new = compact_imports(pack_lists(split_strings(ruff_wrap(wrap_docstrings(src))), src))
     return new if same_code(src, new) else src
 
 def long_lines(src:str) -> int: return sum(len(l) > LIMIT for l in src.split("\n"))
