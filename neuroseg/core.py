@@ -676,7 +676,8 @@ def find_config(
     with the package."""
     path = Path(name)
     if path.is_file(): return path
-    checkout = [project_root()/"recipes"] if project_root() else []   # the experiment recipes: versioned, not shipped
+    root = project_root()
+    checkout = [root/"recipes"] if root else []   # the experiment recipes: versioned, not shipped
     for folder in (Path.cwd()/"configs", Path.cwd()/"recipes", packaged_dir("configs"), *checkout):
         for cand in (folder/f"{name}.yaml", folder/str(name)):
             if cand.is_file(): return cand
