@@ -21,11 +21,20 @@ from .postprocess import (Postprocess, postprocess_from_dict, CRITERIA, scored_p
                                   format_decision)
 
 # %% auto #0
-__all__ = ['CHECKPOINTS', 'fold_dir', 'fold_config', 'fold_status', 'cv_split', 'train_fold', 'predict_cases', 'score',
+__all__ = ['CHECKPOINTS', 'variant', 'fold_dir', 'fold_config', 'fold_status', 'cv_split', 'train_fold', 'predict_cases', 'score',
            'region_means', 'decision_key', 'cross_validate', 'format_cv', 'fold_numbers', 'neuroseg_cv']
 
 # %% ../nbs/07b_cv.ipynb #aab215de
 CHECKPOINTS = {"last": LAST, "best": BEST}   # which checkpoint of each fold predicts and joins the ensemble
+
+def variant(checkpoint:str="last", # which checkpoint of each fold predicts
+            tta:bool=False, # flip TTA
+            criterion:str="dice", # what the postprocessing must raise (None: the predictions alone)
+           ) -> str:
+    """The suffix of a cross-validation's prediction folders (`criterion=None`) and result files: empty for the
+    defaults, `-best`, `-tta`, `-lesion` or several of them otherwise."""
+    parts = (checkpoint != "last" and checkpoint, tta and "tta", criterion not in (None, "dice") and criterion)
+    return "".join(f"-{p}" for p in parts if p)
 
 # %% ../nbs/07b_cv.ipynb #58a2cccc
 def fold_dir(cv_dir:str|Path, fold:int) -> Path:
@@ -128,18 +137,18 @@ def decision_key(post:Postprocess) -> str:
     "A short name for a decision's rules, 8 hex digits of their sha256: the folder of the predictions made with them."
     return hashlib.sha256(json.dumps(dataclasses.asdict(post), sort_keys=True).encode()).hexdigest()[:8]
 
-def _test_scores(cv_dir:Path, members:list, tests:list, convention:str, post:Postprocess, **kwargs) -> dict:
+def _test_scores(test_dir:Path, members:list, tests:list, convention:str, post:Postprocess, **kwargs) -> dict:
     "Every member, their mean, and the ensemble (raw and postprocessed) on the test cases."
     folds = {
         m: region_means(
-            score(predict_cases(m, tests, cv_dir / "test" / Path(m).parent.parent.name, **kwargs), convention)[1]
+            score(predict_cases(m, tests, test_dir / Path(m).parent.parent.name, **kwargs), convention)[1]
         )
         for m in members
     }
     mean_fold = {r: {k: statistics.mean(f[r][k] for f in folds.values()) for k in ("dice", "hd95")} for r in REGIONS}
-    ensemble = region_means(score(predict_cases(members, tests, cv_dir/"test"/"ensemble", **kwargs), convention)[1])
+    ensemble = region_means(score(predict_cases(members, tests, test_dir/"ensemble", **kwargs), convention)[1])
     # a rerun that decides otherwise predicts anew
-    post_dir = cv_dir/"test"/f"ensemble-postprocessed-{decision_key(post)}"
+    post_dir = test_dir/f"ensemble-postprocessed-{decision_key(post)}"
     post_ens = region_means(score(predict_cases(members, tests, post_dir, post, **kwargs), convention)[1])
     return dict(
         cases=[c["id"] for c in tests], folds={Path(m).parent.parent.name: v for m, v in folds.items()},
@@ -161,12 +170,16 @@ def cross_validate(cfg:Config, # train.out_dir is the CV folder; data.* names th
         raise NeurosegError(f"--folds {bad[0]}: the split has folds 0..{k - 1}")
     cases, convention, split = cv_split(cfg)
     cv_dir, k = Path(cfg.train.out_dir), len(split["folds"])
+    tta = bool(kwargs.get("tta"))
+    # the suffixes of the prediction folders and of the result files
+    predictions, results = variant(checkpoint, tta, None), variant(checkpoint, tta, criterion)
+    oof_dir = cv_dir/f"oof{predictions}"
     tick, done = time.perf_counter(), {}
     for fold in folds if folds is not None else range(k):
         done[fold] = train_fold(cfg, fold, log)
         predict_cases(
             fold_dir(cv_dir, fold) / "checkpoints" / CHECKPOINTS[checkpoint], split_cases(cases, split, fold)[1],
-            cv_dir / "oof", **kwargs,
+            oof_dir, **kwargs,
         )
     if folds is not None and any(fold_status(fold_dir(cv_dir, f)) != "done" for f in range(k)):
         log(
@@ -177,21 +190,24 @@ def cross_validate(cfg:Config, # train.out_dir is the CV folder; data.* names th
     pairs = {
         f: predict_cases(
             fold_dir(cv_dir, f) / "checkpoints" / CHECKPOINTS[checkpoint], split_cases(cases, split, f)[1],
-            cv_dir / "oof", **kwargs,
+            oof_dir, **kwargs,
         )
         for f in range(k)
     }
     per_fold, pooled = _fold_scores(pairs, convention)
     decision = select_postprocess(scored_pairs([x for p in pairs.values() for x in p], convention), criterion=criterion)
-    write_json_atomic(cv_dir/"postprocess.json", decision | dict(chosen_on="out-of-fold predictions", cv=str(cv_dir)))
+    write_json_atomic(
+        cv_dir / f"postprocess{results}.json", decision | dict(chosen_on="out-of-fold predictions", cv=str(cv_dir))
+    )
     members = [f"fold_{f}/checkpoints/{CHECKPOINTS[checkpoint]}" for f in range(k)]
     write_json_atomic(
-        cv_dir / "ensemble.json", dict(members=members, postprocess=decision["postprocess"], checkpoint=checkpoint)
+        cv_dir / f"ensemble{results}.json",
+        dict(members=members, postprocess=decision["postprocess"], checkpoint=checkpoint),
     )
     tests = split_cases(cases, split, 0)[2]
     test = (
         _test_scores(
-            cv_dir, [str(cv_dir / m) for m in members], tests, convention,
+            cv_dir/f"test{predictions}", [str(cv_dir / m) for m in members], tests, convention,
             postprocess_from_dict(decision["postprocess"], "decision"), **kwargs,
         )
         if tests
@@ -204,9 +220,10 @@ def cross_validate(cfg:Config, # train.out_dir is the CV folder; data.* names th
             **{k: decision[k] for k in ("dice_before", "dice_after", "lesion_dice_before", "lesion_dice_after")},
             text=format_decision(decision),
         ),
-        test=test, fold_runs=done, seconds=round(time.perf_counter() - tick, 1), neuroseg_version=neuroseg.__version__,
+        test=test, files={n: str(cv_dir/f"{n}{results}.json") for n in ("cv", "postprocess", "ensemble")},
+        fold_runs=done, seconds=round(time.perf_counter() - tick, 1), neuroseg_version=neuroseg.__version__,
     )
-    write_json_atomic(cv_dir/"cv.json", result)
+    write_json_atomic(cv_dir/f"cv{results}.json", result)
     return result
 
 # %% ../nbs/07b_cv.ipynb #93f28bac
@@ -278,8 +295,8 @@ def neuroseg_cv(
         sys.exit(128 + e.signum)
     if result:
         print(format_cv(result))
-        cv = Path(cfg.train.out_dir)
+        files = result["files"]
         print(
-            f"wrote {cv / 'cv.json'}, {cv / 'postprocess.json'} and {cv / 'ensemble.json'} (neuroseg_infer --ckpt "
-            f"{cv / 'ensemble.json'})"
+            f"wrote {files['cv']}, {files['postprocess']} and {files['ensemble']} (neuroseg_infer --ckpt "
+            f"{files['ensemble']}{' --tta' if tta else ''})"
         )
