@@ -18,7 +18,7 @@ from .train import train, TrainingInterrupted, resume_command
 from .metrics import evaluate_files, summarise
 from .infer import load_inference_model, predict_to_files
 from .postprocess import (Postprocess, postprocess_from_dict, CRITERIA, scored_pairs, select_postprocess,
-                                  format_decision)
+                                  format_decision, nested_selection, format_nested)
 
 # %% auto #0
 __all__ = ['CHECKPOINTS', 'variant', 'fold_dir', 'fold_config', 'fold_status', 'cv_split', 'train_fold', 'predict_cases', 'score',
@@ -195,9 +195,13 @@ def cross_validate(cfg:Config, # train.out_dir is the CV folder; data.* names th
         for f in range(k)
     }
     per_fold, pooled = _fold_scores(pairs, convention)
-    decision = select_postprocess(scored_pairs([x for p in pairs.values() for x in p], convention), criterion=criterion)
+    scored = scored_pairs([x for p in pairs.values() for x in p], convention)
+    decision = select_postprocess(scored, criterion=criterion)
+    # what the choice does to cases it did not see: the rules chosen without each fold's cases score them
+    nested = nested_selection(scored, [f for f, p in pairs.items() for _ in p], criterion)
     write_json_atomic(
-        cv_dir / f"postprocess{results}.json", decision | dict(chosen_on="out-of-fold predictions", cv=str(cv_dir))
+        cv_dir / f"postprocess{results}.json",
+        decision | dict(chosen_on="out-of-fold predictions", cv=str(cv_dir), nested=nested),
     )
     members = [f"fold_{f}/checkpoints/{CHECKPOINTS[checkpoint]}" for f in range(k)]
     write_json_atomic(
@@ -218,7 +222,7 @@ def cross_validate(cfg:Config, # train.out_dir is the CV folder; data.* names th
         postprocess=dict(
             rules=decision["postprocess"], criterion=criterion,
             **{k: decision[k] for k in ("dice_before", "dice_after", "lesion_dice_before", "lesion_dice_after")},
-            text=format_decision(decision),
+            nested=nested, text=format_decision(decision) + "\n" + format_nested(nested),
         ),
         test=test, files={n: str(cv_dir/f"{n}{results}.json") for n in ("cv", "postprocess", "ensemble")},
         fold_runs=done, seconds=round(time.perf_counter() - tick, 1), neuroseg_version=neuroseg.__version__,

@@ -23,8 +23,8 @@ __all__ = ['CONNECTIVITY', 'MAX_ML', 'MIN_SIZES_ML', 'MIN_FRACTIONS', 'ET_VOLUME
            'CRITERIA', 'label_components', 'small_components', 'nest_regions', 'drop_small_components',
            'replace_small_enhancing', 'Postprocess', 'count_components', 'postprocess_violations',
            'postprocess_from_dict', 'read_postprocess', 'cli_postprocess', 'ScoredCase', 'scored_case', 'with_rule',
-           'region_scores', 'select_postprocess', 'format_decision', 'load_scored_cases', 'scored_pairs',
-           'neuroseg_postprocess']
+           'region_scores', 'select_postprocess', 'format_decision', 'nested_selection', 'format_nested',
+           'load_scored_cases', 'scored_pairs', 'neuroseg_postprocess']
 
 # %% ../nbs/06a_postprocess.ipynb #f703d395
 # 26-connected: a shared face, edge or corner joins two voxels, as BraTS counts lesions
@@ -345,6 +345,38 @@ def format_decision(d:dict) -> str:
     for key, name in (("dice", "mean Dice"), ("lesion_dice", "lesion-wise Dice (BraTS 2023)")):
         if f"{key}_before" in d: lines.append(f"{name} {fmt(d[f'{key}_before'])} -> {fmt(d[f'{key}_after'])}")
     return "\n".join(lines)
+
+# %% ../nbs/06a_postprocess.ipynb #d5f9f4a7
+def nested_selection(cases:list, # `ScoredCase`s the model never trained on
+                     groups:list, # each case's fold; a fold's rules are chosen on the other folds' cases
+                     criterion:str="dice", # what a rule must raise: a key of `CRITERIA`
+                     **kwargs, # more `select_postprocess` settings: rules, min_gain, min_cases
+                    ) -> dict:
+    """`select_postprocess` cross-validated by `groups`: the pooled Dice and lesion-wise Dice of every case without
+    postprocessing and with the rules chosen without its fold, and each fold's rules."""
+    if len(groups) != len(cases): raise NeurosegError(f"{len(groups)} fold(s) given for {len(cases)} case(s)")
+    if len(folds := sorted(set(groups))) < 2: raise NeurosegError("nested selection needs cases from 2 folds or more")
+    after, rules = {by: np.zeros((len(cases), len(REGIONS))) for by in ("dice", "lesion")}, {}
+    for fold in folds:
+        inside = [i for i, g in enumerate(groups) if g == fold]
+        others = [c for c, g in zip(cases, groups) if g != fold]
+        post = Postprocess(**select_postprocess(others, criterion=criterion, **kwargs)["postprocess"])
+        for by in after: after[by][inside] = region_scores([cases[i] for i in inside], post, by)
+        rules[str(fold)] = asdict(post)
+    before = {by: region_scores(cases, Postprocess(), by) for by in after}
+    return dict(
+        criterion=criterion, folds=len(folds), cases=[c.case for c in cases], dice_before=_means(before["dice"]),
+        dice_after=_means(after["dice"]), lesion_dice_before=_means(before["lesion"]),
+        lesion_dice_after=_means(after["lesion"]), rules=rules,
+    )
+
+def format_nested(n:dict) -> str:
+    "One line: what the choice does to cases it did not see."
+    return (
+        f"the choice cross-validated (rules chosen without each of {n['folds']} folds' cases): mean Dice "
+        f"{n['dice_before']['mean']:.4f} -> {n['dice_after']['mean']:.4f}, lesion-wise Dice "
+        f"{n['lesion_dice_before']['mean']:.4f} -> {n['lesion_dice_after']['mean']:.4f}"
+    )
 
 # %% ../nbs/06a_postprocess.ipynb #62950370
 def load_scored_cases(
