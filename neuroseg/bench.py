@@ -4,7 +4,7 @@
 
 # %% ../nbs/91_bench.ipynb #e26d71db
 from __future__ import annotations
-import contextlib, functools, hashlib, io, json, operator, os, platform, re, shutil, statistics, subprocess, sys, tempfile, time, warnings
+import contextlib, functools, hashlib, io, json, operator, os, re, shutil, statistics, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -15,7 +15,7 @@ import torch
 from IPython.display import HTML
 from monai.data import Dataset
 from monai.metrics import compute_dice as monai_compute_dice, compute_hausdorff_distance
-from .core import (atomic_path, config_from_dict, load_config, cpu_model, device_label, slug, environment_info,
+from .core import (atomic_path, config_from_dict, load_config, cpu_model, device_label, environment_info,
                            get_device, seed_everything, write_json_atomic)
 from .labels import REGIONS, labels_to_regions, convert_labels
 from .data import read_dataset, split_cases, split_for_config, grid_mismatch

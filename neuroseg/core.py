@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #75dc070a
 from __future__ import annotations
-import os, re, sys, json, time, random, shutil, tempfile, functools, dataclasses, contextlib
+import os, re, sys, json, time, shutil, tempfile, functools, contextlib
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 from typing import Any, get_type_hints

@@ -14,7 +14,7 @@ from .labels import REGIONS
 from .data import read_dataset, split_for_config, split_cases
 from .checkpoint import LAST, BEST
 from .loaders import ensure_data, DistInfo
-from .train import train, TrainingInterrupted, resume_command
+from .train import train, TrainingInterrupted
 from .metrics import evaluate_files, summarise
 from .infer import load_inference_model, predict_to_files
 from .postprocess import (Postprocess, postprocess_from_dict, CRITERIA, scored_pairs, select_postprocess,

@@ -6,14 +6,13 @@
 from __future__ import annotations
 import json, time, logging, warnings, contextlib, io, re, platform
 from pathlib import Path
-import numpy as np
 import torch
 from torch import nn
 from fastcore.script import Param, store_true
 import neuroseg
-from .core import (ENGINES, PRECISIONS, NeurosegError, known_precision, Config, cli_errors, console_script,
+from .core import (ENGINES, NeurosegError, known_precision, Config, cli_errors, console_script,
                            config_from_dict, atomic_path, check_writable)
-from .checkpoint import load_checkpoint, model_from_checkpoint
+from .checkpoint import model_from_checkpoint
 from .pretrained import resolve_checkpoint, load_model_checkpoint, file_sha256
 
 def optional(module:str, # an import of the `export` extra: onnx, onnxscript, onnxruntime or openvino

@@ -26,7 +26,7 @@ from .data import (open_nifti, grid_mismatch, fmt_shape, check_path_names, nifti
                            read_brats, read_label_map, SUBSETS, split_subset_ids)
 from .transforms import deterministic_transforms
 from .model import check_roi, probabilities, predict_labels, predict_volume, amp_dtype
-from .checkpoint import load_checkpoint, model_from_checkpoint
+from .checkpoint import model_from_checkpoint
 from .export import load_onnx, engine_network, engine_precision
 from .pretrained import load_model_checkpoint, is_model_name
 from .postprocess import Postprocess, postprocess_from_dict, postprocess_violations, cli_postprocess

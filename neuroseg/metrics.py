@@ -4,7 +4,7 @@
 
 # %% ../nbs/05e_metrics.ipynb #527e15f6
 from __future__ import annotations
-import contextlib, csv, functools, io, json, math, os, re, shutil, sys, tempfile
+import csv, functools, io, json, math, os, re, sys
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -13,7 +13,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 from fastcore.script import Param
-from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_path, atomic_dir, fsync_path,
+from .core import (NeurosegError, OutputError, cli_errors, console_script, atomic_dir, fsync_path,
                            check_writable, check_not_input, remove_stale_temps, write_all)
 from .labels import REGIONS, labels_to_regions, get_convention, check_labels
 from .data import (SUBSETS, split_subset_ids, check_path_names, read_label_map, open_nifti, grid_mismatch,

@@ -6,13 +6,12 @@
 from __future__ import annotations
 import contextlib, math
 import torch
-import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.nn.modules.loss import _Loss
 from monai.networks.nets import UNet, SegResNet, DynUNet, SwinUNETR, MedNeXt
 from monai.losses import DiceLoss, DiceCELoss, DeepSupervisionLoss
 from monai.inferers import sliding_window_inference
-from .core import Config, NeurosegError, load_config
+from .core import Config, NeurosegError
 
 # %% auto #0
 __all__ = ['HEAD_CHANNELS', 'SEGRESNET_BLOCKS_DOWN', 'SEGRESNET_BLOCKS_UP', 'MEDNEXT_BLOCKS', 'NETWORKS', 'out_channels',

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_plan.ipynb #effeebc5
 from __future__ import annotations
-import collections, json, math, time
+import collections, math, time
 from pathlib import Path
 import numpy as np
 import nibabel as nib

@@ -13,7 +13,7 @@ from fastcore.script import Param, store_true
 import neuroseg
 from .core import NeurosegError, cli_errors, console_script, check_writable, write_json_atomic
 from .labels import REGIONS, labels_to_regions
-from .data import SUBSETS, split_subset_ids
+from .data import SUBSETS
 from .metrics import (compute_dice, compute_brats2023_lesion_wise, BRATS2023_DILATION, foreground_bbox,
                               load_label_map, check_same_grid, pair_label_files, detect_label_convention,
                               check_out_not_input, check_pred_not_ref, split_cases_to_score)

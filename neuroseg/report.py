@@ -18,12 +18,12 @@ from .plan import dataset_fingerprint, plan_config
 from .checkpoint import load_checkpoint, config_from_checkpoint
 from .pretrained import is_model_name
 from .tracking import offline_run_dirs, ENVIRONMENT_FILE, plot_training_curves
-from .metrics import (METRICS, find_label_files, format_summary, detect_label_convention, evaluate_files,
+from .metrics import (METRICS, find_label_files, detect_label_convention, evaluate_files,
                               load_label_map)
 
 from .infer import predict, output_paths, image_case_id
 from .viewer import save_viewer
-from .xai import (plot_multiplanar, tumour_mesh_figure, save_mesh_html, offline_html,
+from .xai import (plot_multiplanar, tumour_mesh_figure, save_mesh_html,
                           entropy_figure, read_entropy, uncertain_band_width_mm)
 
 # %% auto #0

@@ -11,7 +11,7 @@ import nibabel as nib
 from IPython.display import HTML
 import neuroseg
 from .core import NeurosegError, atomic_path
-from .labels import get_convention, label_rows
+from .labels import label_rows
 from .data import open_nifti
 
 # %% auto #0
