@@ -118,7 +118,7 @@ def main(argv:list|None=None):
     parser.add_argument("--config", required=True, help="the cross-validation's config")
     parser.add_argument("--flips", choices=["all", "lr"], default="all", help="tta: the 8 mirrors or left-right only")
     parser.add_argument("overrides", nargs="*", help="the cross-validation's section.key=value settings")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     name = f"tta-{args.flips}" if args.experiment == "tta" else args.experiment
     out = args.cv / f"experiment-{name}.json"
     if out.exists(): sys.exit(f"{out}: exists; the experiment ran (delete it to run again)")
