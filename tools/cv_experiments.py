@@ -22,15 +22,16 @@ Each writes `CV/experiment-<name>.json` (never over an existing one) and prints 
 from __future__ import annotations
 import argparse, dataclasses, json, sys, time
 from pathlib import Path
-import numpy as np, nibabel as nib, torch
+import numpy as np, torch
 from torch import nn
 from neuroseg.core import load_config, find_config, write_json_atomic
-from neuroseg.cv import cv_split, split_cases, predict_cases, fold_dir, region_means, score
+from neuroseg.cv import cv_split, split_cases, predict_cases, fold_dir, region_means, score, variant
+from neuroseg.data import read_label_map
 from neuroseg.infer import load_inference_model, predict
 from neuroseg.labels import REGIONS, labels_to_regions
 from neuroseg.metrics import compute_dice
 from neuroseg.model import probabilities
-from neuroseg.postprocess import Postprocess, scored_pairs, nested_selection
+from neuroseg.postprocess import Postprocess, scored_pairs, nested_selection, nest_regions
 
 THRESHOLDS = [round(0.2 + 0.05 * i, 2) for i in range(11)]
 
@@ -51,7 +52,7 @@ def mean_dice(means:dict) -> float:
 
 def tta(cv:Path, cases:list, split:dict, convention:str, flips:str) -> dict:
     "Out-of-fold predictions with flip TTA; their pooled scores against the plain ones of `cv.json`."
-    out, pairs, seconds = cv / ("oof-tta" if flips == "all" else "oof-tta-lr"), [], {}
+    out, pairs, seconds = cv / (f"oof{variant(tta=True)}" if flips == "all" else "oof-tta-lr"), [], {}
     for fold in range(len(split["folds"])):
         im = load_inference_model(fold_dir(cv, fold) / "checkpoints" / "last.pt")
         if flips == "lr": im = dataclasses.replace(im, model=LeftRightTTA(im.model, im.cfg.model.head))
@@ -64,11 +65,6 @@ def tta(cv:Path, cases:list, split:dict, convention:str, flips:str) -> dict:
     return dict(flips=flips, predictions=str(out), pooled=pooled, mean=mean_dice(pooled), plain=plain,
                 plain_mean=mean_dice(plain), seconds_per_case=seconds)
 
-def nested_regions(probs:np.ndarray, t:list) -> tuple:
-    "WT, TC, ET masks at thresholds `t`, nested as neuroseg's labels make them (ET wins over TC, TC over WT)."
-    wt, tc, et = (probs[i] > t[i] for i in range(3))
-    return wt | tc | et, tc | et, et
-
 def thresholds(cv:Path, cases:list, split:dict, convention:str) -> dict:
     "Per-region thresholds chosen on the out-of-fold probabilities, and that choice cross-validated by fold."
     store, data = cv / "oof-probs", {}
@@ -80,9 +76,11 @@ def thresholds(cv:Path, cases:list, split:dict, convention:str) -> dict:
             if not path.is_file():
                 im = im or load_inference_model(fold_dir(cv, fold) / "checkpoints" / "last.pt")
                 np.save(path, predict(case, im, postprocess=Postprocess()).probs.astype(np.float16))
-            ref = labels_to_regions(np.asarray(nib.load(case["label"]).dataobj).astype(np.uint8), convention)
+            ref = labels_to_regions(read_label_map(case["label"]), convention)
             data[case["id"]] = (fold, np.load(path), ref)
-    dices = lambda ids, t: np.array([[compute_dice(m, r) for m, r in zip(nested_regions(data[i][1], t), data[i][2])]
+    # the masks at thresholds t, nested as neuroseg's labels make them (ET wins over TC, TC over WT)
+    masks = lambda probs, t: nest_regions(probs > np.asarray(t, np.float32)[:, None, None, None])
+    dices = lambda ids, t: np.array([[compute_dice(m, r) for m, r in zip(masks(data[i][1], t), data[i][2])]
                                      for i in ids])
     def choose(ids:list) -> list:
         t = [0.5] * 3
