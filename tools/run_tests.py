@@ -74,12 +74,16 @@ def _crash(code:int, timeout:float) -> str:
         return f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
     return f"exited with status {code}"
 
-def run_notebooks(files:list[Path], flags:str, workers:int, timeout:float=900) -> list[tuple[str, bool, float]]:
-    """Run each notebook's tests with nbdev's test_nb, `workers` at a time, each in a process of its own.
+def run_all(files:list[Path], flags:str, workers:int, checks:list=(), timeout:float=900) -> list[tuple[str, bool, float]]:
+    """Run each notebook's tests with nbdev's test_nb, each in a process of its own, and the other `checks` (`phases`),
+    from one queue, longest first (`SLOW_FIRST`), `workers` at a time.
 
     A process per notebook (forked from a server that has imported torch and MONAI once) keeps one notebook's memory,
     threads and signal handlers from leaking into the next, and a notebook that crashes its process (a segfault, the
-    kernel's OOM killer) fails alone with the reason named, where a shared pool would break and take the others with it."""
+    kernel's OOM killer) fails alone with the reason named, where a shared pool would break and take the others with it.
+    One queue: the checks wait on pip, kernels and subprocesses much of the time, so a third worker beside the two
+    notebooks' fills what they leave idle, and no worker idles at the end while another still has a queue of its own
+    (a lane of checks beside a pool of notebooks took 786 s, its notebooks done after 635)."""
     import multiprocessing as mp
     from concurrent.futures import ThreadPoolExecutor
     from nbdev.config import get_config
@@ -102,9 +106,13 @@ def run_notebooks(files:list[Path], flags:str, workers:int, timeout:float=900) -
         ok, secs, rss = result
         print(f"{'ok  ' if ok else 'FAIL'} {f.name} ({secs:.0f} s, peak {rss:.0f} MB)", flush=True)
         return f.name, ok, secs
-    with ThreadPoolExecutor(workers) as pool: return list(pool.map(one, files))
+    tasks = [(f.stem, lambda f=f: one(f)) for f in files] + [(name, lambda n=name, c=cmd: run_phase(n, c)) for name, cmd in checks]
+    rank = lambda name: next((i for i, s in enumerate(SLOW_FIRST) if name.startswith(s)), len(SLOW_FIRST))
+    with ThreadPoolExecutor(workers) as pool: return list(pool.map(lambda t: t[1](), sorted(tasks, key=lambda t: rank(t[0]))))
 
-SLOW_FIRST = ("07_infer", "10b_raw", "06_train", "03_synth", "10a_preprocess", "05e_metrics")   # started first: the longest
+# started first, longest first (seconds in a CI run on 2 cores): the rest follow in name order
+SLOW_FIRST = ("benchmark", "wheel", "07_infer", "report templates", "10b_raw", "07b_cv", "06_train", "04_model",
+              "03c_synth", "05d_export", "10a_preprocess", "05e_metrics")
 
 def run_phase(name:str, cmd:list, cwd:Path=ROOT) -> tuple[str, bool, float]:
     "Run one of the checks after the notebooks' (a script of tools/), its output kept and printed in one block when it ends."
@@ -142,15 +150,11 @@ def main():
         if not ok: print(f"FAIL nbdev sync: {msg}; run `make sync` and commit", file=sys.stderr)
     files = notebooks(args.only)
     flags = " ".join([args.flags, real_data_flag(files, fetch=not args.no_fetch)])
-    # The other checks run one after another in a third lane beside the notebooks: they wait on pip, kernels and
-    # subprocesses much of the time, so they fill what the notebooks leave idle (a fourth lane only slows all of them:
-    # 649 s against 674 s in the checkout); the longest notebooks start first.
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(1) as lane, tempfile.TemporaryDirectory(prefix="neuroseg-bench-check-") as tmp:
+    # The other checks join the notebooks' queue with one worker more (a fourth only slows all of them: 649 s against
+    # 674 s in the checkout).
+    with tempfile.TemporaryDirectory(prefix="neuroseg-bench-check-") as tmp:
         todo = [] if args.only else [p for p in phases(tmp) if not (args.no_wheel and p[0].startswith("wheel"))]
-        others = lane.submit(lambda: [run_phase(name, cmd) for name, cmd in todo])
-        results += run_notebooks(sorted(files, key=lambda f: not f.stem.startswith(SLOW_FIRST)), flags, args.workers)
-        results += others.result()
+        results += run_all(files, flags, args.workers + bool(todo), todo)
     results.sort(key=lambda r: r[0])
     for name, ok, secs in results: print(f"{'ok  ' if ok else 'FAIL'} {name:45s} {secs:6.1f} s")
     n_ok = sum(ok for _, ok, _ in results)
