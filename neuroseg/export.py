@@ -4,7 +4,7 @@
 
 # %% ../nbs/05d_export.ipynb #941dc733
 from __future__ import annotations
-import json, time, logging, warnings, contextlib, io, re, platform
+import json, time, logging, warnings, contextlib, io, re, os, shutil, tempfile, hashlib, platform
 from pathlib import Path
 import torch
 from torch import nn
@@ -27,8 +27,9 @@ def optional(module:str, # an import of the `export` extra: onnx, onnxscript, on
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMATS', 'optional', 'export_metadata', 'read_metadata', 'export_onnx', 'export_torchscript',
-           'export_checkpoint', 'cpu_has_bf16', 'engine_precision', 'engine_error', 'OnnxNetwork', 'OpenVinoNetwork',
-           'onnx_metadata', 'load_onnx', 'engine_network', 'neuroseg_export']
+           'export_checkpoint', 'cpu_has_bf16', 'engine_precision', 'engine_error', 'OnnxNetwork', 'cache_dir',
+           'network_key', 'openvino_model', 'OpenVinoNetwork', 'onnx_metadata', 'load_onnx', 'engine_network',
+           'neuroseg_export']
 
 # %% ../nbs/05d_export.ipynb #cbc2afbe
 FORMAT = "neuroseg-export/1"   # bump when the metadata's meaning changes
@@ -192,11 +193,70 @@ class OnnxNetwork(nn.Module):
         out = self.session.run(None, {self.input: x.detach().to("cpu", torch.float32).numpy()})[0]
         return torch.from_numpy(out).to(x.device)
 
+# %% ../nbs/05d_export.ipynb #017f7955
+def cache_dir() -> Path|None:
+    """neuroseg's cache folder: $NEUROSEG_CACHE_DIR, else $XDG_CACHE_HOME/neuroseg, else ~/.cache/neuroseg; None when
+    NEUROSEG_CACHE_DIR is `none`."""
+    if (root := os.environ.get("NEUROSEG_CACHE_DIR")) and root.lower() == "none": return None
+    return Path(root or Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"neuroseg").expanduser()
+
+def network_key(network:nn.Module, # a PyTorch network
+                cfg:Config, # its config
+                *versions:str, # the converter's version, and anything else the conversion depends on
+               ) -> str:
+    "sha256 of what a conversion of `network` depends on: its weights (names, dtypes, shapes, bytes), its config, versions."
+    h = hashlib.sha256(json.dumps(dict(versions=[neuroseg.__version__, torch.__version__, *versions], network=type(network).__qualname__,
+                                       config=cfg.to_dict()), sort_keys=True, default=str).encode())
+    for name, t in network.state_dict().items():
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())   # every dtype as bytes (numpy has no bf16)
+    return h.hexdigest()
+
+def _openvino_convert(ov, network:nn.Module, cfg:Config):
+    "`network` converted by OpenVINO: traced once, batch and spatial axes dynamic."
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # tracing warns about shape checks MONAI's blocks resolve statically
+        return ov.convert_model(network.eval(), example_input=_example(cfg),
+                                input=[ov.PartialShape([-1, len(cfg.data.modalities), -1, -1, -1])])
+
+def _cached_entry(entry:Path|None) -> Path|None:
+    "The IR of a cache entry whose weights file matches the sha256 written beside it, else None (a broken entry is removed)."
+    if entry is None or not (entry/"model.xml").is_file(): return None
+    with contextlib.suppress(OSError):
+        if file_sha256(entry/"model.bin") == (entry/"model.bin.sha256").read_text().strip(): return entry/"model.xml"
+    shutil.rmtree(entry, ignore_errors=True)
+    return None
+
+def _save_entry(ov, model, entry:Path):
+    "Write `model`'s IR into cache entry `entry`, whole or not at all; a cache that cannot be written is left as it is."
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name[:16]}.", dir=entry.parent))
+    except OSError: return
+    try:
+        ov.save_model(model, str(tmp/"model.xml"), compress_to_fp16=False)   # fp32 as converted (the default halves it)
+        (tmp/"model.bin.sha256").write_text(file_sha256(tmp/"model.bin"))
+        os.rename(tmp, entry)   # atomic; an identical entry another process wrote first wins
+    except OSError: shutil.rmtree(tmp, ignore_errors=True)
+
+def openvino_model(ov, # the openvino module
+                   network:nn.Module, # a PyTorch network
+                   cfg:Config, # its config
+                  ):
+    "`network` as OpenVINO reads it: the cached IR of its conversion (a path), or a fresh conversion, cached for next time."
+    folder = cache_dir()
+    entry = None if folder is None else folder/"openvino"/network_key(network, cfg, f"openvino {ov.__version__}")
+    if (cached := _cached_entry(entry)) is not None: return cached
+    model = _openvino_convert(ov, network, cfg)
+    if entry is not None: _save_entry(ov, model, entry)
+    return model
+
 # %% ../nbs/05d_export.ipynb #eb9be39b
 class OpenVinoNetwork(nn.Module):
     """A network compiled by OpenVINO for the CPU (latency mode, fp32 or bf16), called like the PyTorch network: (B, C,
     x, y, z) -> logits."""
-    def __init__(self, model:nn.Module|str|Path, # a PyTorch network (converted directly), or an .onnx file
+    def __init__(self, model:nn.Module|str|Path, # a PyTorch network (converted directly, or read from the cache), or an .onnx file
                  cfg:Config, # its config: the input channels and an example patch for the conversion
                  source:str, # named in errors
                  threads:int=0, # inference threads (0: OpenVINO's default, every core)
@@ -205,15 +265,8 @@ class OpenVinoNetwork(nn.Module):
         super().__init__()
         ov = optional("openvino", f"running {Path(source).name} with --engine openvino")
         try:
-            if isinstance(model, nn.Module):
-                with torch.no_grad(), warnings.catch_warnings():
-                    # tracing warns about shape checks MONAI's blocks resolve statically
-                    warnings.simplefilter("ignore")
-                    model = ov.convert_model(
-                        model.eval(),
-                        example_input=_example(cfg),  # batch and spatial axes stay dynamic
-                        input=[ov.PartialShape([-1, len(cfg.data.modalities), -1, -1, -1])],
-                    )
+            # a network's conversion comes from the cache when it is there (a path to its IR)
+            if isinstance(model, nn.Module): model = openvino_model(ov, model, cfg)
             hint = {"fp32": "f32", "bf16": "bf16"}[precision]
             config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint} | (
                 {"INFERENCE_NUM_THREADS": threads} if threads else {}

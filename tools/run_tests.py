@@ -153,7 +153,8 @@ def main():
     flags = " ".join([args.flags, real_data_flag(files, fetch=not args.no_fetch)])
     # The other checks join the notebooks' queue with one worker more (a fourth only slows all of them: 649 s against
     # 674 s in the checkout).
-    with tempfile.TemporaryDirectory(prefix="neuroseg-bench-check-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="neuroseg-bench-check-") as tmp, tempfile.TemporaryDirectory(prefix="neuroseg-cache-") as cache:
+        os.environ["NEUROSEG_CACHE_DIR"] = cache   # the tests start from an empty cache and leave the user's alone
         todo = [] if args.only else [p for p in phases(tmp) if not (args.no_wheel and p[0].startswith("wheel"))]
         results += run_all(files, flags, args.workers + bool(todo), todo)
     results.sort(key=lambda r: r[0])
