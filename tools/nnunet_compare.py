@@ -550,7 +550,8 @@ def markdown(tools: list[dict]) -> str:
         for t in tools:
             by = {r["region"]: r for r in t["rows"] if r["case"] == case}
             if not by: continue
-            lines.append(f"| {case}{' (extra)' if case == CASE_EXTRA else ''} | {t['name']} | " + " | ".join(f(float(by[r]["dice"])) for r in REGIONS)
+            seen = " (trained on it)" if case in t["training"].get("trained_on", ()) else ""
+            lines.append(f"| {case}{' (extra)' if case == CASE_EXTRA else ''} | {t['name']}{seen} | " + " | ".join(f(float(by[r]["dice"])) for r in REGIONS)
                          + " | " + " | ".join(f(float(by[r]["hd95"]), 1) for r in REGIONS) + f" | {t['inference']['cases'][case]['seconds']} |")
     return "\n".join(lines)
 
@@ -563,10 +564,12 @@ def cmd_score(a):
     for case in test_cases(): to_brats_labels(pred_dir/f"{case}.nii.gz", out/"nnunet"/group(case)/f"{case}.nii.gz", case)
     nn = tool_record(f"nnU-Net v2 {CONFIG} ({TRAINER}, fold {a.fold}{'' if timings['tta'] else ', no TTA'})",
                      evaluate(out/"nnunet", out/"nnunet"), timings["cases"], nnunet_training_facts(a.fold))
+    from neuroseg.metrics import shipped_training_cases
+    facts = NEUROSEG | dict(trained_on=shipped_training_cases().get("brats", []) if a.neuroseg_ckpt == "pretrained:brats" else [])
     ns_timings = neuroseg_predict(out/"neuroseg", a.neuroseg_ckpt)
-    ns = tool_record(f"neuroseg {a.neuroseg_ckpt}", evaluate(out/"neuroseg", out/"neuroseg"), ns_timings, NEUROSEG)
+    ns = tool_record(f"neuroseg {a.neuroseg_ckpt}", evaluate(out/"neuroseg", out/"neuroseg"), ns_timings, facts)
     raw_timings = neuroseg_predict(out/"neuroseg-raw", a.neuroseg_ckpt, "none")   # as nnU-Net predicts: no postprocessing
-    raw = tool_record(f"neuroseg {a.neuroseg_ckpt}, --postprocess none", evaluate(out/"neuroseg-raw", out/"neuroseg-raw"), raw_timings, NEUROSEG)
+    raw = tool_record(f"neuroseg {a.neuroseg_ckpt}, --postprocess none", evaluate(out/"neuroseg-raw", out/"neuroseg-raw"), raw_timings, facts)
     tools = [ns, raw, nn]
     result = dict(when=time.strftime("%Y-%m-%d %H:%M"), budget_s=BUDGET_S, versions=load_json(WORK/"versions.json"),
                   plan=load_json(WORK/"plan.json"), timing=load_json(WORK/f"timing_{CONFIG}.json"), cases=test_cases(), tools=tools)

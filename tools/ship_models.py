@@ -78,6 +78,14 @@ def adopt_postprocess(path:str, work:Path) -> str:
     (work/"postprocess.json").write_text(text)
     return text
 
+def trained_on(ckpt:str) -> list:
+    "The real cases `ckpt`'s last training step trained on: its split file's training subset for its fold (-1: every fold)."
+    from neuroseg.core import find_config
+    from neuroseg.data import split_subset_ids
+    from neuroseg.pretrained import load_model_checkpoint
+    d = load_model_checkpoint(ckpt)["config"]["data"]
+    return sorted(split_subset_ids(find_config(d["split_file"]), "train", d.get("fold", 0)))
+
 CARD_TEXT = ("description", "data", "commands")   # a model card's prose: package data, kept in the registry (models.json)
 
 def card_text(name:str) -> dict:
@@ -114,6 +122,9 @@ def main(argv=None):
     run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", ckpt, "--cases", card["cases"], "--postprocess", "none",
         "--out", work/"score-raw")
     scores = {k: json.loads((work/k/"scores.json").read_text()) for k in ("score", "score-raw")}
+    if card["cases"] == "heldout":   # the card lists the cases it trained on, which none of the held-out ones may be
+        card["trained_on"] = trained_on(ckpt)
+        if leaked := set(card["trained_on"]) & set(held_out()): sys.exit(f"ship_models: {ckpt} trained on held-out cases {sorted(leaked)}")
     card.update(held_out=held_out() if card["cases"] == "heldout" else "none: it never saw a real case", scored_on=sorted({r["case"] for r in scores["score"]["rows"]}),
                 postprocess_decision=dict(rules=decision["postprocess"], chosen_on=decision["cases"],
                                           criterion=decision.get("criterion", "dice"),
