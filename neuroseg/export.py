@@ -4,14 +4,15 @@
 
 # %% ../nbs/05d_export.ipynb #941dc733
 from __future__ import annotations
-import json, time, logging, warnings, contextlib, io, re, os, shutil, tempfile, hashlib, platform
+import json, time, logging, warnings, contextlib, io, re, os, shutil, hashlib, inspect, uuid, platform
 from pathlib import Path
 import torch
 from torch import nn
 from fastcore.script import Param, store_true
 import neuroseg
 from .core import (ENGINES, NeurosegError, known_precision, Config, cli_errors, console_script,
-                           config_from_dict, atomic_path, check_writable)
+                           config_from_dict, atomic_path, atomic_dir, check_writable, fsync_path,
+                           write_json_atomic)
 from .checkpoint import model_from_checkpoint
 from .pretrained import resolve_checkpoint, load_model_checkpoint, file_sha256
 
@@ -26,10 +27,10 @@ def optional(module:str, # an import of the `export` extra: onnx, onnxscript, on
         raise NeurosegError(f'{what} needs {module}, which is not installed: pip install "neuroseg-3d[export]"') from e
 
 # %% auto #0
-__all__ = ['FORMAT', 'FORMATS', 'optional', 'export_metadata', 'read_metadata', 'export_onnx', 'export_torchscript',
-           'export_checkpoint', 'cpu_has_bf16', 'engine_precision', 'engine_error', 'OnnxNetwork', 'cache_dir',
-           'network_key', 'openvino_model', 'OpenVinoNetwork', 'onnx_metadata', 'load_onnx', 'engine_network',
-           'neuroseg_export']
+__all__ = ['FORMAT', 'FORMATS', 'CACHE_FILES', 'optional', 'export_metadata', 'read_metadata', 'export_onnx',
+           'export_torchscript', 'export_checkpoint', 'cpu_has_bf16', 'engine_precision', 'engine_error', 'OnnxNetwork',
+           'cache_dir', 'network_key', 'openvino_compile', 'OpenVinoNetwork', 'onnx_metadata', 'load_onnx',
+           'engine_network', 'neuroseg_export']
 
 # %% ../nbs/05d_export.ipynb #cbc2afbe
 FORMAT = "neuroseg-export/1"   # bump when the metadata's meaning changes
@@ -194,23 +195,40 @@ class OnnxNetwork(nn.Module):
         return torch.from_numpy(out).to(x.device)
 
 # %% ../nbs/05d_export.ipynb #017f7955
+CACHE_FILES = ("model.xml", "model.bin")   # an OpenVINO IR: the graph, and its weights
+
 def cache_dir() -> Path|None:
     """neuroseg's cache folder: $NEUROSEG_CACHE_DIR, else $XDG_CACHE_HOME/neuroseg, else ~/.cache/neuroseg; None when
-    NEUROSEG_CACHE_DIR is `none`."""
+    NEUROSEG_CACHE_DIR is `none` or there is no home folder."""
     if (root := os.environ.get("NEUROSEG_CACHE_DIR")) and root.lower() == "none": return None
-    return Path(root or Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"neuroseg").expanduser()
+    try: return Path(root or Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"neuroseg").expanduser()
+    except RuntimeError: return None   # Path.home() without a home
+
+def _class_sources(network:nn.Module) -> str:
+    "sha256 of the source files of the classes `network` is built of: a changed forward pass changes the graph."
+    files = set()
+    for m in network.modules():
+        with contextlib.suppress(TypeError, OSError): files.add(inspect.getsourcefile(type(m)))
+    h = hashlib.sha256()
+    for f in sorted(f for f in files if f):
+        h.update(Path(f).name.encode()); h.update(Path(f).read_bytes())
+    return h.hexdigest()
 
 def network_key(network:nn.Module, # a PyTorch network
                 cfg:Config, # its config
                 *versions:str, # the converter's version, and anything else the conversion depends on
                ) -> str:
-    "sha256 of what a conversion of `network` depends on: its weights (names, dtypes, shapes, bytes), its config, versions."
-    h = hashlib.sha256(json.dumps(dict(versions=[neuroseg.__version__, torch.__version__, *versions], network=type(network).__qualname__,
-                                       config=cfg.to_dict()), sort_keys=True, default=str).encode())
+    """sha256 of what a conversion of `network` depends on: its weights (names, dtypes, shapes, bytes), its classes'
+    source, its config's model, channels and patch, and the versions."""
+    import monai
+    what = dict(versions=[neuroseg.__version__, torch.__version__, monai.__version__, *versions],
+                network=type(network).__qualname__, sources=_class_sources(network), model=cfg.to_dict()["model"],
+                channels=len(cfg.data.modalities), patch=list(cfg.data.roi_size))
+    h = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
     for name, t in network.state_dict().items():
         t = t.detach().to("cpu").contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())   # every dtype as bytes (numpy has no bf16)
+        h.update(t.reshape(-1).view(torch.uint8).numpy())   # every dtype as bytes (numpy has no bf16)
     return h.hexdigest()
 
 def _openvino_convert(ov, network:nn.Module, cfg:Config):
@@ -220,43 +238,52 @@ def _openvino_convert(ov, network:nn.Module, cfg:Config):
         return ov.convert_model(network.eval(), example_input=_example(cfg),
                                 input=[ov.PartialShape([-1, len(cfg.data.modalities), -1, -1, -1])])
 
-def _cached_entry(entry:Path|None) -> Path|None:
-    "The IR of a cache entry whose weights file matches the sha256 written beside it, else None (a broken entry is removed)."
-    if entry is None or not (entry/"model.xml").is_file(): return None
+def _remove_entry(entry:Path):
+    "Move a broken cache entry aside under a name of its own, then delete it."
+    gone = entry.with_name(f".{entry.name}.{uuid.uuid4().hex[:8]}.broken")
     with contextlib.suppress(OSError):
-        if file_sha256(entry/"model.bin") == (entry/"model.bin.sha256").read_text().strip(): return entry/"model.xml"
-    shutil.rmtree(entry, ignore_errors=True)
+        entry.rename(gone)
+        shutil.rmtree(gone, ignore_errors=True)
+
+def _read_entry(entry:Path|None) -> Path|None:
+    "The IR of a cache entry whose files match its manifest's sha256, else None (a broken entry is removed)."
+    if entry is None or not entry.exists(): return None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        manifest = json.loads((entry/"manifest.json").read_text())
+        if all(file_sha256(entry/f) == manifest[f] for f in CACHE_FILES): return entry/"model.xml"
+    _remove_entry(entry)
     return None
 
 def _save_entry(ov, model, entry:Path):
-    "Write `model`'s IR into cache entry `entry`, whole or not at all; a cache that cannot be written is left as it is."
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name[:16]}.", dir=entry.parent))
-    except OSError: return
-    try:
+    "Write `model`'s IR as cache entry `entry`, whole or not at all; a cache that cannot be written is left as it is."
+    with contextlib.suppress(Exception), atomic_dir(entry, overwrite=True) as tmp:
         ov.save_model(model, str(tmp/"model.xml"), compress_to_fp16=False)   # fp32 as converted (the default halves it)
-        (tmp/"model.bin.sha256").write_text(file_sha256(tmp/"model.bin"))
-        os.rename(tmp, entry)   # atomic; an identical entry another process wrote first wins
-    except OSError: shutil.rmtree(tmp, ignore_errors=True)
+        for f in CACHE_FILES: fsync_path(tmp/f)
+        write_json_atomic(tmp/"manifest.json", {f: file_sha256(tmp/f) for f in CACHE_FILES})
 
-def openvino_model(ov, # the openvino module
-                   network:nn.Module, # a PyTorch network
-                   cfg:Config, # its config
-                  ):
-    "`network` as OpenVINO reads it: the cached IR of its conversion (a path), or a fresh conversion, cached for next time."
-    folder = cache_dir()
-    entry = None if folder is None else folder/"openvino"/network_key(network, cfg, f"openvino {ov.__version__}")
-    if (cached := _cached_entry(entry)) is not None: return cached
+def openvino_compile(ov, # the openvino module
+                     network:nn.Module, # a PyTorch network
+                     cfg:Config, # its config
+                     config:dict, # OpenVINO's compile properties
+                    ):
+    """`network` compiled by OpenVINO for the CPU: from the cached IR of its conversion when there is one, else
+    converted, and cached for next time."""
+    try:
+        folder = cache_dir()
+        entry = None if folder is None else folder/"openvino"/network_key(network, cfg, f"openvino {ov.__version__}")
+    except Exception: entry = None   # a cache that cannot be keyed is no cache
+    if (xml := _read_entry(entry)) is not None:
+        try: return ov.Core().compile_model(str(xml), "CPU", config)
+        except Exception: _remove_entry(entry)   # converted again below
     model = _openvino_convert(ov, network, cfg)
     if entry is not None: _save_entry(ov, model, entry)
-    return model
+    return ov.Core().compile_model(model, "CPU", config)
 
 # %% ../nbs/05d_export.ipynb #eb9be39b
 class OpenVinoNetwork(nn.Module):
     """A network compiled by OpenVINO for the CPU (latency mode, fp32 or bf16), called like the PyTorch network: (B, C,
     x, y, z) -> logits."""
-    def __init__(self, model:nn.Module|str|Path, # a PyTorch network (converted directly, or read from the cache), or an .onnx file
+    def __init__(self, model:nn.Module|str|Path, # a PyTorch network (converted, or cached), or an .onnx file
                  cfg:Config, # its config: the input channels and an example patch for the conversion
                  source:str, # named in errors
                  threads:int=0, # inference threads (0: OpenVINO's default, every core)
@@ -265,13 +292,12 @@ class OpenVinoNetwork(nn.Module):
         super().__init__()
         ov = optional("openvino", f"running {Path(source).name} with --engine openvino")
         try:
-            # a network's conversion comes from the cache when it is there (a path to its IR)
-            if isinstance(model, nn.Module): model = openvino_model(ov, model, cfg)
             hint = {"fp32": "f32", "bf16": "bf16"}[precision]
             config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint} | (
                 {"INFERENCE_NUM_THREADS": threads} if threads else {}
             )
-            self.compiled = ov.Core().compile_model(model if not isinstance(model, Path) else str(model), "CPU", config)
+            self.compiled = (openvino_compile(ov, model, cfg, config) if isinstance(model, nn.Module) else
+                             ov.Core().compile_model(str(model), "CPU", config))
         except Exception as e:
             raise NeurosegError(f"{source}: OpenVINO cannot compile this network ({engine_error(e)})") from e
         self.request = self.compiled.create_infer_request()

@@ -78,13 +78,37 @@ def adopt_postprocess(path:str, work:Path) -> str:
     (work/"postprocess.json").write_text(text)
     return text
 
-def trained_on(ckpt:str) -> list:
-    "The real cases `ckpt`'s last training step trained on: its split file's training subset for its fold (-1: every fold)."
+def lineage(ckpt:str) -> list[dict]:
+    """The configs of `ckpt` and of the checkpoints its training started from (`train.init_from`, resolved against the
+    folder each run ran in), as far as they are still found; a missing one is named."""
+    from neuroseg.pretrained import load_model_checkpoint
+    configs, spec = [], ckpt
+    while spec:
+        cfg = load_model_checkpoint(spec)["config"]
+        configs.append(cfg)
+        if not (init := cfg["train"].get("init_from")): break
+        out_dir, here = Path(cfg["train"]["out_dir"]), Path(spec).resolve().parent.parent   # <ran in>/<out_dir>/checkpoints/
+        ran_in = here.parents[len(out_dir.parts) - 1] if not out_dir.is_absolute() and here.parts[-len(out_dir.parts):] == out_dir.parts else Path.cwd()
+        found = [p for p in (Path(init), ran_in/init) if p.is_file()]
+        if not found:
+            print(f"ship_models: {spec} started from {init}, not found here: the cases that one saw are not checked", flush=True)
+            break
+        spec = str(found[0])
+    return configs
+
+def cases_seen(ckpt:str) -> tuple[list, list]:
+    """The real cases `ckpt`'s training (through its `init_from` lineage) trained on, and those it trained or validated
+    on: its split files' subsets for each run's fold (-1: every fold)."""
     from neuroseg.core import find_config
     from neuroseg.data import split_subset_ids
-    from neuroseg.pretrained import load_model_checkpoint
-    d = load_model_checkpoint(ckpt)["config"]["data"]
-    return sorted(split_subset_ids(find_config(d["split_file"]), "train", d.get("fold", 0)))
+    trained, seen = set(), set()
+    for cfg in lineage(ckpt):
+        d = cfg["data"]
+        if not d.get("split_file"): sys.exit(f"ship_models: {ckpt}: a run of its lineage names no split file (data.split_file)")
+        split = find_config(d["split_file"])
+        trained |= set(split_subset_ids(split, "train", d.get("fold", 0)))
+        seen |= trained | set(split_subset_ids(split, "val", d.get("fold", 0)))
+    return sorted(trained), sorted(seen)
 
 CARD_TEXT = ("description", "data", "commands")   # a model card's prose: package data, kept in the registry (models.json)
 
@@ -115,6 +139,9 @@ def main(argv=None):
     work = ROOT/"runs"/f"ship-{a.name}"
     if work.exists(): sys.exit(f"ship_models: {work} exists; move it aside first")
     card = card_text(a.name)
+    if card["cases"] == "heldout":   # the card lists the cases it trained on; none may be held out, nor chose a checkpoint
+        card["trained_on"], seen = cases_seen(ckpt)
+        if leaked := set(seen) & set(held_out()): sys.exit(f"ship_models: {ckpt} trained or validated on held-out cases {sorted(leaked)}")
     decision = json.loads(adopt_postprocess(a.postprocess_from, work) if a.postprocess_from else
                           choose_postprocess(a.name, ckpt, data, work, a.criterion).read_text())
     run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", ckpt, "--cases", card["cases"], "--postprocess", work/"postprocess.json",
@@ -122,9 +149,6 @@ def main(argv=None):
     run(sys.executable, ROOT/"tools"/"score_real.py", "--ckpt", ckpt, "--cases", card["cases"], "--postprocess", "none",
         "--out", work/"score-raw")
     scores = {k: json.loads((work/k/"scores.json").read_text()) for k in ("score", "score-raw")}
-    if card["cases"] == "heldout":   # the card lists the cases it trained on, which none of the held-out ones may be
-        card["trained_on"] = trained_on(ckpt)
-        if leaked := set(card["trained_on"]) & set(held_out()): sys.exit(f"ship_models: {ckpt} trained on held-out cases {sorted(leaked)}")
     card.update(held_out=held_out() if card["cases"] == "heldout" else "none: it never saw a real case", scored_on=sorted({r["case"] for r in scores["score"]["rows"]}),
                 postprocess_decision=dict(rules=decision["postprocess"], chosen_on=decision["cases"],
                                           criterion=decision.get("criterion", "dice"),
