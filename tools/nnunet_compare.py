@@ -87,9 +87,14 @@ CASE_2023, CASE_EXTRA = "BraTS-GLI-00000-000", "Brats18_2013_21_1"
 CHANNELS = {"0": "FLAIR", "1": "T1", "2": "T1gd", "3": "T2"}
 SUFFIXES = {"brats2021": ("flair", "t1", "t1ce", "t2"), "brats2023": ("t2f", "t1n", "t1c", "t2w")}
 REGIONS = ("WT", "TC", "ET")
-NEUROSEG = dict(name="neuroseg pretrained:brats", wall_min=247, steps=10125, patches_per_step=4, patch="64^3",
-                spacing_mm=1.5, cases=10, note="4 cycles: 1125+2000+6000 steps on 8 cases (folds 1-4), 1000 on all 10; "
-                "wall times from nbs/05c_pretrained.ipynb (a shared CPU: upper bounds); peak memory not recorded")
+# What trained pretrained:brats (nbs/05c_pretrained.ipynb). Its first 64^3 model (sha256 201c98e8..., 2026-12-05)
+# was what nnU-Net's budget was fitted to: 247 min, 10,125 steps of 64^3 on real cases (1125 + 2000 + 6000 on the 8
+# of fold 0's training folds, 1000 on all 10).
+NEUROSEG = dict(name="neuroseg pretrained:brats", wall_min=193 + 9, steps="3050 + 400", patches_per_step=4,
+                patch="64^3 (synthetic brains), then 80^3 (real cases)", spacing_mm=1.5, cases=11,
+                note="pretrained:synth (3050 steps on synthetic brains, 193 min) fine-tuned for 400 steps on all 11 "
+                "training cases (recipes/brats-synth80-all.yaml); wall times from nbs/05c_pretrained.ipynb; peak "
+                "memory not recorded")
 
 
 # ---------------------------------------------------------------- helpers
