@@ -90,7 +90,7 @@ REGIONS = ("WT", "TC", "ET")
 # What trained pretrained:brats (nbs/05c_pretrained.ipynb). Its first 64^3 model (sha256 201c98e8..., 2026-12-05)
 # was what nnU-Net's budget was fitted to: 247 min, 10,125 steps of 64^3 on real cases (1125 + 2000 + 6000 on the 8
 # of fold 0's training folds, 1000 on all 10).
-NEUROSEG = dict(name="neuroseg pretrained:brats", wall_min=193 + 9, steps="3050 + 400", patches_per_step=4,
+NEUROSEG = dict(name="neuroseg pretrained:brats", wall_min=193 + 8, steps="3050 + 400", patches_per_step=4,
                 patch="64^3 (synthetic brains), then 80^3 (real cases)", spacing_mm=1.5, cases=11,
                 note="pretrained:synth (3050 steps on synthetic brains, 193 min) fine-tuned for 400 steps on all 11 "
                 "training cases (recipes/brats-synth80-all.yaml); wall times from nbs/05c_pretrained.ipynb; peak "
