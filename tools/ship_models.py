@@ -78,36 +78,37 @@ def adopt_postprocess(path:str, work:Path) -> str:
     (work/"postprocess.json").write_text(text)
     return text
 
-def lineage(ckpt:str) -> list[dict]:
-    """The configs of `ckpt` and of the checkpoints its training started from (`train.init_from`, resolved against the
-    folder each run ran in), as far as they are still found; a missing one is named."""
-    from neuroseg.pretrained import load_model_checkpoint
-    configs, spec = [], ckpt
+def ran_in(ckpt:str, out_dir:str) -> Path:
+    "The folder a run was started in: its checkpoint's path without `<out_dir>/checkpoints/<file>` (else this one)."
+    run_dir, out = Path(ckpt).resolve().parent.parent, Path(out_dir)
+    return run_dir.parents[len(out.parts) - 1] if run_dir.parts[-len(out.parts):] == out.parts else Path.cwd()
+
+def cases_seen(ckpt:str) -> tuple[list, list]:
+    """The real cases `ckpt`'s training trained on, and those it trained or validated on: its split files' subsets for
+    each run's fold (-1: every fold), through the checkpoints it started from (`train.init_from`: a run's checkpoint,
+    found where that run was started, or a shipped model, whose card lists its cases)."""
+    from neuroseg.core import find_config
+    from neuroseg.data import split_subset_ids
+    from neuroseg.pretrained import PREFIX, is_model_name, load_model_checkpoint, read_registry
+    trained, seen, spec = set(), set(), ckpt
     while spec:
         cfg = load_model_checkpoint(spec)["config"]
-        configs.append(cfg)
-        if not (init := cfg["train"].get("init_from")): break
-        out_dir, here = Path(cfg["train"]["out_dir"]), Path(spec).resolve().parent.parent   # <ran in>/<out_dir>/checkpoints/
-        ran_in = here.parents[len(out_dir.parts) - 1] if not out_dir.is_absolute() and here.parts[-len(out_dir.parts):] == out_dir.parts else Path.cwd()
-        found = [p for p in (Path(init), ran_in/init) if p.is_file()]
+        d, init = cfg["data"], cfg["train"].get("init_from")
+        if d.get("format") != "synth":   # synthetic brains: no real case
+            if not d.get("split_file"): sys.exit(f"ship_models: {spec}: a run of {ckpt}'s lineage names no split file (data.split_file)")
+            split, fold = find_config(d["split_file"]), d.get("fold", 0)
+            trained |= set(split_subset_ids(split, "train", fold))
+            seen |= trained | set(split_subset_ids(split, "val", fold))
+        if not init: break
+        if is_model_name(init):
+            cases = set(read_registry()[init[len(PREFIX):]].get("trained_on", []))
+            trained, seen = trained | cases, seen | cases
+            break
+        found = [p for p in (Path(init), ran_in(spec, cfg["train"]["out_dir"])/init) if p.is_file()]
         if not found:
             print(f"ship_models: {spec} started from {init}, not found here: the cases that one saw are not checked", flush=True)
             break
         spec = str(found[0])
-    return configs
-
-def cases_seen(ckpt:str) -> tuple[list, list]:
-    """The real cases `ckpt`'s training (through its `init_from` lineage) trained on, and those it trained or validated
-    on: its split files' subsets for each run's fold (-1: every fold)."""
-    from neuroseg.core import find_config
-    from neuroseg.data import split_subset_ids
-    trained, seen = set(), set()
-    for cfg in lineage(ckpt):
-        d = cfg["data"]
-        if not d.get("split_file"): sys.exit(f"ship_models: {ckpt}: a run of its lineage names no split file (data.split_file)")
-        split = find_config(d["split_file"])
-        trained |= set(split_subset_ids(split, "train", d.get("fold", 0)))
-        seen |= trained | set(split_subset_ids(split, "val", d.get("fold", 0)))
     return sorted(trained), sorted(seen)
 
 CARD_TEXT = ("description", "data", "commands")   # a model card's prose: package data, kept in the registry (models.json)
