@@ -947,6 +947,9 @@ def infer_command(
     ) = None,
     min_fraction_tc: Param("drop tumour-core components under this fraction of the largest", float) = None,
     min_fraction_et: Param("drop enhancing-tumour components under this fraction of the largest", float) = None,
+    keep_core: Param(
+        "keep every whole-tumour component holding at least this much tumour core (mL), whatever the WT rules say", float
+    ) = None,
     device: Param("auto, cpu, cuda or cuda:N", str) = "auto",
     engine: Param(
         "what runs the network: torch, or onnxruntime / openvino on the CPU (default: the checkpoint's infer.engine; "
@@ -974,7 +977,7 @@ def infer_command(
     input, 1 some cases of a batch failed."""
     settings = dict(tta=tta or None, roi_size=roi, overlap=overlap, sw_batch_size=sw_batch_size, convention=convention,
                     postprocess=cli_postprocess(postprocess, (min_size_wt, min_size_tc, min_size_et), et_min_volume,
-                                                (min_fraction_wt, min_fraction_tc, min_fraction_et)))
+                                                (min_fraction_wt, min_fraction_tc, min_fraction_et), keep_core))
     if dicom or raw:
         from neuroseg.raw import _run_raw
         if dicom and input: raise NeurosegError("--dicom is the input: give --dicom or --input, not both")

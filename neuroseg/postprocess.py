@@ -19,12 +19,12 @@ from .metrics import (compute_dice, compute_brats2023_lesion_wise, BRATS2023_DIL
                               check_out_not_input, check_pred_not_ref, split_cases_to_score)
 
 # %% auto #0
-__all__ = ['CONNECTIVITY', 'MAX_ML', 'MIN_SIZES_ML', 'MIN_FRACTIONS', 'ET_VOLUMES_ML', 'MIN_GAIN', 'MIN_CASES', 'RULES',
-           'CRITERIA', 'label_components', 'small_components', 'nest_regions', 'drop_small_components',
-           'replace_small_enhancing', 'Postprocess', 'count_components', 'postprocess_violations',
-           'postprocess_from_dict', 'read_postprocess', 'cli_postprocess', 'ScoredCase', 'scored_case', 'with_rule',
-           'region_scores', 'select_postprocess', 'format_decision', 'nested_selection', 'format_nested',
-           'load_scored_cases', 'scored_pairs', 'neuroseg_postprocess']
+__all__ = ['CONNECTIVITY', 'MAX_ML', 'MIN_SIZES_ML', 'MIN_FRACTIONS', 'ET_VOLUMES_ML', 'CORE_ML', 'MIN_GAIN', 'MIN_CASES',
+           'PER_REGION', 'RULES', 'CRITERIA', 'label_components', 'small_components', 'nest_regions',
+           'components_holding', 'drop_small_components', 'replace_small_enhancing', 'ml_to_voxels', 'Postprocess',
+           'count_components', 'postprocess_violations', 'postprocess_from_dict', 'read_postprocess', 'cli_postprocess',
+           'ScoredCase', 'scored_case', 'with_rule', 'region_scores', 'select_postprocess', 'format_decision',
+           'nested_selection', 'format_nested', 'load_scored_cases', 'scored_pairs', 'neuroseg_postprocess']
 
 # %% ../nbs/06a_postprocess.ipynb #f703d395
 # 26-connected: a shared face, edge or corner joins two voxels, as BraTS counts lesions
@@ -57,16 +57,32 @@ def nest_regions(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z), nested or 
     return np.stack([regions[0] | core, core, regions[2]])
 
 # %% ../nbs/06a_postprocess.ipynb #d14fa26d
+def components_holding(mask:np.ndarray, # boolean mask (X, Y, Z)
+                       inner:np.ndarray, # boolean mask of what a component must hold
+                       min_voxels:int, # at least this many voxels of `inner`
+                      ) -> np.ndarray:
+    "The voxels of `mask`'s 26-connected components that hold at least `min_voxels` voxels of `inner` (none for 0)."
+    if min_voxels <= 0: return np.zeros_like(mask)
+    components, _ = label_components(mask)
+    held = np.bincount(components[inner & mask], minlength=components.max() + 1)
+    held[0] = 0   # the outside holds nothing
+    return (held >= min_voxels)[components]
+
 def drop_small_components(
     regions: np.ndarray,  # WT, TC, ET masks (3, X, Y, Z)
     min_voxels: tuple,  # minimum component size per region, in voxels (0: keep all)
     min_fractions: tuple = (0.0, 0.0, 0.0),  # minimum size per region as a fraction of its largest component
+    keep_core_voxels: int = 0,  # a WT component holding this much tumour core is kept whatever its size (0: off)
 ) -> np.ndarray:
     """Nested region masks without their small components; a component dropped from a region takes the regions inside it
-    along."""
+    along. The core that spares a WT component is the one the TC rules keep, so the written file holds the rule."""
     regions = nest_regions(regions)
     for i, (size, fraction) in enumerate(zip(min_voxels, min_fractions)):
-        regions[i:] &= ~small_components(regions[i], int(size), fraction)
+        small = small_components(regions[i], int(size), fraction)
+        if i == 0 and keep_core_voxels > 0 and small.any():
+            core = regions[1] & ~small_components(regions[1], int(min_voxels[1]), min_fractions[1])
+            small &= ~components_holding(regions[0], core, keep_core_voxels)
+        regions[i:] &= ~small
     return regions
 
 # %% ../nbs/06a_postprocess.ipynb #8486ef5f
@@ -82,14 +98,19 @@ def replace_small_enhancing(regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
 # %% ../nbs/06a_postprocess.ipynb #c980fa85
 MAX_ML = 1e5   # mL: larger than any head (about 1.5e3 mL); a bound that keeps counts of voxels finite
 
+def ml_to_voxels(ml:float, voxel_ml:float) -> int:
+    "The fewest voxels of `voxel_ml` that hold `ml` (0 for 0: a rule off)."
+    return int(np.ceil(ml / voxel_ml - 1e-9)) if ml > 0 else 0
+
 @dataclass
 class Postprocess:
-    """Postprocessing rules (every one off by default): small components dropped per region, small enhancing tumour to
-    necrosis."""
+    """Postprocessing rules (every one off by default): small components dropped per region (WT components with enough
+    tumour core spared), small enhancing tumour to necrosis."""
     min_size_ml: tuple = (0.0, 0.0, 0.0)  # smallest component kept per region WT, TC, ET, in mL
     et_min_volume_ml: float = 0.0  # ET below this total volume becomes necrosis, in mL
     # per region, components under this fraction of the largest are dropped (1: largest only)
     min_fraction: tuple = (0.0, 0.0, 0.0)
+    keep_core_ml: float = 0.0  # a WT component holding at least this much tumour core (mL) escapes the WT rules
 
     def __post_init__(self):
         """Refuse a negative, NaN, infinite or huge size and a fraction outside 0..1, naming the setting and its
@@ -113,25 +134,23 @@ class Postprocess:
                     f"--min-size-{region.lower()} (min_size_ml of {region}): {ml:g} mL; sizes must be 0 or more, at "
                     f"most {MAX_ML:g} mL"
                 )
-        self.et_min_volume_ml = float(self.et_min_volume_ml)
-        if not 0 <= self.et_min_volume_ml <= MAX_ML:
-            raise NeurosegError(
-                f"--et-min-volume (et_min_volume_ml): {self.et_min_volume_ml:g} mL; volumes must be 0 or more, at most "
-                f"{MAX_ML:g} mL"
-            )
+        self.et_min_volume_ml, self.keep_core_ml = float(self.et_min_volume_ml), float(self.keep_core_ml)
+        for option, name, ml in (("--et-min-volume", "et_min_volume_ml", self.et_min_volume_ml),
+                                 ("--keep-core", "keep_core_ml", self.keep_core_ml)):
+            if not 0 <= ml <= MAX_ML:
+                raise NeurosegError(f"{option} ({name}): {ml:g} mL; volumes must be 0 or more, at most {MAX_ML:g} mL")
 
     def voxels(self, voxel_ml:float, # volume of one voxel in mL
               ) -> tuple[tuple, int]:
         "The rules' volumes in voxels of this size: the smallest component kept per region, and the ET volume rule's."
-        count = lambda ml: int(np.ceil(ml / voxel_ml - 1e-9)) if ml > 0 else 0
-        return tuple(map(count, self.min_size_ml)), count(self.et_min_volume_ml)
+        return tuple(ml_to_voxels(ml, voxel_ml) for ml in self.min_size_ml), ml_to_voxels(self.et_min_volume_ml, voxel_ml)
 
     def __call__(self, regions:np.ndarray, # WT, TC, ET masks (3, X, Y, Z)
                  voxel_ml:float, # volume of one voxel in mL
                 ) -> np.ndarray:
         "The postprocessed region masks, nested (the input is left untouched)."
-        sizes, et_voxels = self.voxels(voxel_ml)
-        return replace_small_enhancing(drop_small_components(regions, sizes, self.min_fraction), et_voxels)
+        (sizes, et_voxels), core = self.voxels(voxel_ml), ml_to_voxels(self.keep_core_ml, voxel_ml)
+        return replace_small_enhancing(drop_small_components(regions, sizes, self.min_fraction, core), et_voxels)
 
 # %% ../nbs/06a_postprocess.ipynb #51836568
 def count_components(labels:np.ndarray, # label map (X, Y, Z)
@@ -148,12 +167,18 @@ def postprocess_violations(labels:np.ndarray, # label map (X, Y, Z), e.g. as wri
     """Each rule of `post` that `labels` breaks, one line each (none: it satisfies them all), on its own regions'
     26-connected components."""
     regions, (min_voxels, et_voxels), found = labels_to_regions(labels, convention), post.voxels(voxel_ml), []
-    for region, mask, ml, size, fraction in zip(REGIONS, regions, post.min_size_ml, min_voxels, post.min_fraction):
-        sizes = np.sort(label_components(mask)[1][1:])[::-1]
-        floor = max(size, fraction * sizes[0]) if sizes.size else 0
-        if (small := sizes[sizes < floor]).size:
-            found.append(f"{region}: {small.size} of {sizes.size} components under the {floor:g} voxels its rules keep "
-                          f"(min_size_ml {ml:g}, min_fraction {fraction:g}): {small[:5].tolist()}")
+    core = ml_to_voxels(post.keep_core_ml, voxel_ml)
+    for i, (region, mask, ml, size, fraction) in enumerate(
+        zip(REGIONS, regions, post.min_size_ml, min_voxels, post.min_fraction)
+    ):
+        components, sizes = label_components(mask)
+        floor = max(size, fraction * sizes[1:].max()) if sizes.size > 1 else 0
+        small = (sizes < floor)[components] & mask
+        if i == 0: small &= ~components_holding(mask, regions[1], core)   # enough core spares a component
+        if (small := np.sort(sizes[np.unique(components[small])])[::-1]).size:
+            spared = f", keep_core_ml {post.keep_core_ml:g}" if i == 0 and core else ""
+            found.append(f"{region}: {small.size} of {sizes.size - 1} components under the {floor:g} voxels its rules "
+                         f"keep (min_size_ml {ml:g}, min_fraction {fraction:g}{spared}): {small[:5].tolist()}")
     if 0 < (et := int(regions[2].sum())) < et_voxels:
         found.append(f"ET: {et} voxels in all, under the {et_voxels} of et_min_volume_ml {post.et_min_volume_ml:g}")
     return found
@@ -165,7 +190,8 @@ def postprocess_from_dict(d:dict|None, # `{"min_size_ml": [WT, TC, ET], "et_min_
     "The `Postprocess` a decision (or a checkpoint) stores."
     try:
         return Postprocess(
-            tuple(d["min_size_ml"]), float(d["et_min_volume_ml"]), tuple(d.get("min_fraction", (0.0,) * len(REGIONS)))
+            tuple(d["min_size_ml"]), float(d["et_min_volume_ml"]), tuple(d.get("min_fraction", (0.0,) * len(REGIONS))),
+            float(d.get("keep_core_ml", 0.0)),   # decisions written before it have none
         )
     # a value out of bounds, named with its file
     except NeurosegError as e:
@@ -193,16 +219,17 @@ def cli_postprocess(choice:str, # --postprocess: model, none or a decision file
                     sizes:tuple, # --min-size-wt/tc/et (None: not given)
                     et_min_volume:float|None, # --et-min-volume (None: not given)
                     fractions:tuple=(None,) * 3, # --min-fraction-wt/tc/et (None: not given)
+                    keep_core:float|None=None, # --keep-core (None: not given)
                    ) -> Postprocess|None:
     "The command line's postprocessing; None means the checkpoint's own. Rules given by hand replace any decision."
     given = lambda values: tuple(0.0 if v is None else v for v in values)
-    if any(v is not None for v in (*sizes, et_min_volume, *fractions)):
+    if any(v is not None for v in (*sizes, et_min_volume, *fractions, keep_core)):
         if choice != "model":
             raise NeurosegError(
                 f"--postprocess {choice}: give a decision or rules by hand (--min-size-*, --min-fraction-*, "
-                "--et-min-volume), not both"
+                "--et-min-volume, --keep-core), not both"
             )
-        return Postprocess(given(sizes), given([et_min_volume])[0], given(fractions))
+        return Postprocess(given(sizes), given([et_min_volume])[0], given(fractions), given([keep_core])[0])
     return None if choice == "model" else Postprocess() if choice == "none" else read_postprocess(choice)
 
 # %% ../nbs/06a_postprocess.ipynb #17e83947
@@ -241,21 +268,21 @@ MIN_SIZES_ML = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)   # smallest component kept,
 # smallest component kept as a fraction of the largest (1: the largest only)
 MIN_FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
 ET_VOLUMES_ML = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)   # total ET volume below which ET becomes necrosis (0: off)
+CORE_ML = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)   # tumour core that spares a WT component from the WT rules (0: off)
 MIN_GAIN = 1e-3   # a rule is kept when it raises the mean Dice by at least this much (a tenth of a Dice point)
 MIN_CASES = 5   # fewer held-out cases than this choose nothing: a rule that empties a region for one case is then noise
+PER_REGION = (("min_size_ml", MIN_SIZES_ML), ("min_fraction", MIN_FRACTIONS))
 RULES = {
-    **{
-        f"{kind} {r}": values
-        for r in REGIONS
-        for kind, values in (("min_size_ml", MIN_SIZES_ML), ("min_fraction", MIN_FRACTIONS))
-    },
+    **{f"{kind} WT": values for kind, values in PER_REGION},
+    "keep_core_ml": CORE_ML,   # only a WT rule gives it anything to spare
+    **{f"{kind} {r}": values for r in REGIONS[1:] for kind, values in PER_REGION},
     "et_min_volume_ml": ET_VOLUMES_ML,
 }   # tried in this order, each with these values
 
 # %% ../nbs/06a_postprocess.ipynb #14691014
 def with_rule(post:Postprocess, rule:str, value:float) -> Postprocess:
     "`post` with one rule of `RULES` set to `value`."
-    if rule == "et_min_volume_ml": return replace(post, et_min_volume_ml=value)
+    if rule in ("et_min_volume_ml", "keep_core_ml"): return replace(post, **{rule: value})
     field, region = rule.split()
     values = list(getattr(post, field)); values[REGIONS.index(region)] = value
     return replace(post, **{field: tuple(values)})
@@ -331,6 +358,8 @@ def format_decision(d:dict) -> str:
     rules = [f"{r} components under {ml:g} mL dropped" for r, ml in zip(REGIONS, post["min_size_ml"]) if ml]
     rules += [f"{r}: the largest component only" if f == 1 else f"{r} components under {f:.0%} of the largest dropped"
               for r, f in zip(REGIONS, post.get("min_fraction", (0,) * 3)) if f]
+    if core := post.get("keep_core_ml", 0):
+        rules += [f"WT components holding {core:g} mL of tumour core or more kept whatever the WT rules say"]
     rules += [f"ET under {post['et_min_volume_ml']:g} mL in total becomes necrosis"] if post["et_min_volume_ml"] else []
     fmt = lambda m: f"{m['mean']:.4f} (" + ", ".join(f"{r} {m[r]:.4f}" for r in REGIONS) + ")"
     nothing = (

@@ -75,7 +75,8 @@ SHIPPED_KEYS = (
 def postprocess_rules(post:dict) -> dict:
     "A postprocessing decision's rules as the registry records them: plain floats, every rule named."
     return dict(min_size_ml=[float(v) for v in post["min_size_ml"]], et_min_volume_ml=float(post["et_min_volume_ml"]),
-                min_fraction=[float(v) for v in post.get("min_fraction", (0, 0, 0))])
+                min_fraction=[float(v) for v in post.get("min_fraction", (0, 0, 0))],
+                keep_core_ml=float(post.get("keep_core_ml", 0.0)))
 
 def ship_checkpoint(
     ckpt: str | Path,  # a checkpoint written by neuroseg_train
